@@ -1,0 +1,115 @@
+"""Wire and storage shapes of an intake: the Redis record, chat messages, SSE events and summary v1.
+
+These are public contracts (DESIGN.md): change them only with a migration note in the README.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+IntakeStatus = Literal["invited", "active", "complete", "partial", "cancelled", "escalated"]
+SummaryStatus = Literal["complete", "partial", "no_intake", "escalated"]
+RequestType = Literal["concept", "assignment", "exam_prep", "grade", "draft_feedback", "logistics", "other"]
+Urgency = Literal["low", "medium", "high"]
+Role = Literal["student", "assistant", "staff"]
+
+
+class ChatMessage(msgspec.Struct, frozen=True):
+    role: Role
+    text: str
+
+
+class Person(msgspec.Struct, frozen=True):
+    name: str
+    email: str
+
+
+class SuggestedMaterial(msgspec.Struct, frozen=True):
+    title: str
+    source: str  # path inside the course pack
+    why: str
+
+
+class Flags(msgspec.Struct, frozen=True):
+    distress: bool = False
+    off_topic: bool = False
+    escalated_to_human: bool = False
+
+
+class Summary(msgspec.Struct, frozen=True, kw_only=True):
+    """Summary schema version 1, exactly as delivered to the professor."""
+
+    schema_version: Literal["1"] = "1"
+    booking_uid: str
+    course: str
+    student: Person
+    appointment_start: str  # RFC 3339
+    status: SummaryStatus
+    topic: str  # one of the course's topic ids, or "other"
+    assignment: str | None
+    request_type: RequestType
+    issue_description: Annotated[str, Meta(max_length=1200)]
+    student_attempts: Annotated[str, Meta(max_length=800)]
+    student_goal: Annotated[str, Meta(max_length=600)]
+    difficulty: Annotated[int, Meta(ge=1, le=5)]
+    urgency: Urgency
+    professor_prep_note: Annotated[str, Meta(max_length=800)]
+    suggested_materials: list[SuggestedMaterial] = []
+    flags: Flags = Flags()
+    turns: Annotated[int, Meta(ge=0)] = 0
+    transcript_url: str = ""
+
+
+class Booking(msgspec.Struct, frozen=True, kw_only=True):
+    """What we keep of the Cal.com booking an intake belongs to."""
+
+    uid: str
+    booking_id: int | None = None
+    event_type_id: int | None = None
+    event_type_slug: str | None = None
+    title: str = ""
+    start_time: str  # RFC 3339
+    end_time: str | None = None
+    organizer: Person
+    student: Person
+    notes: str = ""  # the student's own booking notes (additionalNotes)
+
+
+class IntakeView(msgspec.Struct, frozen=True, kw_only=True):
+    """``GET /api/intakes/{token}``."""
+
+    status: IntakeStatus
+    turn: int
+    max_turns: int
+    messages: list[ChatMessage]
+    course: str
+    course_title: str
+    student_name: str
+    appointment_start: str
+    consented: bool
+    retention_days: int
+    summary: Summary | None = None
+
+
+class MessageIn(msgspec.Struct, frozen=True):
+    """``POST /api/intakes/{token}/messages`` body."""
+
+    text: str
+    client_turn_id: str | None = None  # lets a retried request after a dropped stream be recognised
+
+
+class TokenEvent(msgspec.Struct, frozen=True):
+    text: str
+
+
+class DoneEvent(msgspec.Struct, frozen=True):
+    status: IntakeStatus
+    turn: int
+
+
+class ErrorEvent(msgspec.Struct, frozen=True):
+    code: str
+    message: str

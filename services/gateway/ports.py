@@ -1,0 +1,44 @@
+"""Narrow interfaces the interview logic talks through; adapters implement them, one class each."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Protocol
+
+import msgspec
+
+
+class Passage(msgspec.Struct, frozen=True, kw_only=True):
+    """One retrieved piece of course material."""
+
+    text: str
+    source: str  # path relative to the course folder, e.g. "assignments/essay-2.md"
+    title: str
+    section: str | None = None
+    assignment_id: str | None = None
+    score: float = 0.0
+
+
+class CourseRetriever(Protocol):
+    """Hybrid (vector + BM25) retrieval over one course's materials. Sync: call it from a worker thread."""
+
+    def retrieve(self, course_slug: str, query: str, k: int = 3) -> list[Passage]: ...
+
+
+class PromptMessage(msgspec.Struct, frozen=True):
+    """An OpenAI chat message as sent to inference."""
+
+    role: str  # system | user | assistant
+    content: str
+
+
+class ChatModel(Protocol):
+    """What the interview needs from an OpenAI-compatible server."""
+
+    def stream(
+        self, messages: Sequence[PromptMessage], *, max_tokens: int, stop: Sequence[str] = ()
+    ) -> AsyncIterator[str]: ...
+
+    async def complete(
+        self, messages: Sequence[PromptMessage], *, max_tokens: int, stop: Sequence[str] = ()
+    ) -> str: ...

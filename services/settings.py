@@ -1,0 +1,108 @@
+"""One typed settings object for every process, built from ``INTAKE_*`` environment variables.
+
+Bad configuration fails at start-up with a message naming the variable; tests build ``Settings`` directly.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import Meta
+
+Port = Annotated[int, Meta(ge=1, le=65535)]
+PositiveInt = Annotated[int, Meta(ge=1)]
+
+PREFIX = "INTAKE_"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or malformed; the message names the variable."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Every knob of the stack. Field ``foo_bar`` is read from ``INTAKE_FOO_BAR``."""
+
+    public_url: str = "http://127.0.0.1:8080"
+    host: str = "127.0.0.1"
+    port: Port = 8080
+    data_dir: str = str(REPO_ROOT / ".data")
+    corpus_dir: str = str(REPO_ROOT / "corpus")
+    log_level: str = "INFO"
+
+    redis_url: str = "redis://127.0.0.1:6390/0"
+    redis_port: Port = 6390
+    chroma_url: str = "http://127.0.0.1:8000"
+    chroma_port: Port = 8000
+
+    inference_url: str = "http://127.0.0.1:8081/v1"
+    inference_port: Port = 8081
+    model: str = ""  # empty: the embedded default model built into the data folder
+    model_name: str = "default_model"  # the name clients send to mlx_lm.server
+    adapter_path: str = ""
+    inference_timeout_s: Annotated[float, Meta(gt=0)] = 60.0
+    probe_timeout_s: Annotated[float, Meta(gt=0)] = 20.0
+
+    calcom_webhook_secret: str = ""
+    calcom_allow_unsigned: bool = False
+    calcom_api_url: str = "https://api.cal.com"
+    calcom_api_key: str = ""
+
+    smtp_host: str = ""  # empty: emails are written as .eml files into <data_dir>/outbox-mail
+    smtp_port: Port = 25
+    smtp_from: str = "office-hours@localhost"
+    smtp_username: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = False
+
+    staff_password_hash: str = ""  # argon2 hash; empty disables the staff pages
+    session_secret: str = ""  # signs staff cookies; generated per process when empty
+
+    max_turns: Annotated[int, Meta(ge=5, le=8)] = 8
+    min_turns: Annotated[int, Meta(ge=1, le=8)] = 5
+    max_message_chars: PositiveInt = 2000
+    max_webhook_bytes: PositiveInt = 256 * 1024
+    retention_days: Annotated[int, Meta(ge=0)] = 30
+    partial_before_meeting_s: Annotated[int, Meta(ge=0)] = 2 * 3600
+    reply_max_tokens: PositiveInt = 60
+    summary_max_tokens: PositiveInt = 400
+
+    cloudflared_token: str = ""
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    @property
+    def model_path(self) -> str:
+        """The model mlx_lm.server loads: an explicit folder or hub id, else the embedded default."""
+        return self.model or str(self.data_path / "models" / "smollm2-135m-instruct-f32")
+
+
+_FIELD_TYPES: dict[str, Any] = {f.name: f.type for f in msgspec.structs.fields(Settings)}
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build settings from ``INTAKE_*`` variables, failing with the variable's name on a bad value."""
+    env = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    for name in _FIELD_TYPES:
+        value = env.get(PREFIX + name.upper())
+        if value is not None and value != "":
+            raw[name] = value
+    try:
+        return msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(_name_variable(str(exc), raw)) from None
+
+
+def _name_variable(message: str, raw: Mapping[str, Any]) -> str:
+    """Turn msgspec's ``... - at `$.port``` into a message that names ``INTAKE_PORT`` and its value."""
+    if "`$." in message:
+        field = message.rsplit("`$.", 1)[1].rstrip("`").split("[")[0].split(".")[0]
+        return f"{PREFIX}{field.upper()}={raw.get(field)!r} is invalid: {message.split(' - at ')[0]}"
+    return f"bad {PREFIX}* settings: {message}"
