@@ -113,3 +113,51 @@ class DoneEvent(msgspec.Struct, frozen=True):
 class ErrorEvent(msgspec.Struct, frozen=True):
     code: str
     message: str
+
+
+class Facts(msgspec.Struct, kw_only=True):
+    """What the dialogue policy has learned so far; ``None`` means still unknown."""
+
+    topic: str | None = None
+    assignment: str | None = None
+    request_type: RequestType | None = None
+    attempts: str | None = None
+    stuck_on: str | None = None
+    goal: str | None = None
+    deadline: str | None = None
+
+
+class InterviewState(msgspec.Struct, kw_only=True):
+    """The interview as the policy sees it. ``prompt`` is exactly what was sent, so the next prompt extends it."""
+
+    messages: list[ChatMessage] = []
+    prompt: list[dict[str, str]] = []  # OpenAI chat messages [{role, content}], append-only
+    facts: Facts = msgspec.field(default_factory=Facts)
+    asked: list[str] = []  # policy slots asked so far, in order
+    context_sources: list[str] = []  # course-pack paths retrieved into the prompt
+    flags: Flags = Flags()
+    model_retries: int = 0
+
+    @property
+    def turn(self) -> int:
+        """Student turns so far."""
+        return sum(1 for m in self.messages if m.role == "student")
+
+
+class IntakeRecord(msgspec.Struct, kw_only=True):
+    """The Redis value of one intake, keyed by its capability token."""
+
+    token: str
+    booking: Booking
+    course_slug: str
+    status: IntakeStatus = "invited"
+    created_at: str
+    updated_at: str
+    consented_at: str | None = None
+    interview: InterviewState = msgspec.field(default_factory=InterviewState)
+    summary: Summary | None = None
+    summary_delivered_at: str | None = None
+    replies: dict[str, int] = {}  # client_turn_id -> index of the assistant message it produced
+    student_rating: Literal["up", "down"] | None = None
+    professor_rating: Literal["useful", "not_useful"] | None = None
+    taken_over: bool = False  # a staff member is answering instead of the model
