@@ -1,0 +1,5 @@
+"""Fixtures shared by every test folder: real servers on free ports in temporary folders."""
+
+pytest_plugins = [
+    "tests.fixtures.redis",
+]
