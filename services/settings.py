@@ -52,12 +52,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     calcom_api_url: str = "https://api.cal.com"
     calcom_api_key: str = ""
 
-    smtp_host: str = ""  # empty: emails are written as .eml files into <data_dir>/outbox-mail
+    smtp_host: str = ""  # empty: emails are written as .eml files into <data_dir>/mail
     smtp_port: Port = 25
     smtp_from: str = "office-hours@localhost"
     smtp_username: str = ""
     smtp_password: str = ""
     smtp_starttls: bool = False
+    smtp_timeout_s: Annotated[float, Meta(gt=0)] = 15.0
+    calcom_timeout_s: Annotated[float, Meta(gt=0)] = 10.0
+
+    # the delivery outbox (worker): attempts per channel, then the dead-letter list
+    outbox_max_attempts: PositiveInt = 10
+    outbox_backoff_base_s: Annotated[float, Meta(gt=0)] = 10.0
+    outbox_backoff_max_s: Annotated[float, Meta(gt=0)] = 3600.0
+    worker_poll_s: Annotated[float, Meta(gt=0)] = 1.0
 
     staff_password_hash: str = ""  # argon2 hash; empty disables the staff pages
     session_secret: str = ""  # signs staff cookies; generated per process when empty
