@@ -81,6 +81,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     cloudflared_token: str = ""
 
+    # indexer: files above the cap are skipped with a warning; chunk sizes are MiniLM word pieces
+    index_max_file_bytes: PositiveInt = 2 * 1024 * 1024
+    index_chunk_tokens: Annotated[int, Meta(ge=32, le=240)] = 200
+    index_chunk_overlap: Annotated[int, Meta(ge=0, le=100)] = 24
+
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir)
