@@ -27,14 +27,14 @@ class Topic(msgspec.Struct, frozen=True):
 class Assignment(msgspec.Struct, frozen=True):
     id: Slug
     title: str
-    due: dt.date | dt.datetime | None = None
+    due: dt.date | None = None  # a date-time in course.toml is cut to its date by load_course
     topics: list[str] = []
     keywords: list[str] = []
     file: str | None = None
 
     @property
     def due_date(self) -> dt.date | None:
-        return self.due.date() if isinstance(self.due, dt.datetime) else self.due
+        return self.due
 
 
 class CalcomMapping(msgspec.Struct, frozen=True):
@@ -136,6 +136,7 @@ def load_course(folder: Path) -> Course:
     except tomllib.TOMLDecodeError as exc:
         line = getattr(exc, "lineno", None) or _line_from_message(str(exc))
         raise CoursePackError(CourseProblem(folder.name, str(toml_path), line, str(exc))) from None
+    _dates_only(data)
     try:
         course = msgspec.convert(data, Course, strict=False)
     except msgspec.ValidationError as exc:
@@ -177,6 +178,19 @@ def load_catalog(corpus_dir: Path) -> Catalog:
         owners.update(dict.fromkeys(keys, course.slug))
         courses[course.slug] = course
     return Catalog(courses=courses, problems=problems)
+
+
+def _dates_only(data: dict) -> None:
+    """msgspec cannot decode a ``date | datetime`` union: keep the date of an RFC 3339 date-time due."""
+    for item in data.get("assignments", []) if isinstance(data.get("assignments"), list) else []:
+        due = item.get("due") if isinstance(item, dict) else None
+        if isinstance(due, dt.datetime):
+            item["due"] = due.date()
+        elif isinstance(due, str) and "T" in due:
+            try:
+                item["due"] = dt.datetime.fromisoformat(due.replace("Z", "+00:00")).date()
+            except ValueError:
+                pass  # left as is: msgspec reports the bad value with its line
 
 
 def _check_references(course: Course, text: str, toml_path: Path) -> None:
