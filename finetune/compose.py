@@ -1,0 +1,185 @@
+"""Composed dialogue without a frontier model: simulated student turns and ideal interviewer questions.
+
+Both come from the phrase banks in ``phrases.toml`` filled with the persona's facts and the course pack's
+real assignment and topic names. The student side is reused by the evaluation harness, which has to
+answer free-text questions from the model under test, hence ``slot_of_question``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from finetune.personas import PHRASES_PATH, Persona
+from services.coursepack import Course
+
+Slot = Literal["topic", "assignment", "request_type", "stuck_on", "attempts", "goal", "deadline"]
+SLOTS: tuple[Slot, ...] = ("topic", "assignment", "request_type", "stuck_on", "attempts", "goal", "deadline")
+Special = Literal["off_topic", "homework", "injection", "distress"]
+
+# Words in a question that tell which fact it asks for; checked in this order (first hit wins).
+_SLOT_CUES: list[tuple[Slot, tuple[str, ...]]] = [
+    ("deadline", ("due", "deadline", "when do you need", "how much time", "when is")),
+    ("attempts", ("tried", "try so far", "have you done", "looked at", "attempted", "so far")),
+    ("goal", ("leave the meeting", "leave with", "success", "most want", "hope to", "goal", "get out of")),
+    ("request_type", ("kind of help", "type of help", "feedback on a draft")),
+    ("assignment", ("which assignment", "what assignment", "one of your assignments", "assignment is this")),
+    ("stuck_on", ("stuck", "goes wrong", "hardest", "trouble", "confus", "difficult", "part of", "paste")),
+    ("topic", ("topic", "what would you like", "what do you need", "help with", "about")),
+]
+
+
+def load_phrases(path: Path = PHRASES_PATH) -> dict[str, Any]:
+    return tomllib.loads(path.read_text(encoding="utf-8"))
+
+
+def slot_of_question(text: str) -> Slot | None:
+    """The fact a free-text question most likely asks for (used when the model, not the policy, asked)."""
+    lowered = text.lower()
+    for slot, cues in _SLOT_CUES:
+        if any(cue in lowered for cue in cues):
+            return slot
+    return None
+
+
+def words(persona: Persona, course: Course) -> dict[str, str]:
+    """Placeholder values for this persona: students use keywords, the interviewer uses titles."""
+    assignment = course.assignment(persona.truth.assignment) if persona.truth.assignment else None
+    topic = course.topic(persona.truth.topic)
+    due = dt.date.fromisoformat(persona.truth.deadline) if persona.truth.deadline else None
+    titles = [a.title for a in course.assignments[:3]]
+    return {
+        "assignment": persona.assignment_word or f"{persona.topic_word} stuff",
+        "assignment_title": assignment.title if assignment else (topic.title if topic else persona.topic_word),
+        "topic": persona.topic_word,
+        "topic_title": _short(topic.title) if topic else persona.topic_word,
+        "course": course.code,
+        "hint": persona.hint,
+        "name": persona.name.split()[0],
+        "instructor": course.instructor_name,
+        "assignment_list": ", ".join(titles[:-1]) + (f" or {titles[-1]}" if len(titles) > 1 else "".join(titles)),
+        "deadline": f"on {due:%A, %B} {due.day}" if due else "",
+        "days": str(persona.truth.days_to_deadline or 0),
+    }
+
+
+def _short(title: str) -> str:
+    """'Word choice: prepositions, ...' -> 'word choice': what fits inside a short question."""
+    head = title.split(":")[0].strip()
+    return head[0].lower() + head[1:] if head[:2] != head[:2].upper() else head
+
+
+class SimulatedStudent:
+    """One persona answering questions in their style; special lines (injection, distress...) on set turns."""
+
+    def __init__(self, persona: Persona, course: Course, phrases: dict[str, Any], rng: random.Random) -> None:
+        self.persona = persona
+        self.rng = rng
+        self.bank = phrases["student"][persona.style]
+        self.phrases = phrases
+        self.words = words(persona, course)
+        self.turn = 0
+        self.special = self._schedule()
+        self.told: set[Slot] = set()
+
+    def _schedule(self) -> dict[int, Special]:
+        """Which student turn carries the style's special line (turn 1 is the opener)."""
+        style = self.persona.style
+        if style == "distress":
+            return {self.rng.choice([3, 4, 5]): "distress"}
+        if style == "injection":
+            return {self.rng.choice([2, 3, 4]): "injection"}
+        if style == "homework":
+            return {self.rng.choice([2, 3]): "homework"}
+        if style == "off_topic":
+            return {self.rng.choice([3, 4]): "off_topic"}
+        return {}
+
+    def special_at(self, turn: int) -> Special | None:
+        return self.special.get(turn)
+
+    def opening(self) -> str:
+        """The first message, answering the greeting's open question."""
+        self.turn = 1
+        self.told.update({"topic"} if "{topic}" in " ".join(self.bank["openers"]) else set())
+        return self._fill(self.rng.choice(self.bank["openers"]))
+
+    def reply(self, slot: Slot | None) -> str:
+        """The next message, answering ``slot`` (or the next untold fact when the question was unclear)."""
+        self.turn += 1
+        special = self.special.get(self.turn)
+        if special:
+            return self._fill(self.rng.choice(self.bank[f"{special}_turn"]))
+        slot = slot or next((s for s in SLOTS if s not in self.told), None)
+        if slot is None:
+            return self._fill(self.rng.choice(self.bank["unknown"]))
+        self.told.add(slot)
+        fact = self._fact(slot)
+        if self.persona.style == "terse":
+            fact = _terse(fact)
+        return self._fill(self.rng.choice(self.bank["frames"]).replace("{fact}", fact))
+
+    def _fact(self, slot: Slot) -> str:
+        p, t = self.persona, self.persona.truth
+        if slot == "assignment":
+            if not t.assignment:
+                return "it's not for one assignment, more {topic} in general"
+            return self.rng.choice(["it's the {assignment}", "{assignment}", "the {assignment} one"])
+        if slot == "topic":
+            return p.say_stuck
+        if slot == "request_type":
+            return self.rng.choice(self.phrases["request_says"][t.request_type])
+        if slot == "stuck_on":
+            return f"{p.say_stuck}, {p.hint}"
+        if slot == "attempts":
+            return p.say_attempts
+        if slot == "goal":
+            return p.say_goal
+        deadlines = self.phrases["deadlines"]
+        if t.days_to_deadline is None:
+            return self.rng.choice(deadlines["none"])
+        if t.days_to_deadline in (0, 1):
+            return "it's due {deadline}, " + ("today" if t.days_to_deadline == 0 else "tomorrow")
+        return self.rng.choice(deadlines["past" if t.days_to_deadline < 0 else "say"])
+
+    def _fill(self, text: str) -> str:
+        extra = {
+            "tangent": self.rng.choice(self.bank.get("tangents", [""])),
+            "worry": self.rng.choice(self.bank.get("worries", [""])),
+            "drift": self.rng.choice(self.bank.get("drifts", [""])),
+        }
+        for _ in range(2):  # facts may themselves contain placeholders
+            text = re.sub(r"\{(\w+)\}", lambda m: {**self.words, **extra}.get(m.group(1), m.group(0)), text)
+        return _tidy(text)
+
+
+def ideal_question(slot: Slot, persona: Persona, course: Course, phrases: dict[str, Any], rng: random.Random) -> str:
+    """One short question for ``slot`` naming the assignment or topic, with a style-aware acknowledgement."""
+    bank = phrases["assistant"]
+    questions = bank["questions"][slot]
+    if not persona.truth.assignment:
+        questions = [q for q in questions if "{assignment_title}" not in q] or questions
+    question = rng.choice(questions)
+    acks = bank.get(f"acks_{persona.style}", bank["acks"])
+    ack = rng.choice(acks) if rng.random() < 0.7 else ""
+    values = words(persona, course)
+    text = re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), m.group(0)), f"{ack} {question}")
+    return _tidy(text)
+
+
+def _terse(fact: str) -> str:
+    """Few words, lower case, no pronoun lead-in: how a terse student types."""
+    text = re.sub(r"^(i want to|i want|i need to|i need|i think|it's|it is|i)\s+", "", fact.strip(), flags=re.I)
+    text = re.split(r",| because | but | and then ", text.lower())[0]
+    cut = text.rstrip(".").split()[:8]
+    while len(cut) > 2 and cut[-1] in {"the", "a", "an", "to", "of", "for", "with", "in", "is", "my", "and"}:
+        cut.pop()
+    return " ".join(cut)
+
+
+def _tidy(text: str) -> str:
+    return re.sub(r"\s+([,.?!])", r"\1", re.sub(r"\s{2,}", " ", text)).strip()
