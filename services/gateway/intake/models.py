@@ -91,14 +91,17 @@ class IntakeView(msgspec.Struct, frozen=True, kw_only=True):
     appointment_start: str
     consented: bool
     retention_days: int
+    instructor_name: str = ""  # who reads the chat, shown on the consent screen
+    taken_over: bool = False  # a staff member answers instead of the model
     summary: Summary | None = None
 
 
 class MessageIn(msgspec.Struct, frozen=True):
     """``POST /api/intakes/{token}/messages`` body."""
 
-    text: str
-    client_turn_id: str | None = None  # lets a retried request after a dropped stream be recognised
+    text: Annotated[str, Meta(max_length=20_000)]  # hard cap; settings.max_message_chars is the real one
+    # lets a retried request after a dropped stream be recognised
+    client_turn_id: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{8,64}$")] | None = None
 
 
 class TokenEvent(msgspec.Struct, frozen=True):

@@ -1,0 +1,306 @@
+"""Handler-side helpers for the student chat: the state view, the interviewer, and one streamed turn.
+
+A turn runs in its own task, detached from the HTTP response: if the phone's connection drops mid-reply,
+the turn still finishes and is stored under the client's ``client_turn_id``, so the page's retry replays
+the stored reply instead of running (and billing the CPU for) a second turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import AsyncExitStack
+from typing import Any, TypeVar
+
+import msgspec
+import structlog
+from litestar import Request
+from litestar.response import ServerSentEventMessage
+
+from services.coursepack import Course
+from services.gateway.container import Services
+from services.gateway.errors import Conflict, PayloadTooLarge, Unprocessable
+from services.gateway.intake.interview import Interviewer, TurnOutcome, draft_summary
+from services.gateway.intake.models import (
+    ChatMessage,
+    DoneEvent,
+    ErrorEvent,
+    IntakeRecord,
+    IntakeStatus,
+    IntakeView,
+    InterviewState,
+    SummaryStatus,
+    TokenEvent,
+)
+from services.gateway.intake.store import IntakeStore
+from services.gateway.ports import ChatModel
+from services.settings import Settings
+
+FINISHED: frozenset[IntakeStatus] = frozenset({"complete", "partial", "escalated"})
+CHAT_MODEL_KEY = "chat_model"  # Services.extras key: tests put a scripted ChatModel here
+_END = object()
+T = TypeVar("T")
+_tasks: set[asyncio.Task[Any]] = set()
+log = structlog.get_logger()
+
+ERROR_MESSAGES = {
+    "inference_timeout": "The assistant took too long to answer. Your message is still here: send it again.",
+    "inference_unavailable": "The assistant is not answering right now. Your message is still here: "
+    "try sending it again in a minute.",
+    "internal": "Something went wrong on our side. Your message is still here: try sending it again.",
+}
+
+
+def intake_store(services: Services) -> IntakeStore:
+    return IntakeStore(services.redis, services.settings.retention_days)
+
+
+def chat_model(services: Services) -> ChatModel:
+    """The model adapter, built once per process (tests inject a scripted one through ``extras``)."""
+    model = services.extras.get(CHAT_MODEL_KEY)
+    if model is None:
+        from services.gateway.intake.llm import OpenAIChatModel
+
+        model = OpenAIChatModel(services.openai, services.settings.model_name)
+        services.extras[CHAT_MODEL_KEY] = model
+    return model
+
+
+def interviewer(services: Services) -> Interviewer:
+    return Interviewer(chat_model(services), services.retriever, services.settings)
+
+
+def course_of(services: Services, record: IntakeRecord) -> Course:
+    course = services.catalog.courses.get(record.course_slug)
+    if course is None:
+        raise Conflict("This course is no longer set up for intake chats. Please contact your instructor.")
+    return course
+
+
+def transcript_url(settings: Settings, token: str) -> str:
+    """The staff link printed in the summary; the staff page itself asks for a login."""
+    return f"{settings.public_url.rstrip('/')}/staff/intakes/{token}"
+
+
+def build_view(record: IntakeRecord, course: Course | None, settings: Settings) -> IntakeView:
+    booking = record.booking
+    return IntakeView(
+        status=record.status,
+        turn=record.interview.turn,
+        max_turns=settings.max_turns,
+        messages=list(record.interview.messages),
+        course=course.code if course else record.course_slug,
+        course_title=course.title if course else "",
+        instructor_name=(course.instructor_name if course else "") or booking.organizer.name,
+        student_name=booking.student.name,
+        appointment_start=booking.start_time,
+        consented=record.consented_at is not None,
+        retention_days=settings.retention_days,
+        taken_over=record.taken_over,
+        summary=record.summary,
+    )
+
+
+async def read_capped(request: Request[Any, Any, Any], cap: int) -> bytes:
+    """The raw body, refused with 413 as soon as it passes ``cap`` bytes (before it is all read)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > cap:
+        raise PayloadTooLarge(f"The request is too large (over {cap} bytes).")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > cap:
+            raise PayloadTooLarge(f"The request is too large (over {cap} bytes).")
+    return bytes(body)
+
+
+def decode_body(raw: bytes, kind: type[T]) -> T:
+    """msgspec validation errors become a readable 422 (the type carries the constraints)."""
+    try:
+        return msgspec.json.decode(raw, type=kind)
+    except msgspec.ValidationError as exc:
+        raise Unprocessable(f"The request is not valid: {exc}") from None
+    except msgspec.DecodeError:
+        raise Unprocessable("The request body is not valid JSON.") from None
+
+
+def spawn(coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+    """Run ``coro`` past the end of the request; the set keeps the task from being garbage-collected."""
+    task = asyncio.create_task(coro)
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+    return task
+
+
+def copy_state(state: InterviewState) -> InterviewState:
+    """A deep copy, so a failed turn leaves the stored interview exactly as it was."""
+    return msgspec.json.decode(msgspec.json.encode(state), type=InterviewState)
+
+
+def token_event(text: str) -> ServerSentEventMessage:
+    return _event("token", TokenEvent(text))
+
+
+def done_event(status: IntakeStatus, turn: int) -> ServerSentEventMessage:
+    return _event("done", DoneEvent(status, turn))
+
+
+def error_event(code: str) -> ServerSentEventMessage:
+    return _event("error", ErrorEvent(code, ERROR_MESSAGES.get(code, ERROR_MESSAGES["internal"])))
+
+
+def _event(name: str, body: msgspec.Struct) -> ServerSentEventMessage:
+    return ServerSentEventMessage(event=name, data=msgspec.json.encode(body).decode())
+
+
+def replay(record: IntakeRecord, client_turn_id: str) -> list[ServerSentEventMessage] | None:
+    """The stored answer to an already-handled ``client_turn_id`` (a retry after a dropped stream)."""
+    index = record.replies.get(client_turn_id)
+    if index is None:
+        return None
+    messages = record.interview.messages
+    events = [token_event(messages[index].text)] if 0 <= index < len(messages) else []
+    return [*events, done_event(record.status, record.interview.turn)]
+
+
+async def iterate(events: list[ServerSentEventMessage]) -> AsyncIterator[ServerSentEventMessage]:
+    for event in events:
+        yield event
+
+
+class TurnRunner:
+    """One student turn: holds the intake's turn lock (via ``lock``) until the turn is stored."""
+
+    def __init__(
+        self,
+        services: Services,
+        record: IntakeRecord,
+        text: str,
+        client_turn_id: str | None,
+        lock: AsyncExitStack,
+    ) -> None:
+        self.services = services
+        self.store = intake_store(services)
+        self.record = record
+        self.text = text
+        self.client_turn_id = client_turn_id
+        self.lock = lock
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+
+    def start(self) -> AsyncIterator[ServerSentEventMessage]:
+        """Start the turn now (it survives a dropped connection) and return its event stream."""
+        spawn(self._produce())
+        return self._events()
+
+    async def _events(self) -> AsyncIterator[ServerSentEventMessage]:
+        while (item := await self.queue.get()) is not _END:
+            yield item
+
+    async def _produce(self) -> None:
+        try:
+            async with self.lock:
+                if self.record.taken_over:
+                    await self._store_for_staff()
+                else:
+                    await self._model_turn()
+        except Exception as exc:  # any failure mid-stream becomes an error event, never a broken stream
+            code = _error_code(exc)
+            log.warning(
+                "turn_failed", booking_uid=self.record.booking.uid, code=code, error=type(exc).__name__
+            )
+            self.queue.put_nowait(error_event(code))
+            self.queue.put_nowait(done_event(self.record.status, self.record.interview.turn))
+        finally:
+            self.queue.put_nowait(_END)
+
+    async def _store_for_staff(self) -> None:
+        """A staff member took over: keep the student's message, let the human answer from the staff page."""
+        self.record.interview.messages.append(ChatMessage("student", self.text))
+        if self.client_turn_id:
+            self.record.replies[self.client_turn_id] = -1
+        await self.store.save(self.record)
+        log.info(
+            "turn_stored_for_staff", booking_uid=self.record.booking.uid, turn=self.record.interview.turn
+        )
+        self.queue.put_nowait(done_event(self.record.status, self.record.interview.turn))
+
+    async def _model_turn(self) -> None:
+        course = course_of(self.services, self.record)
+        state = copy_state(self.record.interview)
+        outcome = await asyncio.wait_for(
+            self._stream(interviewer(self.services), state, course),
+            timeout=self.services.settings.inference_timeout_s * 2,
+        )
+        record = await self._commit(state, course, outcome)
+        log.info(
+            "turn_answered", booking_uid=record.booking.uid, turn=record.interview.turn, status=record.status
+        )
+        self.queue.put_nowait(done_event(record.status, record.interview.turn))
+
+    async def _stream(self, iv: Interviewer, state: InterviewState, course: Course) -> TurnOutcome:
+        outcome: TurnOutcome | None = None
+        streamed = ""
+        async for item in iv.turn(state, course, self.record.booking, self.text):
+            if isinstance(item, TurnOutcome):
+                outcome = item
+            elif item:
+                streamed += item
+                self.queue.put_nowait(token_event(item))
+        if outcome is None:
+            raise RuntimeError("the interviewer ended a turn without an outcome")
+        if outcome.reply.startswith(streamed) and len(outcome.reply) > len(streamed):
+            self.queue.put_nowait(token_event(outcome.reply[len(streamed) :]))
+        _ensure_recorded(state, self.text, outcome.reply)
+        return outcome
+
+    async def _commit(self, state: InterviewState, course: Course, outcome: TurnOutcome) -> IntakeRecord:
+        """Write the turn onto the freshest record, so a webhook (cancel, reschedule) is never undone."""
+        record = await self.store.get(self.record.token)
+        if record is None or record.status == "cancelled":
+            return record or self.record
+        record.interview = state
+        if self.client_turn_id:
+            record.replies[self.client_turn_id] = len(state.messages) - 1
+        if record.status in ("active", "invited"):
+            record.status = outcome.status
+        finished = outcome.finished and record.status in ("complete", "escalated")
+        if finished:
+            summary_status: SummaryStatus = "escalated" if record.status == "escalated" else "complete"
+            url = transcript_url(self.services.settings, record.token)
+            record.summary = draft_summary(state, course, record.booking, summary_status, url)
+        await self.store.save(record)
+        if finished:
+            await _enqueue_delivery(self.services, record)
+        return record
+
+
+def _ensure_recorded(state: InterviewState, text: str, reply: str) -> None:
+    """The transcript must hold this turn's question and answer, whoever appended them."""
+    messages = state.messages
+    if not messages or messages[-1].role != "assistant" or messages[-1].text != reply:
+        if not messages or messages[-1].role != "student":
+            messages.append(ChatMessage("student", text))
+        messages.append(ChatMessage("assistant", reply))
+
+
+async def _enqueue_delivery(services: Services, record: IntakeRecord) -> None:
+    from services.gateway.delivery.outbox import enqueue_summary_delivery
+
+    await enqueue_summary_delivery(services, record)
+    log.info("summary_enqueued", booking_uid=record.booking.uid, status=record.status)
+
+
+def _error_code(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__:
+        return "inference_timeout"
+    module = type(exc).__module__
+    if module.startswith(("openai", "httpx", "httpcore")) or "Connection" in type(exc).__name__:
+        return "inference_unavailable"
+    return "internal"
+
+
+async def warm_quietly(services: Services, state: InterviewState) -> None:
+    """Fill the inference server's prompt cache after consent; a failure only costs first-answer latency."""
+    with contextlib.suppress(Exception):
+        await interviewer(services).warm(state)
