@@ -1,40 +1,68 @@
 """The interviewer: glue between the dialogue policy, guardrails, prompt assembly and the model.
 
-SKELETON: public API fixed so the routes, the delivery worker and the fine-tuning pipeline can code
-against it; bodies are being filled in.
-
 Lifecycle, as the routes drive it::
 
-    iv = Interviewer(ChatModel, retriever, settings)
-    await iv.prepare(state, course, booking)        # once, when the intake is created or first opened
+    iv = Interviewer(chat_model, retriever, settings)
+    await iv.prepare(state, course, booking)        # once: retrieval + fixed system prompt, no model call
     text = iv.opening(state, course, booking)       # first assistant message, instant, no model
     await iv.warm(state)                            # right after consent: fills the server's prompt cache
     async for item in iv.turn(state, course, booking, student_text):
-        if isinstance(item, str): send SSE token     # may be cut short; TurnOutcome.reply is authoritative
-        else: outcome = item                         # exactly one, last
-    summary = draft_summary(...) / await iv.summarize(...)
+        if isinstance(item, str): send a `token` SSE event
+        else: outcome = item                        # exactly one TurnOutcome, always last
+    summary = draft_summary(...)                    # instant, facts only
+    summary = await iv.summarize(...)               # model-drafted text, validated, never raises
 
-All methods mutate ``state`` in place; the caller persists it (IntakeStore) afterwards.
+All methods mutate ``state`` in place; the caller persists it afterwards.
+
+Streaming contract: the pieces a turn yields always concatenate to ``TurnOutcome.reply`` — the
+student never sees text that is later taken back. To get there, model output is released sentence
+by sentence, and only once the sentence passed the checks: a short preface sentence ("Thanks, that
+helps.") is released as soon as it is complete, the question when its "?" arrives and the whole
+reply passed ``guardrails.check_reply``. A reply that fails is retried once (greedy); if that fails
+too, the policy's template question for the slot is streamed instead (``state.model_retries`` counts
+the failed attempts). Guardrail cases (distress, homework, injection, off-topic) and the closing
+message are answered from templates without calling the model.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import datetime as dt
+import re
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import msgspec
+import structlog
 
 from services.coursepack import Course
-from services.gateway.intake.models import Booking, IntakeStatus, InterviewState, Summary, SummaryStatus
-from services.gateway.ports import ChatModel, CourseRetriever
+from services.gateway.intake import guardrails, policy, prompt, summary
+from services.gateway.intake.models import (
+    Booking,
+    ChatMessage,
+    IntakeStatus,
+    InterviewState,
+    Summary,
+    SummaryStatus,
+)
+from services.gateway.ports import ChatModel, CourseRetriever, Passage, PromptMessage
 from services.settings import Settings
+
+log = structlog.get_logger()
+
+MAX_CONTEXT_SOURCES = 5
+_GUARD_NOTES = {
+    "distress": "[The student seems to be in distress. Support resources were shown; the interview stopped.]",
+    "injection": "[Message withheld: it asked for hidden instructions or other people's data.]",
+    "homework": "[The student asked for the answer; declined.]",
+    "off_topic": "[Off-topic message; redirected.]",
+}
 
 
 class TurnOutcome(msgspec.Struct, frozen=True, kw_only=True):
-    """The result of one student turn, yielded once after any streamed pieces.
+    """The result of one student turn, yielded once after the streamed pieces.
 
-    ``reply`` is the final text to show and store (it may differ from the streamed pieces when a
-    model reply failed validation and was replaced); ``finished`` is True when the interview is
-    over (status ``complete`` or ``escalated``) and the summary should be produced.
+    ``reply`` is the text to store and show; it equals the concatenated pieces. ``finished`` is True
+    when the interview is over (status ``complete`` or ``escalated``) and a summary should be made.
     """
 
     status: IntakeStatus  # "active" | "complete" | "escalated"
@@ -42,47 +70,257 @@ class TurnOutcome(msgspec.Struct, frozen=True, kw_only=True):
     finished: bool
 
 
-class Interviewer:
-    """Runs one Socratic intake interview; stateless itself, all state lives in ``InterviewState``."""
+class _Attempt:
+    """One streamed model reply: what was released to the student and what is held back."""
 
-    def __init__(self, model: ChatModel, retriever: CourseRetriever | None, settings: Settings) -> None:
+    def __init__(self) -> None:
+        self.released = ""  # preface sentences already yielded
+        self.tail = ""  # text up to the question mark, not yet yielded
+        self.problems: list[str] = []
+
+
+class Interviewer:
+    """Runs Socratic intake interviews; holds no per-interview state (that lives in ``InterviewState``)."""
+
+    def __init__(
+        self,
+        model: ChatModel,
+        retriever: CourseRetriever | None,
+        settings: Settings,
+        *,
+        today: Callable[[Course], dt.date] | None = None,
+    ) -> None:
         self.model = model
         self.retriever = retriever
         self.settings = settings
+        self._today = today or summary.today_for
+
+    # ------------------------------------------------------------ start
 
     async def prepare(self, state: InterviewState, course: Course, booking: Booking) -> None:
-        """Retrieve context once (booking notes + course), store sources, build the fixed system prompt.
+        """Retrieve context once (booking notes + course), store its sources, build the fixed system prompt.
 
-        No model call. The retriever is sync and runs in a worker thread. Sets ``state.prompt`` to
-        ``[system]`` and ``state.context_sources``; pre-fills facts from the booking notes.
+        No model call. The retriever is sync and runs in a worker thread; if it fails the interview
+        runs without materials. Facts already in the booking notes (an assignment, a deadline) are
+        recorded so the bot does not ask for them again. Idempotent: a prepared state is left alone.
         """
-        raise NotImplementedError
+        if state.prompt:
+            return
+        query = " ".join(x for x in (booking.notes, booking.title) if x.strip()) or course.title
+        passages = await self._retrieve(course, query, 4)
+        chosen = prompt.choose_passages(course, booking, passages)
+        state.context_sources = [p.source for p in chosen]
+        if booking.notes.strip():
+            policy.observe(state, course, booking.notes, self._today(course), slot=None, from_notes=True)
+        state.prompt = [{"role": "system", "content": prompt.system_prompt(course, booking, chosen)}]
+        log.info(
+            "interview_prepared",
+            course=course.slug,
+            passages=len(chosen),
+            system_tokens=prompt.estimate_tokens(state.prompt[0]["content"]),
+        )
 
     def opening(self, state: InterviewState, course: Course, booking: Booking) -> str:
         """The first assistant message (greeting + first question): deterministic, instant, no model.
 
-        Appended to ``state.messages`` and ``state.prompt``.
+        Appended to ``state.messages`` and ``state.prompt``; calling it again returns the same text.
         """
-        raise NotImplementedError
+        if state.messages and state.messages[0].role == "assistant":
+            return state.messages[0].text
+        text = policy.opening(course, booking, state.facts, self._today(course))
+        state.messages.append(ChatMessage("assistant", text))
+        state.prompt.append({"role": "assistant", "content": text})
+        state.asked.append("issue")
+        return text
 
     async def warm(self, state: InterviewState) -> None:
         """Send ``state.prompt`` with ``max_tokens=1`` so the server's prompt cache holds the prefix.
 
         Never raises: a failed warm-up only costs latency on the first answer.
         """
-        raise NotImplementedError
+        try:
+            await asyncio.wait_for(
+                self.model.complete(prompt.messages(state.prompt), max_tokens=1),
+                self.settings.inference_timeout_s,
+            )
+        except Exception as exc:
+            log.warning("interview_warm_failed", error=type(exc).__name__)
 
-    def turn(
+    # ------------------------------------------------------------ turns
+
+    async def turn(
         self, state: InterviewState, course: Course, booking: Booking, text: str
     ) -> AsyncIterator[str | TurnOutcome]:
-        """Handle one student message: yields reply pieces as they stream, then exactly one TurnOutcome.
+        """Handle one student message: yields reply pieces, then exactly one ``TurnOutcome``.
 
-        Guardrails run before the model (distress -> escalated, homework/injection/off-topic ->
-        template replies). The streamed pieces are only sent while the model output passes the
-        incremental checks; on failure nothing more is streamed and ``TurnOutcome.reply`` carries the
-        replacement. Mutates ``state`` (messages, prompt, facts, asked, flags, model_retries).
+        Mutates ``state`` (messages, prompt, facts, asked, flags, model_retries).
         """
-        raise NotImplementedError
+        text = text.strip()[: self.settings.max_message_chars]
+        today = self._today(course)
+        pending = state.asked[-1] if state.asked else None
+        state.messages.append(ChatMessage("student", text))
+        verdict = guardrails.screen(text, course_related=policy.mentions_course(course, text))
+        if verdict.kind == "distress":
+            state.flags = msgspec.structs.replace(state.flags, distress=True, escalated_to_human=True)
+            reply = guardrails.support_reply(course)
+            self._record(state, _GUARD_NOTES["distress"], reply)
+            log.warning("interview_escalated", turn=state.turn, rule=verdict.rule)
+            yield reply
+            yield TurnOutcome(status="escalated", reply=reply, finished=True)
+            return
+        if verdict.kind == "off_topic":
+            state.flags = msgspec.structs.replace(state.flags, off_topic=True)
+        if verdict.kind != "injection":  # an injection attempt teaches us nothing we should believe
+            slot = pending if verdict.kind == "ok" else None
+            before = (state.facts.assignment, state.facts.topic)
+            policy.observe(state, course, text, today, slot=slot)
+            focus_changed = before != (state.facts.assignment, state.facts.topic)
+        else:
+            focus_changed = False
+        decision = policy.decide(state, course, self.settings)
+        if decision.action == "finish":
+            reply = policy.closing(course, booking)
+            note = _GUARD_NOTES.get(verdict.kind) or prompt.student_turn(
+                text, "[Thank them; the interview is over.]"
+            )
+            self._record(state, note, reply)
+            log.info("interview_completed", turn=state.turn, retries=state.model_retries)
+            yield reply
+            yield TurnOutcome(status="complete", reply=reply, finished=True)
+            return
+        assert decision.slot is not None
+        slot, variant = decision.slot, decision.variant
+        state.asked.append(slot)
+        fallback = policy.question(slot, course, booking, state.facts, today, variant)
+        if verdict.kind != "ok":
+            reply = _guard_reply(verdict.kind, course, fallback)
+            self._record(state, _GUARD_NOTES[verdict.kind], reply)
+            log.info("interview_guarded", turn=state.turn, kind=verdict.kind, rule=verdict.rule, slot=slot)
+            yield reply
+            yield TurnOutcome(status="active", reply=reply, finished=False)
+            return
+        material = await self._late_context(state, course, text) if focus_changed else None
+        steer = policy.instruction(slot, course, booking, state.facts, today, variant)
+        user = prompt.student_turn(text, steer, material)
+        pieces: list[str] = []
+        async for piece in self._ask_model(state, user, slot, fallback):
+            pieces.append(piece)
+            yield piece
+        reply = "".join(pieces)
+        self._record(state, user, reply)
+        log.info("interview_turn", turn=state.turn, slot=slot, variant=variant, retries=state.model_retries)
+        yield TurnOutcome(status="active", reply=reply, finished=False)
+
+    def _record(self, state: InterviewState, user: str, reply: str) -> None:
+        """Append the exact user message sent and the reply shown: the next prompt extends this one."""
+        state.prompt.append({"role": "user", "content": user})
+        state.prompt.append({"role": "assistant", "content": reply})
+        state.messages.append(ChatMessage("assistant", reply))
+
+    async def _ask_model(
+        self, state: InterviewState, user: str, slot: str, fallback: str
+    ) -> AsyncIterator[str]:
+        """Stream a validated model question, retried once, else the template; pieces == final reply."""
+        sent = prompt.messages([*state.prompt, {"role": "user", "content": user}])
+        system = state.prompt[0]["content"] if state.prompt and state.prompt[0]["role"] == "system" else ""
+        previous = [m.text for m in state.messages if m.role == "assistant"]
+        released = ""
+        for attempt_no in range(2):
+            attempt = _Attempt()
+            async for piece in self._stream_attempt(
+                sent, attempt, system, allow_preface=attempt_no == 0, greedy=attempt_no > 0
+            ):
+                yield piece
+            released += attempt.released
+            tail = attempt.tail if attempt_no == 0 else guardrails.question_text(attempt.tail)
+            candidate = _join(released, tail)
+            problems = attempt.problems or guardrails.check_reply(
+                candidate, system_prompt=system, previous=previous, slot=slot
+            )
+            if not problems:
+                yield _lead(released, tail)
+                return
+            state.model_retries += 1
+            log.info("interview_reply_rejected", attempt=attempt_no, problems=problems, slot=slot)
+        yield _lead(released, fallback)
+
+    async def _stream_attempt(
+        self,
+        sent: Sequence[PromptMessage],
+        attempt: _Attempt,
+        system: str,
+        *,
+        allow_preface: bool,
+        greedy: bool,
+    ) -> AsyncIterator[str]:
+        """Read one model reply up to its first '?', releasing checked preface sentences on the way."""
+        buffer = ""
+        try:
+            async with asyncio.timeout(self.settings.inference_timeout_s):
+                stream = self._open_stream(sent, greedy)
+                try:
+                    async for piece in stream:
+                        buffer = (buffer + piece).lstrip()
+                        if "?" in buffer:
+                            attempt.tail = _cut_question(buffer)
+                            return
+                        if problems := guardrails.check_partial(
+                            attempt.released + buffer, system_prompt=system
+                        ):
+                            attempt.problems = problems
+                            return
+                        while allow_preface and (m := re.match(r"^(.+?[.!])\s+(?=\S)", buffer)):
+                            sentence = m.group(1)
+                            if len(attempt.released) + len(sentence) > guardrails.MAX_PREFACE_CHARS:
+                                attempt.problems = ["rambling"]
+                                return
+                            out = _lead(attempt.released, sentence)
+                            attempt.released += out
+                            buffer = buffer[m.end() :]
+                            yield out
+                        if not allow_preface and len(buffer) > guardrails.MAX_REPLY_CHARS:
+                            attempt.problems = ["too_long"]
+                            return
+                finally:
+                    await stream.aclose()  # stops generation on the server as soon as we have the question
+            attempt.tail = buffer.strip()
+        except Exception as exc:
+            attempt.problems = [f"model_error:{type(exc).__name__}"]
+            log.warning("interview_model_failed", error=type(exc).__name__)
+
+    def _open_stream(self, sent: Sequence[PromptMessage], greedy: bool) -> AsyncIterator[str]:
+        max_tokens, stop = self.settings.reply_max_tokens, prompt.STOP
+        if greedy:
+            try:  # adapters that support it (OpenAIChatModel) retry with temperature 0
+                return self.model.stream(sent, max_tokens=max_tokens, stop=stop, temperature=0.0)  # type: ignore[call-arg]
+            except TypeError:
+                pass
+        return self.model.stream(sent, max_tokens=max_tokens, stop=stop)
+
+    async def _late_context(self, state: InterviewState, course: Course, text: str) -> str | None:
+        """Once the assignment or topic becomes clear, one fresh passage rides along in the steer."""
+        if not self.retriever or len(state.context_sources) >= MAX_CONTEXT_SOURCES:
+            return None
+        facts = state.facts
+        focus = [a.title for a in [course.assignment(facts.assignment or "")] if a]
+        focus += [t.title for t in [course.topic(facts.topic or "")] if t]
+        passages = await self._retrieve(course, " ".join([*focus, policy.clip(text, 200)]), 3)
+        fresh = next((p for p in passages if p.source not in state.context_sources), None)
+        if not fresh:
+            return None
+        state.context_sources.append(fresh.source)
+        return prompt.snippet(fresh, 40)
+
+    async def _retrieve(self, course: Course, query: str, k: int) -> list[Passage]:
+        if not self.retriever:
+            return []
+        try:
+            return await asyncio.to_thread(self.retriever.retrieve, course.slug, query, k)
+        except Exception as exc:
+            log.warning("interview_retrieval_failed", course=course.slug, error=type(exc).__name__)
+            return []
+
+    # ------------------------------------------------------------ summary
 
     async def summarize(
         self,
@@ -92,8 +330,51 @@ class Interviewer:
         status: SummaryStatus,
         transcript_url: str,
     ) -> Summary:
-        """Model-drafted summary, validated and repaired; falls back to ``draft_summary``. Never raises."""
-        raise NotImplementedError
+        """Model-drafted free text over the facts summary, validated and repaired. Never raises.
+
+        The request is appended to the interview prompt, so the server's cache already holds almost
+        all of it. Structured fields always come from the policy. Each unusable field is re-asked
+        once (one extra call for all of them), then falls back to the facts-based text.
+        """
+        base = draft_summary(state, course, booking, status, transcript_url)
+        if status in {"no_intake", "escalated"} or state.turn == 0 or not state.prompt:
+            return base
+        try:
+            return await asyncio.wait_for(
+                self._drafted(state, course, booking, base), 2 * self.settings.inference_timeout_s
+            )
+        except Exception as exc:
+            log.warning("summary_draft_failed", error=type(exc).__name__)
+            return base
+
+    async def _drafted(
+        self, state: InterviewState, course: Course, booking: Booking, base: Summary
+    ) -> Summary:
+        evidence = summary.evidence_text(state, course, booking)
+        system = state.prompt[0]["content"] if state.prompt[0]["role"] == "system" else ""
+        sent = prompt.messages([*state.prompt, {"role": "user", "content": prompt.SUMMARY_REQUEST}])
+        text = await self.model.complete(
+            sent, max_tokens=self.settings.summary_max_tokens, stop=prompt.STOP[:2]
+        )
+        draft = summary.parse_draft(text)
+        bad = summary.bad_fields(draft, evidence, system)
+        result = summary.merge(base, draft, [f for f in summary.FREE_FIELDS if f not in bad])
+        if bad:
+            state.model_retries += 1
+            retry = [
+                *sent,
+                PromptMessage("assistant", text),
+                PromptMessage("user", prompt.summary_retry(bad)),
+            ]
+            text2 = await self.model.complete(
+                retry, max_tokens=self.settings.summary_max_tokens, stop=prompt.STOP[:2]
+            )
+            draft2 = summary.parse_draft(text2)
+            still_bad = set(summary.bad_fields(draft2, evidence, system))
+            result = summary.merge(result, draft2, [f for f in bad if f not in still_bad])
+            bad = [f for f in bad if f in still_bad]
+        log.info("summary_drafted", model_fields=4 - len(bad), retries=state.model_retries)
+        return result
 
 
 def draft_summary(
@@ -107,4 +388,26 @@ def draft_summary(
 
     Used at the end of the interview before the model draft, and for partial / no_intake summaries.
     """
-    raise NotImplementedError
+    return summary.build_summary(state, course, booking, status, transcript_url)
+
+
+def _guard_reply(kind: str, course: Course, next_question: str) -> str:
+    if kind == "homework":
+        return guardrails.homework_reply(course, next_question)
+    if kind == "injection":
+        return guardrails.injection_reply(course, next_question)
+    return guardrails.off_topic_reply(course, next_question)
+
+
+def _cut_question(text: str) -> str:
+    """Everything up to and including the first '?' (one question only; the rest is never shown)."""
+    return text[: text.index("?") + 1].strip()
+
+
+def _lead(before: str, text: str) -> str:
+    """``text`` with a separating space when something was already released."""
+    return f" {text.strip()}" if before and text.strip() else text.strip()
+
+
+def _join(before: str, text: str) -> str:
+    return before + _lead(before, text)

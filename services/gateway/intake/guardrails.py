@@ -1,0 +1,290 @@
+"""Guardrails: a transparent rule layer decided in code, before and after the model.
+
+``screen`` looks at the student's message before any model call; the interviewer answers distress,
+homework requests, prompt injection and off-topic chatter from the templates here, never from the
+model. ``check_reply`` / ``check_partial`` look at what the model wrote before the student sees it.
+The rules are plain regular expressions so a professor can read exactly what triggers what; a
+better model can only add to them, never loosen them.
+
+False positives matter too: "kill the process", "dead code", "execute the script", "the 2008
+financial crisis" are course talk, not distress or attacks.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Literal
+
+import msgspec
+
+from services.coursepack import Course
+
+Kind = Literal["distress", "injection", "homework", "off_topic", "ok"]
+
+
+class Verdict(msgspec.Struct, frozen=True):
+    """What the screen decided and which rule fired (a rule name, never the student's text)."""
+
+    kind: Kind
+    rule: str = ""
+
+
+_DISTRESS: tuple[tuple[str, str], ...] = (
+    (
+        "suicide",
+        r"\bsuicid\w*|\bkill(?:ing)? my ?self\b|\bkms\b|\bunalive\b|\bend(?:ing)? (?:it all|my life)\b|"
+        r"\btake my (?:own )?life\b",
+    ),
+    (
+        "want_to_die",
+        r"\b(?:want|wanna|going|ready) (?:to )?die\b|\bwish (?:i|that i) (?:was|were) dead\b|"
+        r"\bbetter off dead\b|\bno reason to (?:live|go on)\b|\bnot worth living\b|"
+        r"\bdon'?t want to (?:live|be alive|exist|be here anymore|wake up)\b",
+    ),
+    ("self_harm", r"\bself[- ]?harm\w*|\b(?:hurt|harm|cut|cutting|hurting|harming) my ?self\b"),
+    (
+        "cant_go_on",
+        r"\bcan'?t go on\b(?!\s+(?:to|with|until|from)\b)|\bcan(?:'?t|not) (?:take|handle|cope with) "
+        r"(?:it|this|anything) any ?more\b|\bcan'?t cope\b|\bgive up on (?:life|everything)\b",
+    ),
+    (
+        "hopeless",
+        r"\b(?:feel(?:ing)?|i'?m|i am|everything (?:is|feels)|it all (?:is|feels)) (?:so |really |completely |just )?"
+        r"hopeless\b(?! at)|\bhopelessness\b|\bnothing matters any ?more\b|\bwhat'?s the point of (?:anything|living|life)\b",
+    ),
+    (
+        "panic",
+        r"\bpanic attacks?\b|\b(?:i'?m|i am|been) (?:\w+ )?panicking\b|\bcan'?t (?:stop crying|breathe)\b",
+    ),
+    (
+        "crisis",
+        r"\b(?:i'?m|i am) in (?:a )?crisis\b|\bhaving a (?:mental )?(?:breakdown|crisis)\b|"
+        r"\bmental health crisis\b|\b(?:my life|i'?m|i am) falling apart\b|\bnobody would (?:care|notice) if i\b",
+    ),
+    ("abuse", r"\b(?:being|been|getting) (?:abused|assaulted|hurt by)\b|\bnot safe at home\b"),
+)
+_INJECTION: tuple[tuple[str, str], ...] = (
+    (
+        "override",
+        r"\b(?:ignore|disregard|forget|override) (?:all |any |the |your |my )*(?:previous|prior|above|earlier|"
+        r"preceding|system|original)? ?(?:instructions?|prompts?|rules|messages|guidelines|directions)\b",
+    ),
+    (
+        "extraction",
+        r"\b(?:system|initial|hidden|original) (?:prompt|message|instructions?)\b|"
+        r"\b(?:show|reveal|print|repeat|tell|give|output|display|what (?:is|are|were)) (?:me )?(?:your|the) "
+        r"(?:prompt|instructions?|rules|guidelines|configuration)\b|\bwhat were you told\b|"
+        r"\brepeat (?:the|everything|all) (?:text|words)? ?above\b",
+    ),
+    (
+        "persona",
+        r"\byou are now\b|\bfrom now on,? you (?:are|will)\b|\bpretend (?:to be|you(?:'re| are))\b|"
+        r"\b(?:DAN|jailbreak\w*|developer mode|god mode)\b|\bdo anything now\b",
+    ),
+    (
+        "other_students",
+        r"\b(?:other|another|previous|all the|every) (?:students?|person|people|users?)(?:'s|s')? ?"
+        r"(?:summar\w*|data|transcripts?|notes|emails?|answers|chats?|bookings?|messages|information|info|intakes?)\b|"
+        r"\b(?:summar\w*|transcripts?|chats?|intakes?|data) (?:of|from|for) (?:other|another|all) (?:students?|people|users?)\b",
+    ),
+    ("markup", r"<\|im_start\|>|<\|im_end\|>|<\|system\|>|###\s*(?:instruction|system)|\[/?INST\]"),
+)
+_HOMEWORK: tuple[tuple[str, str], ...] = (
+    (
+        "give_answer",
+        r"\b(?:give|tell|send|show) me (?:the |all the |your )?(?:answers?|solutions?|correct (?:answer|version)|"
+        r"final answer|code)\b|\bwhat(?:'s| is) the (?:answer|solution)\b",
+    ),
+    (
+        "do_it_for_me",
+        r"\b(?:can|could|will|would) you (?:please |just |pls )*(?:write|do|solve|finish|complete|fix|correct|"
+        r"rewrite|redo|edit|proofread|answer|code)\b|"
+        r"\b(?:write|solve|do|finish|complete|fix|correct|rewrite|redo|code)\b[^.?!]{0,40}\bfor me\b",
+    ),
+    (
+        "imperative",
+        r"(?:^|[.!?]\s+)(?:please |pls |just )*(?:write|solve|do|finish|complete|rewrite|fix|correct) "
+        r"(?:my|this|it|the|problem|question|number|exercise|#)\b",
+    ),
+    (
+        "write_my",
+        r"\bwrite (?:me )?(?:a|an|my|the) (?:essay|paper|thesis|paragraph|introduction|conclusion|program|function|report)\b",
+    ),
+)
+_OFF_TOPIC: tuple[tuple[str, str], ...] = (
+    (
+        "chitchat",
+        r"\b(?:weather|tell me a joke|joke|favou?rite (?:movie|food|colou?r|song|team|band|game)|who won|"
+        r"sports?|football|soccer|basketball|recipe|bitcoin|crypto|netflix|tiktok|video games?|girlfriend|"
+        r"boyfriend|dating|horoscope|lottery|let'?s talk about something else|i'?m bored|play a game)\b",
+    ),
+    (
+        "about_bot",
+        r"\bare you (?:a |an )?(?:bot|robot|human|real|ai|person|chatgpt)\b|\bwho (?:made|built|created) you\b",
+    ),
+)
+_COMPILED = {
+    name: [(rule, re.compile(pattern, re.I)) for rule, pattern in rules]
+    for name, rules in (
+        ("distress", _DISTRESS),
+        ("injection", _INJECTION),
+        ("homework", _HOMEWORK),
+        ("off_topic", _OFF_TOPIC),
+    )
+}
+_CASE_SENSITIVE_DAN = re.compile(r"\bDAN\b")
+
+
+def screen(text: str, *, course_related: bool = False) -> Verdict:
+    """Classify a student message; distress wins over everything, then injection, homework, off-topic.
+
+    ``course_related`` (the policy saw a topic or assignment in the message) keeps course talk that
+    happens to mention, say, football in a statistics problem from being called off-topic.
+    """
+    for kind in ("distress", "injection", "homework", "off_topic"):
+        if kind == "off_topic" and course_related:
+            continue
+        for rule, pattern in _COMPILED[kind]:
+            match = pattern.search(text)
+            if (
+                match
+                and rule == "persona"
+                and match.group(0).lower() == "dan"
+                and not _CASE_SENSITIVE_DAN.search(text)
+            ):
+                continue  # "dan" is also a name; only the upper-case jailbreak counts
+            if match:
+                return Verdict(kind, rule)  # type: ignore[arg-type]
+    return Verdict("ok")
+
+
+# ---------------------------------------------------------------- template replies
+
+
+def support_reply(course: Course) -> str:
+    """The humane stop: the course's own support message and resources, no further questions."""
+    lines = [course.support.message.strip(), ""]
+    lines += [f"- {r.name}: {r.contact}" for r in course.support.resources]
+    lines += ["", f"I have let {course.instructor_name} know, and they will see this before your meeting."]
+    return "\n".join(lines)
+
+
+def homework_reply(course: Course, next_question: str) -> str:
+    """Declines kindly and turns the request back into the interview."""
+    return (
+        f"I can't do the work for you, but I can help {course.instructor_name} help you in the meeting. "
+        f"{next_question}"
+    )
+
+
+def injection_reply(course: Course, next_question: str) -> str:
+    """Nothing about instructions or other students is shared; the interview simply goes on."""
+    return (
+        f"I can't share that. I'm only here to help you get ready for your meeting with "
+        f"{course.instructor_name}. {next_question}"
+    )
+
+
+def off_topic_reply(course: Course, next_question: str) -> str:
+    """A friendly redirect back to the meeting."""
+    return f"Let's keep this about your {course.code} meeting so it's worth your time. {next_question}"
+
+
+# ---------------------------------------------------------------- checking model output
+
+_SOLUTION = re.compile(
+    r"```|`|\bthe (?:correct |right |final )?answer (?:is|would be)\b|\bhere(?:'s| is) (?:the|a|your) (?:corrected|revised|"
+    r"rewritten|improved|fixed|better|new|sample|example) |\bcorrected (?:version|sentence|text)\b|\bsolution\b|"
+    r"\bshould (?:be|read|say)\s*:|\byou should write\b|\btry this\s*:|\bstep 1\b|\bdef \w+\(|\bimport \w+|"
+    r"\bprint\(|\bthe thesis (?:could|should) be\b|=\s*-?\d",
+    re.I,
+)
+_LEAK = re.compile(
+    r"\bsystem prompt\b|\bmy (?:instructions|prompt|rules)\b|\bi (?:was|am) (?:told|instructed|programmed)\b|"
+    r"\bas an ai\b|\blanguage model\b|\bother students?\b|\banother student\b|\[|\]|\bone short question\b|"
+    r"\bdo not solve\b",
+    re.I,
+)
+_ROLE = re.compile(r"<\||\|>|\b(?:assistant|user|student|system)\s*:|^\s*(?:ai|bot)\s*:", re.I)
+MAX_REPLY_CHARS = 240
+MAX_PREFACE_CHARS = 160
+
+
+def _ngrams(text: str, n: int) -> set[tuple[str, ...]]:
+    words = re.findall(r"[a-z0-9']+", text.lower())
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+def _garbled(text: str) -> bool:
+    if not re.search(r"[A-Za-z]{2,}", text):
+        return True
+    plain = sum(ch.isalnum() or ch.isspace() or ch in ".,;:!?'\"()-–—/&%" for ch in text)
+    if plain / max(1, len(text)) < 0.9:
+        return True
+    words = text.lower().split()
+    if any(len(w) > 30 for w in words):
+        return True
+    return any(words[i] == words[i + 1] == words[i + 2] for i in range(len(words) - 2))
+
+
+def check_partial(text: str, *, system_prompt: str) -> list[str]:
+    """Problems visible in an unfinished reply: enough to stop streaming it early."""
+    problems = []
+    if _SOLUTION.search(text):
+        problems.append("solution")
+    if _LEAK.search(text) or (_ngrams(text, 7) & _ngrams(system_prompt, 7)):
+        problems.append("leak")
+    if _ROLE.search(text):
+        problems.append("role_marker")
+    if text.strip() and _garbled(text):
+        problems.append("garbled")
+    if len(text) > MAX_REPLY_CHARS:
+        problems.append("too_long")
+    return problems
+
+
+_SLOT_WORDS = {
+    "issue": r"help|work|about|need|what|bring",
+    "assignment": r"assignment|essay|which|set|project|lab|homework|paper|for|course",
+    "stuck_on": r"part|stuck|hard|difficult|trouble|confus|which|where|what|specific|exactly|problem",
+    "topic": r"topic|which|part|area|relate|about|closest",
+    "attempts": r"tried|try|done|attempt|so far|already|worked",
+    "goal": r"meeting|goal|want|hope|leave|like|help|need|success|get",
+    "deadline": r"due|deadline|when|date|submit",
+    "example": r"example|paste|share|show|sentence|step|piece|part",
+    "anything_else": r"else|anything|add|know|other",
+}
+
+
+def question_text(reply: str) -> str:
+    """The question sentence of a reply (its last sentence that ends with '?')."""
+    parts = re.split(r"(?<=[.!?])\s+", reply.strip())
+    questions = [p for p in parts if p.endswith("?")]
+    return questions[-1] if questions else ""
+
+
+def check_reply(
+    reply: str, *, system_prompt: str, previous: Sequence[str], slot: str | None = None
+) -> list[str]:
+    """Every problem with a finished model reply; an empty list means it may be shown."""
+    problems = check_partial(reply, system_prompt=system_prompt)
+    if not reply.strip():
+        problems.append("empty")
+    if reply.count("?") != 1 or not reply.rstrip().endswith("?"):
+        problems.append("not_one_question")
+    q = question_text(reply)
+    if q and len(q.split()) < 3:
+        problems.append("too_short")
+    if q and any(_similar(q, question_text(p) or p) for p in previous):
+        problems.append("repeat")
+    if slot and q and not re.search(rf"\b(?:{_SLOT_WORDS[slot]})", q, re.I):
+        problems.append("off_slot")
+    return problems
+
+
+def _similar(a: str, b: str) -> bool:
+    wa, wb = set(re.findall(r"[a-z']+", a.lower())), set(re.findall(r"[a-z']+", b.lower()))
+    if not wa or not wb:
+        return False
+    return len(wa & wb) / len(wa | wb) >= 0.7

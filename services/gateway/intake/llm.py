@@ -1,0 +1,128 @@
+"""``ChatModel`` over any OpenAI-compatible server (mlx_lm.server by default), through ``AsyncOpenAI``.
+
+Streams with ``stream_options.include_usage`` so the last usage (prompt tokens, and cached tokens
+when the server reports ``prompt_tokens_details.cached_tokens``) is kept for benchmarks: the share of
+cached prompt tokens shows whether the append-only prompts really hit the server's prompt cache.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import msgspec
+from openai import AsyncOpenAI
+
+from services.gateway.ports import PromptMessage
+
+
+class Usage(msgspec.Struct, frozen=True, kw_only=True):
+    """Token counts and timing of the last call."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int | None = None  # None: the server did not say
+    first_token_s: float | None = None
+    total_s: float = 0.0
+
+
+class OpenAIChatModel:
+    """One adapter class for the ``ChatModel`` port; temperature low, a timeout, no SDK retries."""
+
+    def __init__(
+        self,
+        client: AsyncOpenAI,
+        model_name: str,
+        request_id: str | None = None,
+        *,
+        temperature: float = 0.3,
+        timeout_s: float = 60.0,
+    ) -> None:
+        self.client = client
+        self.model_name = model_name
+        self.request_id = request_id
+        self.temperature = temperature
+        self.timeout_s = timeout_s
+        self.last_usage: Usage | None = None
+
+    def _kwargs(
+        self,
+        messages: Sequence[PromptMessage],
+        max_tokens: int,
+        stop: Sequence[str],
+        temperature: float | None,
+    ) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "model": self.model_name,
+            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            "max_tokens": max_tokens,
+            "temperature": self.temperature if temperature is None else temperature,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "timeout": self.timeout_s,
+        }
+        if stop:
+            kwargs["stop"] = list(stop)
+        if self.request_id:
+            kwargs["extra_headers"] = {"X-Request-ID": self.request_id}
+        return kwargs
+
+    async def stream(
+        self,
+        messages: Sequence[PromptMessage],
+        *,
+        max_tokens: int,
+        stop: Sequence[str] = (),
+        temperature: float | None = None,
+    ) -> AsyncIterator[str]:
+        """Text pieces as the server produces them; closing the iterator early closes the HTTP stream."""
+        started = time.perf_counter()
+        first: float | None = None
+        usage: Any = None
+        completion = 0
+        response = await self.client.chat.completions.create(
+            **self._kwargs(messages, max_tokens, stop, temperature)
+        )
+        try:
+            async for chunk in response:
+                if getattr(chunk, "usage", None):
+                    usage = chunk.usage
+                for choice in chunk.choices or []:
+                    piece = choice.delta.content if choice.delta else None
+                    if piece:
+                        completion += 1
+                        if first is None:
+                            first = time.perf_counter() - started
+                        yield piece
+        finally:
+            await response.close()
+            self.last_usage = _usage(usage, completion, first, time.perf_counter() - started)
+
+    async def complete(
+        self,
+        messages: Sequence[PromptMessage],
+        *,
+        max_tokens: int,
+        stop: Sequence[str] = (),
+        temperature: float | None = None,
+    ) -> str:
+        """The whole reply (still streamed underneath, so usage and timings are recorded the same way)."""
+        pieces = [
+            p async for p in self.stream(messages, max_tokens=max_tokens, stop=stop, temperature=temperature)
+        ]
+        return "".join(pieces)
+
+
+def _usage(usage: Any, pieces: int, first: float | None, total: float) -> Usage:
+    if usage is None:
+        return Usage(completion_tokens=pieces, first_token_s=first, total_s=total)
+    details = getattr(usage, "prompt_tokens_details", None)
+    cached = getattr(details, "cached_tokens", None) if details is not None else None
+    return Usage(
+        prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+        completion_tokens=getattr(usage, "completion_tokens", pieces) or pieces,
+        cached_tokens=cached,
+        first_token_s=first,
+        total_s=total,
+    )

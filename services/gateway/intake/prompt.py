@@ -1,0 +1,133 @@
+"""Prompt assembly: one short fixed system prompt per course + booking, then an append-only conversation.
+
+On this CPU every prompt token costs ~15 ms, and mlx_lm.server reuses the longest cached prefix, so:
+
+* the system prompt is built once (``prepare``) and never changes — budget ~250 tokens including
+  2–3 retrieved snippets of ~50 tokens each;
+* each turn appends ``user`` (the student's words, clipped, plus a bracketed steer such as
+  ``[Ask what they have already tried. ...]``) and ``assistant`` (the reply as shown), and the steer
+  stays in the stored prompt, so every prompt is a strict extension of the previous one;
+* context found later (the topic only becomes clear after a turn or two) is appended inside a steer,
+  never by rewriting the system prompt.
+
+The fine-tuning pipeline builds its training data with these same functions, so the served and the
+trained format cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from services.coursepack import Course
+from services.gateway.intake.models import Booking
+from services.gateway.ports import Passage, PromptMessage
+
+SYSTEM_BUDGET_TOKENS = 250
+SNIPPET_TOKENS = 50
+TONE_CHARS = 180
+STUDENT_CHARS = (
+    600  # what of one student message goes into the prompt (~150 tokens); the transcript keeps all
+)
+STOP = ("<|im_end|>", "<|im_start|>", "\nStudent:", "\nUser:", "\n[", "\n\n\n")
+
+
+def estimate_tokens(text: str) -> int:
+    """A conservative token estimate for English text (BPE vocabularies average ~4 chars per token)."""
+    return max(1, round(len(text) / 3.5))
+
+
+def trim(text: str, tokens: int) -> str:
+    """Cut to about ``tokens`` tokens on a word boundary."""
+    text = " ".join(text.split())
+    limit = int(tokens * 3.5)
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0].rstrip(",;:-") + "…"
+
+
+def _tone(course: Course) -> str:
+    """The first sentence(s) of the tone notes that fit: the model cannot use more than that anyway."""
+    out = ""
+    for sentence in re.split(r"(?<=[.!?])\s+", " ".join(course.tone.notes.split())):
+        if len(out) + len(sentence) > TONE_CHARS:
+            break
+        out = f"{out} {sentence}".strip()
+    return out or trim(course.tone.notes, TONE_CHARS // 4)
+
+
+def snippet(passage: Passage, tokens: int = SNIPPET_TOKENS) -> str:
+    """A retrieved passage as one short line: title, then the first words of its text."""
+    body = re.sub(r"^#+\s.*$", "", passage.text, flags=re.M)  # headings repeat the title
+    body = re.sub(r"[*_`>#|]+", "", body)
+    return trim(f"{passage.title}: {body}", tokens)
+
+
+def system_prompt(course: Course, booking: Booking, passages: Sequence[Passage], *, _fit: bool = True) -> str:
+    """The fixed system prompt for one intake; passages are the 2–3 chosen at the start (``choose_passages``)."""
+    name = booking.student.name.split()[0] if booking.student.name.strip() else "the student"
+    lines = [
+        f"You help {name} get ready for office hours in {course.code} {course.title} "
+        f"with {course.instructor_name}.",
+        "Ask ONE short question per turn so the student explains their problem. "
+        "Never solve it, never give answers or corrected text.",
+        f"Tone: {_tone(course)}",
+    ]
+    if passages:
+        lines.append("Course materials:")
+        lines += [f"- {snippet(p)}" for p in passages]
+    text = "\n".join(lines)
+    while _fit and estimate_tokens(text) > SYSTEM_BUDGET_TOKENS and len(lines) > 3:
+        lines.pop()  # drop the last snippet rather than blow the budget
+        text = "\n".join(lines if lines[-1] != "Course materials:" else lines[:-1])
+    return text
+
+
+def choose_passages(
+    course: Course, booking: Booking, passages: Sequence[Passage], k: int = 3
+) -> list[Passage]:
+    """At most ``k`` passages from distinct sources that fit the system prompt budget, best first."""
+    chosen: list[Passage] = []
+    for passage in passages:
+        if len(chosen) >= k or any(p.source == passage.source for p in chosen):
+            continue
+        if (
+            estimate_tokens(system_prompt(course, booking, [*chosen, passage], _fit=False))
+            <= SYSTEM_BUDGET_TOKENS
+        ):
+            chosen.append(passage)
+    return chosen
+
+
+def student_turn(text: str, steer: str, material: str | None = None) -> str:
+    """The user message actually sent: clipped student words, optional late context, the steer."""
+    said = trim(text, STUDENT_CHARS // 4) if len(text) > STUDENT_CHARS else " ".join(text.split())
+    parts = [said or "(no answer)"]
+    if material:
+        parts.append(f"[Material: {material}]")
+    parts.append(steer)
+    return "\n".join(parts)
+
+
+def messages(prompt: Sequence[dict[str, str]]) -> list[PromptMessage]:
+    """The stored OpenAI-shaped prompt as ``PromptMessage``s for the ``ChatModel`` port."""
+    return [PromptMessage(m["role"], m["content"]) for m in prompt]
+
+
+def is_extension(previous: Sequence[dict[str, str]], current: Sequence[dict[str, str]]) -> bool:
+    """True when ``current`` starts with exactly ``previous``: the server's prompt cache can reuse it."""
+    return len(current) >= len(previous) and list(current[: len(previous)]) == list(previous)
+
+
+SUMMARY_REQUEST = (
+    "[The interview is over. Write a note for the professor as JSON with these keys: "
+    '"issue_description" (2-4 plain sentences, the student\'s problem in their words), '
+    '"student_attempts", "student_goal", "professor_prep_note" (what to look at or bring). '
+    "Only facts the student said. JSON only.]"
+)
+
+
+def summary_retry(missing: Sequence[str]) -> str:
+    """The one re-ask for fields that failed validation."""
+    keys = ", ".join(f'"{k}"' for k in missing)
+    return f"[Some fields were unusable. Write JSON with only these keys: {keys}. Plain sentences, facts the student said.]"
