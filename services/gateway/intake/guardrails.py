@@ -109,7 +109,8 @@ _HOMEWORK: tuple[tuple[str, str], ...] = (
     ),
     (
         "write_my",
-        r"\bwrite (?:me )?(?:a|an|my|the) (?:essay|paper|thesis|paragraph|introduction|conclusion|program|function|report)\b",
+        r"(?:\bwrite me|(?:^|[.!?]\s+)(?:please |pls |just )*write) (?:a|an|my|the) "
+        r"(?:essay|paper|thesis|paragraph|introduction|conclusion|program|function|report)\b",
     ),
 )
 _OFF_TOPIC: tuple[tuple[str, str], ...] = (

@@ -333,7 +333,7 @@ _REQUEST_RULES: tuple[tuple[RequestType, re.Pattern[str]], ...] = (
     (
         "grade",
         re.compile(
-            r"\b(?:grade[ds]?|grading|regrade|points? (?:off|deducted|taken)|lost (?:\w+ )?points|"
+            r"\b(?:grade[ds]?|grading|regrade|points? (?:off|deducted|taken)|los[et] (?:\w+ )?points|losing points|"
             r"my (?:score|mark)|marked (?:me )?down|why did i get)\b",
             re.I,
         ),
@@ -622,7 +622,8 @@ def _wanted(slot: Slot, state: InterviewState, course: Course) -> bool:
             and facts.request_type not in {"concept", "logistics"}
         )
     if slot == "stuck_on":
-        return not facts.stuck_on or (asked == 0 and len(content_words(facts.stuck_on)) < 6)
+        specific = len(content_words(facts.stuck_on or ""))
+        return specific < (6 if asked == 0 else 4)  # a vague "ps3" earns one more, simpler ask
     if slot == "topic":
         return bool(course.topics) and not facts.topic and "stuck_on" in state.asked
     if slot == "attempts":

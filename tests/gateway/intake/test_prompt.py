@@ -1,0 +1,59 @@
+"""Prompt assembly: a short fixed system prompt, clipped student turns, the append-only property."""
+
+from __future__ import annotations
+
+import msgspec
+
+from services.coursepack import Tone
+from services.gateway.intake import prompt
+from services.gateway.ports import Passage
+from tests.gateway.intake.scripted import make_booking, make_course, make_passages
+
+
+def test_system_prompt_fits_the_token_budget_even_with_long_material() -> None:
+    """Long tone notes and long passages are trimmed so the fixed prompt stays within ~250 tokens."""
+    course = msgspec.structs.replace(make_course(), tone=Tone(notes="Be warm and kind. " * 60))
+    long = [Passage(text="word " * 800, source=f"notes/{i}.md", title=f"Long note {i}") for i in range(5)]
+    chosen = prompt.choose_passages(course, make_booking(), long)
+    text = prompt.system_prompt(course, make_booking(), chosen)
+    assert prompt.estimate_tokens(text) <= prompt.SYSTEM_BUDGET_TOKENS
+    assert 1 <= len(chosen) <= 3
+
+
+def test_system_prompt_names_course_instructor_and_materials() -> None:
+    """The model is grounded: course code, instructor, tone and the chosen snippets are in the prompt."""
+    course, booking = make_course(), make_booking()
+    chosen = prompt.choose_passages(course, booking, make_passages())
+    text = prompt.system_prompt(course, booking, chosen)
+    assert "STAT 150" in text and "Dr. Lee Okafor" in text and "Friendly and calm" in text
+    assert "Problem Set 3: Hypothesis Tests" in text
+    assert "Never solve it" in text
+
+
+def test_choose_passages_keeps_distinct_sources() -> None:
+    """Two chunks of the same file are one source: the budget goes to different materials."""
+    dup = [Passage(text="a b c", source="x.md", title="X"), Passage(text="d e f", source="x.md", title="X"),
+           Passage(text="g h", source="y.md", title="Y")]
+    assert [p.source for p in prompt.choose_passages(make_course(), make_booking(), dup)] == ["x.md", "y.md"]
+
+
+def test_snippet_drops_markdown_and_is_about_fifty_tokens() -> None:
+    """Headings and markup are removed; the text is cut on a word boundary near the token budget."""
+    p = Passage(text="# Title\n\n**Bold** " + "alpha " * 100, source="n.md", title="Note")
+    s = prompt.snippet(p)
+    assert s.startswith("Note: Bold alpha") and "#" not in s and "*" not in s
+    assert prompt.estimate_tokens(s) <= prompt.SNIPPET_TOKENS + 2
+
+
+def test_student_turn_clips_long_messages_and_keeps_the_steer() -> None:
+    """A rambling 2,000-character message costs at most ~150 prompt tokens; the steer is always last."""
+    text = prompt.student_turn("blah " * 400, "[Ask what they tried.]", material="P-values: a p-value is")
+    assert len(text) < prompt.STUDENT_CHARS + 100
+    assert text.endswith("[Ask what they tried.]") and "[Material: P-values" in text
+
+
+def test_is_extension() -> None:
+    """The cache property: the next prompt starts with exactly the previous one."""
+    a = [{"role": "system", "content": "s"}, {"role": "assistant", "content": "hi"}]
+    assert prompt.is_extension(a, [*a, {"role": "user", "content": "x"}])
+    assert not prompt.is_extension(a, [{"role": "system", "content": "s2"}, *a[1:]])
