@@ -17,8 +17,11 @@ from typing import Any, Literal
 from finetune.personas import PHRASES_PATH, Persona
 from services.coursepack import Course
 
-Slot = Literal["topic", "assignment", "request_type", "stuck_on", "attempts", "goal", "deadline"]
-SLOTS: tuple[Slot, ...] = ("topic", "assignment", "request_type", "stuck_on", "attempts", "goal", "deadline")
+# The dialogue policy's slots (services/gateway/intake/policy.py) plus "request_type", which only a
+# free-text model question asks about (the evaluation harness meets those).
+Slot = Literal["issue", "assignment", "stuck_on", "topic", "attempts", "goal", "deadline", "example",
+               "anything_else", "request_type"]
+SLOTS: tuple[Slot, ...] = ("issue", "assignment", "stuck_on", "attempts", "goal", "deadline")
 Special = Literal["off_topic", "homework", "injection", "distress"]
 
 # Words in a question that tell which fact it asks for; checked in this order (first hit wins).
@@ -29,7 +32,10 @@ _SLOT_CUES: list[tuple[Slot, tuple[str, ...]]] = [
     ("request_type", ("kind of help", "type of help", "feedback on a draft")),
     ("assignment", ("which assignment", "what assignment", "one of your assignments", "assignment is this")),
     ("stuck_on", ("stuck", "goes wrong", "hardest", "trouble", "confus", "difficult", "part of", "paste")),
-    ("topic", ("topic", "what would you like", "what do you need", "help with", "about")),
+    ("example", ("example", "paste", "share one", "short sentence")),
+    ("anything_else", ("anything else",)),
+    ("topic", ("closest to", "part of the course", "mostly about", "topic")),
+    ("issue", ("what would you like", "what do you need", "help with", "work on", "main thing")),
 ]
 
 
@@ -56,7 +62,7 @@ def words(persona: Persona, course: Course) -> dict[str, str]:
         "assignment": persona.assignment_word or f"{persona.topic_word} stuff",
         "assignment_title": assignment.title if assignment else (topic.title if topic else persona.topic_word),
         "topic": persona.topic_word,
-        "topic_title": _short(topic.title) if topic else persona.topic_word,
+        "topic_title": short_title(topic.title) if topic else persona.topic_word,
         "course": course.code,
         "hint": persona.hint,
         "name": persona.name.split()[0],
@@ -67,7 +73,7 @@ def words(persona: Persona, course: Course) -> dict[str, str]:
     }
 
 
-def _short(title: str) -> str:
+def short_title(title: str) -> str:
     """'Word choice: prepositions, ...' -> 'word choice': what fits inside a short question."""
     head = title.split(":")[0].strip()
     return head[0].lower() + head[1:] if head[:2] != head[:2].upper() else head
@@ -105,7 +111,7 @@ class SimulatedStudent:
     def opening(self) -> str:
         """The first message, answering the greeting's open question."""
         self.turn = 1
-        self.told.update({"topic"} if "{topic}" in " ".join(self.bank["openers"]) else set())
+        self.told.add("issue")
         return self._fill(self.rng.choice(self.bank["openers"]))
 
     def reply(self, slot: Slot | None) -> str:
@@ -129,8 +135,19 @@ class SimulatedStudent:
             if not t.assignment:
                 return "it's not for one assignment, more {topic} in general"
             return self.rng.choice(["it's the {assignment}", "{assignment}", "the {assignment} one"])
-        if slot == "topic":
+        if slot == "issue":
             return p.say_stuck
+        if slot == "topic":
+            return self.rng.choice(["it's about {topic}", "{topic_title}", "I think {topic}"])
+        if slot == "example":
+            return self.rng.choice(["I don't have it here, but it's the {topic} part",
+                                    "like in my {assignment}, the {topic} part is where it goes wrong"])
+        if slot == "anything_else":
+            rest = [s for s in ("goal", "attempts", "deadline") if s not in self.told]
+            if rest:
+                self.told.add(rest[0])
+                return self._fact(rest[0])
+            return self.rng.choice(["no, that's all", "nothing else, thanks", "no I think that's it"])
         if slot == "request_type":
             return self.rng.choice(self.phrases["request_says"][t.request_type])
         if slot == "stuck_on":
@@ -157,18 +174,35 @@ class SimulatedStudent:
         return _tidy(text)
 
 
-def ideal_question(slot: Slot, persona: Persona, course: Course, phrases: dict[str, Any], rng: random.Random) -> str:
-    """One short question for ``slot`` naming the assignment or topic, with a style-aware acknowledgement."""
+def ideal_question(
+    slot: str, values: dict[str, str], style: str, phrases: dict[str, Any], rng: random.Random, template: str
+) -> str:
+    """One short question for ``slot`` with a style-aware acknowledgement.
+
+    ``values`` holds only what the policy knows at this point (``assignment_title`` only once it has
+    identified the assignment), so the question never names something the student has not said;
+    ``template`` is the policy's own question for the slot, always one of the candidates.
+    """
     bank = phrases["assistant"]
-    questions = bank["questions"][slot]
-    if not persona.truth.assignment:
-        questions = [q for q in questions if "{assignment_title}" not in q] or questions
-    question = rng.choice(questions)
-    acks = bank.get(f"acks_{persona.style}", bank["acks"])
-    ack = rng.choice(acks) if rng.random() < 0.7 else ""
-    values = words(persona, course)
-    text = re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), m.group(0)), f"{ack} {question}")
-    return _tidy(text)
+    usable = [q for q in bank["questions"].get(slot, []) if _placeholders(q) <= values.keys()]
+    candidates = [q for q in (_fill(q, values) for q in [*usable, template]) if not _ABBREVIATION.search(q)]
+    question = rng.choice(candidates or [_fill(template, values)])
+    acks = bank.get(f"acks_{style}", bank["acks"])
+    ack = rng.choice(acks) if rng.random() < 0.6 and slot != "issue" else ""
+    return _tidy(f"{ack} {question}")
+
+
+# "Dr. Ana Rivera?" - the gateway releases text sentence by sentence and reads "Dr." as a sentence end,
+# which garbles such a reply; ideal questions avoid titles before the question mark.
+_ABBREVIATION = re.compile(r"\b(?:Dr|Prof|Mr|Mrs|Ms|St|vs|e\.g|i\.e)\.\s")
+
+
+def _placeholders(text: str) -> set[str]:
+    return set(re.findall(r"\{(\w+)\}", text))
+
+
+def _fill(text: str, values: dict[str, str]) -> str:
+    return re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), m.group(0)), text)
 
 
 def _terse(fact: str) -> str:

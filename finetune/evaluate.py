@@ -1,0 +1,404 @@
+"""Evaluation harness: held-out simulated students talk to the RUNNING stack through its public HTTP API.
+
+For each test persona (the split's test set, never trained on) the harness
+1. posts a signed Cal.com ``BOOKING_CREATED`` webhook to ``{gateway}/webhooks/calcom``
+   (``X-Cal-Signature-256`` = hex HMAC-SHA256 of the raw body with ``INTAKE_CALCOM_WEBHOOK_SECRET``,
+   read from the environment or ``<data_dir>/secrets.env`` as ``make run`` writes it);
+2. finds the chat link the way a student does, in the invite email: with no SMTP configured the stack
+   writes it as an ``.eml`` file into ``<data_dir>/mail/``; the harness gives every booking a unique
+   ``+tag`` student address and reads the ``/i/{token}`` link from the matching file. (This is the
+   least coupled route: it relies on the documented mail drop, not on Redis key names.);
+3. ``POST /api/intakes/{token}/consent``, then one ``POST /api/intakes/{token}/messages`` per student
+   turn (reading the SSE ``token``/``done``/``error`` events), answering each question in the persona's
+   style until the interview is over;
+4. polls ``GET /api/intakes/{token}`` until the summary is there, and scores the conversation with
+   ``finetune.rubric``.
+
+Results go to ``<data_dir>/eval/<label>.json``. Run once per served model, then compare::
+
+    make run                                   # base model
+    python -m finetune.evaluate --label base
+    make stop && INTAKE_MODEL=.data/models/intake-finetuned make run
+    python -m finetune.evaluate --label finetuned   # prints base vs finetuned when base.json exists
+    python -m finetune.evaluate --compare .data/eval/base.json .data/eval/finetuned.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import email
+import json
+import random
+import re
+import secrets
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+
+from finetune.compose import SimulatedStudent, load_phrases, slot_of_question
+from finetune.personas import STYLES, Persona, build_personas, load_matrix, urgency_for
+from finetune.rubric import CRITERIA, score_conversation
+from finetune.split import assign_splits
+from services.coursepack import Catalog, Course, load_catalog
+from services.gateway.intake.models import ChatMessage
+from services.gateway.webhooks.signature import sign
+from services.settings import Settings, load_settings
+
+SAMPLE = Path(__file__).resolve().parent.parent.parent / "shared" / "calcom-samples" / "booking_created.json"
+FINISHED = {"complete", "escalated", "partial", "cancelled"}
+
+
+class EvalConversation(msgspec.Struct, kw_only=True):
+    """One scored conversation in the results file."""
+
+    persona_id: str
+    style: str
+    booking_uid: str
+    status: str
+    turns: int
+    seconds: float
+    messages: list[ChatMessage]
+    summary: dict[str, Any] | None
+    scores: dict[str, int]
+    notes: dict[str, str]
+    errors: list[str] = []
+
+
+class EvalResults(msgspec.Struct, kw_only=True):
+    label: str
+    model: str
+    created_at: str
+    gateway: str
+    conversations: list[EvalConversation]
+    by_criterion: dict[str, float]
+    by_style: dict[str, float]
+    average: float
+
+
+class Harness:
+    """A simulated-student client of one running gateway."""
+
+    def __init__(self, gateway: str, secret: str, mail_dir: Path, catalog: Catalog, timeout: float) -> None:
+        self.gateway = gateway.rstrip("/")
+        self.secret = secret
+        self.mail_dir = mail_dir
+        self.catalog = catalog
+        self.http = httpx.Client(base_url=self.gateway, timeout=timeout)
+        self.summary_timeout = max(timeout, 240.0)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def book(self, persona: Persona, uid: str, email_addr: str) -> None:
+        """POST a signed BOOKING_CREATED shaped like Cal.com's real payload."""
+        course = self.catalog.courses[persona.course_slug]
+        body = json.dumps(booking_payload(persona, course, uid, email_addr)).encode()
+        response = self.http.post(
+            "/webhooks/calcom", content=body,
+            headers={"content-type": "application/json", "x-cal-signature-256": sign(body, self.secret)},
+        )
+        response.raise_for_status()
+
+    def find_token(self, email_addr: str, wait_s: float = 90.0) -> str:
+        """The token from the invite email addressed to ``email_addr`` (the worker sends it shortly after)."""
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            token = token_from_mail(self.mail_dir, email_addr)
+            if token:
+                return token
+            time.sleep(0.5)
+        raise TimeoutError(f"no invite email for {email_addr} in {self.mail_dir} after {wait_s:.0f}s")
+
+    def consent(self, token: str) -> None:
+        self.http.post(f"/api/intakes/{token}/consent", json={}).raise_for_status()
+
+    def state(self, token: str) -> dict[str, Any]:
+        response = self.http.get(f"/api/intakes/{token}")
+        response.raise_for_status()
+        return response.json()
+
+    def say(self, token: str, text: str) -> tuple[str, str, list[str]]:
+        """One student turn: (reply text, status from ``done``, error codes)."""
+        reply, status, errors = [], "active", []
+        payload = {"text": text, "client_turn_id": secrets.token_hex(8)}
+        with self.http.stream("POST", f"/api/intakes/{token}/messages", json=payload) as response:
+            response.raise_for_status()
+            for event, data in sse_events(response.iter_lines()):
+                if event == "token":
+                    reply.append(data.get("text", ""))
+                elif event == "error":
+                    errors.append(str(data.get("code")))
+                elif event == "done":
+                    status = data.get("status", status)
+        return "".join(reply), status, errors
+
+    def wait_summary(self, token: str) -> dict[str, Any]:
+        """The state once the summary is there (the worker drafts it after the last turn)."""
+        deadline = time.monotonic() + self.summary_timeout
+        state = self.state(token)
+        while state.get("summary") is None and time.monotonic() < deadline:
+            time.sleep(2.0)
+            state = self.state(token)
+        return state
+
+    def run(self, persona: Persona, label: str, max_turns: int, rng: random.Random) -> EvalConversation:
+        course = self.catalog.courses[persona.course_slug]
+        uid = f"eval-{label}-{persona.id}-{secrets.token_hex(4)}"
+        local, domain = persona.email.split("@")
+        address = f"{local}+{uid.lower()}@{domain}"
+        student = SimulatedStudent(persona, course, load_phrases(), rng)
+        errors: list[str] = []
+        started = time.monotonic()
+        self.book(persona, uid, address)
+        token = self.find_token(address)
+        self.consent(token)
+        text, status = student.opening(), "active"
+        for _ in range(max_turns + 2):  # a stack that never finishes still ends the run
+            reply, status, errs = self.say(token, text)
+            errors += errs
+            if status in FINISHED:
+                break
+            text = student.reply(slot_of_question(reply))
+        state = self.wait_summary(token) if status in FINISHED else self.state(token)
+        messages = [ChatMessage(m["role"], m["text"]) for m in state.get("messages", [])]
+        scored = score_conversation(
+            persona, course, messages, state.get("status", status), state.get("summary"),
+            min_turns=min(5, state.get("max_turns", max_turns)), max_turns=state.get("max_turns", max_turns),
+        )
+        return EvalConversation(
+            persona_id=persona.id, style=persona.style, booking_uid=uid, status=state.get("status", status),
+            turns=int(state.get("turn", 0)), seconds=round(time.monotonic() - started, 1), messages=messages,
+            summary=state.get("summary"), scores=scored.scores, notes=scored.notes, errors=errors,
+        )
+
+
+# ---------------------------------------------------------------- pure helpers (tested)
+
+
+def booking_payload(persona: Persona, course: Course, uid: str, email_addr: str) -> dict[str, Any]:
+    """Cal.com's sample BOOKING_CREATED with this persona's booking, course event type and notes."""
+    envelope = json.loads(SAMPLE.read_text()) if SAMPLE.is_file() else {"triggerEvent": "BOOKING_CREATED",
+                                                                        "payload": {}}
+    start = dt.datetime.fromisoformat(persona.appointment_start.replace("Z", "+00:00"))
+    payload = envelope["payload"]
+    first, _, last = persona.name.partition(" ")
+    payload.update({
+        "uid": uid,
+        "bookingId": random.randint(10_000, 99_999_999),
+        "eventTypeId": (course.calcom.event_type_ids or [None])[0],
+        "type": (course.calcom.event_type_slugs or [""])[0],
+        "title": f"{course.code} office hours between {course.instructor_name} and {persona.name}",
+        "description": persona.booking_note,
+        "additionalNotes": persona.booking_note,
+        "startTime": start.isoformat().replace("+00:00", "Z"),
+        "endTime": (start + dt.timedelta(minutes=20)).isoformat().replace("+00:00", "Z"),
+        "organizer": {**payload.get("organizer", {}), "name": course.instructor_name,
+                      "email": course.instructor_email, "timeZone": course.timezone},
+        "attendees": [{"email": email_addr, "name": persona.name, "firstName": first, "lastName": last,
+                       "timeZone": course.timezone}],
+        "responses": {"name": {"label": "your_name", "value": persona.name},
+                      "email": {"label": "email_address", "value": email_addr},
+                      "notes": {"label": "additional_notes", "value": persona.booking_note}},
+    })
+    envelope["createdAt"] = dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
+    return envelope
+
+
+def token_from_mail(mail_dir: Path, email_addr: str) -> str | None:
+    """The ``/i/{token}`` link in an ``.eml`` addressed to ``email_addr`` (None while none is there)."""
+    if not mail_dir.is_dir():
+        return None
+    for path in sorted(mail_dir.glob("*.eml"), key=lambda p: p.stat().st_mtime, reverse=True):
+        message = email.message_from_bytes(path.read_bytes())
+        if email_addr.lower() not in str(message.get("To", "")).lower():
+            continue
+        for part in message.walk():
+            if part.get_content_maintype() == "text":
+                body = part.get_payload(decode=True) or b""
+                if found := re.search(r"/i/([A-Za-z0-9_-]{16,})", body.decode("utf-8", "replace")):
+                    return found.group(1)
+    return None
+
+
+def sse_events(lines: Iterator[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(event, data) pairs from a ``text/event-stream`` body."""
+    event, data = "message", []
+    for line in lines:
+        if not line.strip():
+            if data:
+                yield event, _json_or_text("\n".join(data))
+            event, data = "message", []
+        elif line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].lstrip())
+    if data:
+        yield event, _json_or_text("\n".join(data))
+
+
+def _json_or_text(raw: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return {"text": raw}
+    return value if isinstance(value, dict) else {"text": str(value)}
+
+
+def reschedule(persona: Persona, course: Course, now: dt.datetime) -> Persona:
+    """Move a persona's appointment into the future (the stack treats past meetings as over), keeping
+    the ground truth honest: days to the deadline and urgency are recomputed from the real dates."""
+    start = dt.datetime.fromisoformat(persona.appointment_start.replace("Z", "+00:00"))
+    if start > now + dt.timedelta(hours=26):
+        return persona
+    day = (now + dt.timedelta(days=2)).date()
+    new_start = dt.datetime.combine(day, start.timetz())
+    truth = persona.truth
+    assignment = course.assignment(truth.assignment) if truth.assignment else None
+    if assignment and assignment.due_date:
+        days: int | None = (assignment.due_date - day).days
+        deadline = truth.deadline
+    elif truth.days_to_deadline is not None:
+        days, deadline = truth.days_to_deadline, (day + dt.timedelta(days=truth.days_to_deadline)).isoformat()
+    else:
+        days, deadline = None, None
+    truth = msgspec.structs.replace(truth, days_to_deadline=days, deadline=deadline, urgency=urgency_for(days))
+    return msgspec.structs.replace(persona, appointment_start=new_start.isoformat().replace("+00:00", "Z"),
+                                   truth=truth)
+
+
+def test_personas(catalog: Catalog, count: int | None) -> list[Persona]:
+    """The held-out personas, balanced across styles (round-robin), at most ``count`` of them."""
+    matrix = load_matrix()
+    personas = build_personas(catalog, matrix)
+    where = assign_splits(personas, matrix.split, matrix.seed)
+    by_style: dict[str, list[Persona]] = defaultdict(list)
+    for p in personas:
+        if where[p.id] == "test":
+            by_style[p.style].append(p)
+    ordered: list[Persona] = []
+    while any(by_style.values()):
+        for style in STYLES:
+            if by_style[style]:
+                ordered.append(by_style[style].pop(0))
+    return ordered[:count] if count else ordered
+
+
+def aggregate(conversations: Sequence[EvalConversation]) -> tuple[dict[str, float], dict[str, float], float]:
+    """Mean score per criterion, per style (over all criteria), and overall."""
+    by_criterion = {c: _mean([conv.scores.get(c, 0) for conv in conversations]) for c in CRITERIA}
+    styles: dict[str, list[float]] = defaultdict(list)
+    for conv in conversations:
+        styles[conv.style].append(_mean(list(conv.scores.values())))
+    by_style = {s: _mean(v) for s, v in sorted(styles.items())}
+    overall = _mean([_mean(list(conv.scores.values())) for conv in conversations])
+    return by_criterion, by_style, overall
+
+
+def _mean(values: Sequence[float]) -> float:
+    return round(sum(values) / len(values), 3) if values else 0.0
+
+
+def format_table(results: Sequence[EvalResults]) -> str:
+    """Criteria, styles and the average as rows; one column per results file (0–3 scale)."""
+    labels = [r.label for r in results]
+    width = max(14, *(len(x) + 2 for x in labels))
+    head = f"{'':<22}" + "".join(f"{x:>{width}}" for x in labels)
+    lines = [head, "-" * len(head)]
+    for name in CRITERIA:
+        lines.append(f"{name:<22}" + "".join(f"{r.by_criterion.get(name, 0):>{width}.2f}" for r in results))
+    lines.append("-" * len(head))
+    for style in sorted({s for r in results for s in r.by_style}):
+        cells = "".join(
+            f"{r.by_style[style]:>{width}.2f}" if style in r.by_style else f"{'-':>{width}}" for r in results
+        )
+        lines.append(f"{'style: ' + style:<22}{cells}")
+    lines.append("-" * len(head))
+    lines.append(f"{'average (0-3)':<22}" + "".join(f"{r.average:>{width}.2f}" for r in results))
+    lines.append(f"{'conversations':<22}" + "".join(f"{len(r.conversations):>{width}d}" for r in results))
+    return "\n".join(lines)
+
+
+def load_results(path: Path) -> EvalResults:
+    return msgspec.json.decode(path.read_bytes(), type=EvalResults)
+
+
+def webhook_secret(settings: Settings) -> str:
+    """The secret the stack verifies with: the environment first, then the one ``make run`` generated."""
+    if settings.calcom_webhook_secret:
+        return settings.calcom_webhook_secret
+    path = settings.data_path / "secrets.env"
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            name, _, value = line.partition("=")
+            if name.strip() == "INTAKE_CALCOM_WEBHOOK_SECRET":
+                return value.strip()
+    raise SystemExit("no webhook secret: set INTAKE_CALCOM_WEBHOOK_SECRET or run `make run` once")
+
+
+def default_label(settings: Settings) -> str:
+    return "finetuned" if "intake-finetuned" in settings.model else "base"
+
+
+# ---------------------------------------------------------------- command line
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = load_settings()
+    parser = argparse.ArgumentParser(prog="python -m finetune.evaluate", description=__doc__.split("\n")[0])
+    parser.add_argument("--gateway", default=f"http://{settings.host}:{settings.port}")
+    parser.add_argument("--label", default=None, help="results name (default: base, or finetuned when "
+                        "INTAKE_MODEL points at intake-finetuned)")
+    parser.add_argument("--count", type=int, default=16, help="test personas to run (0 = all)")
+    parser.add_argument("--data-dir", type=Path, default=settings.data_path)
+    parser.add_argument("--timeout", type=float, default=180.0, help="seconds per HTTP request")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--compare", nargs="+", type=Path, metavar="RESULTS.json",
+                        help="print saved results side by side and exit")
+    args = parser.parse_args(argv)
+    if args.compare:
+        print(format_table([load_results(p) for p in args.compare]))
+        return 0
+    label = args.label or default_label(settings)
+    catalog = load_catalog(Path(settings.corpus_dir))
+    now = dt.datetime.now(dt.UTC)
+    personas = [reschedule(p, catalog.courses[p.course_slug], now) for p in test_personas(catalog, args.count)]
+    harness = Harness(args.gateway, webhook_secret(settings), args.data_dir / "mail", catalog, args.timeout)
+    rng = random.Random(args.seed)
+    conversations: list[EvalConversation] = []
+    try:
+        for i, persona in enumerate(personas, 1):
+            try:
+                conv = harness.run(persona, label, settings.max_turns, rng)
+            except (httpx.HTTPError, TimeoutError) as exc:
+                print(f"[{i}/{len(personas)}] {persona.id} {persona.style}: FAILED {exc}", file=sys.stderr)
+                continue
+            conversations.append(conv)
+            mean = sum(conv.scores.values()) / len(conv.scores)
+            print(f"[{i}/{len(personas)}] {persona.id} {persona.style:<10} {conv.status:<10} "
+                  f"turns={conv.turns} {conv.seconds:>6.1f}s score={mean:.2f}", flush=True)
+    finally:
+        harness.close()
+    by_criterion, by_style, overall = aggregate(conversations)
+    results = EvalResults(
+        label=label, model=settings.model or settings.model_path, gateway=args.gateway,
+        created_at=now.isoformat(), conversations=conversations, by_criterion=by_criterion,
+        by_style=by_style, average=overall,
+    )
+    out = args.data_dir / "eval" / f"{label}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(msgspec.json.format(msgspec.json.encode(results), indent=1))
+    others = [load_results(p) for p in sorted(out.parent.glob("*.json")) if p != out]
+    print(format_table([*others, results]))
+    print(f"results: {out}")
+    return 0 if conversations else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
