@@ -1,7 +1,47 @@
-"""Routes of this feature (filled in by the feature's own change)."""
+"""``POST /webhooks/calcom``: the Cal.com webhook receiver.
+
+Order matters: the body is read in a bounded way (413 past ``max_webhook_bytes``), then the signature is
+checked over the exact raw bytes (401), and only then parsed (400 not JSON / 422 not a Cal.com webhook).
+Unknown triggers and event types of no known course are acknowledged (2xx) and logged, so Cal.com does
+not disable the subscription; only the handling in ``handling.py`` touches Redis.
+"""
 
 from __future__ import annotations
 
+from litestar import Request, post
+from litestar.datastructures import State
 from litestar.types import ControllerRouterHandler
 
-ROUTES: list[ControllerRouterHandler] = []
+from services.gateway.container import Services
+from services.gateway.errors import BadRequest, PayloadTooLarge
+from services.gateway.webhooks.handling import Ack, decode_envelope, handle_webhook
+from services.gateway.webhooks.signature import SIGNATURE_HEADER, verify_signature
+
+
+@post("/webhooks/calcom", status_code=200)
+async def calcom_webhook(request: Request, state: State) -> Ack:
+    services: Services = state.services
+    body = await read_bounded(request, services.settings.max_webhook_bytes)
+    verify_signature(services.settings, body, request.headers.get(SIGNATURE_HEADER))
+    return await handle_webhook(services, decode_envelope(body), body)
+
+
+async def read_bounded(request: Request, limit: int) -> bytes:
+    """The raw body, refusing more than ``limit`` bytes without buffering them (Content-Length or not)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise BadRequest("Content-Length is not a number.")
+        if int(declared) > limit:
+            raise PayloadTooLarge(f"The webhook body is over {limit} bytes.")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"The webhook body is over {limit} bytes.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+ROUTES: list[ControllerRouterHandler] = [calcom_webhook]

@@ -1,0 +1,115 @@
+"""Emails: the student's invitation and the organizer's summary (HTML + text + ``summary.json``).
+
+With no SMTP host configured (the default for ``make run``) a message is written as an ``.eml`` file into
+``<data_dir>/mail/`` instead, so a single machine works without a mail server and the operator can open
+what would have been sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import secrets
+import smtplib
+import time
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from pathlib import Path
+
+import msgspec
+
+from services.coursepack import Course
+from services.gateway.delivery.render import headline, summary_html, summary_text
+from services.gateway.intake.models import Booking, Summary
+from services.settings import Settings
+
+
+class EmailError(Exception):
+    """Sending failed; retrying may help (the server was down, slow, or refused for now)."""
+
+
+def invite_url(settings: Settings, token: str) -> str:
+    return f"{settings.public_url.rstrip('/')}/i/{token}"
+
+
+def build_invite(settings: Settings, booking: Booking, course: Course, token: str) -> EmailMessage:
+    url = invite_url(settings, token)
+    first = booking.student.name.split(" ")[0] if booking.student.name else "there"
+    text = (
+        f"Hi {first},\n\n"
+        f"You booked office hours for {course.code} with {course.instructor_name} ({booking.start_time}).\n"
+        f"Before the meeting, a short chat (5-8 questions, about 5 minutes) helps you put your question\n"
+        f"into words, so {course.instructor_name} can prepare. Open it on your phone or computer:\n\n"
+        f"{url}\n\n"
+        f"Only {course.instructor_name} and course staff read the summary. The chat is deleted "
+        f"{settings.retention_days} days after the meeting, or at once if you cancel the booking.\n"
+    )
+    message = _message(
+        settings, booking.student.email, f"Before your {course.code} office hours: a short chat"
+    )
+    message.set_content(text)
+    message.add_alternative(
+        "<!doctype html><html><body style='font-family:sans-serif;max-width:560px'>"
+        + "".join(f"<p>{_escape(p)}</p>" for p in text.strip().split("\n\n")).replace(
+            _escape(url), f"<a href='{_escape(url)}'>{_escape(url)}</a>"
+        )
+        + "</body></html>",
+        subtype="html",
+    )
+    return message
+
+
+def build_summary_email(settings: Settings, summary: Summary, booking: Booking) -> EmailMessage:
+    message = _message(settings, booking.organizer.email, headline(summary))
+    message.set_content(summary_text(summary))
+    message.add_alternative(summary_html(summary), subtype="html")
+    message.add_attachment(
+        msgspec.json.format(msgspec.json.encode(summary), indent=2),
+        maintype="application",
+        subtype="json",
+        filename="summary.json",
+    )
+    return message
+
+
+async def send_email(settings: Settings, message: EmailMessage, kind: str) -> str:
+    """Send over SMTP (in a thread, with a timeout), or write an .eml file; returns where it went."""
+    if not settings.smtp_host:
+        return str(await asyncio.to_thread(_write_eml, settings, message, kind))
+    try:
+        await asyncio.wait_for(asyncio.to_thread(_smtp_send, settings, message), settings.smtp_timeout_s + 5)
+    except (OSError, smtplib.SMTPException, TimeoutError) as exc:
+        raise EmailError(f"smtp {type(exc).__name__}") from None
+    return f"smtp://{settings.smtp_host}:{settings.smtp_port}"
+
+
+def _message(settings: Settings, to: str, subject: str) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = settings.smtp_from
+    message["To"] = to
+    message["Subject"] = subject
+    message["Date"] = formatdate(localtime=False)
+    message["Message-ID"] = make_msgid(domain=settings.smtp_from.rpartition("@")[2] or "localhost")
+    return message
+
+
+def _smtp_send(settings: Settings, message: EmailMessage) -> None:
+    with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=settings.smtp_timeout_s) as smtp:
+        if settings.smtp_starttls:
+            smtp.starttls()
+        if settings.smtp_username:
+            smtp.login(settings.smtp_username, settings.smtp_password)
+        smtp.send_message(message)
+
+
+def _write_eml(settings: Settings, message: EmailMessage, kind: str) -> Path:
+    folder = settings.data_path / "mail"
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{kind}-{secrets.token_hex(4)}.eml"
+    path = folder / name
+    path.write_bytes(message.as_bytes())
+    return path
+
+
+def _escape(text: str) -> str:
+    return html.escape(text).replace("\n", "<br>")

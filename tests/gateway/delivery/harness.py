@@ -1,0 +1,199 @@
+"""Shared set-up for the webhook and delivery tests: settings pointed at the session's real Redis, a tiny
+course pack mapped to the sample payloads' event type, the real app, and helpers to sign and post.
+
+Nothing here is a mock: Redis, SMTP (aiosmtpd) and the HTTP app are real; Cal.com is the fake server.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+import redis.asyncio as aioredis
+from litestar.testing import AsyncTestClient
+from openai import AsyncOpenAI
+
+from services.coursepack import load_catalog
+from services.gateway.app import create_app
+from services.gateway.container import Services
+from services.gateway.delivery.outbox import Job, Outbox
+from services.gateway.intake.models import IntakeRecord, Person, Summary
+from services.gateway.intake.store import IntakeStore
+from services.gateway.webhooks.signature import sign
+from services.gateway.worker import run_once
+from services.settings import Settings
+
+SECRET = "whsec-test-secret"
+SAMPLES = Path(__file__).resolve().parents[2] / "fixtures" / "calcom"
+COURSE_TOML = """
+code = "WRIT 101"
+title = "Academic Writing"
+instructor_name = "Dr. Ana Rivera"
+instructor_email = "ana.rivera@univ.example.edu"
+
+[calcom]
+event_type_ids = [3101]
+event_type_slugs = ["writ101-office-hours"]
+
+[[topics]]
+id = "thesis-statements"
+title = "Thesis statements"
+
+[[assignments]]
+id = "essay-2"
+title = "Essay 2: Argumentative essay"
+topics = ["thesis-statements"]
+"""
+
+
+def sample(name: str) -> dict[str, Any]:
+    """A Cal.com sample payload (tests/fixtures/calcom), as a fresh dict the test may edit."""
+    return copy.deepcopy(json.loads((SAMPLES / f"{name}.json").read_text()))
+
+
+def future(days: float) -> str:
+    moment = dt.datetime.now(dt.UTC) + dt.timedelta(days=days)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def upcoming(name: str, days: float = 3.0) -> dict[str, Any]:
+    """A sample whose meeting is ``days`` ahead (the samples' own dates would make summaries due at once)."""
+    data = sample(name)
+    data["payload"]["startTime"] = future(days)
+    data["payload"]["endTime"] = future(days + 0.02)
+    return data
+
+
+def encode(data: Any) -> bytes:
+    return json.dumps(data).encode()
+
+
+def make_settings(tmp_path: Path, redis_url: str, **overrides: Any) -> Settings:
+    corpus = tmp_path / "corpus"
+    (corpus / "writ101").mkdir(parents=True, exist_ok=True)
+    (corpus / "writ101" / "course.toml").write_text(COURSE_TOML)
+    base: dict[str, Any] = {
+        "public_url": "https://intake.example.test",
+        "data_dir": str(tmp_path / "data"),
+        "corpus_dir": str(corpus),
+        "redis_url": redis_url,
+        "inference_url": "http://127.0.0.1:9/v1",  # nothing listens: the model is never needed here
+        "inference_timeout_s": 1.0,
+        "calcom_webhook_secret": SECRET,
+        "calcom_api_url": "http://127.0.0.1:9",
+        "calcom_timeout_s": 0.5,
+        "outbox_backoff_base_s": 0.05,
+        "outbox_backoff_max_s": 0.2,
+        "outbox_max_attempts": 4,
+        "worker_poll_s": 0.05,
+    }
+    base.update(overrides)
+    return msgspec.convert(base, Settings)
+
+
+async def build_services(settings: Settings) -> Services:
+    return Services(
+        settings=settings,
+        redis=aioredis.from_url(settings.redis_url, decode_responses=False),
+        openai=AsyncOpenAI(base_url=settings.inference_url, api_key="x", max_retries=0, timeout=1.0),
+        http=httpx.AsyncClient(timeout=httpx.Timeout(5.0, connect=1.0)),
+        catalog=load_catalog(Path(settings.corpus_dir)),
+        retriever=None,
+    )
+
+
+@dataclass
+class Gateway:
+    services: Services  # what the in-process worker and the assertions use
+    client: AsyncTestClient  # the real app, with its own clients on the same Redis
+
+    @property
+    def settings(self) -> Settings:
+        return self.services.settings
+
+
+@asynccontextmanager
+async def open_gateway(tmp_path: Path, redis_url: str, **overrides: Any) -> AsyncIterator[Gateway]:
+    """Fresh Redis contents, the real app and a Services for the in-process worker."""
+    settings = make_settings(tmp_path, redis_url, **overrides)
+    services = await build_services(settings)
+    await services.redis.flushdb()
+    app = create_app(settings, services_factory=build_services)
+    try:
+        async with AsyncTestClient(app=app) as client:
+            yield Gateway(services, client)
+    finally:
+        await services.aclose()
+
+
+async def post_webhook(
+    client: AsyncTestClient, body: bytes, signature: str | None = "auto", secret: str = SECRET
+) -> httpx.Response:
+    headers = {"content-type": "application/json", "x-cal-webhook-version": "2021-10-20"}
+    if signature == "auto":
+        headers["x-cal-signature-256"] = sign(body, secret)
+    elif signature is not None:
+        headers["x-cal-signature-256"] = signature
+    return await client.post("/webhooks/calcom", content=body, headers=headers)
+
+
+async def deliver(client: AsyncTestClient, data: dict[str, Any]) -> httpx.Response:
+    response = await post_webhook(client, encode(data))
+    assert response.status_code == 200, response.text
+    return response
+
+
+def store_of(services: Services) -> IntakeStore:
+    return IntakeStore(services.redis, services.settings.retention_days)
+
+
+async def record_for(services: Services, booking_uid: str) -> IntakeRecord:
+    record = await store_of(services).get_by_booking(booking_uid)
+    assert record is not None, f"no intake for {booking_uid}"
+    return record
+
+
+async def jobs_of(services: Services, token: str) -> list[Job]:
+    return await Outbox(services.redis, services.settings).jobs_for(token)
+
+
+async def work_until(services: Services, done: Callable[[], Awaitable[bool]], timeout: float = 15.0) -> None:
+    """Run worker passes (the real ``run_once``) until ``done()`` holds."""
+    outbox = Outbox(services.redis, services.settings)
+    deadline = time.monotonic() + timeout
+    while not await done():
+        if time.monotonic() > deadline:
+            pytest.fail(f"worker did not get there in {timeout}s")
+        await run_once(services, outbox)
+        await outbox.wait_for_work(0.02)
+
+
+def make_summary(record: IntakeRecord, status: str = "complete") -> Summary:
+    return Summary(
+        booking_uid=record.booking.uid,
+        course="WRIT 101",
+        student=Person(record.booking.student.name, record.booking.student.email),
+        appointment_start=record.booking.start_time,
+        status=status,  # type: ignore[arg-type]
+        topic="thesis-statements",
+        assignment="essay-2",
+        request_type="assignment",
+        issue_description="The thesis of essay 2 is too broad and the student cannot narrow it.",
+        student_attempts="Rewrote the thesis twice after reading the assignment sheet.",
+        student_goal="Leave with a narrower, arguable thesis.",
+        difficulty=3,
+        urgency="high",
+        professor_prep_note="Bring the essay 2 sheet and two model theses.",
+        turns=6,
+        transcript_url="https://intake.example.test/staff/intakes/x",
+    )

@@ -1,0 +1,401 @@
+"""``POST /webhooks/calcom`` through the real app, on a real Redis, with Cal.com's sample payloads."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from services.gateway.delivery.outbox import PARTIAL_DUE, partial_due_at
+from services.gateway.intake.models import ChatMessage, IntakeRecord
+from services.gateway.intake.store import parse_time
+from services.gateway.webhooks.handling import EVENTS_STREAM, Ack, handle_once
+from services.gateway.webhooks.signature import NO_SECRET
+from tests.gateway.delivery.harness import (
+    Gateway,
+    deliver,
+    encode,
+    jobs_of,
+    make_summary,
+    open_gateway,
+    post_webhook,
+    record_for,
+    sample,
+    store_of,
+    upcoming,
+)
+
+OLD_UID = "b7Yx2Lq9Kd1pQmRw3sT8vZ"
+NEW_UID = "Rk3nV8mQ2wXz5tYb7cLp1d"
+
+
+async def _intake_count(gw: Gateway) -> int:
+    return len(await store_of(gw.services).tokens())
+
+
+def _assert_problem(response, status: int) -> None:  # type: ignore[no-untyped-def]
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["status"] == status
+
+
+# --- BOOKING_CREATED -------------------------------------------------------------------------------
+
+
+async def test_created_makes_an_intake_with_the_booking_and_queues_invite_and_preparation(
+    gw: Gateway,
+) -> None:
+    """A signed BOOKING_CREATED creates one invited intake from the payload and queues the slow work."""
+    response = await deliver(gw.client, sample("booking_created"))
+    assert response.json() == {"status": "created"}
+    record = await record_for(gw.services, OLD_UID)
+    booking = record.booking
+    assert record.status == "invited" and record.course_slug == "writ101"
+    assert (booking.booking_id, booking.event_type_id, booking.event_type_slug) == (
+        48213,
+        3101,
+        "writ101-office-hours",
+    )
+    assert booking.start_time == "2026-12-03T15:00:00Z" and booking.end_time == "2026-12-03T15:20:00Z"
+    assert (booking.student.name, booking.student.email) == ("Sam Lee", "sam.lee@student.example.edu")
+    assert booking.organizer.email == "ana.rivera@univ.example.edu"
+    assert booking.notes == "Stuck on my thesis for essay 2"
+    assert len(record.token) >= 32
+    assert sorted(j.kind for j in await jobs_of(gw.services, record.token)) == ["invite_email", "prepare"]
+    assert await gw.services.redis.zscore(PARTIAL_DUE, record.token) is not None
+
+
+async def test_created_falls_back_to_the_booking_form_when_there_are_no_attendees(gw: Gateway) -> None:
+    """The student comes from ``responses`` (name, email, notes) when ``attendees`` is empty."""
+    data = sample("booking_created")
+    data["payload"]["attendees"] = []
+    del data["payload"]["additionalNotes"]
+    await deliver(gw.client, data)
+    booking = (await record_for(gw.services, OLD_UID)).booking
+    assert (booking.student.name, booking.student.email) == ("Sam Lee", "sam.lee@student.example.edu")
+    assert booking.notes == "Stuck on my thesis for essay 2"
+
+
+async def test_event_type_matched_by_slug_alone(gw: Gateway) -> None:
+    """An unknown ``eventTypeId`` still maps to the course through the ``type`` slug."""
+    data = sample("booking_created")
+    data["payload"]["eventTypeId"] = 999999
+    assert (await deliver(gw.client, data)).json() == {"status": "created"}
+
+
+async def test_unknown_event_type_is_acknowledged_and_ignored(gw: Gateway) -> None:
+    """A booking for an event type of no course is a 2xx ``ignored`` and creates nothing."""
+    data = sample("booking_created")
+    data["payload"]["eventTypeId"] = 424242
+    data["payload"]["type"] = "someone-elses-meeting"
+    assert (await deliver(gw.client, data)).json() == {"status": "ignored"}
+    assert await _intake_count(gw) == 0
+
+
+async def test_unknown_trigger_is_acknowledged_and_ignored(gw: Gateway) -> None:
+    """Triggers we do not handle (e.g. BOOKING_PAYMENT_INITIATED) get a 2xx so Cal.com keeps the hook."""
+    data = sample("booking_created")
+    data["triggerEvent"] = "BOOKING_PAYMENT_INITIATED"
+    assert (await deliver(gw.client, data)).json() == {"status": "ignored"}
+    assert await _intake_count(gw) == 0
+
+
+async def test_payload_with_unknown_fields_is_accepted(gw: Gateway) -> None:
+    """Real deliveries carry more fields than the samples; they are ignored, not rejected."""
+    data = sample("booking_created")
+    data["payload"]["someFutureField"] = {"nested": [1, 2, 3]}
+    data["webhookVersion"] = "2099-01-01"
+    assert (await deliver(gw.client, data)).json() == {"status": "created"}
+
+
+# --- signature, size, shape --------------------------------------------------------------------------
+
+
+async def test_wrong_signature_is_401(gw: Gateway) -> None:
+    """A body signed with another secret is refused with problem JSON and creates nothing."""
+    response = await post_webhook(gw.client, encode(sample("booking_created")), secret="not-our-secret")
+    _assert_problem(response, 401)
+    assert await _intake_count(gw) == 0
+
+
+async def test_signature_over_a_different_body_is_401(gw: Gateway) -> None:
+    """The HMAC covers the exact raw bytes: re-serialising the JSON (one space) breaks it."""
+    body = encode(sample("booking_created"))
+    from services.gateway.webhooks.signature import sign
+
+    response = await post_webhook(gw.client, body + b" ", signature=sign(body, "whsec-test-secret"))
+    _assert_problem(response, 401)
+
+
+async def test_missing_signature_is_401(gw: Gateway) -> None:
+    response = await post_webhook(gw.client, encode(sample("booking_created")), signature=None)
+    _assert_problem(response, 401)
+    assert await _intake_count(gw) == 0
+
+
+async def test_no_secret_provided_literal_is_401(gw: Gateway) -> None:
+    """Cal.com's ``no-secret-provided`` proves nothing and is refused like a missing signature."""
+    response = await post_webhook(gw.client, encode(sample("booking_created")), signature=NO_SECRET)
+    _assert_problem(response, 401)
+    assert await _intake_count(gw) == 0
+
+
+async def test_unsigned_is_accepted_only_when_explicitly_allowed(tmp_path: Path, redis_url: str) -> None:
+    """With ``calcom_allow_unsigned`` a missing or ``no-secret-provided`` signature is let through."""
+    async with open_gateway(tmp_path, redis_url, calcom_allow_unsigned=True) as gw:
+        response = await post_webhook(gw.client, encode(sample("booking_created")), signature=NO_SECRET)
+        assert response.json() == {"status": "created"}
+        bad = await post_webhook(gw.client, encode(sample("booking_created")), secret="wrong")
+        _assert_problem(bad, 401)
+
+
+async def test_no_configured_secret_refuses_signed_webhooks(tmp_path: Path, redis_url: str) -> None:
+    """Without a configured secret nothing can be verified, so (unless unsigned is allowed) all is 401."""
+    async with open_gateway(tmp_path, redis_url, calcom_webhook_secret="") as gw:
+        _assert_problem(await post_webhook(gw.client, encode(sample("booking_created"))), 401)
+
+
+async def test_body_over_the_cap_is_413(tmp_path: Path, redis_url: str) -> None:
+    """A body over ``max_webhook_bytes`` is refused with 413 problem JSON before the signature check."""
+    async with open_gateway(tmp_path, redis_url, max_webhook_bytes=2048) as gw:
+        data = sample("booking_created")
+        data["payload"]["additionalNotes"] = "x" * 4096
+        _assert_problem(await post_webhook(gw.client, encode(data)), 413)
+        assert await _intake_count(gw) == 0
+
+
+async def test_chunked_body_over_the_cap_is_413(tmp_path: Path, redis_url: str) -> None:
+    """Without a Content-Length the body is counted as it streams in, and still refused at the cap.
+
+    Driven at the ASGI level (chunks with ``more_body``): httpx's in-process test transport cannot stream.
+    """
+    async with open_gateway(tmp_path, redis_url, max_webhook_bytes=2048) as gw:
+        chunks = [{"type": "http.request", "body": b" " * 512, "more_body": True} for _ in range(8)]
+        chunks.append({"type": "http.request", "body": b"", "more_body": False})
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return chunks.pop(0) if chunks else {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/webhooks/calcom",
+            "raw_path": b"/webhooks/calcom",
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"content-type", b"application/json"), (b"transfer-encoding", b"chunked")],
+            "client": ("127.0.0.1", 5000),
+            "server": ("testserver", 80),
+            "state": {},
+        }
+        await gw.client.app(scope, receive, send)  # type: ignore[arg-type]
+        start = next(m for m in sent if m["type"] == "http.response.start")
+        body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+        assert start["status"] == 413 and json.loads(body)["status"] == 413
+        assert len(chunks) > 1, "the body should not have been read to the end"
+
+
+async def test_malformed_json_is_400(gw: Gateway) -> None:
+    response = await post_webhook(gw.client, b'{"triggerEvent": "BOOKING_CREATED", "payload": {')
+    _assert_problem(response, 400)
+
+
+async def test_json_that_is_not_a_webhook_is_422(gw: Gateway) -> None:
+    """Valid JSON without ``triggerEvent`` (or not an object) is 422."""
+    _assert_problem(await post_webhook(gw.client, b"[1, 2, 3]"), 422)
+    _assert_problem(await post_webhook(gw.client, b'{"createdAt": "2026-11-28T18:04:11.512Z"}'), 422)
+
+
+async def test_booking_without_required_fields_is_422(gw: Gateway) -> None:
+    """A BOOKING_CREATED without a uid, or with an unparseable start time, is 422 and creates nothing."""
+    data = sample("booking_created")
+    del data["payload"]["uid"]
+    _assert_problem(await post_webhook(gw.client, encode(data)), 422)
+    data = sample("booking_created")
+    data["payload"]["startTime"] = "next tuesday"
+    _assert_problem(await post_webhook(gw.client, encode(data)), 422)
+    data = sample("booking_created")
+    del data["payload"]
+    _assert_problem(await post_webhook(gw.client, encode(data)), 422)
+    assert await _intake_count(gw) == 0
+
+
+# --- idempotency and ordering ----------------------------------------------------------------------
+
+
+async def test_duplicate_delivery_is_acknowledged_once(gw: Gateway) -> None:
+    """The same (uid, trigger, createdAt) twice: one intake, one invite, second answer ``duplicate``."""
+    body = encode(sample("booking_created"))
+    assert (await post_webhook(gw.client, body)).json() == {"status": "created"}
+    second = await post_webhook(gw.client, body)
+    assert second.status_code == 200 and second.json() == {"status": "duplicate"}
+    record = await record_for(gw.services, OLD_UID)
+    assert await _intake_count(gw) == 1
+    assert [j.kind for j in await jobs_of(gw.services, record.token)].count("invite_email") == 1
+
+
+async def test_same_booking_created_again_with_new_timestamp_does_not_duplicate(gw: Gateway) -> None:
+    """A second BOOKING_CREATED for the same uid (another createdAt) keeps the existing intake."""
+    await deliver(gw.client, sample("booking_created"))
+    token = (await record_for(gw.services, OLD_UID)).token
+    again = sample("booking_created")
+    again["createdAt"] = "2026-11-28T18:09:00.000Z"
+    assert (await deliver(gw.client, again)).json() == {"status": "duplicate"}
+    assert (await record_for(gw.services, OLD_UID)).token == token
+    assert await _intake_count(gw) == 1
+
+
+async def test_cancelled_before_created_does_not_resurrect(gw: Gateway) -> None:
+    """A CANCELLED that overtakes its CREATED wins: the late CREATED creates nothing."""
+    assert (await deliver(gw.client, sample("booking_cancelled"))).json() == {"status": "cancelled"}
+    assert (await deliver(gw.client, sample("booking_created"))).json() == {"status": "ignored"}
+    assert await _intake_count(gw) == 0
+
+
+async def test_late_created_after_rescheduled_does_not_create_a_second_intake(gw: Gateway) -> None:
+    """RESCHEDULED first (creates the intake at the new uid), then the old CREATED: still one intake."""
+    assert (await deliver(gw.client, upcoming("booking_rescheduled"))).json() == {"status": "created"}
+    assert (await deliver(gw.client, upcoming("booking_created"))).json() == {"status": "ignored"}
+    assert await _intake_count(gw) == 1
+    assert await store_of(gw.services).token_for_booking(OLD_UID) is None
+    await record_for(gw.services, NEW_UID)
+
+
+async def test_a_delivery_that_failed_halfway_can_be_retried(gw: Gateway) -> None:
+    """Nothing is marked seen until handling succeeded: a retry after a failure runs again, once."""
+    calls: list[str] = []
+
+    async def flaky() -> Ack:
+        calls.append("run")
+        if len(calls) == 1:
+            raise ConnectionError("redis went away mid-way")
+        return Ack("created")
+
+    key = "test-delivery-key"
+    args = {"trigger": "BOOKING_CREATED", "booking_uid": "u1"}
+    try:
+        await handle_once(gw.services, key, ["u1"], flaky, **args)
+    except ConnectionError:
+        pass
+    else:
+        raise AssertionError("the first attempt should have failed")
+    assert (await handle_once(gw.services, key, ["u1"], flaky, **args)).status == "created"
+    assert (await handle_once(gw.services, key, ["u1"], flaky, **args)).status == "duplicate"
+    assert calls == ["run", "run"]
+
+
+# --- reschedule ------------------------------------------------------------------------------------
+
+
+async def _chatted(gw: Gateway, uid: str) -> IntakeRecord:
+    """Simulate the chat: the student answered twice (what the chat routes would have stored)."""
+    store = store_of(gw.services)
+    record = await record_for(gw.services, uid)
+    record.status = "active"
+    record.interview.messages = [
+        ChatMessage("assistant", "What would you like help with?"),
+        ChatMessage("student", "My thesis for essay 2 is too broad."),
+        ChatMessage("assistant", "What have you tried so far?"),
+        ChatMessage("student", "I rewrote it twice."),
+    ]
+    record.interview.prompt = [{"role": "system", "content": "You are an intake assistant."}]
+    await store.save(record)
+    return record
+
+
+async def test_reschedule_moves_the_intake_and_keeps_what_the_student_wrote(gw: Gateway) -> None:
+    """RESCHEDULED: same token, new uid/id/times, every message kept, old uid gone, partial due moved."""
+    await deliver(gw.client, upcoming("booking_created", days=3))
+    before = await _chatted(gw, OLD_UID)
+    moved = upcoming("booking_rescheduled", days=5)
+    assert (await deliver(gw.client, moved)).json() == {"status": "rescheduled"}
+    after = await record_for(gw.services, NEW_UID)
+    assert after.token == before.token
+    assert after.booking.booking_id == 48377
+    assert parse_time(after.booking.start_time) == parse_time(moved["payload"]["startTime"])
+    assert after.interview.messages == before.interview.messages
+    assert after.interview.prompt == before.interview.prompt
+    assert after.status == "active"
+    assert await store_of(gw.services).token_for_booking(OLD_UID) is None
+    due = await gw.services.redis.zscore(PARTIAL_DUE, after.token)
+    expected = partial_due_at(gw.settings, after.booking.start_time)
+    assert due is not None and abs(due - expected) < 5
+    assert await _intake_count(gw) == 1
+
+
+async def test_reschedule_without_an_intake_is_treated_as_a_create(gw: Gateway) -> None:
+    """If the old booking never had an intake, the rescheduled booking gets one."""
+    assert (await deliver(gw.client, upcoming("booking_rescheduled"))).json() == {"status": "created"}
+    record = await record_for(gw.services, NEW_UID)
+    assert record.status == "invited" and record.booking.booking_id == 48377
+
+
+async def test_cancel_after_reschedule_closes_the_moved_intake(gw: Gateway) -> None:
+    """CANCELLED for the new uid reaches the intake that moved there."""
+    await deliver(gw.client, upcoming("booking_created"))
+    await deliver(gw.client, upcoming("booking_rescheduled"))
+    cancel = sample("booking_cancelled")
+    cancel["payload"]["uid"] = NEW_UID
+    await deliver(gw.client, cancel)
+    assert (await record_for(gw.services, NEW_UID)).status == "cancelled"
+
+
+# --- cancel ----------------------------------------------------------------------------------------
+
+
+async def test_cancel_closes_the_intake_and_deletes_the_transcript(gw: Gateway) -> None:
+    """CANCELLED: status cancelled, messages/prompt/summary gone, pending jobs cancelled, token resolves."""
+    await deliver(gw.client, upcoming("booking_created"))
+    record = await _chatted(gw, OLD_UID)
+    record.summary = make_summary(record)
+    await store_of(gw.services).save(record)
+    assert (await deliver(gw.client, sample("booking_cancelled"))).json() == {"status": "cancelled"}
+    closed = await store_of(gw.services).get(record.token)
+    assert closed is not None and closed.status == "cancelled"
+    assert closed.interview.messages == [] and closed.interview.prompt == []
+    assert closed.summary is None
+    assert {j.state for j in await jobs_of(gw.services, record.token)} <= {"cancelled"}
+    assert await gw.services.redis.zscore(PARTIAL_DUE, record.token) is None
+    raw = await gw.services.redis.get(f"intake:tok:{record.token}")
+    assert b"thesis for essay 2 is too broad" not in raw
+
+
+async def test_cancel_twice_is_harmless(gw: Gateway) -> None:
+    await deliver(gw.client, sample("booking_created"))
+    await deliver(gw.client, sample("booking_cancelled"))
+    again = sample("booking_cancelled")
+    again["createdAt"] = "2026-11-28T19:00:00.000Z"
+    assert (await deliver(gw.client, again)).json() == {"status": "cancelled"}
+    assert (await record_for(gw.services, OLD_UID)).status == "cancelled"
+
+
+# --- analytics-only triggers ---------------------------------------------------------------------------
+
+
+async def test_meeting_ended_and_no_show_are_recorded_for_analytics_only(gw: Gateway) -> None:
+    """MEETING_ENDED (top-level fields) and NO_SHOW go to the capped event stream, without emails."""
+    assert (await deliver(gw.client, sample("meeting_ended"))).json() == {"status": "recorded"}
+    assert (await deliver(gw.client, sample("booking_no_show_updated"))).json() == {"status": "recorded"}
+    entries = await gw.services.redis.xrange(EVENTS_STREAM)
+    events = [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in entries]
+    assert [e["trigger"] for e in events] == ["MEETING_ENDED", "BOOKING_NO_SHOW_UPDATED"]
+    assert all(e["booking_uid"] == OLD_UID for e in events)
+    assert events[1]["no_show_attendees"] == "1"
+    assert "@" not in json.dumps(events)
+    assert await _intake_count(gw) == 0
+    assert (await deliver(gw.client, sample("meeting_ended"))).json() == {"status": "duplicate"}
+
+
+async def test_ack_body_is_a_struct(gw: Gateway) -> None:
+    """The 2xx body decodes as ``Ack`` (a documented wire shape)."""
+    response = await deliver(gw.client, sample("booking_created"))
+    assert msgspec.json.decode(response.content, type=Ack).status == "created"
