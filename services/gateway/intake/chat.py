@@ -48,6 +48,8 @@ ERROR_MESSAGES = {
     "inference_timeout": "The assistant took too long to answer. Your message is still here: send it again.",
     "inference_unavailable": "The assistant is not answering right now. Your message is still here: "
     "try sending it again in a minute.",
+    "storage_unavailable": "We could not save your answer just now. Your message is still here: "
+    "send it again.",
     "internal": "Something went wrong on our side. Your message is still here: try sending it again.",
 }
 
@@ -230,7 +232,7 @@ class TurnRunner:
         state = copy_state(self.record.interview)
         outcome = await asyncio.wait_for(
             self._stream(interviewer(self.services), state, course),
-            timeout=self.services.settings.inference_timeout_s * 2,
+            timeout=self.services.settings.inference_timeout_s * 3 + 10,  # the interviewer has its own
         )
         record = await self._commit(state, course, outcome)
         log.info(
@@ -295,6 +297,8 @@ def _error_code(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError) or "Timeout" in type(exc).__name__:
         return "inference_timeout"
     module = type(exc).__module__
+    if module.startswith("redis"):
+        return "storage_unavailable"
     if module.startswith(("openai", "httpx", "httpcore")) or "Connection" in type(exc).__name__:
         return "inference_unavailable"
     return "internal"

@@ -22,6 +22,7 @@ import structlog
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
 from litestar.enums import MediaType
+from litestar.params import FromPath
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from services.gateway.container import Services
@@ -52,7 +53,7 @@ class RatingIn(msgspec.Struct, frozen=True):
 
 
 @get("/i/{token:str}", media_type=MediaType.HTML)
-async def chat_page(token: str, state: State) -> Response[bytes]:
+async def chat_page(token: FromPath[str], state: State) -> Response[bytes]:
     """The chat page, or a readable page for a link that is unknown or whose booking was cancelled."""
     record = await _store(state).get(token)
     if record is None:
@@ -63,14 +64,14 @@ async def chat_page(token: str, state: State) -> Response[bytes]:
 
 
 @get("/api/intakes/{token:str}")
-async def intake_state(token: str, state: State) -> Response[IntakeView]:
+async def intake_state(token: FromPath[str], state: State) -> Response[IntakeView]:
     services: Services = state.services
     record = await _load(services, token)
     return _view(services, record)
 
 
 @post("/api/intakes/{token:str}/consent", status_code=200)
-async def consent(token: str, state: State) -> Response[IntakeView]:
+async def consent(token: FromPath[str], state: State) -> Response[IntakeView]:
     """Record consent, prepare the interview and append the opening question (idempotent)."""
     services: Services = state.services
     store = chat.intake_store(services)
@@ -85,8 +86,8 @@ async def consent(token: str, state: State) -> Response[IntakeView]:
     return _view(services, record)
 
 
-@post("/api/intakes/{token:str}/messages")
-async def send_message(token: str, request: Request, state: State) -> ServerSentEvent:
+@post("/api/intakes/{token:str}/messages", status_code=200)
+async def send_message(token: FromPath[str], request: Request, state: State) -> ServerSentEvent:
     """One student message in, the reply out as ``text/event-stream`` (see the module doc for errors)."""
     services: Services = state.services
     settings = services.settings
@@ -113,7 +114,7 @@ async def send_message(token: str, request: Request, state: State) -> ServerSent
 
 
 @post("/api/intakes/{token:str}/rating", status_code=200)
-async def rate_chat(token: str, request: Request, state: State) -> Response[IntakeView]:
+async def rate_chat(token: FromPath[str], request: Request, state: State) -> Response[IntakeView]:
     """The student's thumbs up/down, once the chat is over; a second rating replaces the first."""
     services: Services = state.services
     record = await _load(services, token)

@@ -18,6 +18,7 @@ import structlog
 from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie, State
 from litestar.enums import MediaType
+from litestar.params import FromPath
 from litestar.response import Redirect
 from msgspec import Meta
 
@@ -152,7 +153,7 @@ async def list_page(request: Request, state: State) -> Response[bytes] | Redirec
 
 
 @get("/staff/intakes/{token:str}", media_type=MediaType.HTML)
-async def detail_page(token: str, request: Request, state: State) -> Response[bytes] | Redirect:
+async def detail_page(token: FromPath[str], request: Request, state: State) -> Response[bytes] | Redirect:
     return await _page(request, state.services, "detail.html")
 
 
@@ -168,14 +169,14 @@ async def list_intakes(request: Request, state: State) -> list[StaffIntakeRow]:
 
 
 @get("/staff/api/intakes/{token:str}")
-async def intake_detail(token: str, request: Request, state: State) -> Response[StaffIntakeDetail]:
+async def intake_detail(token: FromPath[str], request: Request, state: State) -> Response[StaffIntakeDetail]:
     services = await _authorized(request, state)
     record = await _load(services, token)
     return Response(await _detail(services, record), headers={"Cache-Control": "no-store"})
 
 
 @post("/staff/api/intakes/{token:str}/takeover", status_code=200)
-async def take_over(token: str, request: Request, state: State) -> StaffIntakeDetail:
+async def take_over(token: FromPath[str], request: Request, state: State) -> StaffIntakeDetail:
     """Staff answer instead of the model (or hand the chat back to it)."""
     services = await _authorized(request, state)
     body = chat.decode_body(await chat.read_capped(request, _BODY_CAP), TakeOverIn)
@@ -189,7 +190,7 @@ async def take_over(token: str, request: Request, state: State) -> StaffIntakeDe
 
 
 @post("/staff/api/intakes/{token:str}/messages", status_code=200)
-async def staff_message(token: str, request: Request, state: State) -> StaffIntakeDetail:
+async def staff_message(token: FromPath[str], request: Request, state: State) -> StaffIntakeDetail:
     """A staff message shows in the student's chat as role ``staff``; sending one takes the chat over."""
     services = await _authorized(request, state)
     body = chat.decode_body(await chat.read_capped(request, _BODY_CAP * 3), StaffMessageIn)
@@ -209,7 +210,7 @@ async def staff_message(token: str, request: Request, state: State) -> StaffInta
 
 
 @post("/staff/api/intakes/{token:str}/rating", status_code=200)
-async def rate_summary(token: str, request: Request, state: State) -> StaffIntakeDetail:
+async def rate_summary(token: FromPath[str], request: Request, state: State) -> StaffIntakeDetail:
     services = await _authorized(request, state)
     body = chat.decode_body(await chat.read_capped(request, _BODY_CAP), ProfessorRatingIn)
 

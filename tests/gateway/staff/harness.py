@@ -1,0 +1,142 @@
+"""Set-up shared by the chat route tests, the staff tests and the browser test: settings on the session's
+real Redis, an invented course built in code, intakes seeded straight into the ``IntakeStore``, and the
+real app with a scripted ``ChatModel`` wired in through ``services_factory`` (the only fake: the model).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import redis.asyncio as aioredis
+from argon2 import PasswordHasher
+
+from services.coursepack import Catalog, Course
+from services.gateway.container import Services, open_openai
+from services.gateway.intake.chat import CHAT_MODEL_KEY
+from services.gateway.intake.models import Booking, IntakeRecord, Person
+from services.gateway.intake.store import IntakeStore, new_token, now_iso
+from services.gateway.ports import ChatModel
+from services.settings import Settings
+from tests.gateway.intake.scripted import make_course
+
+STAFF_PASSWORD = "correct horse battery staple"
+_HASH: list[str] = []
+
+
+def staff_hash() -> str:
+    """One argon2 hash per test session (hashing is deliberately slow)."""
+    if not _HASH:
+        _HASH.append(PasswordHasher().hash(STAFF_PASSWORD))
+    return _HASH[0]
+
+
+def make_settings(tmp_path: Path, redis_url: str, **overrides: Any) -> Settings:
+    base: dict[str, Any] = {
+        "public_url": "http://127.0.0.1:8080",
+        "data_dir": str(tmp_path / "data"),
+        "redis_url": redis_url,
+        "inference_url": "http://127.0.0.1:9/v1",  # nothing listens: the scripted model answers
+        "inference_timeout_s": 5.0,
+        "max_turns": 5,
+        "min_turns": 3,
+        "max_message_chars": 500,
+        "retention_days": 30,
+        "staff_password_hash": staff_hash(),
+        "session_secret": "test-session-secret-0123456789abcdef",
+    }
+    base.update(overrides)
+    return msgspec.convert(base, Settings)
+
+
+def course() -> Course:
+    return make_course()
+
+
+def services_factory(model: ChatModel, courses: Sequence[Course] | None = None) -> Any:
+    """A ``create_app`` services factory: real Redis and HTTP clients, the given model, no retriever."""
+    catalog = Catalog(courses={c.slug: c for c in (courses or [course()])}, problems=[])
+
+    async def factory(settings: Settings) -> Services:
+        return Services(
+            settings=settings,
+            redis=aioredis.from_url(settings.redis_url, decode_responses=False),
+            openai=open_openai(settings),
+            http=httpx.AsyncClient(timeout=5.0),
+            catalog=catalog,
+            retriever=None,
+            extras={CHAT_MODEL_KEY: model},
+        )
+
+    return factory
+
+
+def future(days: float) -> str:
+    moment = dt.datetime.now(dt.UTC) + dt.timedelta(days=days)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+async def seed_intake(redis_url: str, settings: Settings, **fields: Any) -> IntakeRecord:
+    """A fresh invited intake for the course, written directly into Redis as the webhook would."""
+    booking = Booking(
+        uid="bk-" + secrets.token_hex(6),
+        booking_id=1234,
+        event_type_id=99,
+        title="Office hours",
+        start_time=future(2),
+        end_time=future(2.02),
+        organizer=Person("Lee Okafor", "okafor@example.edu"),
+        student=Person("Mina Park", "mina@example.edu"),
+        notes="",
+    )
+    record = IntakeRecord(
+        token=new_token(),
+        booking=booking,
+        course_slug=course().slug,
+        created_at=now_iso(),
+        updated_at=now_iso(),
+        **fields,
+    )
+    await save(redis_url, settings, record)
+    return record
+
+
+async def save(redis_url: str, settings: Settings, record: IntakeRecord) -> None:
+    redis = aioredis.from_url(redis_url)
+    try:
+        await IntakeStore(redis, settings.retention_days).save(record)
+    finally:
+        await redis.aclose()
+
+
+async def load(redis_url: str, settings: Settings, token: str) -> IntakeRecord | None:
+    redis = aioredis.from_url(redis_url)
+    try:
+        return await IntakeStore(redis, settings.retention_days).get(token)
+    finally:
+        await redis.aclose()
+
+
+def parse_sse(body: str) -> list[tuple[str, dict[str, Any]]]:
+    """``text/event-stream`` -> [(event, data)], as a browser's parser would read it."""
+    events = []
+    for block in body.replace("\r\n", "\n").split("\n\n"):
+        name, data = "message", []
+        for line in block.split("\n"):
+            if line.startswith("event:"):
+                name = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].lstrip())
+        if data:
+            events.append((name, json.loads("\n".join(data))))
+    return events
+
+
+def reply_text(events: list[tuple[str, dict[str, Any]]]) -> str:
+    return "".join(d["text"] for name, d in events if name == "token")
