@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import time
 
@@ -67,7 +68,7 @@ async def _run_one(services: Services, outbox: Outbox, job: Job) -> None:
                 job_id=job.id,
                 kind=job.kind,
                 attempt=job.attempts,
-                delay_s=round(delay, 1),
+                delay_s=round(delay, 3),
                 error=describe(exc),
             )
     else:
@@ -79,6 +80,8 @@ async def _run_one(services: Services, outbox: Outbox, job: Job) -> None:
 async def _serve() -> None:
     settings = load_settings()
     configure_logging(settings.log_level)
+    # httpx logs every request URL at INFO, and Cal.com API v1 carries the API key in the query string
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     services = await open_services(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

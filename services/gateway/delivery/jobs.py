@@ -76,7 +76,12 @@ async def _prepare(services: Services, outbox: Outbox, job: Job) -> str:
         record = await store.get(job.token)
         if record is None or record.status == "cancelled" or record.interview.prompt:
             return "skipped"
-        await chat.interviewer(services).prepare(record.interview, _course(services, record), record.booking)
+        course = _course(services, record)
+        try:
+            await chat.interviewer(services).prepare(record.interview, course, record.booking)
+        except Exception as exc:  # an optimisation only: the chat prepares itself on consent
+            log.warning("interview_prepare_failed", booking_uid=record.booking.uid, error=type(exc).__name__)
+            return "skipped: preparation failed, the chat will prepare on consent"
         await store.save(record)
     finally:
         await lock.__aexit__(None, None, None)
