@@ -50,6 +50,11 @@ from services.settings import Settings
 log = structlog.get_logger()
 
 MAX_CONTEXT_SOURCES = 5
+_PREFACE = re.compile(r"^(.+?[.!])\s+(?=\S)")
+_ABBREV_END = re.compile(r"\b(?:Dr|Prof|Mr|Mrs|Ms|St|e\.g|i\.e|vs|etc|No|Fig|Ch)\.$|\b[A-Z]\.$")
+_INTERROGATIVE = re.compile(
+    r"^(?:what|which|how|when|where|why|who|could|can|would|will|do|does|did|is|are|have|has|should)\b", re.I
+)
 _GUARD_NOTES = {
     "distress": "[The student seems to be in distress. Support resources were shown; the interview stopped.]",
     "injection": "[Message withheld: it asked for hidden instructions or other people's data.]",
@@ -269,8 +274,10 @@ class Interviewer:
                         ):
                             attempt.problems = problems
                             return
-                        while allow_preface and (m := re.match(r"^(.+?[.!])\s+(?=\S)", buffer)):
+                        while allow_preface and (m := _PREFACE.match(buffer)):
                             sentence = m.group(1)
+                            if _ABBREV_END.search(sentence) or _INTERROGATIVE.match(sentence):
+                                break  # "…with Dr." or a question missing its "?": wait for more
                             if len(attempt.released) + len(sentence) > guardrails.MAX_PREFACE_CHARS:
                                 attempt.problems = ["rambling"]
                                 return

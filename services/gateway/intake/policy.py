@@ -570,14 +570,21 @@ def _join(old: str | None, new: str) -> str:
     return clip(f"{old} {new}", 2 * ANSWER_CHARS)
 
 
+_ABOUT_SLOTS = frozenset({"issue", "stuck_on", "assignment", "topic", "example", "anything_else"})
+
+
 def _refresh_derived(state: InterviewState, course: Course, extra: list[str]) -> None:
     """Topic and request type are judged on everything the student said, not on one message."""
-    texts = [*extra, *(m.text for m in state.messages if m.role == "student")]
+    said = [m.text for m in state.messages if m.role == "student"]
+    texts = [*extra, *said]
     facts = state.facts
     topic = match_topic(course, texts, facts.assignment)
     if topic:
         facts.topic = topic
-    kind = classify_request(texts, facts.assignment is not None)
+    # the request is what they came for, not what they tried ("I did the practice quiz" is no exam prep):
+    # the k-th answer replies to asked[k]
+    about = [t for k, t in enumerate(said) if k >= len(state.asked) or state.asked[k] in _ABOUT_SLOTS]
+    kind = classify_request([*extra, *about], facts.assignment is not None)
     if kind:
         facts.request_type = kind
 

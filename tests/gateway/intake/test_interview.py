@@ -356,3 +356,11 @@ async def test_warm_sends_the_prompt_with_one_token_and_swallows_errors() -> Non
     assert model.kwargs[-1]["max_tokens"] == 1
     model.fail_with = ConnectionError()
     await iv.warm(state)
+
+
+async def test_an_abbreviation_or_unpunctuated_question_is_not_released_as_a_preface() -> None:
+    """"…with Dr." is not a finished sentence and "What is it." is a question: neither is streamed early."""
+    model = ScriptedModel("What would you like to get out of your meeting with Dr. Okafor today?")
+    iv, state = await _start(model)
+    pieces, outcome = await _say(iv, state, "ps3 p-values, I read the notes")
+    assert pieces == [outcome.reply] and outcome.reply.count("What would") <= 1
