@@ -15,12 +15,14 @@ import time
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
 from services.coursepack import Course
 from services.gateway.delivery.render import headline, summary_html, summary_text
 from services.gateway.intake.models import Booking, Summary
+from services.gateway.intake.store import parse_time
 from services.settings import Settings
 
 
@@ -37,7 +39,8 @@ def build_invite(settings: Settings, booking: Booking, course: Course, token: st
     first = booking.student.name.split(" ")[0] if booking.student.name else "there"
     text = (
         f"Hi {first},\n\n"
-        f"You booked office hours for {course.code} with {course.instructor_name} ({booking.start_time}).\n"
+        f"You booked office hours for {course.code} with {course.instructor_name} on "
+        f"{local_time(booking.start_time, course.timezone)}.\n"
         f"Before the meeting, a short chat (5-8 questions, about 5 minutes) helps you put your question\n"
         f"into words, so {course.instructor_name} can prepare. Open it on your phone or computer:\n\n"
         f"{url}\n\n"
@@ -57,6 +60,15 @@ def build_invite(settings: Settings, booking: Booking, course: Course, token: st
         subtype="html",
     )
     return message
+
+
+def local_time(iso: str, timezone: str) -> str:
+    """``Thursday 3 December, 10:00 (America/New_York)``; the raw value if it cannot be read."""
+    try:
+        moment = parse_time(iso).astimezone(ZoneInfo(timezone))
+    except (ValueError, ZoneInfoNotFoundError):
+        return iso
+    return f"{moment:%A} {moment.day} {moment:%B}, {moment:%H:%M} ({timezone})"
 
 
 def build_summary_email(settings: Settings, summary: Summary, booking: Booking) -> EmailMessage:

@@ -82,6 +82,9 @@ async def _prepare(services: Services, outbox: Outbox, job: Job) -> str:
         except Exception as exc:  # an optimisation only: the chat prepares itself on consent
             log.warning("interview_prepare_failed", booking_uid=record.booking.uid, error=type(exc).__name__)
             return "skipped: preparation failed, the chat will prepare on consent"
+        if not record.interview.context_sources:
+            # retrieval found nothing (index still building?): keep nothing, so consent prepares afresh
+            return "skipped: no course context yet, the chat will prepare on consent"
         await store.save(record)
     finally:
         await lock.__aexit__(None, None, None)
@@ -161,15 +164,15 @@ async def _keep_summary(store: IntakeStore, token: str, summary: Summary) -> Int
 async def enqueue_channels(
     services: Services, outbox: Outbox, record: IntakeRecord, summary: Summary
 ) -> None:
-    fields = {"summary": summary, "booking": record.booking, "course_slug": record.course_slug}
-    await outbox.enqueue("summary_email", record.token, **fields)
+    booking, slug = record.booking, record.course_slug
+    await outbox.enqueue("summary_email", record.token, summary=summary, booking=booking, course_slug=slug)
     if not services.settings.calcom_api_key:
         _warn_once("calcom_channel_disabled", reason="INTAKE_CALCOM_API_KEY is empty")
         return
     if record.booking.booking_id is None:
         log.warning("calcom_channel_skipped", booking_uid=record.booking.uid, reason="no booking id")
         return
-    await outbox.enqueue("summary_calcom", record.token, **fields)
+    await outbox.enqueue("summary_calcom", record.token, summary=summary, booking=booking, course_slug=slug)
 
 
 async def _summary_email(services: Services, outbox: Outbox, job: Job) -> str:

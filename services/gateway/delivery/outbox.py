@@ -81,6 +81,11 @@ class Job(msgspec.Struct, kw_only=True):
 _decoder = msgspec.json.Decoder(Job)
 
 
+def _text(value: object) -> str:
+    """Redis answers bytes (the shared client does not decode); accept str too."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def backoff_delay(settings: Settings, attempts: int) -> float:
     """Exponential backoff with jitter: half fixed, half random, so retries of many jobs spread out."""
     ceiling = min(settings.outbox_backoff_max_s, settings.outbox_backoff_base_s * 2 ** max(0, attempts - 1))
@@ -99,7 +104,17 @@ class Outbox:
         # a failed preparation or model summary has a fallback, so retrying it for hours buys nothing
         return 3 if kind in ("prepare", "summarize") else self._settings.outbox_max_attempts
 
-    async def enqueue(self, kind: JobKind, token: str, *, delay_s: float = 0.0, **fields: object) -> Job:
+    async def enqueue(
+        self,
+        kind: JobKind,
+        token: str,
+        *,
+        delay_s: float = 0.0,
+        course_slug: str = "",
+        summary_status: SummaryStatus | None = None,
+        summary: Summary | None = None,
+        booking: Booking | None = None,
+    ) -> Job:
         now = time.time()
         job = Job(
             id=secrets.token_hex(10),
@@ -109,7 +124,10 @@ class Outbox:
             next_attempt_at=now + delay_s,
             max_attempts=self._max_attempts(kind),
             updated_at=now_iso(),
-            **fields,  # type: ignore[arg-type]
+            course_slug=course_slug,
+            summary_status=summary_status,
+            summary=summary,
+            booking=booking,
         )
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.set(_JOB.format(job.id), msgspec.json.encode(job), ex=self._keep_s())
@@ -132,7 +150,7 @@ class Outbox:
         ids = await self._claim(keys=[_DUE], args=[now, now + _LEASE_S, limit])
         jobs: list[Job] = []
         for raw_id in ids:
-            job = await self.get(raw_id.decode())
+            job = await self.get(_text(raw_id))
             if job is None or job.state != "pending":
                 await self._redis.zrem(_DUE, raw_id)
                 continue
@@ -185,15 +203,15 @@ class Outbox:
     async def dead_letters(self, limit: int = 100) -> list[Job]:
         """Most recent first; ids whose job expired are pruned on the way."""
         ids = await self._redis.zrevrange(_DEAD, 0, limit - 1)
-        jobs = [await self.get(i.decode()) for i in ids]
+        jobs = [await self.get(_text(i)) for i in ids]
         gone = [i for i, job in zip(ids, jobs, strict=True) if job is None]
         if gone:
-            await self._redis.zrem(_DEAD, *gone)
+            await self._redis.zrem(_DEAD, *(_text(i) for i in gone))
         return [job for job in jobs if job is not None]
 
     async def jobs_for(self, token: str) -> list[Job]:
         ids = await self._redis.smembers(_BY_TOKEN.format(token))
-        jobs = [await self.get(i.decode()) for i in sorted(ids)]
+        jobs = [await self.get(_text(i)) for i in sorted(ids)]
         return sorted((j for j in jobs if j is not None), key=lambda j: (j.created_at, j.id))
 
     async def cancel_for(self, token: str) -> int:
@@ -245,7 +263,7 @@ async def claim_due_partials(redis: aioredis.Redis, limit: int = 20, now: float 
     """Tokens whose partial summary is due, removed from the schedule so only one worker takes each."""
     script = redis.register_script(_CLAIM_PARTIALS)
     ids = await script(keys=[PARTIAL_DUE], args=[time.time() if now is None else now, limit])
-    return [i.decode() for i in ids]
+    return [_text(i) for i in ids]
 
 
 # --- the entry point the chat routes call ----------------------------------------------------------

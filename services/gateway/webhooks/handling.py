@@ -306,7 +306,7 @@ class _Handlers:
 
     async def _tombstone(self, uid: str) -> str | None:
         raw = await self.redis.get(_TOMBSTONE.format(uid))
-        return raw.decode() if raw else None
+        return raw.decode() if isinstance(raw, bytes) else raw
 
     async def _set_tombstone(self, uid: str, fate: str) -> None:
         await self.redis.set(_TOMBSTONE.format(uid), fate.encode(), ex=_keep_s(self.services))
