@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import re
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 
 import msgspec
@@ -50,6 +51,7 @@ from services.settings import Settings
 log = structlog.get_logger()
 
 MAX_CONTEXT_SOURCES = 5
+RETRY_BUDGET_S = 4.0  # retry a rejected reply only if the first attempt was this quick
 _PREFACE = re.compile(r"^(.+?[.!])\s+(?=\S)")
 _ABBREV_END = re.compile(r"\b(?:Dr|Prof|Mr|Mrs|Ms|St|e\.g|i\.e|vs|etc|No|Fig|Ch)\.$|\b[A-Z]\.$")
 _INTERROGATIVE = re.compile(
@@ -230,7 +232,10 @@ class Interviewer:
         system = state.prompt[0]["content"] if state.prompt and state.prompt[0]["role"] == "system" else ""
         previous = [m.text for m in state.messages if m.role == "assistant"]
         released = ""
+        started = time.monotonic()
         for attempt_no in range(2):
+            if attempt_no and time.monotonic() - started > RETRY_BUDGET_S:
+                break  # a slow model's retry would keep the student waiting: the template is instant
             attempt = _Attempt()
             async for piece in self._stream_attempt(
                 sent, attempt, system, allow_preface=attempt_no == 0, greedy=attempt_no > 0

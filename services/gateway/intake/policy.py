@@ -44,10 +44,155 @@ MAX_ASKS_PER_SLOT = 2
 ANSWER_CHARS = 300  # what we keep of one answer in the facts (the full text stays in the transcript)
 
 _STOPWORDS = frozenset(
-    ["a", "an", "the", "and", "or", "but", "if", "of", "to", "in", "on", "at", "for", "with", "by", "from", "as", "is", "are", "was", "were", "be", "been", "being", "it", "its", "this", "that", "these", "those", "i", "me", "my", "we", "our", "you", "your", "he", "she", "they", "them", "their", "his", "her", "do", "does", "did", "done", "have", "has", "had", "not", "no", "yes", "so", "very", "just", "really", "also", "about", "into", "out", "up", "down", "over", "under", "again", "more", "most", "some", "any", "all", "can", "could", "would", "should", "will", "shall", "may", "might", "must", "what", "which", "who", "whom", "when", "where", "why", "how", "than", "then", "there", "here", "get", "got", "make", "made", "like", "one", "two", "use", "used", "using", "way", "thing", "things", "stuff", "help", "need", "want", "know", "think", "feel", "much", "many", "well", "good", "bad", "too", "only", "still", "even", "ok", "okay", "im", "dont", "cant", "ive"]
+    [
+        "a",
+        "an",
+        "the",
+        "and",
+        "or",
+        "but",
+        "if",
+        "of",
+        "to",
+        "in",
+        "on",
+        "at",
+        "for",
+        "with",
+        "by",
+        "from",
+        "as",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "being",
+        "it",
+        "its",
+        "this",
+        "that",
+        "these",
+        "those",
+        "i",
+        "me",
+        "my",
+        "we",
+        "our",
+        "you",
+        "your",
+        "he",
+        "she",
+        "they",
+        "them",
+        "their",
+        "his",
+        "her",
+        "do",
+        "does",
+        "did",
+        "done",
+        "have",
+        "has",
+        "had",
+        "not",
+        "no",
+        "yes",
+        "so",
+        "very",
+        "just",
+        "really",
+        "also",
+        "about",
+        "into",
+        "out",
+        "up",
+        "down",
+        "over",
+        "under",
+        "again",
+        "more",
+        "most",
+        "some",
+        "any",
+        "all",
+        "can",
+        "could",
+        "would",
+        "should",
+        "will",
+        "shall",
+        "may",
+        "might",
+        "must",
+        "what",
+        "which",
+        "who",
+        "whom",
+        "when",
+        "where",
+        "why",
+        "how",
+        "than",
+        "then",
+        "there",
+        "here",
+        "get",
+        "got",
+        "make",
+        "made",
+        "like",
+        "one",
+        "two",
+        "use",
+        "used",
+        "using",
+        "way",
+        "thing",
+        "things",
+        "stuff",
+        "help",
+        "need",
+        "want",
+        "know",
+        "think",
+        "feel",
+        "much",
+        "many",
+        "well",
+        "good",
+        "bad",
+        "too",
+        "only",
+        "still",
+        "even",
+        "ok",
+        "okay",
+        "im",
+        "dont",
+        "cant",
+        "ive",
+    ]
 )
 _GENERIC_WORDS = frozenset(
-    ["essay", "paper", "assignment", "homework", "project", "problem", "set", "lab", "quiz", "exam", "draft", "course", "class", "unit", "week"]
+    [
+        "essay",
+        "paper",
+        "assignment",
+        "homework",
+        "project",
+        "problem",
+        "set",
+        "lab",
+        "quiz",
+        "exam",
+        "draft",
+        "course",
+        "class",
+        "unit",
+        "week",
+    ]
 )
 
 
@@ -392,7 +537,12 @@ def classify_request(texts: Sequence[str], assignment_known: bool) -> RequestTyp
 
 # ---------------------------------------------------------------- deadlines
 
-_MONTHS = {m: i for i, m in enumerate(["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], start=1)}
+_MONTHS = {
+    m: i
+    for i, m in enumerate(
+        ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], start=1
+    )
+}
 _WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
 _DEADLINE_CONTEXT = re.compile(
     r"\b(?:due|deadline|submit\w*|turn(?:ed)? (?:it )?in|hand(?:ed)? (?:it )?in|"
@@ -536,7 +686,9 @@ def observe(
     answered = bool(text) and not is_non_answer(text) and not is_confused(text)
     if slot == "attempts" and _NOTHING.match(text):
         facts.attempts = facts.attempts or "Nothing yet."
-    if (answered and slot in {"issue", "stuck_on", "example"}) or (answered and slot == "anything_else" and not _NOTHING.match(text)):
+    if (answered and slot in {"issue", "stuck_on", "example"}) or (
+        answered and slot == "anything_else" and not _NOTHING.match(text)
+    ):
         facts.stuck_on = _join(facts.stuck_on, clip(text))
     elif answered and slot == "attempts" and not facts.attempts:
         facts.attempts = clip(text)

@@ -108,14 +108,18 @@ def test_template_replies_carry_support_resources_and_the_next_question() -> Non
     course = make_course()
     support = guardrails.support_reply(course)
     assert "Campus Counseling" in support and "555-0199" in support and "988" in support
-    for reply in (guardrails.homework_reply(course, "What have you tried so far?"),
-                  guardrails.injection_reply(course, "What have you tried so far?"),
-                  guardrails.off_topic_reply(course, "What have you tried so far?")):
+    for reply in (
+        guardrails.homework_reply(course, "What have you tried so far?"),
+        guardrails.injection_reply(course, "What have you tried so far?"),
+        guardrails.off_topic_reply(course, "What have you tried so far?"),
+    ):
         assert reply.endswith("What have you tried so far?")
 
 
-SYSTEM = ("You help Mina get ready for office hours in STAT 150 Introduction to Data Analysis with Dr. Lee Okafor.\n"
-          "Ask ONE short question per turn so the student explains their problem. Never solve it.")
+SYSTEM = (
+    "You help Mina get ready for office hours in STAT 150 Introduction to Data Analysis with Dr. Lee Okafor.\n"
+    "Ask ONE short question per turn so the student explains their problem. Never solve it."
+)
 
 
 @pytest.mark.parametrize(
@@ -137,13 +141,18 @@ SYSTEM = ("You help Mina get ready for office hours in STAT 150 Introduction to 
 )
 def test_bad_model_replies_are_rejected(reply: str, problem: str) -> None:
     """Each kind of bad reply is named, so the interviewer retries once and then uses its template."""
-    problems = guardrails.check_reply(reply, system_prompt=SYSTEM, previous=["Hi! What would you like help with?"],
-                                      slot="attempts")
+    problems = guardrails.check_reply(
+        reply, system_prompt=SYSTEM, previous=["Hi! What would you like help with?"], slot="attempts"
+    )
     assert problem in problems
 
 
 def test_a_good_model_question_passes() -> None:
     """A short grounded question with a friendly preface is shown as is."""
     reply = "Thanks, that helps. What have you already tried on Problem Set 3?"
-    assert guardrails.check_reply(reply, system_prompt=SYSTEM, previous=["What would you like help with?"],
-                                  slot="attempts") == []
+    assert (
+        guardrails.check_reply(
+            reply, system_prompt=SYSTEM, previous=["What would you like help with?"], slot="attempts"
+        )
+        == []
+    )

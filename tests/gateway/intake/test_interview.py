@@ -87,8 +87,14 @@ async def test_good_model_questions_are_streamed_and_every_prompt_extends_the_la
     model = ScriptedModel(default="Thanks for explaining. What have you already tried on Problem Set 3?")
     iv, state = await _start(model)
     stored = [list(state.prompt)]
-    answers = ["ps3, p-values confuse me", "when to reject the null", "I read the notes",
-               "I want to understand the rule", "p = 0.03 with alpha 0.05", "no that's all"]
+    answers = [
+        "ps3, p-values confuse me",
+        "when to reject the null",
+        "I read the notes",
+        "I want to understand the rule",
+        "p = 0.03 with alpha 0.05",
+        "no that's all",
+    ]
     for answer in answers:
         first_call = len(model.calls)
         _, outcome = await _say(iv, state, answer)
@@ -359,7 +365,7 @@ async def test_warm_sends_the_prompt_with_one_token_and_swallows_errors() -> Non
 
 
 async def test_an_abbreviation_or_unpunctuated_question_is_not_released_as_a_preface() -> None:
-    """"…with Dr." is not a finished sentence and "What is it." is a question: neither is streamed early."""
+    """ "…with Dr." is not a finished sentence and "What is it." is a question: neither is streamed early."""
     model = ScriptedModel("What would you like to get out of your meeting with Dr. Okafor today?")
     iv, state = await _start(model)
     pieces, outcome = await _say(iv, state, "ps3 p-values, I read the notes")

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from services.coursepack import Course, Tone, Topic, Assignment, CalcomMapping
+from services.coursepack import Assignment, CalcomMapping, Course, Tone, Topic
 from services.gateway.intake import policy
 from services.gateway.intake.models import ChatMessage, Facts, InterviewState
 from services.settings import Settings
@@ -16,8 +16,12 @@ from tests.gateway.intake.scripted import TODAY, make_booking, make_course
 def writing_course() -> Course:
     """A second invented course with the awkward keywords real packs have ("a", "the", "may", "CS")."""
     return Course(
-        code="ENG 9", title="College Writing", instructor_name="Prof. Diaz", instructor_email="d@x.edu",
-        calcom=CalcomMapping(event_type_ids=[1]), tone=Tone(),
+        code="ENG 9",
+        title="College Writing",
+        instructor_name="Prof. Diaz",
+        instructor_email="d@x.edu",
+        calcom=CalcomMapping(event_type_ids=[1]),
+        tone=Tone(),
         topics=[
             Topic("articles", "Articles", ["a", "an", "the", "article", "zero article"]),
             Topic("thesis", "Thesis statements", ["thesis", "main claim", "arguable"]),
@@ -26,7 +30,9 @@ def writing_course() -> Course:
         ],
         assignments=[
             Assignment("essay-1", "Essay 1: Narrative", dt.date(2026, 3, 4), ["thesis"], ["narrative"]),
-            Assignment("essay-2", "Essay 2: Argument", dt.date(2026, 4, 1), ["thesis"], ["argumentative", "essay 2"]),
+            Assignment(
+                "essay-2", "Essay 2: Argument", dt.date(2026, 4, 1), ["thesis"], ["argumentative", "essay 2"]
+            ),
         ],
     )
 
@@ -51,7 +57,7 @@ def test_assignment_is_recognised_by_label_title_or_keyword(text: str, expected:
 
 
 def test_assignment_number_beats_shared_keywords() -> None:
-    """"essay 1" must not become Essay 2 just because both are essays; "the argumentative one" finds Essay 2."""
+    """ "essay 1" must not become Essay 2 just because both are essays; "the argumentative one" finds Essay 2."""
     course = writing_course()
     assert policy.match_assignment(course, "my essay 1 intro") == "essay-1"
     assert policy.match_assignment(course, "the second essay") == "essay-2"
@@ -96,7 +102,9 @@ def test_stopword_and_abbreviation_keywords_do_not_fire_on_ordinary_words() -> N
         ("not sure", True, None),
     ],
 )
-def test_deadline_is_read_only_where_a_deadline_is_talked_about(text: str, answering: bool, expected: str | None) -> None:
+def test_deadline_is_read_only_where_a_deadline_is_talked_about(
+    text: str, answering: bool, expected: str | None
+) -> None:
     """Dates become ISO deadlines when the sentence is about a deadline (or answers the deadline question)."""
     assert policy.extract_deadline(text, TODAY, answering) == expected
 
@@ -140,8 +148,13 @@ def _state(*turns: tuple[str, str]) -> InterviewState:
 
 def test_direct_answers_fill_the_slot_asked_and_cues_fill_others() -> None:
     """A rambling answer fills several slots at once, so the bot does not ask what was already said."""
-    state = _state(("issue", "I'm stuck on problem set 3, the p-value part. I already re-read the lecture "
-                              "notes and tried the practice quiz. I want to understand when to reject the null."))
+    state = _state(
+        (
+            "issue",
+            "I'm stuck on problem set 3, the p-value part. I already re-read the lecture "
+            "notes and tried the practice quiz. I want to understand when to reject the null.",
+        )
+    )
     facts = state.facts
     assert facts.assignment == "ps3" and facts.topic == "hypothesis-testing"
     assert facts.stuck_on and "p-value" in facts.stuck_on
@@ -152,7 +165,7 @@ def test_direct_answers_fill_the_slot_asked_and_cues_fill_others() -> None:
 
 
 def test_non_answers_leave_the_slot_open_and_it_is_asked_once_more() -> None:
-    """"idk" does not fill a slot; the slot gets one re-ask (variant 1), never a third."""
+    """ "idk" does not fill a slot; the slot gets one re-ask (variant 1), never a third."""
     state = _state(("issue", "ps3"), ("stuck_on", "idk"))
     assert policy.decide(state, make_course(), Settings()) == policy.Decision("ask", "stuck_on", 1)
     state = _state(("issue", "ps3"), ("stuck_on", "idk"), ("stuck_on", "dunno"))
@@ -160,13 +173,13 @@ def test_non_answers_leave_the_slot_open_and_it_is_asked_once_more() -> None:
 
 
 def test_nothing_is_a_valid_answer_about_attempts() -> None:
-    """"nothing yet" answers the attempts question (it is useful for the professor to know)."""
+    """ "nothing yet" answers the attempts question (it is useful for the professor to know)."""
     state = _state(("issue", "ps3 p-values"), ("attempts", "nothing yet"))
     assert state.facts.attempts == "Nothing yet."
 
 
 def test_confused_student_gets_the_same_slot_rephrased() -> None:
-    """"What do you mean?" re-asks the pending slot with the simpler variant instead of moving on."""
+    """ "What do you mean?" re-asks the pending slot with the simpler variant instead of moving on."""
     state = _state(("issue", "ps3 p-values"), ("attempts", "what do you mean?"))
     assert policy.decide(state, make_course(), Settings()) == policy.Decision("ask", "attempts", 1)
 
@@ -174,11 +187,20 @@ def test_confused_student_gets_the_same_slot_rephrased() -> None:
 def test_stops_after_min_turns_once_essentials_are_known_and_never_after_max() -> None:
     """Essentials known at turn 5 -> finish; nothing known -> keep asking, but finish at max_turns (8)."""
     settings = Settings()
-    full = _state(("issue", "p-values in ps3"), ("stuck_on", "rejecting the null"), ("attempts", "read notes"),
-                  ("goal", "I want to understand the rule"), ("example", "p = 0.03"))
+    full = _state(
+        ("issue", "p-values in ps3"),
+        ("stuck_on", "rejecting the null"),
+        ("attempts", "read notes"),
+        ("goal", "I want to understand the rule"),
+        ("example", "p = 0.03"),
+    )
     assert policy.decide(full, make_course(), settings).action == "finish"
-    early = _state(("issue", "p-values in ps3"), ("stuck_on", "rejecting the null"), ("attempts", "read notes"),
-                   ("goal", "I want to understand the rule"))
+    early = _state(
+        ("issue", "p-values in ps3"),
+        ("stuck_on", "rejecting the null"),
+        ("attempts", "read notes"),
+        ("goal", "I want to understand the rule"),
+    )
     assert policy.decide(early, make_course(), settings).action == "ask"
     vague = _state(*[("issue", "idk")] * 7)
     assert policy.decide(vague, make_course(), settings).action == "ask"

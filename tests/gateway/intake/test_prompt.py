@@ -32,8 +32,11 @@ def test_system_prompt_names_course_instructor_and_materials() -> None:
 
 def test_choose_passages_keeps_distinct_sources() -> None:
     """Two chunks of the same file are one source: the budget goes to different materials."""
-    dup = [Passage(text="a b c", source="x.md", title="X"), Passage(text="d e f", source="x.md", title="X"),
-           Passage(text="g h", source="y.md", title="Y")]
+    dup = [
+        Passage(text="a b c", source="x.md", title="X"),
+        Passage(text="d e f", source="x.md", title="X"),
+        Passage(text="g h", source="y.md", title="Y"),
+    ]
     assert [p.source for p in prompt.choose_passages(make_course(), make_booking(), dup)] == ["x.md", "y.md"]
 
 

@@ -17,8 +17,10 @@ def _valid(s: Summary) -> Summary:
 
 def _state(**facts: str) -> InterviewState:
     state = InterviewState(facts=Facts(**facts))  # type: ignore[arg-type]
-    state.messages = [ChatMessage("assistant", "What would you like help with?"),
-                      ChatMessage("student", "p-values on ps3, I read the notes and want to understand the rule")]
+    state.messages = [
+        ChatMessage("assistant", "What would you like help with?"),
+        ChatMessage("student", "p-values on ps3, I read the notes and want to understand the rule"),
+    ]
     state.context_sources = ["notes/regression.md", "assignments/ps3.md", "notes/p-values.md"]
     return state
 
@@ -33,11 +35,21 @@ def test_facts_summary_is_valid_for_every_status_even_when_nothing_is_known(stat
 
 def test_facts_summary_uses_course_ids_the_students_words_and_retrieved_materials() -> None:
     """Structured fields are course ids; the prep note is actionable; materials are the retrieved sources."""
-    state = _state(topic="hypothesis-testing", assignment="ps3", request_type="assignment",
-                   stuck_on="I don't get when to reject the null.", attempts="Read the notes.",
-                   goal="Understand the rule.")
+    state = _state(
+        topic="hypothesis-testing",
+        assignment="ps3",
+        request_type="assignment",
+        stuck_on="I don't get when to reject the null.",
+        attempts="Read the notes.",
+        goal="Understand the rule.",
+    )
     s = _valid(summary.build_summary(state, make_course(), make_booking(), "complete", ""))
-    assert (s.topic, s.assignment, s.request_type, s.urgency) == ("hypothesis-testing", "ps3", "assignment", "high")
+    assert (s.topic, s.assignment, s.request_type, s.urgency) == (
+        "hypothesis-testing",
+        "ps3",
+        "assignment",
+        "high",
+    )
     assert "reject the null" in s.issue_description and 2 <= len(s.issue_description.split(". ")) <= 4
     assert "Problem Set 3" in s.professor_prep_note and "assignments/ps3.md" in s.professor_prep_note
     assert [m.source for m in s.suggested_materials] == ["assignments/ps3.md", "notes/p-values.md"]
@@ -47,7 +59,9 @@ def test_facts_summary_uses_course_ids_the_students_words_and_retrieved_material
 
 def test_unknown_ids_never_reach_the_summary() -> None:
     """A topic or assignment id that is not in the course pack becomes "other" / null."""
-    s = summary.build_summary(_state(topic="made-up", assignment="ps99"), make_course(), make_booking(), "partial", "")
+    s = summary.build_summary(
+        _state(topic="made-up", assignment="ps99"), make_course(), make_booking(), "partial", ""
+    )
     assert s.topic == "other" and s.assignment is None
 
 
@@ -89,7 +103,8 @@ def test_drafts_are_used_only_when_grounded_in_what_the_student_said() -> None:
         '{"issue_description": "Mina is confused about p-values on ps3. She wants to understand the rule.",'
         ' "student_attempts": "She baked bread and flew to Paris with her cat.",'
         ' "student_goal": "Understand the rule for p-values.",'
-        ' "professor_prep_note": "The answer is 0.05."}')
+        ' "professor_prep_note": "The answer is 0.05."}'
+    )
     bad = summary.bad_fields(draft, evidence, system_prompt="")
     assert bad == ["student_attempts", "professor_prep_note"]
     base = summary.build_summary(state, make_course(), make_booking(), "complete", "")
