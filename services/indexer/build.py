@@ -6,9 +6,11 @@ step, ~8 chunks/s on 2 cores); removed files leave both indexes; every build rec
 
 from __future__ import annotations
 
+import contextlib
 import re
+import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +26,12 @@ from llama_index.vector_stores.chroma import ChromaVectorStore
 from services.coursepack import Catalog, Course, load_catalog
 from services.indexer.embedding import MiniLMEmbedding, load_minilm
 from services.indexer.materials import EMBED_KEYS, read_materials
-from services.indexer.status import CourseVersion, StatusBoard, now_iso
+from services.indexer.status import CourseStatus, CourseVersion, StatusBoard, now_iso
 from services.indexer.stores import (
     ChromaUnavailable,
     CourseFiles,
     all_nodes,
+    collection_name,
     configure_llama_index,
     connect_chroma,
     get_collection,
@@ -63,15 +66,20 @@ class _Sections(TransformComponent):
     """Name each Markdown section's chunks after its heading, and keep bookkeeping out of embeddings."""
 
     def __call__(self, nodes: Sequence[BaseNode], **kwargs: Any) -> Sequence[BaseNode]:
+        kept = []
         for node in nodes:
+            text = node.get_content().strip()
+            match = _SECTION.match(text)
+            if match and not text[match.end() :].strip():
+                continue  # a heading with nothing under it (the title line) says nothing on its own
             node.metadata.pop("header_path", None)
-            match = _SECTION.match(node.get_content().lstrip())
             if match and len(match.group(1)) > 1:
                 node.metadata["section"] = match.group(2)
             hidden = [k for k in node.metadata if k not in EMBED_KEYS]
             node.excluded_embed_metadata_keys = hidden
             node.excluded_llm_metadata_keys = hidden
-        return nodes
+            kept.append(node)
+        return kept
 
 
 def pipeline_signature(settings: Settings) -> str:
@@ -108,28 +116,54 @@ class Indexer:
         self.embed = configure_llama_index()
         self._client: Any = None
 
-    def build(self, only: str | None = None) -> BuildReport:
-        """Build every course (or one); raises ``ChromaUnavailable`` before touching anything."""
+    def build(self, only: Collection[str] | None = None) -> BuildReport:
+        """Build every course (or those in ``only``); raises ``ChromaUnavailable`` before touching anything.
+
+        A full build also drops the index of any course whose folder was deleted. A course whose
+        ``course.toml`` is broken keeps its last good index and is listed under ``problems``.
+        """
         catalog = load_catalog(Path(self.settings.corpus_dir))
         problems = [str(p) for p in catalog.problems]
-        if only is not None and only not in catalog.courses:
-            raise KeyError(_unknown(only, catalog))
-        self.board.update(state="building", error=None, problems=problems)
+        self.board.update(state="building", error=None, problems=problems, courses=self._known())
         try:
             client = self._connect()
         except ChromaUnavailable as exc:
             self.board.update(state="waiting_for_chroma", error=str(exc))
             raise
+        if only is None:
+            self._prune(client)
         versions = []
         for slug, course in catalog.courses.items():
-            if only is not None and slug != only:
+            if only is not None and slug not in only:
                 continue
             version = self.build_course(course, client)
             problems += [f"{course.slug}/{w}" for w in version.warnings]
             versions.append(version)
             self.board.record(version)
-        self.board.update(state="ready", problems=problems)
+        self.board.update(state="ready", problems=problems, courses=self._known())
         return BuildReport(versions, problems)
+
+    def _known(self) -> dict[str, CourseStatus]:
+        """What is indexed now, read back from each course's ``version.json``."""
+        index_dir = Path(self.settings.data_dir) / "index"
+        known = {}
+        for folder in sorted(index_dir.iterdir()) if index_dir.is_dir() else []:
+            files = CourseFiles(Path(self.settings.data_dir), folder.name)
+            v = files.read(files.version, CourseVersion, None)
+            if v is not None:
+                known[v.slug] = CourseStatus(v.version, v.chunks, v.built_at)
+        return known
+
+    def _prune(self, client: Any) -> None:
+        """A course folder that is gone takes its collection and BM25 index with it."""
+        index_dir = Path(self.settings.data_dir) / "index"
+        for folder in sorted(index_dir.iterdir()) if index_dir.is_dir() else []:
+            if (Path(self.settings.corpus_dir) / folder.name).is_dir():
+                continue
+            with contextlib.suppress(Exception):  # the collection may never have been created
+                client.delete_collection(collection_name(folder.name))
+            shutil.rmtree(folder, ignore_errors=True)
+            log.info("course_index_removed", course=folder.name)
 
     def _connect(self) -> Any:
         if self._client is not None:
@@ -212,14 +246,15 @@ class Indexer:
             files.drop_bm25()
             return
         bm25 = BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=min(BM25_CANDIDATES, len(nodes)))
-        files.replace_bm25(bm25.persist)
+        files.replace_bm25(lambda path: bm25.persist(path, show_progress=False))
 
 
 def _hash(doc: Document) -> str:
     return str(doc.metadata["file_hash"])
 
 
-def _unknown(slug: str, catalog: Catalog) -> str:
+def describe_unknown(slug: str, catalog: Catalog) -> str:
+    """Why ``slug`` cannot be built: its course.toml problem if it has one, else the known courses."""
     known = ", ".join(sorted(catalog.courses)) or "none"
     bad = next((str(p) for p in catalog.problems if p.slug == slug), None)
     return f"course '{slug}' could not be loaded: {bad}" if bad else f"no course '{slug}' (known: {known})"

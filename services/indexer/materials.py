@@ -85,6 +85,8 @@ def _read_one(path: Path, rel: str, max_bytes: int) -> Document:
         source = _decode(raw)
         if suffix in (".html", ".htm"):
             title, text, extra = _read_html(source, path.stem)
+        elif suffix == ".txt":
+            title, text, extra = _first_line_title(source, path.stem), source.strip(), {}
         else:
             title, text, extra = _read_markdown(source, path.stem)
     if not text.strip():
@@ -155,8 +157,13 @@ def _read_pdf(raw: bytes, stem: str) -> tuple[str, str, dict[str, str]]:
     text = "\n\n".join(p.strip() for p in pages if p.strip())
     if not text:
         raise _Skip("skipped: PDF has no extractable text (scanned images?)")
-    first_line = next((line.strip() for line in text.splitlines() if line.strip()), "")
-    return info_title.strip() or first_line[:120] or _title_from_stem(stem), text, {}
+    return info_title.strip() or _first_line_title(text, stem), text, {}
+
+
+def _first_line_title(text: str, stem: str) -> str:
+    """A short first line reads like a title; a long one is prose, so fall back to the file name."""
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return first if 0 < len(first) <= 80 else _title_from_stem(stem)
 
 
 def _title_from_stem(stem: str) -> str:

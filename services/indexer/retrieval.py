@@ -132,7 +132,7 @@ class HybridRetriever:
         version = files.read(files.version, CourseVersion, CourseVersion(slug=slug))
         bm25 = None
         if files.bm25.exists():
-            bm25 = BM25Retriever.from_persist_dir(str(files.bm25))
+            bm25 = BM25Retriever.from_persist_dir(str(files.bm25), show_progress=False)
             bm25.similarity_top_k = min(CANDIDATES, int(bm25.bm25.scores.get("num_docs", CANDIDATES)))
         vector = self._vector(slug) if version.chunks else None
         log.info("course_retriever_loaded", course=slug, version=version.version, vector=vector is not None)

@@ -61,6 +61,7 @@ class StatusBoard:
     def __init__(self, redis_url: str | None) -> None:
         self.status = IndexerStatus(state="starting")
         self._redis = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2) if redis_url else None
+        self._redis_down = False  # log an outage once, not on every update
 
     def update(self, **changes: object) -> IndexerStatus:
         self.status = msgspec.structs.replace(self.status, updated_at=now_iso(), **changes)
@@ -78,4 +79,8 @@ class StatusBoard:
         try:
             self._redis.set(INDEXER_STATUS_KEY, msgspec.json.encode(self.status))
         except redis.RedisError as exc:
-            log.warning("indexer_status_not_published", error=f"{type(exc).__name__}: {exc}"[:200])
+            if not self._redis_down:
+                log.warning("indexer_status_not_published", error=f"{type(exc).__name__}: {exc}"[:200])
+            self._redis_down = True
+        else:
+            self._redis_down = False

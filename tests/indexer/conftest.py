@@ -1,0 +1,91 @@
+"""Indexer test helpers: a copy of the tiny fixture course per test, settings aimed at temp folders,
+and a guard that fails any connection to a non-loopback address (nothing may reach the internet)."""
+
+from __future__ import annotations
+
+import ipaddress
+import shutil
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from services.settings import Settings
+
+FIXTURE_COURSE = Path(__file__).parent / "fixtures" / "bio110"
+
+
+class InternetAccess(AssertionError):
+    """A test tried to leave the machine."""
+
+
+def _loopback(address: object) -> bool:
+    if isinstance(address, tuple) and address:
+        host = str(address[0])
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host.split("%")[0]).is_loopback
+        except ValueError:
+            return False
+    return True  # AF_UNIX paths are local
+
+
+@pytest.fixture(autouse=True)
+def no_internet(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every indexer test runs with connections to anything but loopback refused."""
+    real_connect = socket.socket.connect
+    real_connect_ex = socket.socket.connect_ex
+
+    def connect(self: socket.socket, address: object) -> None:
+        if not _loopback(address):
+            raise InternetAccess(f"test tried to connect to {address!r}")
+        return real_connect(self, address)
+
+    def connect_ex(self: socket.socket, address: object) -> int:
+        if not _loopback(address):
+            raise InternetAccess(f"test tried to connect to {address!r}")
+        return real_connect_ex(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    """A corpus folder holding a fresh copy of the fixture course ``bio110``."""
+    folder = tmp_path / "corpus"
+    shutil.copytree(FIXTURE_COURSE, folder / "bio110")
+    return folder
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, corpus: Path, chroma_url: str) -> Callable[..., Settings]:
+    """Settings aimed at this test's corpus and data folders and the session's Chroma server."""
+
+    def build(**overrides: object) -> Settings:
+        values: dict[str, object] = {
+            "corpus_dir": str(corpus),
+            "data_dir": str(tmp_path / "data"),
+            "chroma_url": chroma_url,
+            "redis_url": "",
+        }
+        values.update(overrides)
+        return Settings(**values)  # type: ignore[arg-type]
+
+    return build
+
+
+@pytest.fixture(autouse=True)
+def _fresh_collections(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Tests share one Chroma server: drop the collections a test created so the next starts clean."""
+    yield
+    if "chroma_url" not in request.fixturenames:
+        return
+    from services.indexer.stores import connect_chroma
+
+    url = request.getfixturevalue("chroma_url")
+    client = connect_chroma(url)
+    for collection in client.list_collections():
+        client.delete_collection(collection.name if hasattr(collection, "name") else str(collection))
