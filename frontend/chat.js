@@ -118,12 +118,12 @@
 
   function firstName(name) { return (name || "").trim().split(/\s+/)[0] || ""; }
 
-  function formatWhen(iso) {
+  function formatWhen(iso, weekday) {
     const date = new Date(iso);
     if (isNaN(date)) return "";
-    return date.toLocaleString(undefined, {
-      weekday: "short", month: "short", day: "numeric", hour: "numeric", minute: "2-digit",
-    });
+    const options = { month: "short", day: "numeric", hour: "numeric", minute: "2-digit" };
+    if (weekday) options.weekday = "long";
+    return date.toLocaleString(undefined, options);
   }
 
   function show(node, visible) { node.hidden = !visible; }
@@ -169,10 +169,10 @@
       return;
     }
     if (!view.consented) {
-      el.introLead.textContent = "This is a short chat before your office hours with " + instructor +
-        " for " + view.course + (view.course_title ? " (" + view.course_title + ")" : "") +
-        ". It helps you put into words what you need, so the meeting can start in the right place.";
-      el.introWho.textContent = instructor + " (and course staff, such as TAs) read this chat and a short summary of it before your meeting.";
+      el.introLead.textContent = "A short chat before your office hours with " + instructor + " for " +
+        view.course + (view.course_title ? " (" + view.course_title + ")" : "") +
+        ". It helps you say what you need, so the meeting can start in the right place.";
+      el.introWho.textContent = instructor + " (and course staff, such as TAs) read this chat and a short summary before your meeting.";
       el.introRetention.textContent = view.retention_days > 0
         ? "It is deleted " + view.retention_days + " days after your meeting, or right away if you cancel the booking."
         : "It is deleted after your meeting, or right away if you cancel the booking.";
@@ -209,9 +209,9 @@
       el.finishedText.textContent = "Your meeting is coming up, so " + instructor +
         " already received what you wrote here. See you at office hours!";
     } else {
-      el.finishedTitle.textContent = "Thank you" + (name ? ", " + name : "") + "!";
+      el.finishedTitle.textContent = "You're all set" + (name ? ", " + name : "") + "!";
       el.finishedText.textContent = instructor + " will read a short summary before your meeting" +
-        (el.when.textContent ? " (" + el.when.textContent + ")" : "") + ". You can close this page now.";
+        (view.appointment_start ? " on " + formatWhen(view.appointment_start, true) : "") + ". You can close this page now.";
     }
     show(el.rate, true);
   }
@@ -251,8 +251,8 @@
   }
 
   function scrollToEnd() {
-    const last = el.messages.lastElementChild;
-    if (last) last.scrollIntoView({ block: "end", behavior: "auto" });
+    // the page itself scrolls (the composer is sticky at the bottom), so the end of the page is the newest line
+    window.scrollTo({ top: document.documentElement.scrollHeight, behavior: "auto" });
   }
 
   // --- pending message, kept across a reload ----------------------------------------------------

@@ -153,7 +153,7 @@
     $("title").textContent = view.student_name + " · " + view.course;
     document.title = view.student_name + " · Intake";
     $("meta").textContent = when(view.appointment_start) + " · status " + view.status + " · turn " + view.turn + " of at most " + view.max_turns +
-      (detail.student_rating ? " · student rated the chat " + (detail.student_rating === "up" ? "👍" : "👎") : "");
+      (detail.student_rating ? " · student found the chat " + (detail.student_rating === "up" ? "helpful" : "not helpful") : "");
     renderMessages(view.messages);
     renderSummary(view.summary);
     renderDelivery(detail);

@@ -21,7 +21,7 @@ from services.gateway.container import Services
 
 COOKIE = "staff_session"
 SESSION_TTL_S = 12 * 3600
-LOGIN_ATTEMPTS = 8  # per client address and window
+LOGIN_ATTEMPTS = 8  # failed attempts per client address and window
 LOGIN_WINDOW_S = 300
 _SESSION_KEY = "staff:session:{}"
 _ATTEMPTS_KEY = "staff:login:{}"
@@ -53,14 +53,22 @@ async def check_password(services: Services, password: str) -> bool:
     return await asyncio.to_thread(verify)
 
 
-async def allow_attempt(services: Services, client: str) -> bool:
-    """Count a login attempt for ``client``; False once the window's budget is spent."""
-    key = _ATTEMPTS_KEY.format(hashlib.sha256(client.encode()).hexdigest()[:16])
+async def throttled(services: Services, client: str) -> bool:
+    """True once ``client`` used up its failed attempts for the window (a right password is not counted)."""
+    count = await services.redis.get(_attempts_key(client))
+    return int(count or 0) >= LOGIN_ATTEMPTS
+
+
+async def count_failure(services: Services, client: str) -> None:
+    key = _attempts_key(client)
     async with services.redis.pipeline(transaction=True) as pipe:
+        pipe.set(key, 0, ex=LOGIN_WINDOW_S, nx=True)  # the window starts at the first failure (Redis 6)
         pipe.incr(key)
-        pipe.expire(key, LOGIN_WINDOW_S, nx=True)
-        count, _ = await pipe.execute()
-    return int(count) <= LOGIN_ATTEMPTS
+        await pipe.execute()
+
+
+def _attempts_key(client: str) -> str:
+    return _ATTEMPTS_KEY.format(hashlib.sha256(client.encode()).hexdigest()[:16])
 
 
 async def open_session(services: Services) -> str:

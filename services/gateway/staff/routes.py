@@ -127,12 +127,13 @@ async def login(request: Request, state: State) -> Response[bytes] | Redirect:
     if disabled:
         return _login(disabled, 503, form=False)
     client = request.client.host if request.client else "unknown"
-    if not await auth.allow_attempt(services, client):
+    if await auth.throttled(services, client):
         log.warning("staff_login_throttled")
         return _login("Too many attempts. Wait a few minutes, then try again.", 429)
     form = parse_qs((await chat.read_capped(request, 4096)).decode("utf-8", "replace"))
     password = (form.get("password") or [""])[0][:256]
     if not password or not await auth.check_password(services, password):
+        await auth.count_failure(services, client)
         log.info("staff_login_failed")
         return _login("That password is not right.", 401)
     log.info("staff_logged_in")

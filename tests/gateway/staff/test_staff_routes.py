@@ -1,0 +1,247 @@
+"""Staff pages through the real app on a real Redis: login, sessions, the intake list and detail,
+take-over (staff messages reach the student's chat), summary rating, and the password helper.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+from argon2 import PasswordHasher
+from litestar import Litestar
+from litestar.testing import AsyncTestClient
+
+from services.gateway.app import create_app
+from services.gateway.intake.models import Flags, Person, Summary
+from services.gateway.staff.auth import LOGIN_ATTEMPTS
+from services.settings import REPO_ROOT, Settings
+from tests.gateway.intake.scripted import ScriptedModel
+from tests.gateway.staff.harness import (
+    STAFF_PASSWORD,
+    load,
+    make_settings,
+    parse_sse,
+    save,
+    seed_intake,
+    services_factory,
+)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, redis_url: str) -> Settings:
+    return make_settings(tmp_path, redis_url)
+
+
+async def _client(settings: Settings) -> AsyncTestClient[Litestar]:
+    return AsyncTestClient(create_app(settings, services_factory=services_factory(ScriptedModel())))
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[AsyncTestClient[Litestar]]:
+    async with await _client(settings) as test_client:
+        yield test_client
+
+
+async def login(client: AsyncTestClient[Litestar], password: str = STAFF_PASSWORD) -> httpx.Response:
+    return await client.post("/staff/login", data={"password": password}, follow_redirects=False)
+
+
+@pytest.fixture
+async def staff(client: AsyncTestClient[Litestar]) -> AsyncTestClient[Litestar]:
+    """The client, logged in."""
+    response = await login(client)
+    assert response.status_code == 303, response.text
+    return client
+
+
+async def test_without_a_password_hash_staff_pages_say_they_are_off(tmp_path: Path, redis_url: str) -> None:
+    """No INTAKE_STAFF_PASSWORD_HASH: every staff page explains how to turn them on; no login is offered."""
+    settings = make_settings(tmp_path, redis_url, staff_password_hash="")
+    async with await _client(settings) as client:
+        page = await client.get("/staff/login")
+        assert page.status_code == 503 and "python -m services.gateway.staff.password" in page.text
+        assert "<form" in page.text and "hidden" in page.text.split("<form", 1)[1].split(">", 1)[0]
+        assert (await client.get("/staff/intakes", follow_redirects=False)).status_code == 503
+        assert (await login(client)).status_code == 503
+        assert (await client.get("/staff/api/intakes")).status_code == 503
+
+
+async def test_pages_and_api_need_a_session(client: AsyncTestClient[Litestar]) -> None:
+    """Logged out: pages redirect to the login, the JSON API answers 401 problem JSON."""
+    page = await client.get("/staff/intakes", follow_redirects=False)
+    assert page.status_code == 303 and page.headers["location"] == "/staff/login"
+    api = await client.get("/staff/api/intakes")
+    assert api.status_code == 401 and api.json()["detail"]
+
+
+async def test_wrong_password_is_refused(client: AsyncTestClient[Litestar]) -> None:
+    response = await login(client, "not the password")
+    assert response.status_code == 401 and "not right" in response.text
+    assert "staff_session" not in response.headers.get("set-cookie", "")
+
+
+async def test_login_sets_a_strict_http_only_session_cookie(client: AsyncTestClient[Litestar]) -> None:
+    """The session cookie is signed, HttpOnly, SameSite=Strict and scoped to /staff."""
+    response = await login(client)
+    assert response.status_code == 303 and response.headers["location"] == "/staff/intakes"
+    cookie = response.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie and "path=/staff" in cookie
+    assert (await client.get("/staff/intakes")).status_code == 200
+
+
+async def test_a_forged_cookie_is_not_a_session(client: AsyncTestClient[Litestar]) -> None:
+    await login(client)
+    value = client.cookies.get("staff_session")
+    assert value
+    client.cookies.set("staff_session", value[:-2] + "xx", path="/staff")
+    assert (await client.get("/staff/api/intakes")).status_code == 401
+
+
+async def test_logout_ends_the_session(staff: AsyncTestClient[Litestar]) -> None:
+    value = staff.cookies.get("staff_session")
+    await staff.post("/staff/logout", follow_redirects=False)
+    staff.cookies.set("staff_session", value or "", path="/staff")  # even a kept copy no longer works
+    assert (await staff.get("/staff/api/intakes")).status_code == 401
+
+
+async def test_login_is_rate_limited(tmp_path: Path, redis_url: str) -> None:
+    """After a handful of failed attempts from one address, logins wait (even with the right password)."""
+    settings = make_settings(tmp_path, redis_url)
+    await _forget_attempts(redis_url)
+    try:
+        async with await _client(settings) as client:
+            for _ in range(LOGIN_ATTEMPTS):
+                assert (await login(client, "wrong")).status_code == 401
+            blocked = await login(client)
+            assert blocked.status_code == 429 and "Too many attempts" in blocked.text
+    finally:
+        await _forget_attempts(redis_url)
+
+
+async def _forget_attempts(redis_url: str) -> None:
+    redis = aioredis.from_url(redis_url)
+    try:
+        for key in await redis.keys("staff:login:*"):
+            await redis.delete(key)
+    finally:
+        await redis.aclose()
+
+
+async def test_list_and_detail_show_the_intake(
+    staff: AsyncTestClient[Litestar], redis_url: str, settings: Settings
+) -> None:
+    """The list has course, student, appointment, status and turn; the detail adds what only staff see."""
+    record = await seed_intake(redis_url, settings)
+    rows = (await staff.get("/staff/api/intakes")).json()
+    row = next(r for r in rows if r["token"] == record.token)
+    assert row["course"] == "STAT 150" and row["student_name"] == "Mina Park"
+    assert row["status"] == "invited" and row["turn"] == 0
+    assert row["appointment_start"] == record.booking.start_time
+    detail = (await staff.get(f"/staff/api/intakes/{record.token}")).json()
+    assert detail["student_email"] == "mina@example.edu" and detail["intake"]["messages"] == []
+    assert detail["transcript_url"] == f"{settings.public_url}/staff/intakes/{record.token}"
+    page = await staff.get(f"/staff/intakes/{record.token}")
+    assert page.status_code == 200 and record.token not in page.text
+
+
+async def test_take_over_lets_staff_answer_in_the_students_chat(
+    staff: AsyncTestClient[Litestar], redis_url: str, settings: Settings
+) -> None:
+    """Take over: the student's next message gets no bot reply; the staff message shows as role staff."""
+    record = await seed_intake(redis_url, settings)
+    token = record.token
+    await staff.post(f"/api/intakes/{token}/consent")
+    taken = await staff.post(f"/staff/api/intakes/{token}/takeover", json={"taken_over": True})
+    assert taken.status_code == 200 and taken.json()["intake"]["taken_over"] is True
+    events = parse_sse((await staff.post(f"/api/intakes/{token}/messages", json={"text": "Hello?"})).text)
+    assert events == [("done", {"status": "active", "turn": 1})]
+    sent = await staff.post(
+        f"/staff/api/intakes/{token}/messages", json={"text": "Hi Mina, it's Dr. Okafor."}
+    )
+    assert sent.status_code == 200
+    view = (await staff.get(f"/api/intakes/{token}")).json()
+    assert view["messages"][-2:] == [
+        {"role": "student", "text": "Hello?"},
+        {"role": "staff", "text": "Hi Mina, it's Dr. Okafor."},
+    ]
+    back = await staff.post(f"/staff/api/intakes/{token}/takeover", json={"taken_over": False})
+    assert back.json()["intake"]["taken_over"] is False
+
+
+async def test_staff_message_limits(
+    staff: AsyncTestClient[Litestar], redis_url: str, settings: Settings
+) -> None:
+    """Empty staff messages are 422, oversized ones are refused, unknown intakes are 404."""
+    record = await seed_intake(redis_url, settings)
+    url = f"/staff/api/intakes/{record.token}/messages"
+    assert (await staff.post(url, json={"text": "   "})).status_code == 422
+    assert (await staff.post(url, json={"text": "x" * 5000})).status_code == 422
+    assert (await staff.post(url, content=b"x" * 100_000)).status_code == 413
+    assert (await staff.post("/staff/api/intakes/nope/messages", json={"text": "hi"})).status_code == 404
+
+
+async def test_professor_rates_the_summary(
+    staff: AsyncTestClient[Litestar], redis_url: str, settings: Settings
+) -> None:
+    """No summary yet: 409. With one: useful / not_useful is stored."""
+    record = await seed_intake(redis_url, settings)
+    url = f"/staff/api/intakes/{record.token}/rating"
+    assert (await staff.post(url, json={"value": "useful"})).status_code == 409
+    record.summary = _summary(record.booking.uid, record.booking.start_time)
+    record.status = "complete"
+    await save(redis_url, settings, record)
+    assert (await staff.post(url, json={"value": "meh"})).status_code == 422
+    rated = await staff.post(url, json={"value": "not_useful"})
+    assert rated.status_code == 200 and rated.json()["professor_rating"] == "not_useful"
+    stored = await load(redis_url, settings, record.token)
+    assert stored and stored.professor_rating == "not_useful"
+
+
+def test_password_helper_prints_a_verifiable_hash() -> None:
+    """``python -m services.gateway.staff.password`` reads stdin and prints an argon2 hash of it."""
+    result = subprocess.run(
+        [sys.executable, "-m", "services.gateway.staff.password"],
+        input="a long enough password\n",
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        check=True,
+    )
+    hashed = result.stdout.strip()
+    assert hashed.startswith("$argon2") and PasswordHasher().verify(hashed, "a long enough password")
+    short = subprocess.run(
+        [sys.executable, "-m", "services.gateway.staff.password"],
+        input="short\n",
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+    )
+    assert short.returncode != 0 and "at least" in short.stderr
+
+
+def _summary(uid: str, start: str) -> Summary:
+    fields: dict[str, Any] = {
+        "booking_uid": uid,
+        "course": "STAT 150",
+        "student": Person("Mina Park", "mina@example.edu"),
+        "appointment_start": start,
+        "status": "complete",
+        "topic": "hypothesis-testing",
+        "assignment": "ps3",
+        "request_type": "assignment",
+        "issue_description": "Mina is unsure when to reject the null hypothesis.",
+        "student_attempts": "Re-read the slides.",
+        "student_goal": "Interpret p-values.",
+        "difficulty": 3,
+        "urgency": "high",
+        "professor_prep_note": "Bring a worked t-test example.",
+        "flags": Flags(),
+        "turns": 5,
+    }
+    return Summary(**fields)
