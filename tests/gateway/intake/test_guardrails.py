@@ -41,6 +41,7 @@ def test_distress_is_recognised(text: str) -> None:
         "this deadline is killing me",
         "the die roll probability question",
         "I'm worried I will fail the midterm",
+        "I'm panicking about the midterm on Thursday",
     ],
 )
 def test_ordinary_course_talk_is_not_distress(text: str) -> None:
