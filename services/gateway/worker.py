@@ -24,23 +24,39 @@ from services.gateway.logs import configure_logging
 from services.settings import SettingsError, load_settings
 
 BATCH = 8
+CONCURRENCY = 4
+STOP_GRACE_S = 8.0  # supervisord waits 10 s before SIGKILL
 log = structlog.get_logger()
 
 
 async def run_worker(services: Services, stop: asyncio.Event) -> None:
-    """Run until ``stop`` is set; a failing tick (Redis restarting, say) is logged and retried."""
+    """Run until ``stop`` is set; a failing tick (Redis restarting, say) is logged and retried.
+
+    Jobs run as tasks (at most ``CONCURRENCY``), so a three-minute model summary does not hold up the
+    next student's invitation. On stop, jobs in hand get ``STOP_GRACE_S`` to finish; an unfinished one
+    is not lost: its lease runs out and it is claimed again after a restart.
+    """
     outbox = Outbox(services.redis, services.settings)
-    log.info("worker_started", poll_s=services.settings.worker_poll_s)
+    inflight: set[asyncio.Task[None]] = set()
+    log.info("worker_started", poll_s=services.settings.worker_poll_s, concurrency=CONCURRENCY)
     while not stop.is_set():
         try:
-            busy = await run_once(services, outbox)
-            if not busy and not stop.is_set():
+            await enqueue_due_partials(services, outbox)
+            free = CONCURRENCY - len(inflight)
+            jobs = await outbox.claim_due(free) if free > 0 else []
+            for job in jobs:
+                task = asyncio.create_task(_run_one(services, outbox, job))
+                inflight.add(task)
+                task.add_done_callback(inflight.discard)
+            if not jobs and not stop.is_set():
                 await outbox.wait_for_work(services.settings.worker_poll_s)
         except Exception as exc:  # keep the worker alive through any outage; supervisord is the backstop
             log.error("worker_tick_failed", error=type(exc).__name__)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), services.settings.worker_poll_s)
-    log.info("worker_stopped")
+    if inflight:
+        await asyncio.wait(inflight, timeout=STOP_GRACE_S)
+    log.info("worker_stopped", unfinished=sum(1 for t in inflight if not t.done()))
 
 
 async def run_once(services: Services, outbox: Outbox) -> bool:

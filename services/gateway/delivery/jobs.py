@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import msgspec
 import structlog
 
 from services.coursepack import Course
@@ -20,7 +21,7 @@ from services.gateway.delivery.locks import try_turn_lock
 from services.gateway.delivery.outbox import Job, Outbox, claim_due_partials
 from services.gateway.intake import chat
 from services.gateway.intake.interview import draft_summary
-from services.gateway.intake.models import IntakeRecord, Summary, SummaryStatus
+from services.gateway.intake.models import IntakeRecord, Person, Summary, SummaryStatus
 from services.gateway.intake.store import IntakeStore, now_iso
 
 log = structlog.get_logger()
@@ -180,9 +181,16 @@ async def _summary_email(services: Services, outbox: Outbox, job: Job) -> str:
         raise Permanent("summary job without a summary")
     if await _cancelled(services, job):
         return "skipped: booking cancelled"
-    where = await send_email(
-        services.settings, build_summary_email(services.settings, job.summary, job.booking), "summary"
-    )
+    booking = job.booking
+    if not booking.organizer.email:  # Cal.com always sends one; a hand-made booking may not
+        course = services.catalog.courses.get(job.course_slug)
+        if course is None:
+            raise Permanent("no organizer email and no course to take the instructor's from")
+        booking = msgspec.structs.replace(
+            booking, organizer=Person(course.instructor_name, course.instructor_email)
+        )
+    message = build_summary_email(services.settings, job.summary, booking)
+    where = await send_email(services.settings, message, "summary")
     await _mark_delivered(services, job)
     return where
 
