@@ -77,7 +77,7 @@ async def _inference_check(state: State, services: Services) -> Check:
         return cached[1]
     settings = services.settings
     result = await probe_generation(settings.inference_url, settings.model_name, settings.probe_timeout_s)
-    check = Check(result.ok, result.latency_ms, result.error)
+    check = Check(result.ok, round(result.latency_s * 1000, 1), result.error)
     state["inference_probe"] = (time.monotonic(), check)
     return check
 
