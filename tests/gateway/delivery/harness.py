@@ -124,11 +124,22 @@ class Gateway:
 
 @asynccontextmanager
 async def open_gateway(tmp_path: Path, redis_url: str, **overrides: Any) -> AsyncIterator[Gateway]:
-    """Fresh Redis contents, the real app and a Services for the in-process worker."""
+    """Fresh Redis contents, the real app and a Services for the in-process worker.
+
+    ``overrides`` are settings fields, plus ``extras`` for both Services (``{"chat_model": ...}``).
+    """
+    extras: dict[str, Any] = overrides.pop("extras", {})
     settings = make_settings(tmp_path, redis_url, **overrides)
     services = await build_services(settings)
+    services.extras.update(extras)
     await services.redis.flushdb()
-    app = create_app(settings, services_factory=build_services)
+
+    async def app_services(settings: Settings) -> Services:
+        built = await build_services(settings)
+        built.extras.update(extras)  # e.g. a scripted ChatModel for the chat routes
+        return built
+
+    app = create_app(settings, services_factory=app_services)
     try:
         async with AsyncTestClient(app=app) as client:
             yield Gateway(services, client)
