@@ -161,13 +161,10 @@ async def test_unknown_and_cancelled_links_explain_themselves(
 
 @pytest.mark.slow
 async def test_student_completes_an_intake_with_the_real_model(
-    request: pytest.FixtureRequest, phone: Any, redis_url: str, tmp_path: Path, screenshots: Path
+    inference_server: str, phone: Any, redis_url: str, tmp_path: Path, screenshots: Path
 ) -> None:
-    """The same journey with the embedded model behind mlx_lm.server."""
-    try:
-        base_url = request.getfixturevalue("inference_server")
-    except pytest.FixtureLookupError:
-        pytest.skip("tests/fixtures/inference.py (inference_server) is not available")
+    """The same journey with the embedded model behind mlx_lm.server (tests/fixtures/inference.py)."""
+    base_url = inference_server
     from services.gateway.container import open_openai
     from services.gateway.intake.llm import OpenAIChatModel
 
@@ -176,3 +173,44 @@ async def test_student_completes_an_intake_with_the_real_model(
     record = await seed_intake(redis_url, settings)
     with serve(create_app(settings, services_factory=services_factory(model))) as gateway:
         await _run_intake(phone, gateway.url, settings, redis_url, record.token, screenshots, "real-model")
+
+
+async def test_a_dropped_reply_is_retried_without_a_second_turn(
+    phone: Any, redis_url: str, tmp_path: Path, screenshots: Path
+) -> None:
+    """The connection dies after the server answered: the page retries with the same client_turn_id and
+    shows the stored reply; the transcript holds the message once and the model ran once."""
+    settings = make_settings(tmp_path, redis_url)
+    model = PacedModel(*QUESTIONS, first_delay=0.1, word_delay=0.0)
+    record = await seed_intake(redis_url, settings)
+    dropped: list[str] = []
+
+    async def drop_first_reply(route: Any) -> None:
+        if dropped:
+            await route.continue_()
+            return
+        response = await route.fetch()  # the server runs (and stores) the whole turn ...
+        dropped.append(response.status)
+        await route.abort("connectionreset")  # ... but the phone never sees the answer
+
+    with serve(create_app(settings, services_factory=services_factory(model))) as gateway:
+        await phone.goto(f"{gateway.url}/i/{record.token}")
+        await phone.get_by_role("button", name="I agree, start the chat").click()
+        await phone.locator("#messages li.assistant").first.wait_for()
+        await phone.route("**/messages", drop_first_reply)
+        await phone.get_by_label("Your answer").fill(ANSWERS[0])
+        await phone.get_by_role("button", name="Send").click()
+        await phone.wait_for_function(
+            "() => !document.getElementById('send').disabled && "
+            "document.querySelectorAll('#messages li.assistant').length === 2",
+            timeout=30_000,
+        )
+        assert await phone.locator("#error").is_hidden()
+        shown = await phone.locator("#messages li.assistant .bubble").last.inner_text()
+        await phone.wait_for_function("() => document.getElementById('announcer').textContent.length > 0")
+        announced = await phone.locator("#announcer").inner_text()  # what a screen reader hears
+    stored = await load(redis_url, settings, record.token)
+    assert stored is not None and dropped == [200]
+    assert [m.text for m in stored.interview.messages if m.role == "student"] == [ANSWERS[0]]
+    assert shown == stored.interview.messages[-1].text and shown in announced
+    assert len([k for k in model.kwargs if k["max_tokens"] != 1]) == 1  # one turn (the other call: warm-up)

@@ -452,14 +452,9 @@ async def _save(redis_url: str, settings: Settings, record: Any) -> None:
 
 
 @pytest.mark.slow
-async def test_a_turn_with_the_real_model(
-    request: pytest.FixtureRequest, redis_url: str, tmp_path: Path
-) -> None:
+async def test_a_turn_with_the_real_model(inference_server: str, redis_url: str, tmp_path: Path) -> None:
     """With the embedded model behind mlx_lm.server, a turn streams a question and stores it."""
-    try:
-        base_url = request.getfixturevalue("inference_server")
-    except pytest.FixtureLookupError:
-        pytest.skip("tests/fixtures/inference.py (inference_server) is not available")
+    base_url = inference_server
     settings = make_settings(tmp_path, redis_url, inference_url=base_url, inference_timeout_s=120.0)
     app = create_app(settings, services_factory=_real_model_factory())
     async with AsyncTestClient(app, timeout=300) as client:
