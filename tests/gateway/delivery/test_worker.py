@@ -392,3 +392,25 @@ async def test_run_worker_delivers_and_stops_gracefully(wired: Gateway, smtp_ser
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=5)
+
+
+async def test_rescheduling_a_summarised_intake_writes_the_note_onto_the_new_booking(
+    wired: Gateway, smtp_server: SmtpCapture, calcom: FakeCalcom
+) -> None:
+    """After the summary went to the old booking, a reschedule puts the same note on the new booking."""
+    await _booked(wired)
+    await _finished(wired)
+
+    async def old_patched() -> bool:
+        return bool(calcom.patches(BOOKING_ID))
+
+    await work_until(wired.services, old_patched)
+    await deliver(wired.client, upcoming("booking_rescheduled", days=5))
+
+    async def new_patched() -> bool:
+        return bool(calcom.patches(48377))
+
+    await work_until(wired.services, new_patched)
+    note = calcom.description(48377) or ""
+    assert note.startswith(NOTES) and note.count(BLOCK_START) == 1 and "Rk3nV8mQ2wXz5tYb7cLp1d" not in note
+    assert len(_summary_mails(smtp_server)) == 1, "the professor is not emailed twice for a reschedule"
