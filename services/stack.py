@@ -60,12 +60,12 @@ def stack_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
 
 
 def up(env: Mapping[str, str], timeout: float = 180.0) -> None:
-    """Start supervisord (or the stopped programs) and wait until the gateway reports ready."""
+    """Start supervisord (or the stopped programs); wait until ready and the corpus is indexed."""
     if _running(env):
         ctl(env, "start", "all")
     else:
         subprocess.run([str(BIN / "supervisord"), "-c", str(CONFIG)], env=dict(env), check=True)
-    wait_ready(env, timeout)
+    wait_ready(env, timeout, indexed=True)
 
 
 def down(env: Mapping[str, str]) -> None:
@@ -87,17 +87,19 @@ def ctl(env: Mapping[str, str], *args: str, check: bool = False) -> subprocess.C
     )
 
 
-def wait_ready(env: Mapping[str, str], timeout: float) -> dict:
-    """Poll ``/readyz`` until every check is green; raise with the last answer otherwise."""
+def wait_ready(env: Mapping[str, str], timeout: float, indexed: bool = False) -> dict:
+    """Poll ``/readyz`` until every check is green (and, if ``indexed``, the indexer's first build is done)."""
     url = f"http://127.0.0.1:{env['INTAKE_PORT']}/readyz"
     deadline = time.monotonic() + timeout
     last: object = "no answer"
     while time.monotonic() < deadline:
         try:
             response = httpx.get(url, timeout=30)
-            if response.status_code == 200:
-                return response.json()
-            last = response.json()
+            body = response.json()
+            indexer_state = (body.get("indexer") or {}).get("state")
+            if response.status_code == 200 and (not indexed or indexer_state == "ready"):
+                return body
+            last = body
         except (httpx.HTTPError, ValueError) as exc:
             last = repr(exc)
         time.sleep(1)

@@ -14,6 +14,8 @@ REQUEST_ID_HEADER = "x-request-id"
 
 def configure_logging(level: str = "INFO") -> None:
     logging.basicConfig(format="%(message)s", stream=sys.stdout, level=level.upper())
+    # httpx logs every URL at INFO, and Cal.com API v1 carries its key in the query string.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
