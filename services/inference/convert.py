@@ -24,9 +24,9 @@ import numpy as np
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MARKER = "converted-from.json"
-MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", MARKER)
+MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json", "chat_template.jinja", MARKER)
 
-# llama.cpp tensor names -> Hugging Face llama names ("{n}" is the block index).
+# llama.cpp tensor names -> Hugging Face llama names; per-block names sit under model.layers.<n>.
 _GLOBAL_NAMES = {
     "token_embd.weight": "model.embed_tokens.weight",
     "output_norm.weight": "model.norm.weight",
@@ -43,6 +43,12 @@ _BLOCK_NAMES = {
     "ffn_up": "mlp.up_proj",
     "ffn_down": "mlp.down_proj",
 }
+_SPECIAL_TOKENS = {
+    "bos_token": "tokenizer.ggml.bos_token_id",
+    "eos_token": "tokenizer.ggml.eos_token_id",
+    "unk_token": "tokenizer.ggml.unknown_token_id",
+    "pad_token": "tokenizer.ggml.padding_token_id",
+}
 
 
 def find_packaged_gguf() -> Path:
@@ -54,6 +60,7 @@ def find_packaged_gguf() -> Path:
 
 
 def sha256_of(path: Path) -> str:
+    """Identifies the source in the marker, so a new package version triggers a fresh conversion."""
     digest = hashlib.sha256()
     with path.open("rb") as f:
         while chunk := f.read(1 << 20):
@@ -69,6 +76,7 @@ def is_converted(out: Path, source_sha256: str) -> bool:
 
 
 def hf_name(gguf_name: str) -> str:
+    """``blk.3.attn_q.weight`` -> ``model.layers.3.self_attn.q_proj.weight``: the names mlx-lm expects."""
     if gguf_name in _GLOBAL_NAMES:
         return _GLOBAL_NAMES[gguf_name]
     _, block, kind, suffix = gguf_name.split(".")
@@ -82,6 +90,7 @@ def unpermute(weight: np.ndarray, n_heads: int) -> np.ndarray:
 
 
 def read_tensors(reader: Any, meta: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Every tensor dequantized to float32 under its Hugging Face name (~540 MB for SmolLM2-135M)."""
     from gguf.quants import dequantize
 
     arch = meta["general.architecture"]
@@ -127,7 +136,6 @@ def build_config(meta: dict[str, Any], tied: bool) -> dict[str, Any]:
 
 def save_tokenizer(meta: dict[str, Any], out: Path) -> None:
     """Rebuild the tokenizer llama.cpp uses from the file's vocabulary, merges and special ids."""
-    from tokenizers import pre_tokenizers
     from transformers import PreTrainedTokenizerFast
     from transformers.integrations.gguf.gguf_tokenizer_mapping import (
         GGUF_TOKENIZER_MAPPING,
@@ -135,20 +143,12 @@ def save_tokenizer(meta: dict[str, Any], out: Path) -> None:
     )
 
     renames = GGUF_TOKENIZER_MAPPING["tokenizer"]
-    tokenizer_dict = {name: meta[f"tokenizer.{key}"] for key, name in renames.items() if f"tokenizer.{key}" in meta}
-    backend, _ = convert_gguf_tokenizer(meta["general.architecture"], tokenizer_dict)
-    if meta.get("tokenizer.ggml.pre") == "smollm":
-        # llama.cpp splits every digit apart first (as SmolLM's own tokenizer.json does); transformers doesn't.
-        backend.pre_tokenizer = pre_tokenizers.Sequence(
-            [pre_tokenizers.Digits(individual_digits=True), backend.pre_tokenizer]
-        )
-    tokens = meta["tokenizer.ggml.tokens"]
-    special = {
-        role: tokens[meta[f"tokenizer.ggml.{key}"]]
-        for role, key in [("bos_token", "bos_token_id"), ("eos_token", "eos_token_id"),
-                          ("unk_token", "unknown_token_id"), ("pad_token", "padding_token_id")]
-        if f"tokenizer.ggml.{key}" in meta
+    tokenizer_dict = {
+        name: meta[f"tokenizer.{key}"] for key, name in renames.items() if f"tokenizer.{key}" in meta
     }
+    backend, _ = convert_gguf_tokenizer(meta["general.architecture"], tokenizer_dict)
+    tokens = meta["tokenizer.ggml.tokens"]
+    special = {role: tokens[meta[key]] for role, key in _SPECIAL_TOKENS.items() if key in meta}
     PreTrainedTokenizerFast(
         tokenizer_object=backend,
         chat_template=meta.get("tokenizer.chat_template"),
@@ -160,6 +160,7 @@ def save_tokenizer(meta: dict[str, Any], out: Path) -> None:
 
 
 def read_metadata(reader: Any) -> dict[str, Any]:
+    """Plain Python values keyed by llama.cpp's names; the ``GGUF.*`` entries are file-format bookkeeping."""
     return {name: field.contents() for name, field in reader.fields.items() if not name.startswith("GGUF.")}
 
 
@@ -183,9 +184,15 @@ def convert(gguf_path: Path, out: Path) -> bool:
         save_tokenizer(meta, tmp)
         marker = {"source": str(gguf_path), "sha256": source_sha256}
         (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+        for path in [tmp, *tmp.iterdir()]:
+            path.chmod(0o755 if path.is_dir() else 0o644)  # mkdtemp and safetensors create owner-only
         if out.exists():
             shutil.rmtree(out)
-        tmp.rename(out)
+        try:
+            tmp.rename(out)
+        except OSError:  # a concurrent run (Makefile and tests) finished first: fine if it is complete
+            if not is_converted(out, source_sha256):
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return True

@@ -1,0 +1,91 @@
+"""Run ``mlx_lm.server`` with the flags and environment the intake stack needs.
+
+    python -m services.inference.server
+
+We wrap it rather than fork it: this module only decides arguments and environment, then replaces
+itself with ``python -m mlx_lm server`` so supervisor signals reach the server directly. The
+``mlx_lm.server`` module path the docs show is deprecated in 0.32 in favour of the subcommand.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import NoReturn
+
+from services.settings import Settings, load_settings
+
+# Debian's libopenblas0-pthread: MLX's CPU matmul is ~13x faster with it preloaded (see DESIGN.md).
+OPENBLAS_PATHS = (
+    "/usr/lib/x86_64-linux-gnu/libopenblas.so.0",
+    "/usr/lib/aarch64-linux-gnu/libopenblas.so.0",
+)
+
+# Sized for intake traffic: a handful of students chatting at once, each prompt a strict extension of
+# their previous one. One cache entry per conversation (mlx-lm drops an entry's prefixes when the longer
+# prompt is stored), ~46 KB of float32 KV cache per token for SmolLM2-135M, so a 2,000-token intake is
+# ~90 MB and 2 GB holds about 20 full conversations. Prompt reading is the CPU's bottleneck: batching
+# many prompts makes everyone wait for all of them, while 2 lets a short turn pass a long first prompt.
+# Prefill in 256-token steps costs the same CPU as 2048 (measured) and lets running replies stream
+# between steps. Decoding batches well: 4 streams gave ~4x the tokens of one.
+SERVER_FLAGS: dict[str, str] = {
+    "--prompt-cache-size": "32",
+    "--prompt-cache-bytes": "2GB",
+    "--decode-concurrency": "8",
+    "--prompt-concurrency": "2",
+    "--prefill-step-size": "256",
+    "--max-tokens": "512",
+}
+
+
+def build_command(settings: Settings) -> list[str]:
+    """The ``mlx_lm`` server command line, always bound to loopback (the gateway is the public face)."""
+    command = [sys.executable, "-m", "mlx_lm", "server", "--model", settings.model_path]
+    command += ["--host", "127.0.0.1", "--port", str(settings.inference_port)]
+    command += ["--log-level", settings.log_level.upper()]
+    if settings.adapter_path:
+        command += ["--adapter-path", settings.adapter_path]
+    for flag, value in SERVER_FLAGS.items():
+        command += [flag, value]
+    return command
+
+
+def build_environment(settings: Settings, environ: Mapping[str, str]) -> dict[str, str]:
+    """Offline hub in the data folder (``/v1/models`` crashes without ``hub/``), OpenBLAS on Linux."""
+    env = dict(environ)
+    hf_home = settings.data_path / "hf"
+    (hf_home / "hub").mkdir(parents=True, exist_ok=True)
+    env |= {"HF_HOME": str(hf_home), "HF_HUB_OFFLINE": "1"}
+    if sys.platform != "linux":
+        return env  # macOS runs MLX on Metal
+    openblas = next((p for p in OPENBLAS_PATHS if Path(p).exists()), None)
+    if openblas is None:
+        print(
+            "warning: libopenblas0-pthread is not installed; inference will be ~13x slower", file=sys.stderr
+        )
+        return env
+    env["LD_PRELOAD"] = " ".join(filter(None, [openblas, env.get("LD_PRELOAD", "")]))
+    env["OPENBLAS_NUM_THREADS"] = "1"
+    return env
+
+
+def ensure_default_model(settings: Settings) -> None:
+    """Build the embedded model on first start, so a fresh checkout serves without a separate step."""
+    if settings.model:
+        return
+    from services.inference.convert import convert, find_packaged_gguf
+
+    convert(find_packaged_gguf(), Path(settings.model_path))
+
+
+def main() -> NoReturn:
+    settings = load_settings()
+    ensure_default_model(settings)
+    command = build_command(settings)
+    os.execvpe(command[0], command, build_environment(settings, os.environ))
+
+
+if __name__ == "__main__":
+    main()
