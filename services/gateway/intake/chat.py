@@ -8,7 +8,6 @@ the stored reply instead of running (and billing the CPU for) a second turn.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import AsyncExitStack
 from typing import Any, TypeVar
@@ -253,7 +252,6 @@ class TurnRunner:
             raise RuntimeError("the interviewer ended a turn without an outcome")
         if outcome.reply.startswith(streamed) and len(outcome.reply) > len(streamed):
             self.queue.put_nowait(token_event(outcome.reply[len(streamed) :]))
-        _ensure_recorded(state, self.text, outcome.reply)
         return outcome
 
     async def _commit(self, state: InterviewState, course: Course, outcome: TurnOutcome) -> IntakeRecord:
@@ -277,15 +275,6 @@ class TurnRunner:
         return record
 
 
-def _ensure_recorded(state: InterviewState, text: str, reply: str) -> None:
-    """The transcript must hold this turn's question and answer, whoever appended them."""
-    messages = state.messages
-    if not messages or messages[-1].role != "assistant" or messages[-1].text != reply:
-        if not messages or messages[-1].role != "student":
-            messages.append(ChatMessage("student", text))
-        messages.append(ChatMessage("assistant", reply))
-
-
 async def _enqueue_delivery(services: Services, record: IntakeRecord) -> None:
     from services.gateway.delivery.outbox import enqueue_summary_delivery
 
@@ -302,9 +291,3 @@ def _error_code(exc: BaseException) -> str:
     if module.startswith(("openai", "httpx", "httpcore")) or "Connection" in type(exc).__name__:
         return "inference_unavailable"
     return "internal"
-
-
-async def warm_quietly(services: Services, state: InterviewState) -> None:
-    """Fill the inference server's prompt cache after consent; a failure only costs first-answer latency."""
-    with contextlib.suppress(Exception):
-        await interviewer(services).warm(state)

@@ -149,7 +149,7 @@ async def _start_interview(services: Services, store: IntakeStore, record: Intak
         record.status = "active"
     await store.save(record)
     log.info("intake_consented", booking_uid=record.booking.uid, course=record.course_slug)
-    chat.spawn(chat.warm_quietly(services, chat.copy_state(record.interview)))
+    chat.spawn(iv.warm(chat.copy_state(record.interview)))  # never raises; only saves first-reply time
 
 
 def _store(state: State) -> IntakeStore:
