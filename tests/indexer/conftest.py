@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 import shutil
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -60,32 +60,23 @@ def corpus(tmp_path: Path) -> Path:
     return folder
 
 
+def settings_for(corpus: Path, data_dir: Path, chroma_url: str, **overrides: object) -> Settings:
+    """Settings aimed at temp folders and the session's Chroma server, with no Redis unless asked.
+
+    Tests share one Chroma server and reuse the collection name ``course-bio110``; that is safe because
+    a build whose manifest disagrees with the collection's size starts the collection afresh.
+    """
+    values: dict[str, object] = {
+        "corpus_dir": str(corpus),
+        "data_dir": str(data_dir),
+        "chroma_url": chroma_url,
+        "redis_url": "",
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
 @pytest.fixture
 def make_settings(tmp_path: Path, corpus: Path, chroma_url: str) -> Callable[..., Settings]:
-    """Settings aimed at this test's corpus and data folders and the session's Chroma server."""
-
-    def build(**overrides: object) -> Settings:
-        values: dict[str, object] = {
-            "corpus_dir": str(corpus),
-            "data_dir": str(tmp_path / "data"),
-            "chroma_url": chroma_url,
-            "redis_url": "",
-        }
-        values.update(overrides)
-        return Settings(**values)  # type: ignore[arg-type]
-
-    return build
-
-
-@pytest.fixture(autouse=True)
-def _fresh_collections(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Tests share one Chroma server: drop the collections a test created so the next starts clean."""
-    yield
-    if "chroma_url" not in request.fixturenames:
-        return
-    from services.indexer.stores import connect_chroma
-
-    url = request.getfixturevalue("chroma_url")
-    client = connect_chroma(url)
-    for collection in client.list_collections():
-        client.delete_collection(collection.name if hasattr(collection, "name") else str(collection))
+    """Settings for this test's copy of the fixture course."""
+    return lambda **overrides: settings_for(corpus, tmp_path / "data", chroma_url, **overrides)
