@@ -60,7 +60,7 @@ def corpus(tmp_path: Path) -> Path:
     return folder
 
 
-def settings_for(corpus: Path, data_dir: Path, chroma_url: str, **overrides: object) -> Settings:
+def settings_for(corpus: Path, data_dir: Path, **overrides: object) -> Settings:
     """Settings aimed at temp folders and the session's Chroma server, with no Redis unless asked.
 
     Tests share one Chroma server and reuse the collection name ``course-bio110``; that is safe because
@@ -69,7 +69,6 @@ def settings_for(corpus: Path, data_dir: Path, chroma_url: str, **overrides: obj
     values: dict[str, object] = {
         "corpus_dir": str(corpus),
         "data_dir": str(data_dir),
-        "chroma_url": chroma_url,
         "redis_url": "",
     }
     values.update(overrides)
@@ -79,4 +78,4 @@ def settings_for(corpus: Path, data_dir: Path, chroma_url: str, **overrides: obj
 @pytest.fixture
 def make_settings(tmp_path: Path, corpus: Path, chroma_url: str) -> Callable[..., Settings]:
     """Settings for this test's copy of the fixture course."""
-    return lambda **overrides: settings_for(corpus, tmp_path / "data", chroma_url, **overrides)
+    return lambda **overrides: settings_for(corpus, tmp_path / "data", **{"chroma_url": chroma_url, **overrides})

@@ -21,7 +21,7 @@ def built(tmp_path_factory: pytest.TempPathFactory, chroma_url: str) -> Settings
     """One build of the fixture course shared by the read-only tests of this module (embedding is slow)."""
     folder = tmp_path_factory.mktemp("retrieval")
     shutil.copytree(FIXTURE_COURSE, folder / "corpus" / "bio110")
-    settings = settings_for(folder / "corpus", folder / "data", chroma_url)
+    settings = settings_for(folder / "corpus", folder / "data", chroma_url=chroma_url)
     Indexer(settings).build()
     return settings
 
