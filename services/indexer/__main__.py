@@ -134,7 +134,9 @@ def cmd_query(settings: Settings, args: argparse.Namespace) -> int:
     except UnknownCourse as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"{len(passages)} passages in {(time.perf_counter() - started) * 1000:.0f} ms (includes model load)")
+    print(
+        f"{len(passages)} passages in {(time.perf_counter() - started) * 1000:.0f} ms (includes model load)"
+    )
     for rank, p in enumerate(passages, start=1):
         where = p.source + (f" § {p.section}" if p.section else "")
         extra = f"  [assignment {p.assignment_id}]" if p.assignment_id else ""
@@ -145,7 +147,9 @@ def cmd_query(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_stats(settings: Settings, args: argparse.Namespace) -> int:
     catalog = load_catalog(Path(settings.corpus_dir))
     index_dir = Path(settings.data_dir) / "index"
-    slugs = sorted(set(catalog.courses) | {p.name for p in index_dir.iterdir()} if index_dir.is_dir() else set())
+    slugs = sorted(
+        set(catalog.courses) | {p.name for p in index_dir.iterdir()} if index_dir.is_dir() else set()
+    )
     print(f"{'course':<16}{'version':>8}{'docs':>6}{'chunks':>8}  last change")
     for slug in slugs:
         files = CourseFiles(Path(settings.data_dir), slug)

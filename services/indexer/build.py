@@ -203,11 +203,11 @@ class Indexer:
         todo = [docs[p] for p in added + changed]
         if todo:
             nodes = make_pipeline(self.settings, self.embed).run(documents=todo)
-            store.add(nodes)
+            store.add(list(nodes))
             for doc in todo:
                 count = sum(1 for n in nodes if n.ref_doc_id == doc.doc_id)
                 manifest.files[doc.doc_id] = FileEntry(_hash(doc), count)
-        content_changed = bool(todo or removed) or not files.bm25.exists() and bool(manifest.files)
+        content_changed = bool(todo or removed) or (not files.bm25.exists() and bool(manifest.files))
         if content_changed or previous.version == 0:
             self._rebuild_bm25(files, collection)
         version = CourseVersion(

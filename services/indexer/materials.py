@@ -76,7 +76,9 @@ class _Skip(Exception):
 def _read_one(path: Path, rel: str, max_bytes: int) -> Document:
     size = path.stat().st_size
     if size > max_bytes:
-        raise _Skip(f"skipped: {size:,} bytes is above the {max_bytes:,}-byte cap (INTAKE_INDEX_MAX_FILE_BYTES)")
+        raise _Skip(
+            f"skipped: {size:,} bytes is above the {max_bytes:,}-byte cap (INTAKE_INDEX_MAX_FILE_BYTES)"
+        )
     raw = path.read_bytes()
     suffix = path.suffix.lower()
     if suffix == ".pdf":
@@ -134,8 +136,8 @@ def _read_html(source: str, stem: str) -> tuple[str, str, dict[str, str]]:
     for tag in soup(["script", "style", "nav", "footer"]):
         tag.decompose()
     title_tag = soup.find("title")
-    h1 = soup.find("h1")
-    title = (title_tag or h1).get_text(" ", strip=True) if (title_tag or h1) else _title_from_stem(stem)
+    named = title_tag or soup.find("h1")
+    title = named.get_text(" ", strip=True) if named is not None else _title_from_stem(stem)
     if title_tag:
         title_tag.decompose()
     for tag in soup.find_all(re.compile(r"^h[1-6]$")):

@@ -18,13 +18,20 @@ import structlog
 from llama_index.core import VectorStoreIndex
 from llama_index.core.llms import MockLLM
 from llama_index.core.retrievers import BaseRetriever, QueryFusionRetriever
+from llama_index.core.retrievers.fusion_retriever import FUSION_MODES
 from llama_index.core.schema import NodeWithScore
 from llama_index.retrievers.bm25 import BM25Retriever
 from llama_index.vector_stores.chroma import ChromaVectorStore
 
 from services.gateway.ports import Passage
 from services.indexer.status import CourseVersion
-from services.indexer.stores import ChromaUnavailable, CourseFiles, configure_llama_index, connect_chroma, get_collection
+from services.indexer.stores import (
+    ChromaUnavailable,
+    CourseFiles,
+    configure_llama_index,
+    connect_chroma,
+    get_collection,
+)
 from services.settings import Settings
 
 log = structlog.get_logger("indexer")
@@ -69,7 +76,7 @@ class HybridRetriever:
         fusion = QueryFusionRetriever(
             halves,
             llm=self._llm,
-            mode="reciprocal_rerank",
+            mode=FUSION_MODES.RECIPROCAL_RANK,
             num_queries=1,  # no query rewriting, so no LLM is ever called
             similarity_top_k=k,
             use_async=False,

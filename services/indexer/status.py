@@ -60,7 +60,9 @@ class StatusBoard:
 
     def __init__(self, redis_url: str | None) -> None:
         self.status = IndexerStatus(state="starting")
-        self._redis = redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2) if redis_url else None
+        self._redis = (
+            redis.Redis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2) if redis_url else None
+        )
         self._redis_down = False  # log an outage once, not on every update
 
     def update(self, **changes: object) -> IndexerStatus:

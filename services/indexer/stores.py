@@ -1,4 +1,4 @@
-"""Where a course's index lives: a Chroma collection on the server plus files under ``<data_dir>/index/<slug>/``.
+"""Where a course index lives: a Chroma collection on the server plus files in ``<data_dir>/index/<slug>/``.
 
 Also the one place that sets LlamaIndex's global defaults, so nothing ever falls back to OpenAI.
 """
@@ -14,15 +14,15 @@ from urllib.parse import urlparse
 
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
-import chromadb  # noqa: E402
-import msgspec  # noqa: E402
-from chromadb.config import Settings as ChromaSettings  # noqa: E402
-from llama_index.core import Settings as LlamaSettings  # noqa: E402
-from llama_index.core.llms import MockLLM  # noqa: E402
-from llama_index.core.schema import BaseNode  # noqa: E402
-from llama_index.core.vector_stores.utils import metadata_dict_to_node  # noqa: E402
+import chromadb
+import msgspec
+from chromadb.config import Settings as ChromaSettings
+from llama_index.core import Settings as LlamaSettings
+from llama_index.core.llms import MockLLM
+from llama_index.core.schema import BaseNode
+from llama_index.core.vector_stores.utils import metadata_dict_to_node
 
-from services.indexer.embedding import MiniLMEmbedding  # noqa: E402
+from services.indexer.embedding import MiniLMEmbedding
 
 _PAGE = 1000
 
@@ -84,7 +84,9 @@ def all_nodes(collection: Any) -> list[BaseNode]:
         for text, meta in zip(page["documents"], page["metadatas"], strict=True):
             nodes.append(metadata_dict_to_node(meta, text=text))
         if len(page["ids"]) < _PAGE:
-            return sorted(nodes, key=lambda n: (n.metadata.get("source", ""), n.start_char_idx or 0))
+            return sorted(
+                nodes, key=lambda n: (n.metadata.get("source", ""), getattr(n, "start_char_idx", 0) or 0)
+            )
         offset += _PAGE
 
 

@@ -78,4 +78,6 @@ def settings_for(corpus: Path, data_dir: Path, **overrides: object) -> Settings:
 @pytest.fixture
 def make_settings(tmp_path: Path, corpus: Path, chroma_url: str) -> Callable[..., Settings]:
     """Settings for this test's copy of the fixture course."""
-    return lambda **overrides: settings_for(corpus, tmp_path / "data", **{"chroma_url": chroma_url, **overrides})
+    return lambda **overrides: settings_for(
+        corpus, tmp_path / "data", **{"chroma_url": chroma_url, **overrides}
+    )

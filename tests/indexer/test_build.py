@@ -12,12 +12,12 @@ import pytest
 import redis
 
 from services.coursepack import load_catalog
+from services.gateway.health.routes import INDEXER_STATUS_KEY as GATEWAY_KEY
 from services.indexer.__main__ import main
 from services.indexer.build import Indexer
 from services.indexer.embedding import load_minilm
 from services.indexer.status import INDEXER_STATUS_KEY, CourseVersion, IndexerStatus
 from services.indexer.stores import CourseFiles, all_nodes, connect_chroma, get_collection
-from services.gateway.health.routes import INDEXER_STATUS_KEY as GATEWAY_KEY
 from services.settings import Settings
 
 SettingsFactory = Callable[..., Settings]
@@ -103,7 +103,9 @@ def test_incremental_rebuild_touches_only_what_changed(make_settings: SettingsFa
     assert {c.node_id for c in chunks if c.metadata["source"] == "syllabus.md"} == untouched
     photo = [c.get_content() for c in chunks if c.metadata["source"] == "notes/photosynthesis.txt"]
     assert photo == ["Photosynthesis notes\n\nRubisco is slow."]
-    saved = msgspec.json.decode(CourseFiles(Path(settings.data_dir), "bio110").version.read_bytes(), type=CourseVersion)
+    saved = msgspec.json.decode(
+        CourseFiles(Path(settings.data_dir), "bio110").version.read_bytes(), type=CourseVersion
+    )
     assert saved.version == 2 and saved.removed == ["readings/mitosis.html"]
 
 
@@ -215,7 +217,10 @@ def test_status_is_published_to_redis(make_settings: SettingsFactory, redis_url:
 
 
 def test_chroma_unreachable_build_fails_clearly(
-    make_settings: SettingsFactory, redis_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    make_settings: SettingsFactory,
+    redis_url: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """With no Chroma, `build` exits 2 naming the URL, and the status says it is waiting for Chroma."""
     from tests.fixtures.ports import free_port

@@ -24,7 +24,9 @@ def _env(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
 
 
 def test_build_query_and_stats(
-    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    make_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """`build` reports what changed, `query` ranks passages with scores and sources, `stats` summarises."""
     _env(monkeypatch, make_settings())
@@ -40,7 +42,9 @@ def test_build_query_and_stats(
 
 
 def test_unknown_course_exits_1(
-    make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    make_settings: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """`query` and `build --course` for a course that does not exist exit 1 with a readable message."""
     _env(monkeypatch, make_settings())
@@ -70,7 +74,9 @@ def test_watcher_waits_for_chroma_and_reports_it(
     settings = make_settings(chroma_url=f"http://127.0.0.1:{free_port()}", redis_url=redis_url)
     thread = threading.Thread(target=watch, args=(settings, stop), daemon=True)
     thread.start()
-    wait_until(lambda: (s := _status(redis_url)) is not None and s.state == "waiting_for_chroma", 30, "status")
+    wait_until(
+        lambda: (s := _status(redis_url)) is not None and s.state == "waiting_for_chroma", 30, "status"
+    )
     time.sleep(1.5)
     assert thread.is_alive()  # still retrying
     assert settings.chroma_url in (_status(redis_url).error or "")  # type: ignore[union-attr]

@@ -16,7 +16,10 @@ from services.indexer.stores import configure_llama_index
 
 REFERENCE = json.loads((Path(__file__).parent / "fixtures" / "reference_vectors.json").read_text())["vectors"]
 # sentence-transformers' own output for all-MiniLM-L6-v2 on this sentence (its widely printed example)
-PUBLISHED = ("This is an example sentence", [0.0676569, 0.0634959, 0.0487131, 0.0793050, 0.0374481, 0.0026528])
+PUBLISHED = (
+    "This is an example sentence",
+    [0.0676569, 0.0634959, 0.0487131, 0.0793050, 0.0374481, 0.0026528],
+)
 
 
 def test_weights_come_from_the_installed_package() -> None:

@@ -56,7 +56,9 @@ def test_unknown_front_matter_assignment_is_a_warning(corpus: Path) -> None:
 
 def test_binary_file_with_markdown_name_is_skipped(corpus: Path) -> None:
     """A binary file named .md is skipped with a warning; the rest of the course still reads."""
-    (corpus / "bio110" / "notes" / "image.md").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(200))
+    (corpus / "bio110" / "notes" / "image.md").write_bytes(
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(200)
+    )
     materials = _read(corpus / "bio110")
     assert [w.path for w in materials.warnings] == ["notes/image.md"]
     assert "binary" in materials.warnings[0].message

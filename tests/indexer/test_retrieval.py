@@ -85,10 +85,14 @@ def test_open_retriever_does_not_need_chroma(built: Settings) -> None:
     assert retriever._cache["bio110"].vector is None
 
 
-def test_chroma_coming_back_restores_the_vector_half(built: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_chroma_coming_back_restores_the_vector_half(
+    built: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """After Chroma was unreachable, a later query reconnects (lazy, retried) and uses vectors again."""
     monkeypatch.setattr("services.indexer.retrieval._RECONNECT_S", 0.0)
-    retriever = HybridRetriever(Settings(**{**_fields(built), "chroma_url": f"http://127.0.0.1:{free_port()}"}))
+    retriever = HybridRetriever(
+        Settings(**{**_fields(built), "chroma_url": f"http://127.0.0.1:{free_port()}"})
+    )
     retriever.retrieve("bio110", "cells")
     assert retriever._cache["bio110"].vector is None
     retriever.settings = built  # the operator fixed the URL / the server came back
