@@ -21,6 +21,7 @@ run: setup model ## Install what is missing, start everything under supervisord,
 	@$(PY) -m services.stack up
 	@$(PY) -m services.stack status
 	@$(PY) -m services.gateway.demo
+	@if [ -f $(DATA)/staff-password ]; then echo "Staff pages: $${INTAKE_PUBLIC_URL:-http://127.0.0.1:8080}/staff (password in $(DATA)/staff-password)"; fi
 	@echo "Stop with 'make stop'; inspect with 'make status' (supervisorctl status) and 'make logs'."
 
 stop: ## Stop every process (supervisorctl shutdown)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 
+from services.gateway.staff.password import hash_password
 from services.settings import REPO_ROOT, SettingsError, load_settings
 
 CONFIG = REPO_ROOT / "config" / "supervisord.conf"
@@ -116,15 +117,29 @@ def _redis_server() -> str:
 
 
 def _load_secrets(data: Path) -> dict[str, str]:
-    """Secrets generated once per data folder (never in the repo); the environment overrides them."""
+    """Secrets generated once per data folder (never in the repo); the environment overrides them.
+
+    A first staff password is generated too, so the staff pages work out of the box: its argon2 hash goes
+    into ``secrets.env`` and the password itself into ``staff-password`` (both mode 600) for the operator.
+    """
     path = data / "secrets.env"
-    if not path.exists():
-        data.mkdir(parents=True, exist_ok=True)
-        lines = [f"{name}={secrets.token_urlsafe(32)}" for name in _SECRET_VARS]
-        path.write_text("\n".join(lines) + "\n")
-        path.chmod(0o600)
-    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
-    return {name.strip(): value.strip() for name, value in pairs}
+    data.mkdir(parents=True, exist_ok=True)
+    text = path.read_text() if path.exists() else ""
+    found = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    missing = {name: secrets.token_urlsafe(32) for name in _SECRET_VARS if name not in found}
+    if "INTAKE_STAFF_PASSWORD_HASH" not in found:
+        password = secrets.token_urlsafe(12)
+        _write_private(data / "staff-password", password + "\n")
+        missing["INTAKE_STAFF_PASSWORD_HASH"] = hash_password(password)
+    if missing:
+        _write_private(path, text + "".join(f"{name}={value}\n" for name, value in missing.items()))
+    return {name.strip(): value.strip() for name, value in {**found, **missing}.items()}
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     elif options.command == "down":
         down(env)
     elif options.command == "env":
-        for name in sorted(k for k in env if k.startswith(("INTAKE_", "STACK_")) and k not in _SECRET_VARS):
+        hidden = {*_SECRET_VARS, "INTAKE_STAFF_PASSWORD_HASH", "INTAKE_CALCOM_API_KEY", "INTAKE_SMTP_PASSWORD"}
+        for name in sorted(k for k in env if k.startswith(("INTAKE_", "STACK_")) and k not in hidden):
             print(f"{name}={env[name]}")
     else:
         result = ctl(env, *(options.args or ["status"]))
