@@ -226,6 +226,8 @@ class Indexer:
             pipeline=manifest.pipeline,
         )
         files.write(files.manifest, manifest)
+        if version.version != previous.version:
+            files.append_history(version)
         files.write(files.version, version)  # last: the retriever reloads when this changes
         log.info(
             "course_indexed",

@@ -98,6 +98,7 @@ class CourseFiles:
         self.manifest = self.dir / "manifest.json"
         self.version = self.dir / "version.json"
         self.bm25 = self.dir / "bm25"
+        self.history = self.dir / "history.jsonl"
 
     def read(self, path: Path, kind: type[Any], default: Any) -> Any:
         try:
@@ -111,6 +112,12 @@ class CourseFiles:
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(msgspec.json.format(msgspec.json.encode(value)))
         tmp.replace(path)
+
+    def append_history(self, value: Any) -> None:
+        """One JSON line per new version: what changed and when, kept for the operator."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with self.history.open("ab") as out:
+            out.write(msgspec.json.encode(value) + b"\n")
 
     def replace_bm25(self, fill: Any) -> None:
         """Build the new BM25 folder aside, then swap it in (``fill(path)`` persists into it)."""

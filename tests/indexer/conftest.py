@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 import shutil
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -33,23 +33,30 @@ def _loopback(address: object) -> bool:
 
 
 @pytest.fixture(autouse=True)
-def no_internet(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every indexer test runs with connections to anything but loopback refused."""
+def no_internet(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[object]]:
+    """Every indexer test runs with connections to anything but loopback refused, and fails afterwards
+    if one was even attempted (a library might swallow the refusal, e.g. a telemetry or model download)."""
+    attempts: list[object] = []
     real_connect = socket.socket.connect
     real_connect_ex = socket.socket.connect_ex
 
-    def connect(self: socket.socket, address: object) -> None:
+    def guard(address: object) -> None:
         if not _loopback(address):
+            attempts.append(address)
             raise InternetAccess(f"test tried to connect to {address!r}")
+
+    def connect(self: socket.socket, address: object) -> None:
+        guard(address)
         return real_connect(self, address)
 
     def connect_ex(self: socket.socket, address: object) -> int:
-        if not _loopback(address):
-            raise InternetAccess(f"test tried to connect to {address!r}")
+        guard(address)
         return real_connect_ex(self, address)
 
     monkeypatch.setattr(socket.socket, "connect", connect)
     monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+    yield attempts
+    assert attempts == [], f"non-loopback connections attempted: {attempts}"
 
 
 @pytest.fixture

@@ -107,6 +107,8 @@ def test_incremental_rebuild_touches_only_what_changed(make_settings: SettingsFa
         CourseFiles(Path(settings.data_dir), "bio110").version.read_bytes(), type=CourseVersion
     )
     assert saved.version == 2 and saved.removed == ["readings/mitosis.html"]
+    history = CourseFiles(Path(settings.data_dir), "bio110").history.read_text().splitlines()
+    assert [msgspec.json.decode(line, type=CourseVersion).version for line in history] == [1, 2]
 
 
 def test_changing_an_assignment_link_reindexes_the_file(make_settings: SettingsFactory, corpus: Path) -> None:

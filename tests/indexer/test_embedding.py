@@ -76,3 +76,15 @@ def test_llama_index_defaults_are_local() -> None:
     assert isinstance(LlamaSettings.llm, MockLLM)
     query = embed.get_query_embedding("This is an example sentence")
     assert query[:2] == pytest.approx(PUBLISHED[1][:2], abs=1e-6)
+
+
+def test_the_network_guard_catches_outside_connections(no_internet: list[object]) -> None:
+    """The autouse guard refuses a non-loopback address (so the other tests prove they stay offline)."""
+    import socket
+
+    from tests.indexer.conftest import InternetAccess
+
+    with socket.socket() as sock, pytest.raises(InternetAccess):
+        sock.connect(("93.184.216.34", 80))
+    assert no_internet == [("93.184.216.34", 80)]
+    no_internet.clear()  # expected here; any other test leaving an entry fails
