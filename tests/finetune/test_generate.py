@@ -1,0 +1,79 @@
+"""Generated conversations: the serving format, the interview's shape, and a valid summary at the end."""
+
+from __future__ import annotations
+
+import json
+
+import msgspec
+
+from finetune.conversation import Conversation
+from finetune.split import examples_of
+from services.gateway.intake import guardrails
+from services.gateway.intake.models import Summary
+from services.gateway.intake.summary import DraftText
+
+
+def test_student_turns_within_limits(conversations: list[Conversation]) -> None:
+    """Finished interviews have 5-8 student turns; escalated ones stop at the distress message."""
+    for conv in conversations:
+        turns = sum(1 for m in conv.messages if m.role == "student")
+        if conv.status == "escalated":
+            last = [m.text for m in conv.messages if m.role == "student"][-1]
+            assert conv.persona.truth.distress and guardrails.screen(last).kind == "distress"
+        else:
+            assert conv.status == "complete" and 5 <= turns <= 8, (conv.id, turns)
+
+
+def test_one_question_per_assistant_turn(conversations: list[Conversation]) -> None:
+    """Every assistant message that continues the interview asks exactly one question."""
+    for conv in conversations:
+        replies = [m.text for m in conv.messages if m.role == "assistant"][:-1]
+        assert replies and all(r.count("?") == 1 for r in replies), conv.id
+
+
+def test_targets_are_model_replies_in_the_stored_prompt(conversations: list[Conversation]) -> None:
+    """Targets point at assistant messages of the append-only prompt that starts with the system prompt;
+    the user messages carry the gateway's bracketed steering notes."""
+    for conv in conversations:
+        assert conv.prompt[0]["role"] == "system"
+        assert conv.targets and all(conv.prompt[i]["role"] == "assistant" for i in conv.targets)
+        assert all(conv.prompt[i - 1]["role"] == "user" and "[" in conv.prompt[i - 1]["content"] for i in conv.targets)
+
+
+def test_summary_is_valid_and_draft_is_json(conversations: list[Conversation]) -> None:
+    """Each conversation ends with a summary v1 and, unless escalated, the draft JSON the model should write."""
+    for conv in conversations:
+        msgspec.convert(conv.summary, Summary)
+        if conv.status != "escalated":
+            draft = msgspec.convert(json.loads(conv.summary_reply), DraftText)
+            assert draft.issue_description and draft.professor_prep_note
+            assert conv.summary_prompt[-1]["role"] == "user" and conv.summary_prompt[0] == conv.prompt[0]
+
+
+def test_examples_end_with_the_reply_to_learn(conversations: list[Conversation]) -> None:
+    """One MLX example per model call: a prompt prefix ending in an assistant message (mask_prompt
+    trains only that last message)."""
+    conv = next(c for c in conversations if c.status == "complete")
+    examples = examples_of(conv)
+    assert len(examples) == len(conv.targets) + 1
+    assert all(e.messages[-1]["role"] == "assistant" for e in examples)
+    assert examples[0].messages == conv.prompt[: conv.targets[0] + 1]
+
+
+def test_generation_is_reproducible(conversations: list[Conversation]) -> None:
+    """Same seed, same text: the dataset can be rebuilt exactly."""
+    import asyncio
+
+    from finetune.generate import compose_conversation
+    from finetune.compose import load_phrases
+    from finetune.personas import load_matrix
+    from finetune.retrieval import LocalRetriever
+    from services.coursepack import load_catalog
+    from services.settings import REPO_ROOT, Settings
+
+    catalog = load_catalog(REPO_ROOT / "corpus")
+    first = conversations[0]
+    again = asyncio.run(compose_conversation(first.persona, 0, catalog.courses[first.persona.course_slug],
+                                             LocalRetriever(catalog), Settings(), load_phrases(),
+                                             load_matrix().seed))
+    assert again.prompt == first.prompt
