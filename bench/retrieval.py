@@ -31,7 +31,7 @@ from llama_index.core.schema import BaseNode, TextNode
 from llama_index.vector_stores.chroma import ChromaVectorStore
 
 import services.indexer  # noqa: F401  (sets OPENBLAS_NUM_THREADS before NumPy loads)
-from services.indexer.build import Indexer, pipeline_signature
+from services.indexer.build import Indexer, add_nodes, pipeline_signature
 from services.indexer.retrieval import HybridRetriever
 from services.indexer.status import CourseVersion, StatusBoard, now_iso
 from services.indexer.stores import CourseFiles, all_nodes, connect_chroma, get_collection
@@ -61,16 +61,21 @@ def main() -> None:
         data = Path(args.reuse) if args.reuse else work / "data"
         settings = Settings(corpus_dir=str(corpus), data_dir=str(data), chroma_url=url, redis_url="")
         figures: dict[str, object] = {}
+
+        def report(key: str, value: object) -> None:
+            """Print and save each part as soon as it is measured (a later failure loses nothing)."""
+            figures[key] = value
+            _print({key: value})
+            if args.json:
+                Path(args.json).write_text(json.dumps(figures, indent=2))
+
         if not args.reuse:
-            figures["build"] = _time_builds(settings, args.courses)
-        figures["quality"] = {slug: _quality(settings, slug) for slug in args.courses}
+            report("build", _time_builds(settings, args.courses))
+        report("quality", {slug: _quality(settings, slug) for slug in args.courses})
         latency = {"sample": _latency(settings, args.courses)}
         if args.synthetic:
             latency[f"{args.synthetic} chunks"] = _synthetic_latency(settings, args.courses, args.synthetic)
-        figures["latency"] = latency
-        _print(figures)
-        if args.json:
-            Path(args.json).write_text(json.dumps(figures, indent=2))
+        report("latency", latency)
     finally:
         if server is not None:
             server.terminate()
@@ -216,7 +221,7 @@ def _synthetic_latency(settings: Settings, courses: list[str], size: int) -> dic
         )
         nodes.append(node)
     collection = get_collection(client, SYNTHETIC, create=True)
-    ChromaVectorStore(chroma_collection=collection).add(nodes)
+    add_nodes(ChromaVectorStore(chroma_collection=collection), nodes)
     files = CourseFiles(Path(settings.data_dir), SYNTHETIC)
     indexer = Indexer(settings, StatusBoard(None))
     indexer._rebuild_bm25(files, collection)
@@ -230,12 +235,13 @@ def _synthetic_latency(settings: Settings, courses: list[str], size: int) -> dic
 
 
 def _print(figures: dict[str, object]) -> None:
-    quality: dict[str, dict[str, dict[str, float]]] = figures["quality"]  # type: ignore[assignment]
-    print("\nRetrieval quality (doc-level: a passage from a labelled relevant file)")
-    print(f"{'course':<10}{'method':<8}{'queries':>8}{'hit@3':>8}{'MRR@10':>8}")
-    for slug, methods in quality.items():
-        for name, m in methods.items():
-            print(f"{slug:<10}{name:<8}{m['queries']:>8}{m['hit@3']:>8.3f}{m['mrr']:>8.3f}")
+    if "quality" in figures:
+        quality: dict[str, dict[str, dict[str, float]]] = figures["quality"]  # type: ignore[assignment]
+        print("\nRetrieval quality (doc-level: a passage from a labelled relevant file)")
+        print(f"{'course':<10}{'method':<8}{'queries':>8}{'hit@3':>8}{'MRR@10':>8}")
+        for slug, methods in quality.items():
+            for name, m in methods.items():
+                print(f"{slug:<10}{name:<8}{m['queries']:>8}{m['hit@3']:>8.3f}{m['mrr']:>8.3f}")
     if "build" in figures:
         b: dict[str, float] = figures["build"]  # type: ignore[assignment]
         print("\nIndexing (all courses together)")
@@ -246,6 +252,8 @@ def _print(figures: dict[str, object]) -> None:
         print(
             f"  incremental       {b['incremental_rebuild_s']} s ({b['incremental_files']:.0f} edited files)"
         )
+    if "latency" not in figures:
+        return
     print("\nQuery latency, fused retrieve(k=3), warm")
     for label, lat in figures["latency"].items():  # type: ignore[attr-defined]
         print(f"  {label:<14} p50 {lat['p50_ms']:>6} ms   p95 {lat['p95_ms']:>6} ms   (n={lat['n']})")

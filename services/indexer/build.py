@@ -41,6 +41,7 @@ from services.settings import Settings
 log = structlog.get_logger("indexer")
 
 BM25_CANDIDATES = 10
+ADD_BATCH = 1000
 _SECTION = re.compile(r"\A(#{1,6})\s+(.+?)\s*#*\s*$", re.MULTILINE)
 _SENTENCE = re.compile(r".+?(?:[.!?]+[\"')\]]*(?:\s+|$)|\n\s*|$)", re.DOTALL)
 
@@ -203,7 +204,7 @@ class Indexer:
         todo = [docs[p] for p in added + changed]
         if todo:
             nodes = make_pipeline(self.settings, self.embed).run(documents=todo)
-            store.add(list(nodes))
+            add_nodes(store, list(nodes))
             for doc in todo:
                 count = sum(1 for n in nodes if n.ref_doc_id == doc.doc_id)
                 manifest.files[doc.doc_id] = FileEntry(_hash(doc), count)
@@ -249,6 +250,13 @@ class Indexer:
             return
         bm25 = BM25Retriever.from_defaults(nodes=nodes, similarity_top_k=min(BM25_CANDIDATES, len(nodes)))
         files.replace_bm25(lambda path: bm25.persist(path, show_progress=False))
+
+
+def add_nodes(store: ChromaVectorStore, nodes: list[BaseNode]) -> None:
+    """In batches: the Chroma server rejects more than ~5.4k records per call, and the LlamaIndex
+    store's own batching (41k) does not know that."""
+    for start in range(0, len(nodes), ADD_BATCH):
+        store.add(nodes[start : start + ADD_BATCH])
 
 
 def _hash(doc: Document) -> str:

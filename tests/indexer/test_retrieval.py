@@ -56,6 +56,8 @@ def test_passages_carry_what_the_interview_needs(built: Settings) -> None:
     )
     assert top.section == "Common mistakes" and "blank" in top.text
     assert [p.score for p in passages] == sorted((p.score for p in passages), reverse=True)
+    many = open_retriever(built, warm=False).retrieve("bio110", "membrane transport", k=10)
+    assert len({(p.source, p.text) for p in many}) == len(many)  # a chunk found by both halves appears once
     assert passages[-1].score > 0
 
 
