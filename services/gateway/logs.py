@@ -14,8 +14,10 @@ REQUEST_ID_HEADER = "x-request-id"
 
 def configure_logging(level: str = "INFO") -> None:
     logging.basicConfig(format="%(message)s", stream=sys.stdout, level=level.upper())
-    # httpx logs every URL at INFO, and Cal.com API v1 carries its key in the query string.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # httpx logs every URL at INFO, and Cal.com API v1 carries its key in the query string: drop those
+    # records at the handler, whatever level a library later gives the httpx logger.
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_drop_http_client_info)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -28,6 +30,10 @@ def configure_logging(level: str = "INFO") -> None:
         logger_factory=structlog.PrintLoggerFactory(sys.stdout),
         cache_logger_on_first_use=True,
     )
+
+
+def _drop_http_client_info(record: logging.LogRecord) -> bool:
+    return not (record.name.startswith(("httpx", "httpcore")) and record.levelno < logging.WARNING)
 
 
 def request_id_middleware(app: ASGIApp) -> ASGIApp:
