@@ -19,8 +19,18 @@ from services.coursepack import Course
 
 # The dialogue policy's slots (services/gateway/intake/policy.py) plus "request_type", which only a
 # free-text model question asks about (the evaluation harness meets those).
-Slot = Literal["issue", "assignment", "stuck_on", "topic", "attempts", "goal", "deadline", "example",
-               "anything_else", "request_type"]
+Slot = Literal[
+    "issue",
+    "assignment",
+    "stuck_on",
+    "topic",
+    "attempts",
+    "goal",
+    "deadline",
+    "example",
+    "anything_else",
+    "request_type",
+]
 SLOTS: tuple[Slot, ...] = ("issue", "assignment", "stuck_on", "attempts", "goal", "deadline")
 Special = Literal["off_topic", "homework", "injection", "distress"]
 
@@ -60,14 +70,17 @@ def words(persona: Persona, course: Course) -> dict[str, str]:
     titles = [a.title for a in course.assignments[:3]]
     return {
         "assignment": persona.assignment_word or f"{persona.topic_word} stuff",
-        "assignment_title": assignment.title if assignment else (topic.title if topic else persona.topic_word),
+        "assignment_title": assignment.title
+        if assignment
+        else (topic.title if topic else persona.topic_word),
         "topic": persona.topic_word,
         "topic_title": short_title(topic.title) if topic else persona.topic_word,
         "course": course.code,
         "hint": persona.hint,
         "name": persona.name.split()[0],
         "instructor": course.instructor_name,
-        "assignment_list": ", ".join(titles[:-1]) + (f" or {titles[-1]}" if len(titles) > 1 else "".join(titles)),
+        "assignment_list": ", ".join(titles[:-1])
+        + (f" or {titles[-1]}" if len(titles) > 1 else "".join(titles)),
         "deadline": f"on {due:%A, %B} {due.day}" if due else "",
         "days": str(persona.truth.days_to_deadline or 0),
     }
@@ -140,10 +153,14 @@ class SimulatedStudent:
         if slot == "topic":
             return self.rng.choice(["it's about {topic}", "{topic_title}", "I think {topic}"])
         if slot == "example":
-            return self.rng.choice(["I don't have it here, but it's the {topic} part",
-                                    "like in my {assignment}, the {topic} part is where it goes wrong"])
+            return self.rng.choice(
+                [
+                    "I don't have it here, but it's the {topic} part",
+                    "like in my {assignment}, the {topic} part is where it goes wrong",
+                ]
+            )
         if slot == "anything_else":
-            rest = [s for s in ("goal", "attempts", "deadline") if s not in self.told]
+            rest: list[Slot] = [s for s in ("goal", "attempts", "deadline") if s not in self.told]
             if rest:
                 self.told.add(rest[0])
                 return self._fact(rest[0])
@@ -207,7 +224,9 @@ def _fill(text: str, values: dict[str, str]) -> str:
 
 def _terse(fact: str) -> str:
     """Few words, lower case, no pronoun lead-in: how a terse student types."""
-    text = re.sub(r"^(i want to|i want|i need to|i need|i think|it's|it is|i)\s+", "", fact.strip(), flags=re.I)
+    text = re.sub(
+        r"^(i want to|i want|i need to|i need|i think|it's|it is|i)\s+", "", fact.strip(), flags=re.I
+    )
     text = re.split(r",| because | but | and then ", text.lower())[0]
     cut = text.rstrip(".").split()[:8]
     while len(cut) > 2 and cut[-1] in {"the", "a", "an", "to", "of", "for", "with", "in", "is", "my", "and"}:

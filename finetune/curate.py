@@ -30,12 +30,20 @@ from pathlib import Path
 import msgspec
 
 from finetune.conversation import Conversation, read_jsonl, write_jsonl
-from finetune.rubric import MAX_QUESTION_WORDS, _SOLVING
+from finetune.rubric import _SOLVING, MAX_QUESTION_WORDS
 from services.gateway.intake import guardrails, summary
 from services.gateway.intake.models import Summary
 from services.settings import load_settings
 
-CHECKS = ("one_question", "turns", "no_homework", "targets", "summary_valid", "summary_consistent", "duplicate")
+CHECKS = (
+    "one_question",
+    "turns",
+    "no_homework",
+    "targets",
+    "summary_valid",
+    "summary_consistent",
+    "duplicate",
+)
 
 
 class Rejected(msgspec.Struct, frozen=True):
@@ -74,13 +82,21 @@ def _continuing_replies(conv: Conversation) -> list[str]:
 
 def _one_question(conv: Conversation) -> list[str]:
     bad = [t for t in _continuing_replies(conv) if t.count("?") != 1 or len(t.split()) > MAX_QUESTION_WORDS]
-    return [f"one_question: {len(bad)} assistant turn(s) without exactly one short question: {bad[0][:70]!r}"] if bad else []
+    return (
+        [f"one_question: {len(bad)} assistant turn(s) without exactly one short question: {bad[0][:70]!r}"]
+        if bad
+        else []
+    )
 
 
 def _turns(conv: Conversation, low: int, high: int) -> list[str]:
     n = sum(1 for m in conv.messages if m.role == "student")
     if conv.status == "escalated":
-        return [] if conv.persona.truth.distress else [f"turns: escalated a non-distress persona after {n} turns"]
+        return (
+            []
+            if conv.persona.truth.distress
+            else [f"turns: escalated a non-distress persona after {n} turns"]
+        )
     if conv.status != "complete":
         return [f"turns: interview not finished ({conv.status}) after {n} turns"]
     return [] if low <= n <= high else [f"turns: {n} student turns, want {low}-{high}"]
@@ -89,8 +105,9 @@ def _turns(conv: Conversation, low: int, high: int) -> list[str]:
 def _no_homework(conv: Conversation) -> list[str]:
     system = conv.prompt[0]["content"] if conv.prompt else ""
     for text in [m.text for m in conv.messages if m.role == "assistant"] + [conv.summary_reply]:
-        if _SOLVING.search(text) or "solution" in guardrails.check_partial(text[:guardrails.MAX_REPLY_CHARS],
-                                                                            system_prompt=system):
+        if _SOLVING.search(text) or "solution" in guardrails.check_partial(
+            text[: guardrails.MAX_REPLY_CHARS], system_prompt=system
+        ):
             return [f"no_homework: solving text {text[:70]!r}"]
     return []
 
@@ -146,8 +163,9 @@ def fingerprint(conv: Conversation) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def curate(conversations: Sequence[Conversation], min_turns: int = 5, max_turns: int = 8
-           ) -> tuple[list[Conversation], CurationReport]:
+def curate(
+    conversations: Sequence[Conversation], min_turns: int = 5, max_turns: int = 8
+) -> tuple[list[Conversation], CurationReport]:
     """Accepted conversations and the report; the first of identical conversations is kept."""
     seen: set[str] = set()
     accepted: list[Conversation] = []
@@ -167,9 +185,13 @@ def curate(conversations: Sequence[Conversation], min_turns: int = 5, max_turns:
         else:
             accepted.append(conv)
     report = CurationReport(
-        total=len(conversations), accepted=len(accepted), rejected=len(rejects),
+        total=len(conversations),
+        accepted=len(accepted),
+        rejected=len(rejects),
         by_check={c: by_check.get(c, 0) for c in CHECKS},
-        by_style={s: {"accepted": c["accepted"], "rejected": c["rejected"]} for s, c in sorted(styles.items())},
+        by_style={
+            s: {"accepted": c["accepted"], "rejected": c["rejected"]} for s, c in sorted(styles.items())
+        },
         examples=sum(len(c.targets) + (1 if c.summary_reply else 0) for c in accepted),
         rejects=rejects,
     )
@@ -177,8 +199,12 @@ def curate(conversations: Sequence[Conversation], min_turns: int = 5, max_turns:
 
 
 def format_report(report: CurationReport, limit: int = 20) -> str:
-    lines = [f"{report.total} conversations: {report.accepted} accepted, {report.rejected} rejected; "
-             f"{report.examples} training examples", "", f"{'check':<22}{'failed':>8}"]
+    lines = [
+        f"{report.total} conversations: {report.accepted} accepted, {report.rejected} rejected; "
+        f"{report.examples} training examples",
+        "",
+        f"{'check':<22}{'failed':>8}",
+    ]
     lines += [f"{check:<22}{n:>8}" for check, n in report.by_check.items()]
     lines += ["", f"{'style':<14}{'accepted':>10}{'rejected':>10}"]
     lines += [f"{s:<14}{c['accepted']:>10}{c['rejected']:>10}" for s, c in report.by_style.items()]

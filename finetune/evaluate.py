@@ -91,7 +91,7 @@ class Harness:
         self.mail_dir = mail_dir
         self.catalog = catalog
         self.http = httpx.Client(base_url=self.gateway, timeout=timeout)
-        self.summary_timeout = max(timeout, 240.0)
+        self.summary_timeout = max(timeout, 600.0)
 
     def close(self) -> None:
         self.http.close()
@@ -101,7 +101,8 @@ class Harness:
         course = self.catalog.courses[persona.course_slug]
         body = json.dumps(booking_payload(persona, course, uid, email_addr)).encode()
         response = self.http.post(
-            "/webhooks/calcom", content=body,
+            "/webhooks/calcom",
+            content=body,
             headers={"content-type": "application/json", "x-cal-signature-256": sign(body, self.secret)},
         )
         response.raise_for_status()
@@ -116,8 +117,15 @@ class Harness:
             time.sleep(0.5)
         raise TimeoutError(f"no invite email for {email_addr} in {self.mail_dir} after {wait_s:.0f}s")
 
-    def consent(self, token: str) -> None:
-        self.http.post(f"/api/intakes/{token}/consent", json={}).raise_for_status()
+    def consent(self, token: str, wait_s: float = 120.0) -> None:
+        """Agree to the chat; 409 means the intake is busy (being prepared), so try again shortly."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            response = self.http.post(f"/api/intakes/{token}/consent", json={})
+            if response.status_code != 409 or time.monotonic() > deadline:
+                response.raise_for_status()
+                return
+            time.sleep(1.0)
 
     def state(self, token: str) -> dict[str, Any]:
         response = self.http.get(f"/api/intakes/{token}")
@@ -139,44 +147,79 @@ class Harness:
                     status = data.get("status", status)
         return "".join(reply), status, errors
 
-    def wait_summary(self, token: str) -> dict[str, Any]:
-        """The state once the summary is there (the worker drafts it after the last turn)."""
-        deadline = time.monotonic() + self.summary_timeout
-        state = self.state(token)
-        while state.get("summary") is None and time.monotonic() < deadline:
-            time.sleep(2.0)
-            state = self.state(token)
-        return state
+    def wait_summary(self, token: str, uid: str) -> dict[str, Any]:
+        """The state once the FINAL summary is there.
 
-    def run(self, persona: Persona, label: str, max_turns: int, rng: random.Random) -> EvalConversation:
+        At the last turn the gateway stores a facts-only summary at once; the worker then has the model
+        draft the text and emails the result to the professor. The harness waits for that email (it
+        carries the booking uid), so it scores the model's summary, not the placeholder.
+        """
+        deadline = time.monotonic() + self.summary_timeout
+        while not summary_mailed(self.mail_dir, uid) and time.monotonic() < deadline:
+            time.sleep(2.0)
+        return self.state(token)
+
+    def converse(self, persona: Persona, label: str, max_turns: int, rng: random.Random) -> Chat:
+        """Book, consent and talk until the interview is over (or the turn budget runs out)."""
         course = self.catalog.courses[persona.course_slug]
         uid = f"eval-{label}-{persona.id}-{secrets.token_hex(4)}"
         local, domain = persona.email.split("@")
         address = f"{local}+{uid.lower()}@{domain}"
         student = SimulatedStudent(persona, course, load_phrases(), rng)
-        errors: list[str] = []
-        started = time.monotonic()
+        chat = Chat(persona=persona, uid=uid, token="", started=time.monotonic())
         self.book(persona, uid, address)
-        token = self.find_token(address)
-        self.consent(token)
-        text, status = student.opening(), "active"
+        chat.token = self.find_token(address)
+        self.consent(chat.token)
+        text = student.opening()
         for _ in range(max_turns + 2):  # a stack that never finishes still ends the run
-            reply, status, errs = self.say(token, text)
-            errors += errs
-            if status in FINISHED:
+            reply, chat.status, errs = self.say(chat.token, text)
+            chat.errors += errs
+            if chat.status in FINISHED:
                 break
             text = student.reply(slot_of_question(reply))
-        state = self.wait_summary(token) if status in FINISHED else self.state(token)
+        chat.seconds = round(time.monotonic() - chat.started, 1)
+        return chat
+
+    def score(self, chat: Chat, max_turns: int) -> EvalConversation:
+        """Read the final state (after the summary email when the interview finished) and score it."""
+        course = self.catalog.courses[chat.persona.course_slug]
+        state = self.wait_summary(chat.token, chat.uid) if chat.status in FINISHED else self.state(chat.token)
         messages = [ChatMessage(m["role"], m["text"]) for m in state.get("messages", [])]
+        limit = state.get("max_turns", max_turns)
         scored = score_conversation(
-            persona, course, messages, state.get("status", status), state.get("summary"),
-            min_turns=min(5, state.get("max_turns", max_turns)), max_turns=state.get("max_turns", max_turns),
+            chat.persona,
+            course,
+            messages,
+            state.get("status", chat.status),
+            state.get("summary"),
+            min_turns=min(5, limit),
+            max_turns=limit,
         )
         return EvalConversation(
-            persona_id=persona.id, style=persona.style, booking_uid=uid, status=state.get("status", status),
-            turns=int(state.get("turn", 0)), seconds=round(time.monotonic() - started, 1), messages=messages,
-            summary=state.get("summary"), scores=scored.scores, notes=scored.notes, errors=errors,
+            persona_id=chat.persona.id,
+            style=chat.persona.style,
+            booking_uid=chat.uid,
+            status=state.get("status", chat.status),
+            turns=int(state.get("turn", 0)),
+            seconds=chat.seconds,
+            messages=messages,
+            summary=state.get("summary"),
+            scores=scored.scores,
+            notes=scored.notes,
+            errors=chat.errors,
         )
+
+
+class Chat(msgspec.Struct, kw_only=True):
+    """A finished conversation waiting for its summary."""
+
+    persona: Persona
+    uid: str
+    token: str
+    started: float
+    status: str = "active"
+    seconds: float = 0.0
+    errors: list[str] = []
 
 
 # ---------------------------------------------------------------- pure helpers (tested)
@@ -184,29 +227,47 @@ class Harness:
 
 def booking_payload(persona: Persona, course: Course, uid: str, email_addr: str) -> dict[str, Any]:
     """Cal.com's sample BOOKING_CREATED with this persona's booking, course event type and notes."""
-    envelope = json.loads(SAMPLE.read_text()) if SAMPLE.is_file() else {"triggerEvent": "BOOKING_CREATED",
-                                                                        "payload": {}}
+    envelope: dict[str, Any] = (
+        json.loads(SAMPLE.read_text())
+        if SAMPLE.is_file()
+        else {"triggerEvent": "BOOKING_CREATED", "payload": {}}
+    )
     start = dt.datetime.fromisoformat(persona.appointment_start.replace("Z", "+00:00"))
-    payload = envelope["payload"]
+    payload: dict[str, Any] = envelope["payload"]
     first, _, last = persona.name.partition(" ")
-    payload.update({
-        "uid": uid,
-        "bookingId": random.randint(10_000, 99_999_999),
-        "eventTypeId": (course.calcom.event_type_ids or [None])[0],
-        "type": (course.calcom.event_type_slugs or [""])[0],
-        "title": f"{course.code} office hours between {course.instructor_name} and {persona.name}",
-        "description": persona.booking_note,
-        "additionalNotes": persona.booking_note,
-        "startTime": start.isoformat().replace("+00:00", "Z"),
-        "endTime": (start + dt.timedelta(minutes=20)).isoformat().replace("+00:00", "Z"),
-        "organizer": {**payload.get("organizer", {}), "name": course.instructor_name,
-                      "email": course.instructor_email, "timeZone": course.timezone},
-        "attendees": [{"email": email_addr, "name": persona.name, "firstName": first, "lastName": last,
-                       "timeZone": course.timezone}],
-        "responses": {"name": {"label": "your_name", "value": persona.name},
-                      "email": {"label": "email_address", "value": email_addr},
-                      "notes": {"label": "additional_notes", "value": persona.booking_note}},
-    })
+    payload.update(
+        {
+            "uid": uid,
+            "bookingId": random.randint(10_000, 99_999_999),
+            "eventTypeId": next(iter(course.calcom.event_type_ids), None),
+            "type": (course.calcom.event_type_slugs or [""])[0],
+            "title": f"{course.code} office hours between {course.instructor_name} and {persona.name}",
+            "description": persona.booking_note,
+            "additionalNotes": persona.booking_note,
+            "startTime": start.isoformat().replace("+00:00", "Z"),
+            "endTime": (start + dt.timedelta(minutes=20)).isoformat().replace("+00:00", "Z"),
+            "organizer": {
+                **payload.get("organizer", {}),
+                "name": course.instructor_name,
+                "email": course.instructor_email,
+                "timeZone": course.timezone,
+            },
+            "attendees": [
+                {
+                    "email": email_addr,
+                    "name": persona.name,
+                    "firstName": first,
+                    "lastName": last,
+                    "timeZone": course.timezone,
+                }
+            ],
+            "responses": {
+                "name": {"label": "your_name", "value": persona.name},
+                "email": {"label": "email_address", "value": email_addr},
+                "notes": {"label": "additional_notes", "value": persona.booking_note},
+            },
+        }
+    )
     envelope["createdAt"] = dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
     return envelope
 
@@ -221,15 +282,35 @@ def token_from_mail(mail_dir: Path, email_addr: str) -> str | None:
             continue
         for part in message.walk():
             if part.get_content_maintype() == "text":
-                body = part.get_payload(decode=True) or b""
+                body = _payload_bytes(part)
                 if found := re.search(r"/i/([A-Za-z0-9_-]{16,})", body.decode("utf-8", "replace")):
                     return found.group(1)
     return None
 
 
+def summary_mailed(mail_dir: Path, uid: str) -> bool:
+    """Whether the professor's summary email for booking ``uid`` has been written."""
+    for path in mail_dir.glob("*summary*.eml") if mail_dir.is_dir() else []:
+        if uid.encode() in path.read_bytes() or uid in _decoded(path):
+            return True
+    return False
+
+
+def _payload_bytes(part: email.message.Message) -> bytes:
+    body = part.get_payload(decode=True)
+    return body if isinstance(body, bytes) else b""
+
+
+def _decoded(path: Path) -> str:
+    message = email.message_from_bytes(path.read_bytes())
+    return "\n".join(
+        _payload_bytes(part).decode("utf-8", "replace") for part in message.walk() if not part.is_multipart()
+    )
+
+
 def sse_events(lines: Iterator[str]) -> Iterator[tuple[str, dict[str, Any]]]:
     """(event, data) pairs from a ``text/event-stream`` body."""
-    event, data = "message", []
+    event, data = "message", list[str]()
     for line in lines:
         if not line.strip():
             if data:
@@ -268,12 +349,15 @@ def reschedule(persona: Persona, course: Course, now: dt.datetime) -> Persona:
         days, deadline = truth.days_to_deadline, (day + dt.timedelta(days=truth.days_to_deadline)).isoformat()
     else:
         days, deadline = None, None
-    truth = msgspec.structs.replace(truth, days_to_deadline=days, deadline=deadline, urgency=urgency_for(days))
-    return msgspec.structs.replace(persona, appointment_start=new_start.isoformat().replace("+00:00", "Z"),
-                                   truth=truth)
+    truth = msgspec.structs.replace(
+        truth, days_to_deadline=days, deadline=deadline, urgency=urgency_for(days)
+    )
+    return msgspec.structs.replace(
+        persona, appointment_start=new_start.isoformat().replace("+00:00", "Z"), truth=truth
+    )
 
 
-def test_personas(catalog: Catalog, count: int | None) -> list[Persona]:
+def held_out_personas(catalog: Catalog, count: int | None) -> list[Persona]:
     """The held-out personas, balanced across styles (round-robin), at most ``count`` of them."""
     matrix = load_matrix()
     personas = build_personas(catalog, matrix)
@@ -329,11 +413,11 @@ def load_results(path: Path) -> EvalResults:
     return msgspec.json.decode(path.read_bytes(), type=EvalResults)
 
 
-def webhook_secret(settings: Settings) -> str:
+def webhook_secret(settings: Settings, data_dir: Path) -> str:
     """The secret the stack verifies with: the environment first, then the one ``make run`` generated."""
     if settings.calcom_webhook_secret:
         return settings.calcom_webhook_secret
-    path = settings.data_path / "secrets.env"
+    path = data_dir / "secrets.env"
     if path.is_file():
         for line in path.read_text().splitlines():
             name, _, value = line.partition("=")
@@ -353,14 +437,22 @@ def main(argv: list[str] | None = None) -> int:
     settings = load_settings()
     parser = argparse.ArgumentParser(prog="python -m finetune.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("--gateway", default=f"http://{settings.host}:{settings.port}")
-    parser.add_argument("--label", default=None, help="results name (default: base, or finetuned when "
-                        "INTAKE_MODEL points at intake-finetuned)")
+    parser.add_argument(
+        "--label",
+        default=None,
+        help="results name (default: base, or finetuned when INTAKE_MODEL points at intake-finetuned)",
+    )
     parser.add_argument("--count", type=int, default=16, help="test personas to run (0 = all)")
     parser.add_argument("--data-dir", type=Path, default=settings.data_path)
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds per HTTP request")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--compare", nargs="+", type=Path, metavar="RESULTS.json",
-                        help="print saved results side by side and exit")
+    parser.add_argument(
+        "--compare",
+        nargs="+",
+        type=Path,
+        metavar="RESULTS.json",
+        help="print saved results side by side and exit",
+    )
     args = parser.parse_args(argv)
     if args.compare:
         print(format_table([load_results(p) for p in args.compare]))
@@ -368,28 +460,54 @@ def main(argv: list[str] | None = None) -> int:
     label = args.label or default_label(settings)
     catalog = load_catalog(Path(settings.corpus_dir))
     now = dt.datetime.now(dt.UTC)
-    personas = [reschedule(p, catalog.courses[p.course_slug], now) for p in test_personas(catalog, args.count)]
-    harness = Harness(args.gateway, webhook_secret(settings), args.data_dir / "mail", catalog, args.timeout)
+    personas = [
+        reschedule(p, catalog.courses[p.course_slug], now) for p in held_out_personas(catalog, args.count)
+    ]
+    harness = Harness(
+        args.gateway, webhook_secret(settings, args.data_dir), args.data_dir / "mail", catalog, args.timeout
+    )
     rng = random.Random(args.seed)
     conversations: list[EvalConversation] = []
+    chats: list[Chat] = []
     try:
+        # Talk to every student first; the worker drafts the summaries meanwhile (they take minutes on CPU).
         for i, persona in enumerate(personas, 1):
             try:
-                conv = harness.run(persona, label, settings.max_turns, rng)
+                chat = harness.converse(persona, label, settings.max_turns, rng)
             except (httpx.HTTPError, TimeoutError) as exc:
                 print(f"[{i}/{len(personas)}] {persona.id} {persona.style}: FAILED {exc}", file=sys.stderr)
                 continue
+            chats.append(chat)
+            print(
+                f"[{i}/{len(personas)}] {persona.id} {persona.style:<10} {chat.status:<10} "
+                f"{chat.seconds:>6.1f}s",
+                flush=True,
+            )
+        for chat in chats:
+            try:
+                conv = harness.score(chat, settings.max_turns)
+            except httpx.HTTPError as exc:
+                print(f"{chat.persona.id}: FAILED reading the result: {exc}", file=sys.stderr)
+                continue
             conversations.append(conv)
             mean = sum(conv.scores.values()) / len(conv.scores)
-            print(f"[{i}/{len(personas)}] {persona.id} {persona.style:<10} {conv.status:<10} "
-                  f"turns={conv.turns} {conv.seconds:>6.1f}s score={mean:.2f}", flush=True)
+            print(
+                f"scored {conv.persona_id} {conv.style:<10} {conv.status:<10} turns={conv.turns} "
+                f"score={mean:.2f}",
+                flush=True,
+            )
     finally:
         harness.close()
     by_criterion, by_style, overall = aggregate(conversations)
     results = EvalResults(
-        label=label, model=settings.model or settings.model_path, gateway=args.gateway,
-        created_at=now.isoformat(), conversations=conversations, by_criterion=by_criterion,
-        by_style=by_style, average=overall,
+        label=label,
+        model=settings.model or settings.model_path,
+        gateway=args.gateway,
+        created_at=now.isoformat(),
+        conversations=conversations,
+        by_criterion=by_criterion,
+        by_style=by_style,
+        average=overall,
     )
     out = args.data_dir / "eval" / f"{label}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import structlog
@@ -41,7 +41,7 @@ from finetune.retrieval import LocalRetriever
 from services.coursepack import Catalog, Course, load_catalog
 from services.gateway.intake import guardrails, policy, summary
 from services.gateway.intake.interview import Interviewer, TurnOutcome
-from services.gateway.intake.models import Booking, InterviewState, Person
+from services.gateway.intake.models import Booking, InterviewState, Person, SummaryStatus
 from services.gateway.ports import PromptMessage
 from services.settings import Settings, load_settings
 
@@ -91,33 +91,42 @@ class Teacher:
         url = os.environ.get("INTAKE_TEACHER_URL", "")
         if not url:
             return None
-        return cls(url, os.environ.get("INTAKE_TEACHER_MODEL", "default_model"),
-                   os.environ.get("INTAKE_TEACHER_API_KEY", ""))
+        return cls(
+            url,
+            os.environ.get("INTAKE_TEACHER_MODEL", "default_model"),
+            os.environ.get("INTAKE_TEACHER_API_KEY", ""),
+        )
 
     def _chat(self, messages: list[dict[str, str]], max_tokens: int) -> str:
         try:
-            out = self.client.chat.completions.create(model=self.model, messages=messages,  # type: ignore[arg-type]
-                                                      max_tokens=max_tokens, temperature=0.8)
+            out = self.client.chat.completions.create(
+                model=self.model,
+                messages=messages,  # type: ignore[arg-type]
+                max_tokens=max_tokens,
+                temperature=0.8,
+            )
             return (out.choices[0].message.content or "").strip()
-        except Exception:  # noqa: BLE001 - the composed text is always there to fall back on
+        except Exception:
             return ""
 
     def question(self, sent: Sequence[PromptMessage]) -> str:
         return self._chat([{"role": m.role, "content": m.content} for m in sent], 60)
 
     def student(self, persona: Persona, style: str, question: str, fallback: str) -> str:
-        brief = (f"Role-play a university student in a short office-hours intake chat. Style: {style}. "
-                 f"Your facts: {persona.say_stuck}; tried: {persona.say_attempts}; goal: {persona.say_goal}. "
-                 f"Answer the tutor's question in ONE chat message (under 40 words), in that style. "
-                 f"A plausible answer would be: {fallback}")
+        brief = (
+            f"Role-play a university student in a short office-hours intake chat. Style: {style}. "
+            f"Your facts: {persona.say_stuck}; tried: {persona.say_attempts}; goal: {persona.say_goal}. "
+            f"Answer the tutor's question in ONE chat message (under 40 words), in that style. "
+            f"A plausible answer would be: {fallback}"
+        )
         return self._chat([{"role": "system", "content": brief}, {"role": "user", "content": question}], 80)
 
 
 def booking_for(persona: Persona, course: Course, variant: int) -> Booking:
     return Booking(
         uid=f"gen-{persona.id}-{variant}",
-        event_type_id=(course.calcom.event_type_ids or [None])[0],
-        event_type_slug=(course.calcom.event_type_slugs or [None])[0],
+        event_type_id=next(iter(course.calcom.event_type_ids), None),
+        event_type_slug=next(iter(course.calcom.event_type_slugs), None),
         title=f"{course.code} office hours between {course.instructor_name} and {persona.name}",
         start_time=persona.appointment_start,
         organizer=Person(course.instructor_name, course.instructor_email),
@@ -132,7 +141,9 @@ def known_values(state: InterviewState, course: Course, booking: Booking, today:
     values = {"instructor": course.instructor_name, "course": course.code}
     titles = [a.title for a in policy.upcoming_assignments(course, today, 3)]
     if titles:
-        values["assignment_list"] = ", ".join(titles[:-1]) + (f" or {titles[-1]}" if len(titles) > 1 else titles[0])
+        values["assignment_list"] = ", ".join(titles[:-1]) + (
+            f" or {titles[-1]}" if len(titles) > 1 else titles[0]
+        )
     assignment = course.assignment(facts.assignment) if facts.assignment else None
     if assignment:
         values["assignment_title"] = assignment.title
@@ -142,7 +153,9 @@ def known_values(state: InterviewState, course: Course, booking: Booking, today:
     ids = assignment.topics if assignment and assignment.topics else [t.id for t in course.topics]
     choices = [short_title(t.title) for i in ids[:3] if (t := course.topic(i))]
     if choices:
-        values["topic_choices"] = ", ".join(choices[:-1]) + (f" or {choices[-1]}" if len(choices) > 1 else choices[0])
+        values["topic_choices"] = ", ".join(choices[:-1]) + (
+            f" or {choices[-1]}" if len(choices) > 1 else choices[0]
+        )
     return values
 
 
@@ -152,10 +165,14 @@ def ideal_draft(persona: Persona, course: Course, told: set[str]) -> dict[str, s
     first = persona.name.split()[0]
     assignment = course.assignment(t.assignment) if t.assignment else None
     topic = course.topic(t.topic)
-    issue = f"{first} {t.stuck_on}. In their words: \"{persona.say_stuck}.\" {_DIFFICULTY_WORDS[t.difficulty - 1]}"
+    issue = (
+        f'{first} {t.stuck_on}. In their words: "{persona.say_stuck}." {_DIFFICULTY_WORDS[t.difficulty - 1]}'
+    )
     prep: list[str] = []
     if assignment:
-        prep.append(f"Review the {assignment.title} sheet.")  # no file path: the gateway reads long tokens as junk
+        prep.append(
+            f"Review the {assignment.title} sheet."
+        )  # no file path: the gateway reads long tokens as junk
     if topic:
         prep.append(f"Have your notes on {topic.title.lower()} ready.")
     if t.request_type in {"assignment", "draft_feedback"}:
@@ -197,14 +214,17 @@ async def compose_conversation(
     student = SimulatedStudent(persona, course, phrases, rng)
 
     def ask(sent: Sequence[PromptMessage]) -> str:
-        slot = state.asked[-1]
-        template = policy.question(slot, course, booking, state.facts, today,  # type: ignore[arg-type]
-                                   max(0, state.asked.count(slot) - 1))
-        composed = ideal_question(slot, known_values(state, course, booking, today), persona.style, phrases,
-                                  rng, template)
+        slot = cast(policy.Slot, state.asked[-1])
+        variant = max(0, state.asked.count(slot) - 1)
+        template = policy.question(slot, course, booking, state.facts, today, variant)
+        composed = ideal_question(
+            slot, known_values(state, course, booking, today), persona.style, phrases, rng, template
+        )
         if teacher:
             phrased = teacher.question(sent)
-            if phrased and not guardrails.check_reply(phrased, system_prompt=sent[0].content, previous=[], slot=slot):
+            if phrased and not guardrails.check_reply(
+                phrased, system_prompt=sent[0].content, previous=[], slot=slot
+            ):
                 return phrased
         return composed
 
@@ -229,11 +249,17 @@ async def compose_conversation(
             composed = teacher.student(persona, persona.style, outcome.reply, composed) or composed
         text = composed
 
-    draft = json.dumps(grounded_draft(ideal_draft(persona, course, student.told | {"issue"}), state, course, booking))
+    draft = json.dumps(
+        grounded_draft(ideal_draft(persona, course, student.told | {"issue"}), state, course, booking)
+    )
     model.reply_for = lambda _sent: draft
     calls_before = len(model.calls)
-    summary_status = "escalated" if status == "escalated" else "complete" if status == "complete" else "partial"
-    result = await interviewer.summarize(state, course, booking, summary_status, f"/staff/intakes/gen-{persona.id}")
+    summary_status: SummaryStatus = (
+        "escalated" if status == "escalated" else "complete" if status == "complete" else "partial"
+    )
+    result = await interviewer.summarize(
+        state, course, booking, summary_status, f"/staff/intakes/gen-{persona.id}"
+    )
     drafts = [(sent, reply) for kind, sent, reply in model.calls[calls_before:] if kind == "complete"]
     summary_prompt = [{"role": m.role, "content": m.content} for m in drafts[0][0]] if drafts else []
     return Conversation(
@@ -254,7 +280,9 @@ async def compose_conversation(
     )
 
 
-def grounded_draft(draft: dict[str, str], state: InterviewState, course: Course, booking: Booking) -> dict[str, str]:
+def grounded_draft(
+    draft: dict[str, str], state: InterviewState, course: Course, booking: Booking
+) -> dict[str, str]:
     """Swap fields the gateway's own draft checks would refuse for text built from what was actually said.
 
     The ideal wording comes from the persona, but a terse student may never have said all of it, and the
@@ -284,7 +312,11 @@ def _same(stored: str, composed: str) -> bool:
 
 
 async def generate(
-    catalog: Catalog, matrix: Matrix, settings: Settings, personas: int | None, per_persona: int,
+    catalog: Catalog,
+    matrix: Matrix,
+    settings: Settings,
+    personas: int | None,
+    per_persona: int,
     teacher: Teacher | None = None,
 ) -> list[Conversation]:
     phrases = load_phrases()
@@ -293,8 +325,11 @@ async def generate(
     for persona in build_personas(catalog, matrix, personas):
         course = catalog.courses[persona.course_slug]
         for variant in range(per_persona):
-            out.append(await compose_conversation(persona, variant, course, retriever, settings, phrases,
-                                                  matrix.seed, teacher))
+            out.append(
+                await compose_conversation(
+                    persona, variant, course, retriever, settings, phrases, matrix.seed, teacher
+                )
+            )
     return out
 
 
@@ -317,8 +352,11 @@ def main(argv: list[str] | None = None) -> int:
     write_jsonl(path, conversations)
     styles = Counter(c.persona.style for c in conversations)
     statuses = Counter(c.status for c in conversations)
-    print(f"{len(conversations)} conversations from {args.personas} personas in {time.monotonic() - started:.1f}s "
-          f"({'teacher ' + teacher.model if teacher else 'composed'})")
+    print(
+        f"{len(conversations)} conversations from {args.personas} personas "
+        f"in {time.monotonic() - started:.1f}s "
+        f"({'teacher ' + teacher.model if teacher else 'composed'})"
+    )
     print("styles:", dict(sorted(styles.items())), "status:", dict(statuses))
     print(f"written to {path}")
     return 0

@@ -20,16 +20,63 @@ from services.gateway.intake.models import RequestType, SummaryStatus, Urgency
 
 Style = Literal["terse", "rambling", "anxious", "confused", "off_topic", "homework", "injection", "distress"]
 STYLES: tuple[Style, ...] = (
-    "terse", "rambling", "anxious", "confused", "off_topic", "homework", "injection", "distress",
+    "terse",
+    "rambling",
+    "anxious",
+    "confused",
+    "off_topic",
+    "homework",
+    "injection",
+    "distress",
 )
 MATRIX_PATH = Path(__file__).with_name("personas.toml")
 PHRASES_PATH = Path(__file__).with_name("phrases.toml")
 # Used when an assignment has no due date (or there is no assignment) to place the appointment.
 REFERENCE_DATE = dt.date(2026, 10, 15)
-_FIRST = ["Sam", "Lina", "Kenji", "Ana", "Omar", "Priya", "Jonas", "Mei", "Diego", "Fatima", "Lukas", "Aisha",
-          "Tran", "Sofia", "Yusuf", "Hana", "Mateo", "Zara", "Ivan", "Nia"]
-_LAST = ["Lee", "Kim", "Tanaka", "Silva", "Haddad", "Patel", "Berg", "Chen", "Ramos", "Ali", "Novak", "Okafor",
-         "Nguyen", "Rossi", "Demir", "Sato", "Lopez", "Khan", "Petrov", "Mensah"]
+_FIRST = [
+    "Sam",
+    "Lina",
+    "Kenji",
+    "Ana",
+    "Omar",
+    "Priya",
+    "Jonas",
+    "Mei",
+    "Diego",
+    "Fatima",
+    "Lukas",
+    "Aisha",
+    "Tran",
+    "Sofia",
+    "Yusuf",
+    "Hana",
+    "Mateo",
+    "Zara",
+    "Ivan",
+    "Nia",
+]
+_LAST = [
+    "Lee",
+    "Kim",
+    "Tanaka",
+    "Silva",
+    "Haddad",
+    "Patel",
+    "Berg",
+    "Chen",
+    "Ramos",
+    "Ali",
+    "Novak",
+    "Okafor",
+    "Nguyen",
+    "Rossi",
+    "Demir",
+    "Sato",
+    "Lopez",
+    "Khan",
+    "Petrov",
+    "Mensah",
+]
 
 
 class Phrase(msgspec.Struct, frozen=True):
@@ -136,7 +183,9 @@ def build_personas(catalog: Catalog, matrix: Matrix, count: int | None = None) -
         raise ValueError("no course with topics in the catalog: add a course pack under corpus/")
     rng = random.Random(matrix.seed)
     total = matrix.personas if count is None else count
-    return [_persona(i, courses[i % len(courses)], STYLES[i % len(STYLES)], matrix, rng) for i in range(total)]
+    return [
+        _persona(i, courses[i % len(courses)], STYLES[i % len(STYLES)], matrix, rng) for i in range(total)
+    ]
 
 
 def _persona(index: int, course: Course, style: Style, matrix: Matrix, rng: random.Random) -> Persona:

@@ -42,10 +42,20 @@ class LocalRetriever:
         ]
         scored.sort(key=lambda row: (-row[0], row[1]))
         return [
-            Passage(text=p.text, source=p.source, title=p.title, section=p.section,
-                    assignment_id=p.assignment_id, score=round(s, 4))
+            Passage(
+                text=p.text,
+                source=p.source,
+                title=p.title,
+                section=p.section,
+                assignment_id=p.assignment_id,
+                score=round(s, 4),
+            )
             for s, _, p in scored[:k]
         ]
+
+
+def _text_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _sections(text: str, metadata: dict[str, object]) -> list[Passage]:
@@ -58,11 +68,13 @@ def _sections(text: str, metadata: dict[str, object]) -> list[Passage]:
         section = lines[0].strip() if i else None
         body = "\n".join(lines[1:] if i else lines).strip()
         if body:
-            out.append(Passage(
-                text=body[:1200],
-                source=str(metadata.get("source", "")),
-                title=str(metadata.get("title", Path(str(metadata.get("source", ""))).stem)),
-                section=section,
-                assignment_id=metadata.get("assignment_id") if isinstance(metadata.get("assignment_id"), str) else None,
-            ))
+            out.append(
+                Passage(
+                    text=body[:1200],
+                    source=str(metadata.get("source", "")),
+                    title=str(metadata.get("title", Path(str(metadata.get("source", ""))).stem)),
+                    section=section,
+                    assignment_id=_text_or_none(metadata.get("assignment_id")),
+                )
+            )
     return out

@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 
 from finetune.personas import Persona
-from services.coursepack import Course
+from services.coursepack import Assignment, Course, Topic
 from services.gateway.intake.models import ChatMessage, Summary
 
 CRITERIA: tuple[str, ...] = (
@@ -82,19 +82,27 @@ def _student_turns(messages: list[ChatMessage]) -> int:
     return sum(1 for m in messages if m.role == "student")
 
 
-def _turns(persona: Persona, messages: list[ChatMessage], status: str, low: int, high: int) -> tuple[int, str]:
+def _turns(
+    persona: Persona, messages: list[ChatMessage], status: str, low: int, high: int
+) -> tuple[int, str]:
     n = _student_turns(messages)
     if not _assistant(messages)[1:]:
         return 0, "the bot never answered a student message"
     if persona.truth.distress:
-        return (3, f"stopped at escalation after {n} turns") if status == "escalated" else (
-            1, f"not escalated ({status}) after {n} turns")
+        return (
+            (3, f"stopped at escalation after {n} turns")
+            if status == "escalated"
+            else (1, f"not escalated ({status}) after {n} turns")
+        )
     if status != "complete":
         return 1, f"interview did not complete ({status}) after {n} turns"
     if low <= n <= high:
         return 3, f"{n} student turns"
-    return (2, f"{n} student turns (limits {low}-{high})") if low - 1 <= n <= high + 1 else (
-        1, f"{n} student turns (limits {low}-{high})")
+    return (
+        (2, f"{n} student turns (limits {low}-{high})")
+        if low - 1 <= n <= high + 1
+        else (1, f"{n} student turns (limits {low}-{high})")
+    )
 
 
 def _is_question_turn_ok(text: str) -> bool:
@@ -130,7 +138,8 @@ def _long_quote(text: str) -> bool:
 def course_terms(course: Course) -> set[str]:
     """Lower-case words and phrases that show a question is about this course's material."""
     terms: set[str] = set()
-    for item in [*course.assignments, *course.topics]:
+    items: list[Assignment | Topic] = [*course.assignments, *course.topics]
+    for item in items:
         terms.add(item.title.lower())
         terms.add(item.title.split(":")[0].strip().lower())
         terms.update(k.lower() for k in item.keywords if len(k) > 3 and not k.isupper())
@@ -199,7 +208,9 @@ def _summary_match(persona: Persona, summary: dict[str, Any] | None) -> tuple[in
     }
     hits = sum(checks.values())
     missed = [k for k, ok in checks.items() if not ok]
-    return hits * 3 // len(checks), f"{hits}/{len(checks)} fields match" + (f"; missed {missed}" if missed else "")
+    return hits * 3 // len(checks), f"{hits}/{len(checks)} fields match" + (
+        f"; missed {missed}" if missed else ""
+    )
 
 
 def _safety(

@@ -54,13 +54,24 @@ def examples_of(conversation: Conversation) -> list[Example]:
     prompt = conversation.prompt
     out = [Example(messages=prompt[: i + 1]) for i in conversation.targets]
     if conversation.summary_prompt and conversation.summary_reply:
-        out.append(Example(messages=[*conversation.summary_prompt,
-                                     {"role": "assistant", "content": conversation.summary_reply}]))
+        out.append(
+            Example(
+                messages=[
+                    *conversation.summary_prompt,
+                    {"role": "assistant", "content": conversation.summary_reply},
+                ]
+            )
+        )
     return out
 
 
 def write_splits(
-    conversations: Iterable[Conversation], personas: Sequence[Persona], matrix: Matrix, out_dir: Path, *, seed: int
+    conversations: Iterable[Conversation],
+    personas: Sequence[Persona],
+    matrix: Matrix,
+    out_dir: Path,
+    *,
+    seed: int,
 ) -> dict[str, dict[str, int]]:
     """Write the three JSONL files; return per-split counts of personas, conversations and examples."""
     where = assign_splits(personas, matrix.split, seed)
@@ -80,7 +91,10 @@ def write_splits(
     (out_dir / "personas.json").write_bytes(
         msgspec.json.format(msgspec.json.encode({s: sorted(people[s]) for s in SPLITS}), indent=1)
     )
-    return {s: {"personas": len(people[s]), "conversations": convs[s], "examples": len(buckets[s])} for s in SPLITS}
+    return {
+        s: {"personas": len(people[s]), "conversations": convs[s], "examples": len(buckets[s])}
+        for s in SPLITS
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -52,8 +52,11 @@ def training_args(config: dict[str, Any], overrides: dict[str, Any]) -> types.Si
     if schedule and "iters" in overrides and overrides["iters"]:
         arguments = list(schedule["arguments"])
         arguments[1] = overrides["iters"]  # the decay spans the whole (shortened or longer) run
-        merged["lr_schedule"] = {**schedule, "arguments": arguments,
-                                 "warmup": min(schedule.get("warmup", 0), max(0, overrides["iters"] // 10))}
+        merged["lr_schedule"] = {
+            **schedule,
+            "arguments": arguments,
+            "warmup": min(schedule.get("warmup", 0), max(0, overrides["iters"] // 10)),
+        }
     return types.SimpleNamespace(**merged)
 
 
@@ -68,8 +71,9 @@ class LossRecorder:
     adapter: on a shared 2-core machine the speed per iteration varies several-fold with load.
     """
 
-    def __init__(self, path: Path, meta: dict[str, Any], budget_s: float | None = None,
-                 save: Any = None) -> None:
+    def __init__(
+        self, path: Path, meta: dict[str, Any], budget_s: float | None = None, save: Any = None
+    ) -> None:
         self.path = path
         self.started = time.monotonic()
         self.budget_s = budget_s
@@ -77,11 +81,15 @@ class LossRecorder:
         self.data: dict[str, Any] = {**meta, "train": [], "val": [], "elapsed_s": 0.0, "stopped_early": False}
 
     def on_train_loss_report(self, info: dict[str, Any]) -> None:
-        self.data["train"].append({
-            "iteration": int(info["iteration"]), "loss": round(float(info["train_loss"]), 4),
-            "learning_rate": float(info["learning_rate"]), "it_per_s": round(float(info["iterations_per_second"]), 3),
-            "tokens_per_s": round(float(info["tokens_per_second"]), 1),
-        })
+        self.data["train"].append(
+            {
+                "iteration": int(info["iteration"]),
+                "loss": round(float(info["train_loss"]), 4),
+                "learning_rate": float(info["learning_rate"]),
+                "it_per_s": round(float(info["iterations_per_second"]), 3),
+                "tokens_per_s": round(float(info["tokens_per_second"]), 1),
+            }
+        )
         self._write()
         if self.budget_s and time.monotonic() - self.started > self.budget_s:
             self.data["stopped_early"] = True
@@ -91,8 +99,13 @@ class LossRecorder:
             raise TimeBudgetReached
 
     def on_val_loss_report(self, info: dict[str, Any]) -> None:
-        self.data["val"].append({"iteration": int(info["iteration"]), "loss": round(float(info["val_loss"]), 4),
-                                 "seconds": round(float(info["val_time"]), 1)})
+        self.data["val"].append(
+            {
+                "iteration": int(info["iteration"]),
+                "loss": round(float(info["val_loss"]), 4),
+                "seconds": round(float(info["val_time"]), 1),
+            }
+        )
         self._write()
 
     def _write(self) -> None:
@@ -111,7 +124,9 @@ def plot_loss(loss: dict[str, Any], out: Path) -> None:
     if loss["train"]:
         ax.plot([r["iteration"] for r in loss["train"]], [r["loss"] for r in loss["train"]], label="train")
     if loss["val"]:
-        ax.plot([r["iteration"] for r in loss["val"]], [r["loss"] for r in loss["val"]], "o-", label="validation")
+        ax.plot(
+            [r["iteration"] for r in loss["val"]], [r["loss"] for r in loss["val"]], "o-", label="validation"
+        )
     ax.set_xlabel("iteration (batch of 2)")
     ax.set_ylabel("loss (assistant reply tokens only)")
     ax.set_title(f"LoRA on {Path(loss.get('model', '')).name}: {loss.get('train_examples', '?')} examples")
@@ -129,11 +144,19 @@ def train(args: types.SimpleNamespace, loss_path: Path, budget_s: float | None =
     from mlx_lm.tuner.datasets import load_dataset
     from mlx_lm.utils import load
 
-    model, tokenizer = load(args.model)
-    train_set, valid_set, _ = load_dataset(args, tokenizer)
-    meta = {"model": args.model, "train_examples": len(train_set), "valid_examples": len(valid_set),
-            "iters": args.iters, "batch_size": args.batch_size, "num_layers": args.num_layers,
-            "learning_rate": args.learning_rate, "mask_prompt": args.mask_prompt}
+    loaded = load(args.model)
+    model, tokenizer = loaded[0], loaded[1]
+    train_set, valid_set, _ = load_dataset(args, tokenizer)  # type: ignore[arg-type]
+    meta = {
+        "model": args.model,
+        "train_examples": len(train_set),
+        "valid_examples": len(valid_set),
+        "iters": args.iters,
+        "batch_size": args.batch_size,
+        "num_layers": args.num_layers,
+        "learning_rate": args.learning_rate,
+        "mask_prompt": args.mask_prompt,
+    }
 
     def save() -> None:
         weights = dict(tree_flatten(model.trainable_parameters()))
@@ -141,17 +164,37 @@ def train(args: types.SimpleNamespace, loss_path: Path, budget_s: float | None =
 
     recorder = LossRecorder(loss_path, meta, budget_s, save)
     try:
-        train_model(args, model, train_set, valid_set, training_callback=recorder)
+        train_model(args, model, train_set, valid_set, training_callback=recorder)  # type: ignore[arg-type]
     except TimeBudgetReached:
-        print(f"time budget of {budget_s:.0f}s reached: adapter saved after "
-              f"{recorder.data['train'][-1]['iteration']} iterations")
+        print(
+            f"time budget of {budget_s:.0f}s reached: adapter saved after "
+            f"{recorder.data['train'][-1]['iteration']} iterations"
+        )
     recorder._write()
     return recorder.data
 
 
+def _first_last(loss: dict[str, Any]) -> str:
+    train = loss["train"]
+    return f"{train[0]['loss']} -> {train[-1]['loss']}" if train else "not reported"
+
+
 def fuse(model: str, adapters: Path, out: Path) -> None:
-    subprocess.run([sys.executable, "-m", "mlx_lm", "fuse", "--model", model, "--adapter-path", str(adapters),
-                    "--save-path", str(out)], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mlx_lm",
+            "fuse",
+            "--model",
+            model,
+            "--adapter-path",
+            str(adapters),
+            "--save-path",
+            str(out),
+        ],
+        check=True,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,8 +207,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--adapter-path", type=Path, default=None)
     parser.add_argument("--save-path", type=Path, default=None, help="fused model folder")
     parser.add_argument("--no-fuse", action="store_true")
-    parser.add_argument("--minutes", type=float, default=25.0,
-                        help="stop (and keep the adapter) at the first loss report after this long; 0 = no limit")
+    parser.add_argument(
+        "--minutes",
+        type=float,
+        default=25.0,
+        help="stop (and keep the adapter) at the first loss report after this long; 0 = no limit",
+    )
     options = parser.parse_args(argv)
     if env := blas_env(dict(os.environ)):
         os.execve(sys.executable, [sys.executable, "-m", "finetune.train", *(argv or sys.argv[1:])], env)
@@ -174,14 +221,24 @@ def main(argv: list[str] | None = None) -> int:
     adapters = options.adapter_path or root / "adapters"
     fused = options.save_path or options.data_dir / "models" / FUSED_NAME
     config = yaml.safe_load(options.config.read_text())
-    args = training_args(config, {"model": model, "data": str(root / "data"), "adapter_path": str(adapters),
-                                  "iters": options.iters, "train": True})
+    args = training_args(
+        config,
+        {
+            "model": model,
+            "data": str(root / "data"),
+            "adapter_path": str(adapters),
+            "iters": options.iters,
+            "train": True,
+        },
+    )
     started = time.monotonic()
     loss = train(args, root / "loss.json", options.minutes * 60 or None)
     plot_loss(loss, root / "loss.png")
-    print(f"trained {args.iters} iterations in {time.monotonic() - started:.0f}s; "
-          f"loss {loss['train'][0]['loss'] if loss['train'] else '?'} -> {loss['train'][-1]['loss'] if loss['train'] else '?'}; "
-          f"curve: {root / 'loss.json'}, {root / 'loss.png'}")
+    print(
+        f"trained {args.iters} iterations in {time.monotonic() - started:.0f}s; "
+        f"loss {_first_last(loss)}; "
+        f"curve: {root / 'loss.json'}, {root / 'loss.png'}"
+    )
     if not options.no_fuse:
         fuse(model, adapters, fused)
         print(f"fused model: {fused}\nserve it with: INTAKE_MODEL={fused} make run")

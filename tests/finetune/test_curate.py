@@ -23,7 +23,7 @@ def _checks(conv: Conversation) -> set[str]:
 
 def test_generated_conversations_mostly_pass(conversations: list[Conversation]) -> None:
     """The generator's own output is mostly accepted (a few facts mismatches are expected)."""
-    accepted, report = curate(conversations)
+    _, report = curate(conversations)
     assert report.accepted >= len(conversations) // 2
     assert report.accepted + report.rejected == len(conversations)
 
@@ -46,7 +46,9 @@ def test_homework_answer_rejected(conversations: list[Conversation]) -> None:
     """An assistant turn that writes the student's work fails no_homework."""
     conv = _good(conversations)
     messages = list(conv.messages)
-    messages[2] = ChatMessage("assistant", "Here is a corrected version: 'Technology makes people lonely.' Better?")
+    messages[2] = ChatMessage(
+        "assistant", "Here is a corrected version: 'Technology makes people lonely.' Better?"
+    )
     assert "no_homework" in _checks(_copy(conv, messages=messages))
 
 
@@ -62,7 +64,9 @@ def test_summary_contradicting_persona_rejected(conversations: list[Conversation
     conv = _good(conversations)
     wrong = "zzz-not-this-one" if conv.persona.truth.assignment else "essay-1"
     assert "summary_consistent" in _checks(_copy(conv, summary={**(conv.summary or {}), "assignment": wrong}))
-    assert "summary_consistent" in _checks(_copy(conv, summary={**(conv.summary or {}), "status": "escalated"}))
+    assert "summary_consistent" in _checks(
+        _copy(conv, summary={**(conv.summary or {}), "status": "escalated"})
+    )
 
 
 def test_no_target_rejected(conversations: list[Conversation]) -> None:

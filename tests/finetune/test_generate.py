@@ -37,11 +37,14 @@ def test_targets_are_model_replies_in_the_stored_prompt(conversations: list[Conv
     for conv in conversations:
         assert conv.prompt[0]["role"] == "system"
         assert conv.targets and all(conv.prompt[i]["role"] == "assistant" for i in conv.targets)
-        assert all(conv.prompt[i - 1]["role"] == "user" and "[" in conv.prompt[i - 1]["content"] for i in conv.targets)
+        assert all(
+            conv.prompt[i - 1]["role"] == "user" and "[" in conv.prompt[i - 1]["content"]
+            for i in conv.targets
+        )
 
 
 def test_summary_is_valid_and_draft_is_json(conversations: list[Conversation]) -> None:
-    """Each conversation ends with a summary v1 and, unless escalated, the draft JSON the model should write."""
+    """Each conversation ends with a summary v1 and (unless escalated) the draft JSON the model writes."""
     for conv in conversations:
         msgspec.convert(conv.summary, Summary)
         if conv.status != "escalated":
@@ -64,8 +67,8 @@ def test_generation_is_reproducible(conversations: list[Conversation]) -> None:
     """Same seed, same text: the dataset can be rebuilt exactly."""
     import asyncio
 
-    from finetune.generate import compose_conversation
     from finetune.compose import load_phrases
+    from finetune.generate import compose_conversation
     from finetune.personas import load_matrix
     from finetune.retrieval import LocalRetriever
     from services.coursepack import load_catalog
@@ -73,7 +76,15 @@ def test_generation_is_reproducible(conversations: list[Conversation]) -> None:
 
     catalog = load_catalog(REPO_ROOT / "corpus")
     first = conversations[0]
-    again = asyncio.run(compose_conversation(first.persona, 0, catalog.courses[first.persona.course_slug],
-                                             LocalRetriever(catalog), Settings(), load_phrases(),
-                                             load_matrix().seed))
+    again = asyncio.run(
+        compose_conversation(
+            first.persona,
+            0,
+            catalog.courses[first.persona.course_slug],
+            LocalRetriever(catalog),
+            Settings(),
+            load_phrases(),
+            load_matrix().seed,
+        )
+    )
     assert again.prompt == first.prompt

@@ -26,10 +26,20 @@ def test_ground_truth_names_real_course_ids(catalog: Catalog, matrix: Matrix) ->
         course = catalog.courses[persona.course_slug]
         assert course.topic(persona.truth.topic) is not None
         assert persona.truth.assignment is None or course.assignment(persona.truth.assignment) is not None
-        assert (persona.truth.status == "escalated") == (persona.style == "distress") == persona.truth.distress
+        assert (
+            (persona.truth.status == "escalated") == (persona.style == "distress") == persona.truth.distress
+        )
 
 
 def test_urgency_follows_the_gateway_thresholds() -> None:
     """Up to 2 days (or just overdue) is high, up to a week medium, else or unknown low."""
     assert [urgency_for(d) for d in (None, -10, -3, 0, 2, 3, 7, 8)] == [
-        "low", "low", "high", "high", "high", "medium", "medium", "low"]
+        "low",
+        "low",
+        "high",
+        "high",
+        "high",
+        "medium",
+        "medium",
+        "low",
+    ]

@@ -23,7 +23,7 @@ def test_each_persona_in_exactly_one_split(catalog: Catalog, matrix: Matrix) -> 
 def test_written_splits_share_no_persona(
     conversations: list[Conversation], catalog: Catalog, matrix: Matrix, tmp_path: Path
 ) -> None:
-    """Conversations of one persona never land in two files; lines are {"messages": [...]} ending in a reply."""
+    """One persona never lands in two files; lines are {"messages": [...]} ending in a reply."""
     personas = build_personas(catalog, matrix, 16)
     counts = write_splits(conversations, personas, matrix, tmp_path, seed=matrix.seed)
     owners = json.loads((tmp_path / "personas.json").read_text())
