@@ -37,7 +37,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import msgspec
@@ -82,13 +82,34 @@ class EvalResults(msgspec.Struct, kw_only=True):
     average: float
 
 
+class Inbox(Protocol):
+    """Where the harness reads the mail the stack sends: the invite (chat link) and the summary."""
+
+    def token_for(self, address: str) -> str | None: ...
+
+    def summary_sent(self, booking_uid: str) -> bool: ...
+
+
+class MailDir:
+    """The ``.eml`` files the stack writes into ``<data_dir>/mail/`` when no SMTP server is configured."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def token_for(self, address: str) -> str | None:
+        return token_from_mail(self.folder, address)
+
+    def summary_sent(self, booking_uid: str) -> bool:
+        return summary_mailed(self.folder, booking_uid)
+
+
 class Harness:
     """A simulated-student client of one running gateway."""
 
-    def __init__(self, gateway: str, secret: str, mail_dir: Path, catalog: Catalog, timeout: float) -> None:
+    def __init__(self, gateway: str, secret: str, inbox: Inbox, catalog: Catalog, timeout: float) -> None:
         self.gateway = gateway.rstrip("/")
         self.secret = secret
-        self.mail_dir = mail_dir
+        self.inbox = inbox
         self.catalog = catalog
         self.http = httpx.Client(base_url=self.gateway, timeout=timeout)
         self.summary_timeout = max(timeout, 600.0)
@@ -111,11 +132,11 @@ class Harness:
         """The token from the invite email addressed to ``email_addr`` (the worker sends it shortly after)."""
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
-            token = token_from_mail(self.mail_dir, email_addr)
+            token = self.inbox.token_for(email_addr)
             if token:
                 return token
             time.sleep(0.5)
-        raise TimeoutError(f"no invite email for {email_addr} in {self.mail_dir} after {wait_s:.0f}s")
+        raise TimeoutError(f"no invite email for {email_addr} after {wait_s:.0f}s")
 
     def consent(self, token: str, wait_s: float = 120.0) -> None:
         """Agree to the chat; 409 means the intake is busy (being prepared), so try again shortly."""
@@ -155,7 +176,7 @@ class Harness:
         carries the booking uid), so it scores the model's summary, not the placeholder.
         """
         deadline = time.monotonic() + self.summary_timeout
-        while not summary_mailed(self.mail_dir, uid) and time.monotonic() < deadline:
+        while not self.inbox.summary_sent(uid) and time.monotonic() < deadline:
             time.sleep(2.0)
         return self.state(token)
 
@@ -278,13 +299,18 @@ def token_from_mail(mail_dir: Path, email_addr: str) -> str | None:
         return None
     for path in sorted(mail_dir.glob("*.eml"), key=lambda p: p.stat().st_mtime, reverse=True):
         message = email.message_from_bytes(path.read_bytes())
-        if email_addr.lower() not in str(message.get("To", "")).lower():
-            continue
-        for part in message.walk():
-            if part.get_content_maintype() == "text":
-                body = _payload_bytes(part)
-                if found := re.search(r"/i/([A-Za-z0-9_-]{16,})", body.decode("utf-8", "replace")):
-                    return found.group(1)
+        if email_addr.lower() in str(message.get("To", "")).lower() and (token := token_in_message(message)):
+            return token
+    return None
+
+
+def token_in_message(message: email.message.Message) -> str | None:
+    """The chat token of the ``/i/{token}`` link in an invite email."""
+    for part in message.walk():
+        if part.get_content_maintype() == "text":
+            body = _payload_bytes(part).decode("utf-8", "replace")
+            if found := re.search(r"/i/([A-Za-z0-9_-]{16,})", body):
+                return found.group(1)
     return None
 
 
@@ -464,7 +490,11 @@ def main(argv: list[str] | None = None) -> int:
         reschedule(p, catalog.courses[p.course_slug], now) for p in held_out_personas(catalog, args.count)
     ]
     harness = Harness(
-        args.gateway, webhook_secret(settings, args.data_dir), args.data_dir / "mail", catalog, args.timeout
+        args.gateway,
+        webhook_secret(settings, args.data_dir),
+        MailDir(args.data_dir / "mail"),
+        catalog,
+        args.timeout,
     )
     rng = random.Random(args.seed)
     conversations: list[EvalConversation] = []
