@@ -9,3 +9,5 @@ import os
 # and the MiniLM forward pass is fastest single-threaded here.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+# The tokenizer's worker threads only spin for our small batches; one thread tokenises fast enough.
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

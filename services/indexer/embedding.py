@@ -8,6 +8,7 @@ Swap the model by replacing this one class; the rest of the indexer only sees ``
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import json
 import math
@@ -15,8 +16,8 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-# A BLAS thread pool fights the matmuls of the other process on 2 cores; one thread is fastest here.
-# Only effective if numpy has not been imported yet (the CLI imports this module first).
+# A BLAS thread pool fights the other processes on 2 cores; one thread is fastest here. The variable
+# only works before NumPy loads, so ``single_thread_blas`` also sets it at run time.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np
@@ -43,10 +44,33 @@ def model_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
+def single_thread_blas() -> bool:
+    """Limit NumPy's bundled OpenBLAS to one thread even if NumPy was imported before our env var was
+    set (import sorters and host processes decide that order). Measured: a second BLAS thread spinning
+    under load doubled the CPU cost of a build. Returns whether the library answered."""
+    libs = Path(np.__file__).resolve().parent.parent / "numpy.libs"
+    for lib in sorted(libs.glob("libscipy_openblas*.so*")) + sorted(libs.glob("libopenblas*.so*")):
+        try:
+            blas = ctypes.CDLL(str(lib))
+        except OSError:
+            continue
+        for name in (
+            "scipy_openblas_set_num_threads64_",
+            "openblas_set_num_threads64_",
+            "openblas_set_num_threads",
+        ):
+            setter = getattr(blas, name, None)
+            if setter is not None:
+                setter(1)
+                return True
+    return False
+
+
 class MiniLM:
     """A 6-layer BERT encoder with mean pooling; thread-safe (NumPy ops only read the weights)."""
 
     def __init__(self, folder: Path) -> None:
+        single_thread_blas()
         config = json.loads((folder / "config.json").read_text())
         self.heads = int(config["num_attention_heads"])
         self.layers = int(config["num_hidden_layers"])
