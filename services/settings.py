@@ -77,7 +77,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     retention_days: Annotated[int, Meta(ge=0)] = 30
     partial_before_meeting_s: Annotated[int, Meta(ge=0)] = 2 * 3600
     reply_max_tokens: PositiveInt = 60
-    summary_max_tokens: PositiveInt = 400
+    summary_max_tokens: PositiveInt = 250
 
     cloudflared_token: str = ""
 
