@@ -235,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     loss = train(args, root / "loss.json", options.minutes * 60 or None)
     plot_loss(loss, root / "loss.png")
     print(
-        f"trained {args.iters} iterations in {time.monotonic() - started:.0f}s; "
+        f"trained {loss['train'][-1]['iteration'] if loss['train'] else 0} of {args.iters} iterations "
+        f"in {time.monotonic() - started:.0f}s; "
         f"loss {_first_last(loss)}; "
         f"curve: {root / 'loss.json'}, {root / 'loss.png'}"
     )
