@@ -32,7 +32,7 @@ from llama_index.vector_stores.chroma import ChromaVectorStore
 
 import services.indexer  # noqa: F401  (sets OPENBLAS_NUM_THREADS before NumPy loads)
 from services.indexer.build import Indexer, add_nodes, pipeline_signature
-from services.indexer.retrieval import HybridRetriever
+from services.indexer.retrieval import CANDIDATES, HybridRetriever
 from services.indexer.status import CourseVersion, StatusBoard, now_iso
 from services.indexer.stores import CourseFiles, all_nodes, connect_chroma, get_collection
 from services.settings import REPO_ROOT, Settings
@@ -154,6 +154,9 @@ def _quality(settings: Settings, slug: str) -> dict[str, dict[str, float]]:
     }
     results = {}
     for name, run in methods.items():
+        depth = 10 if name != "fused" else CANDIDATES  # each half alone is judged on its own top 10
+        index.vector.similarity_top_k = depth  # type: ignore[union-attr]
+        index.bm25.similarity_top_k = depth  # type: ignore[union-attr]
         ranks = [_rank_of_first_hit(run(q["query"])[:10], set(q["relevant"])) for q in queries]
         results[name] = {
             "hit@3": round(sum(1 for r in ranks if r and r <= 3) / len(ranks), 3),

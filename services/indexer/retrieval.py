@@ -36,7 +36,10 @@ from services.settings import Settings
 
 log = structlog.get_logger("indexer")
 
-CANDIDATES = 10  # each half of the hybrid proposes this many before fusion keeps k
+# Each half of the hybrid proposes this many before reciprocal-rank fusion keeps k. Chosen with
+# bench/retrieval.py on the sample courses: 5 beat 10 and 20 on hit@3 (0.98 vs 0.96) at equal MRR;
+# deeper lists let weak BM25 matches outvote good vector hits.
+CANDIDATES = 5
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _RECONNECT_S = 5.0  # while Chroma is down, try again at most this often (BM25 answers meanwhile)
 
