@@ -35,7 +35,7 @@ logs: ## Tail the gateway, worker and inference logs
 
 test: setup model browser ## Install what is missing and run every test
 	@mkdir -p test-output
-	$(PY) -m pytest -p no:cacheprovider -ra
+	$(PY) -m pytest -p no:cacheprovider -ra --durations=20
 
 test-fast: setup ## Run the tests that need neither the model nor a browser
 	$(PY) -m pytest -m "not slow and not browser" -ra
