@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from contextlib import AbstractAsyncContextManager
 
 from services.gateway.errors import Conflict
@@ -17,13 +15,9 @@ async def try_turn_lock(
 
     Release it with ``await lock.__aexit__(None, None, None)``.
     """
-    deadline = time.monotonic() + wait_s
-    while True:
-        lock = store.turn_lock(token, ttl_s=30)
-        try:
-            await lock.__aenter__()
-            return lock
-        except Conflict:
-            if time.monotonic() >= deadline:
-                return None
-            await asyncio.sleep(0.05)
+    lock = store.turn_lock(token, ttl_s=30, wait_s=wait_s)
+    try:
+        await lock.__aenter__()
+    except Conflict:
+        return None
+    return lock

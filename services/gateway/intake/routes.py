@@ -70,6 +70,9 @@ async def intake_state(token: FromPath[str], state: State) -> Response[IntakeVie
     return _view(services, record)
 
 
+_CONSENT_WAIT_S = 20.0
+
+
 @post("/api/intakes/{token:str}/consent", status_code=200)
 async def consent(token: FromPath[str], state: State) -> Response[IntakeView]:
     """Record consent, prepare the interview and append the opening question (idempotent)."""
@@ -78,7 +81,8 @@ async def consent(token: FromPath[str], state: State) -> Response[IntakeView]:
     record = await _load(services, token)
     _refuse_cancelled(record)
     if record.consented_at is None or not record.interview.messages:
-        async with store.turn_lock(token):
+        # right after booking the worker may hold the lock for a few seconds while it prepares the interview
+        async with store.turn_lock(token, wait_s=_CONSENT_WAIT_S):
             record = await _load(services, token)
             _refuse_cancelled(record)
             if record.consented_at is None or not record.interview.messages:

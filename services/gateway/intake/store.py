@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import secrets
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -92,11 +94,17 @@ class IntakeStore:
         return tokens
 
     @asynccontextmanager
-    async def turn_lock(self, token: str, ttl_s: int = 180) -> AsyncIterator[None]:
-        """One turn at a time per intake: a second tab gets a 409 instead of a duplicated turn."""
+    async def turn_lock(self, token: str, ttl_s: int = 180, wait_s: float = 0.0) -> AsyncIterator[None]:
+        """One turn at a time per intake: a second tab gets a 409 instead of a duplicated turn.
+
+        ``wait_s`` > 0 waits that long for a short holder (the worker preparing the interview) first.
+        """
         owner = secrets.token_hex(8)
-        if not await self._redis.set(_LOCK.format(token), owner, nx=True, ex=ttl_s):
-            raise Conflict("Another reply for this chat is already being written. Wait for it, then retry.")
+        deadline = time.monotonic() + wait_s
+        while not await self._redis.set(_LOCK.format(token), owner, nx=True, ex=ttl_s):
+            if time.monotonic() >= deadline:
+                raise Conflict("Another reply for this chat is already being written. Wait for it, then retry.")
+            await asyncio.sleep(0.05)
         try:
             yield
         finally:

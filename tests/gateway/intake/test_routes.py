@@ -175,6 +175,26 @@ async def test_consent_opens_the_chat_once(
 # --- messages: refusals before the stream -----------------------------------------------------------
 
 
+async def test_consent_waits_for_the_worker_preparing_the_interview(
+    client: AsyncTestClient[Litestar], redis_url: str, settings: Settings
+) -> None:
+    """A student who agrees while the worker still holds the intake (preparing it) waits, never sees 409."""
+    record = await seed_intake(redis_url, settings)
+    redis = aioredis.from_url(redis_url)
+    store = IntakeStore(redis, settings.retention_days)
+
+    async def worker_holds_lock() -> None:
+        async with store.turn_lock(record.token):
+            await asyncio.sleep(1.0)
+
+    holder = asyncio.create_task(worker_holds_lock())
+    await asyncio.sleep(0.1)
+    response = await client.post(f"/api/intakes/{record.token}/consent")
+    await holder
+    await redis.aclose()
+    assert response.status_code == 200 and response.json()["status"] == "active"
+
+
 async def test_message_to_unknown_token_is_404(client: AsyncTestClient[Litestar]) -> None:
     assert_problem(await send(client, "nope", "hello"), 404)
 
