@@ -176,9 +176,10 @@ async def test_consent_opens_the_chat_once(
 
 
 async def test_consent_waits_for_the_worker_preparing_the_interview(
-    client: AsyncTestClient[Litestar], redis_url: str, settings: Settings
+    settings: Settings, model: ScriptedModel, redis_url: str
 ) -> None:
     """A student who agrees while the worker still holds the intake (preparing it) waits, never sees 409."""
+    app = create_app(settings, services_factory=services_factory(model))
     record = await seed_intake(redis_url, settings)
     redis = aioredis.from_url(redis_url)
     store = IntakeStore(redis, settings.retention_days)
@@ -187,12 +188,16 @@ async def test_consent_waits_for_the_worker_preparing_the_interview(
         async with store.turn_lock(record.token):
             await asyncio.sleep(1.0)
 
-    holder = asyncio.create_task(worker_holds_lock())
-    await asyncio.sleep(0.1)
-    response = await client.post(f"/api/intakes/{record.token}/consent")
-    await holder
+    async with app.lifespan():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            holder = asyncio.create_task(worker_holds_lock())
+            await asyncio.sleep(0.1)
+            response = await http.post(f"/api/intakes/{record.token}/consent")
+            await holder
     await redis.aclose()
-    assert response.status_code == 200 and response.json()["status"] == "active"
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "active"
 
 
 async def test_message_to_unknown_token_is_404(client: AsyncTestClient[Litestar]) -> None:
