@@ -28,7 +28,7 @@ def test_lora_trains_records_loss_and_fuses(
     write_jsonl(data / "valid.jsonl", short[4:])
     config = yaml.safe_load(CONFIG_PATH.read_text())
     config.update(
-        iters=3, steps_per_report=1, steps_per_eval=3, val_batches=1, save_every=3, lr_schedule=None
+        iters=2, steps_per_report=1, steps_per_eval=2, val_batches=1, save_every=2, lr_schedule=None
     )
     (tmp_path / "lora.yaml").write_text(yaml.safe_dump(config))
     fused = tmp_path / "fused"
