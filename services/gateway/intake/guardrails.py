@@ -260,9 +260,16 @@ _SLOT_WORDS = {
 }
 
 
+# A sentence ends at . ! ? followed by space, but not after a title or abbreviation ("with Dr. Okafor?").
+_SENTENCE_END = re.compile(
+    r"(?<!\bDr\.)(?<!\bMr\.)(?<!\bMs\.)(?<!\bMrs\.)(?<!\bProf\.)(?<!\bSt\.)(?<!e\.g\.)(?<!i\.e\.)"
+    r"(?<!\bvs\.)(?<!\bNo\.)(?<!\b[A-Z]\.)(?<=[.!?])\s+"
+)
+
+
 def question_text(reply: str) -> str:
     """The question sentence of a reply (its last sentence that ends with '?')."""
-    parts = re.split(r"(?<=[.!?])\s+", reply.strip())
+    parts = _SENTENCE_END.split(reply.strip())
     questions = [p for p in parts if p.endswith("?")]
     return questions[-1] if questions else ""
 

@@ -157,3 +157,10 @@ def test_a_good_model_question_passes() -> None:
         )
         == []
     )
+
+
+def test_a_title_inside_the_question_is_not_a_sentence_end() -> None:
+    """ "…with Dr. Okafor?" is one question naming the professor, not a fragment "Okafor?" after a sentence."""
+    reply = "What would you like to get out of your meeting with Dr. Lee Okafor?"
+    assert guardrails.question_text(reply) == reply
+    assert guardrails.check_reply(reply, system_prompt="", previous=[], slot="goal") == []
