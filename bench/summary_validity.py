@@ -70,14 +70,20 @@ async def main_async(count: int, seed: int) -> None:
     catalog = load_catalog(Path(settings.corpus_dir))
     personas = [p for p in build_personas(catalog, load_matrix()) if p.style != "distress"]
     random.Random(seed).shuffle(personas)
-    client = AsyncOpenAI(base_url=settings.inference_url, api_key="local", timeout=settings.inference_timeout_s)
+    client = AsyncOpenAI(
+        base_url=settings.inference_url, api_key="local", timeout=settings.inference_timeout_s
+    )
     interviewer = Interviewer(OpenAIChatModel(client, settings.model_name), None, settings)
     phrases = load_phrases()
     rows, events = [], Counter[str]()
     drafted: list[int] = []
     for index, persona in enumerate(personas[:count]):
         with structlog.testing.capture_logs() as logs:
-            rows.append(await run_one(interviewer, persona, catalog.courses[persona.course_slug], phrases, settings, index))
+            rows.append(
+                await run_one(
+                    interviewer, persona, catalog.courses[persona.course_slug], phrases, settings, index
+                )
+            )
         events.update(entry["event"] for entry in logs)
         drafted += [entry["model_fields"] for entry in logs if entry["event"] == "summary_drafted"]
         print(f"intake {index + 1}/{count}: {rows[-1]}", flush=True)
@@ -85,21 +91,34 @@ async def main_async(count: int, seed: int) -> None:
     n = len(rows)
     print(f"\nmodel {settings.model_path}, {n} scripted intakes")
     print(f"final summaries schema-valid: {sum(r['valid'] for r in rows)}/{n}")
-    print(f"turns per intake: median {statistics.median(r['turns'] for r in rows)}, "
-          f"range {min(r['turns'] for r in rows)}-{max(r['turns'] for r in rows)}")
-    print(f"interview replies rejected by the checks (retried or replaced): {events['interview_reply_rejected']}"
-          f" over {sum(r['turns'] for r in rows)} turns; model errors: {events['interview_model_failed']}")
-    print(f"summary drafts: {len(drafted)} finished, {events['summary_draft_failed']} failed or timed out "
-          f"(facts-based summary used)")
+    print(
+        f"turns per intake: median {statistics.median(r['turns'] for r in rows)}, "
+        f"range {min(r['turns'] for r in rows)}-{max(r['turns'] for r in rows)}"
+    )
+    print(
+        "interview replies rejected by the checks (retried or replaced): "
+        f"{events['interview_reply_rejected']}"
+        f" over {sum(r['turns'] for r in rows)} turns; model errors: {events['interview_model_failed']}"
+    )
+    print(
+        f"summary drafts: {len(drafted)} finished, {events['summary_draft_failed']} failed or timed out "
+        f"(facts-based summary used)"
+    )
     if drafted:
-        print(f"  free-text fields taken from the model (of 4): mean {statistics.mean(drafted):.2f}; "
-              f"all 4: {sum(d == 4 for d in drafted)}, none: {sum(d == 0 for d in drafted)}")
-    print(f"summary re-asks: {sum(r['summary_retries'] for r in rows)}; "
-          f"summary time median {statistics.median(r['summary_s'] for r in rows):.1f}s")
+        print(
+            f"  free-text fields taken from the model (of 4): mean {statistics.mean(drafted):.2f}; "
+            f"all 4: {sum(d == 4 for d in drafted)}, none: {sum(d == 0 for d in drafted)}"
+        )
+    print(
+        f"summary re-asks: {sum(r['summary_retries'] for r in rows)}; "
+        f"summary time median {statistics.median(r['summary_s'] for r in rows):.1f}s"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--intakes", type=int, default=20)
     parser.add_argument("--seed", type=int, default=7)
     options = parser.parse_args()

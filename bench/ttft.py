@@ -56,10 +56,13 @@ def book(client: httpx.Client, settings: Settings, r: redis.Redis, course_slug: 
     course = load_catalog(Path(settings.corpus_dir)).courses[course_slug]
     payload = demo_payload(course)
     body = json.dumps(payload).encode()
-    headers = {"content-type": "application/json", SIGNATURE_HEADER: sign(body, settings.calcom_webhook_secret)}
+    headers = {
+        "content-type": "application/json",
+        SIGNATURE_HEADER: sign(body, settings.calcom_webhook_secret),
+    }
     client.post("/webhooks/calcom", content=body, headers=headers).raise_for_status()
     token = r.get(f"intake:booking:{payload['payload']['uid']}")
-    assert token, "the webhook created no intake"
+    assert isinstance(token, bytes), "the webhook created no intake"
     return token.decode()
 
 
@@ -97,9 +100,9 @@ def replay(openai: OpenAI, model: str, record: IntakeRecord, conv: Conversation,
         messages[0] = {**messages[0], "content": nonce + messages[0]["content"]}
         start = time.perf_counter()
         first: float | None = None
-        stream = openai.chat.completions.create(
+        stream = openai.chat.completions.create(  # type: ignore[call-overload]
             model=model,
-            messages=messages,  # type: ignore[arg-type]
+            messages=messages,
             max_tokens=max_tokens,
             temperature=0.2,
             stream=True,
@@ -124,7 +127,9 @@ def summarize(label: str, values: list[float]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--intakes", type=int, default=3)
     parser.add_argument("--course", default=None, help="course slug (default: the first one)")
     options = parser.parse_args()
@@ -141,8 +146,13 @@ def main() -> None:
     for conv in conversations:
         raw = r.get(f"intake:tok:{conv.token}")
         assert raw, "intake vanished"
-        replay(openai, settings.model_name, msgspec.json.decode(raw, type=IntakeRecord), conv,
-               settings.reply_max_tokens)
+        replay(
+            openai,
+            settings.model_name,
+            msgspec.json.decode(raw, type=IntakeRecord),
+            conv,
+            settings.reply_max_tokens,
+        )
     direct = [t for c in conversations for t in c.direct_ttft]
     print(f"course {course}, {len(conversations)} intakes, model {settings.model_path}")
     print(summarize("gateway first token (all turns)", [t for c in conversations for t in c.gateway_ttft]))
@@ -150,7 +160,11 @@ def main() -> None:
     print(summarize("gateway first token, turn 1", [c.gateway_ttft[0] for c in conversations]))
     print(summarize("gateway first token, last turn", [c.gateway_ttft[-1] for c in conversations]))
     print(summarize("direct first token, turn 1", [c.direct_ttft[0] for c in conversations if c.direct_ttft]))
-    print(summarize("direct first token, last turn", [c.direct_ttft[-1] for c in conversations if c.direct_ttft]))
+    print(
+        summarize(
+            "direct first token, last turn", [c.direct_ttft[-1] for c in conversations if c.direct_ttft]
+        )
+    )
     shares = [s for c in conversations for s in c.cached_share[1:]]
     if shares:
         print(f"{'cached prompt-token share, turns 2+':<34} mean {statistics.mean(shares):.0%}")

@@ -89,7 +89,7 @@ def ctl(env: Mapping[str, str], *args: str, check: bool = False) -> subprocess.C
 
 
 def wait_ready(env: Mapping[str, str], timeout: float, indexed: bool = False) -> dict:
-    """Poll ``/readyz`` until every check is green (and, if ``indexed``, the indexer's first build is done)."""
+    """Poll ``/readyz`` until every check is green (and, if ``indexed``, the first index build is done)."""
     url = f"http://127.0.0.1:{env['INTAKE_PORT']}/readyz"
     deadline = time.monotonic() + timeout
     last: object = "no answer"
@@ -158,7 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     elif options.command == "down":
         down(env)
     elif options.command == "env":
-        hidden = {*_SECRET_VARS, "INTAKE_STAFF_PASSWORD_HASH", "INTAKE_CALCOM_API_KEY", "INTAKE_SMTP_PASSWORD"}
+        hidden = {
+            *_SECRET_VARS,
+            "INTAKE_STAFF_PASSWORD_HASH",
+            "INTAKE_CALCOM_API_KEY",
+            "INTAKE_SMTP_PASSWORD",
+        }
         for name in sorted(k for k in env if k.startswith(("INTAKE_", "STACK_")) and k not in hidden):
             print(f"{name}={env[name]}")
     else:

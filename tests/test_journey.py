@@ -18,7 +18,11 @@ pytestmark = pytest.mark.slow
 
 BOOKING_ID = 55001
 STUDENT = {"name": "Rosa Diaz", "email": "rosa.diaz@student.example.edu"}
-ORGANIZER = {"name": "Dr. Mei Tanaka", "email": "mei.tanaka@univ.example.edu", "timeZone": "America/Los_Angeles"}
+ORGANIZER = {
+    "name": "Dr. Mei Tanaka",
+    "email": "mei.tanaka@univ.example.edu",
+    "timeZone": "America/Los_Angeles",
+}
 LINES = [
     "I'm stuck on lab 3, the limiting reagent one.",
     "I don't understand how to tell which reactant runs out first from my data table.",

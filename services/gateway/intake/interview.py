@@ -30,7 +30,8 @@ import asyncio
 import datetime as dt
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from typing import cast
 
 import msgspec
 import structlog
@@ -294,7 +295,8 @@ class Interviewer:
                             attempt.problems = ["too_long"]
                             return
                 finally:
-                    await stream.aclose()  # stops generation on the server as soon as we have the question
+                    # stops generation on the server as soon as we have the question
+                    await cast(AsyncGenerator[str, None], stream).aclose()
             attempt.tail = buffer.strip()
         except Exception as exc:
             attempt.problems = [f"model_error:{type(exc).__name__}"]

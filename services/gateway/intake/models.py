@@ -131,7 +131,10 @@ class Facts(msgspec.Struct, kw_only=True):
 
 
 class InterviewState(msgspec.Struct, kw_only=True):
-    """The interview as the policy sees it. ``prompt`` is exactly what was sent, so the next prompt extends it."""
+    """The interview as the policy sees it.
+
+    ``prompt`` is exactly what was sent, so the next prompt extends it.
+    """
 
     messages: list[ChatMessage] = []
     prompt: list[dict[str, str]] = []  # OpenAI chat messages [{role, content}], append-only

@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterable, Sequence
-from typing import Literal
+from typing import Literal, cast
 
 import msgspec
 
@@ -599,9 +599,8 @@ def _roll(date: dt.date | None, today: dt.date, explicit_year: bool) -> dt.date 
 def extract_deadline(text: str, today: dt.date, answering: bool) -> str | None:
     """An ISO date from a sentence that talks about a deadline (or any answer to the deadline question)."""
     for sentence in sentences(text):
-        if answering or _DEADLINE_CONTEXT.search(sentence):
-            if date := parse_date(sentence, today):
-                return date.isoformat()
+        if (answering or _DEADLINE_CONTEXT.search(sentence)) and (date := parse_date(sentence, today)):
+            return date.isoformat()
     return None
 
 
@@ -759,7 +758,7 @@ def decide(state: InterviewState, course: Course, settings: Settings) -> Decisio
     last = state.asked[-1] if state.asked else None
     latest = next((m.text for m in reversed(state.messages) if m.role == "student"), "")
     if last and is_confused(latest) and state.asked.count(last) < MAX_ASKS_PER_SLOT:
-        return Decision("ask", last, variant=1)
+        return Decision("ask", cast(Slot, last), variant=1)
     for slot in SLOT_ORDER:
         if _wanted(slot, state, course):
             return Decision("ask", slot, variant=state.asked.count(slot))
@@ -811,7 +810,8 @@ def subject(facts: Facts, course: Course) -> str:
 def upcoming_assignments(course: Course, today: dt.date, n: int = 2) -> list[Assignment]:
     """The next ``n`` assignments by due date (the ones a student most likely means)."""
     dated = sorted(
-        (a for a in course.assignments if a.due_date and a.due_date >= today), key=lambda a: a.due_date
+        (a for a in course.assignments if a.due_date and a.due_date >= today),
+        key=lambda a: a.due_date or today,
     )
     rest = [a for a in course.assignments if a not in dated]
     return (dated + rest)[:n]

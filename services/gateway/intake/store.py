@@ -22,6 +22,10 @@ _ALL = "intake:all"  # sorted set token -> appointment start (epoch), for staff 
 _decoder = msgspec.json.Decoder(IntakeRecord)
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def new_token() -> str:
     """An unguessable capability token (192 bits, URL-safe)."""
     return secrets.token_urlsafe(24)
@@ -51,7 +55,7 @@ class IntakeStore:
 
     async def token_for_booking(self, booking_uid: str) -> str | None:
         raw = await self._redis.get(_BY_BOOKING.format(booking_uid))
-        return raw.decode() if raw else None
+        return _text(raw) if raw else None
 
     async def get_by_booking(self, booking_uid: str) -> IntakeRecord | None:
         token = await self.token_for_booking(booking_uid)
@@ -84,7 +88,7 @@ class IntakeStore:
     async def tokens(self, limit: int = 200) -> list[str]:
         """Most recent appointments first; tokens whose record expired are pruned on the way."""
         raw = await self._redis.zrevrange(_ALL, 0, limit - 1)
-        tokens = [t.decode() for t in raw]
+        tokens = [_text(t) for t in raw if isinstance(t, (bytes, str))]
         if tokens:
             exists = await self._redis.mget([_RECORD.format(t) for t in tokens])
             gone = [t for t, value in zip(tokens, exists, strict=True) if value is None]
@@ -103,7 +107,9 @@ class IntakeStore:
         deadline = time.monotonic() + wait_s
         while not await self._redis.set(_LOCK.format(token), owner, nx=True, ex=ttl_s):
             if time.monotonic() >= deadline:
-                raise Conflict("Another reply for this chat is already being written. Wait for it, then retry.")
+                raise Conflict(
+                    "Another reply for this chat is already being written. Wait for it, then retry."
+                )
             await asyncio.sleep(0.05)
         try:
             yield
@@ -112,7 +118,7 @@ class IntakeStore:
 
     async def _release(self, token: str, owner: str) -> None:
         key = _LOCK.format(token)
-        if (await self._redis.get(key) or b"").decode() == owner:
+        if _text(await self._redis.get(key) or b"") == owner:
             await self._redis.delete(key)
 
     def _ttl_seconds(self, record: IntakeRecord) -> int:

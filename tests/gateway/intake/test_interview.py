@@ -62,7 +62,7 @@ async def _converse(iv: Interviewer, state: InterviewState, answers: list[str]) 
 async def test_prepare_retrieves_once_and_builds_a_short_grounded_system_prompt() -> None:
     """Booking notes drive retrieval; chosen sources are recorded; facts from the notes are kept."""
     retriever = ListRetriever(make_passages())
-    iv, state = await _start(notes="need help with ps3 p-values", retriever=retriever)
+    _, state = await _start(notes="need help with ps3 p-values", retriever=retriever)
     assert retriever.queries and "ps3" in retriever.queries[0]
     assert state.context_sources[0] == "assignments/ps3.md"
     assert state.prompt[0]["role"] == "system" and prompt.estimate_tokens(state.prompt[0]["content"]) <= 250
@@ -121,7 +121,7 @@ async def test_junk_replies_are_retried_then_replaced_by_the_template_and_never_
     """Solutions, leaks and repeats are rejected; after one retry the policy's template is used."""
     model = ScriptedModel("The answer is p < 0.05 so reject it. Right?", "[Ask where they get stuck.] Hmm?")
     iv, state = await _start(model)
-    pieces, outcome = await _say(iv, state, "ps3 p-values")
+    _, outcome = await _say(iv, state, "ps3 p-values")
     assert "answer" not in outcome.reply and "[" not in outcome.reply
     assert outcome.reply == "Which part of Problem Set 3: Hypothesis Tests is giving you the most trouble?"
     assert state.model_retries == 2 and model.kwargs[1]["temperature"] == 0.0  # greedy retry
