@@ -96,6 +96,7 @@ def watch(settings: Settings, stop: threading.Event | None = None) -> None:
     pending: set[str] | None = None  # None: everything
     delay = BACKOFF_START_S
     while not stop.is_set():
+        started = time.time()
         try:
             indexer.build(only=pending)
             pending, delay = set(), BACKOFF_START_S
@@ -110,11 +111,29 @@ def watch(settings: Settings, stop: threading.Event | None = None) -> None:
             stop.wait(delay)
             delay = min(delay * 2, BACKOFF_MAX_S)
             continue
+        if _changed_since(corpus, started):  # edited during the build, before watching began
+            pending = None
+            continue
         for changes in watch_changes(corpus, stop_event=stop, debounce=1000, raise_interrupt=False):
             pending = {_course_of(Path(path), corpus) for _, path in changes} - {""}
             if pending:
                 log.info("corpus_changed", courses=sorted(pending))
                 break
+
+
+def _changed_since(corpus: Path, since: float) -> bool:
+    """Whether any file or folder under ``corpus`` changed at or after ``since`` (a cheap stat walk).
+
+    Times in the future (a copied file, clock skew) do not count, or every build would trigger another.
+    """
+    now = time.time()
+    for path in corpus.rglob("*"):
+        try:
+            if since <= path.stat().st_mtime <= now:
+                return True
+        except OSError:  # vanished while walking: that is a change too
+            return True
+    return False
 
 
 def _course_of(path: Path, corpus: Path) -> str:

@@ -125,12 +125,13 @@ class Indexer:
         """
         catalog = load_catalog(Path(self.settings.corpus_dir))
         problems = [str(p) for p in catalog.problems]
-        self.board.update(state="building", error=None, problems=problems, courses=self._known())
         try:
             client = self._connect()
         except ChromaUnavailable as exc:
             self.board.update(state="waiting_for_chroma", error=str(exc))
             raise
+        # only once Chroma answers: a retry loop must not flicker the status between waiting and building
+        self.board.update(state="building", error=None, problems=problems, courses=self._known())
         if only is None:
             self._prune(client)
         versions = []
