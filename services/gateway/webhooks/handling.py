@@ -187,6 +187,9 @@ class _Handlers:
         if fate:
             log.info("webhook_ignored", booking_uid=payload.uid, reason=f"booking_{fate.split(':')[0]}")
             return Ack("ignored")
+        return await self._create_if_new(payload)
+
+    async def _create_if_new(self, payload: BookingPayload) -> Ack:
         if await self.store.token_for_booking(payload.uid):
             return Ack("duplicate")
         course = self._course(payload)
@@ -213,13 +216,7 @@ class _Handlers:
         """No intake for the old booking (never created, or a CREATED still in flight): create one now."""
         if await self._tombstone(payload.uid) == "cancelled":
             return Ack("ignored")
-        if await self.store.token_for_booking(payload.uid):
-            return Ack("duplicate")
-        course = self._course(payload)
-        if course is None:
-            return Ack("ignored")
-        await self._create(course, to_booking(payload))
-        return Ack("created")
+        return await self._create_if_new(payload)
 
     async def _move(self, record: IntakeRecord, new: Booking, old_uid: str) -> None:
         """The intake follows the booking: new uid and times, every message the student wrote kept."""
