@@ -16,21 +16,11 @@ from typing import Any, Literal
 
 from finetune.personas import PHRASES_PATH, Persona
 from services.coursepack import Course
+from services.gateway.intake import policy
 
 # The dialogue policy's slots (services/gateway/intake/policy.py) plus "request_type", which only a
 # free-text model question asks about (the evaluation harness meets those).
-Slot = Literal[
-    "issue",
-    "assignment",
-    "stuck_on",
-    "topic",
-    "attempts",
-    "goal",
-    "deadline",
-    "example",
-    "anything_else",
-    "request_type",
-]
+Slot = policy.Slot | Literal["request_type"]
 SLOTS: tuple[Slot, ...] = ("issue", "assignment", "stuck_on", "attempts", "goal", "deadline")
 Special = Literal["off_topic", "homework", "injection", "distress"]
 
