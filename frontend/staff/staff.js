@@ -75,6 +75,50 @@
     } catch (err) { showError(err); }
   }
 
+  // --- failed deliveries (dead letters) on the list page ---------------------------------------
+
+  const KIND_NAMES = {
+    prepare: "Preparing the intake", invite_email: "Invitation email", summarize: "Writing the summary",
+    summary_email: "Summary email", summary_calcom: "Summary on Cal.com",
+  };
+
+  async function loadFailed() {
+    try {
+      const jobs = await request("/staff/api/deliveries/failed");
+      $("failed").hidden = jobs.length === 0;
+      $("failed-list").replaceChildren(...jobs.map((job) => {
+        const li = document.createElement("li");
+        const info = document.createElement("p");
+        info.id = "failed-" + job.id;
+        const what = document.createElement("strong");
+        what.textContent = KIND_NAMES[job.kind] || job.kind.replace(/_/g, " ");
+        const link = document.createElement("a");
+        link.href = job.intake_url;
+        link.textContent = "booking " + (job.booking_uid || "(unknown)");
+        info.append(what, " for ", link, " failed " + when(job.failed_at) + " after " + job.attempts + " attempt(s)" +
+          (job.last_error ? ": " + job.last_error : "."));
+        const button = document.createElement("button");
+        button.type = "button";
+        button.className = "secondary small";
+        button.textContent = "Retry";
+        button.setAttribute("aria-describedby", info.id);
+        button.addEventListener("click", () => retryFailed(job, button));
+        li.append(info, button);
+        return li;
+      }));
+    } catch (err) { showError(err); }
+  }
+
+  async function retryFailed(job, button) {
+    button.disabled = true;
+    try {
+      await request("/staff/api/deliveries/" + encodeURIComponent(job.id) + "/retry", {});
+      $("failed-status").textContent = (KIND_NAMES[job.kind] || job.kind) + " queued again.";
+      showError(null);
+    } catch (err) { showError(err); }
+    await loadFailed();
+  }
+
   // --- detail -----------------------------------------------------------------------------------
 
   const token = decodeURIComponent(location.pathname.replace(/\/+$/, "").split("/").pop() || "");
@@ -218,7 +262,8 @@
 
   if (page === "list") {
     loadList();
-    setInterval(loadList, 10000);
+    loadFailed();
+    setInterval(() => { loadList(); loadFailed(); }, 10000);
   } else if (page === "detail") {
     wireDetail();
     refresh();

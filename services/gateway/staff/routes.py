@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import re
 from collections.abc import Callable
 from typing import Annotated, Literal
 from urllib.parse import parse_qs
@@ -74,6 +75,24 @@ class DeliveryJob(msgspec.Struct, frozen=True, kw_only=True):
     state: str
     attempts: int
     last_error: str | None = None
+
+
+class FailedDelivery(msgspec.Struct, frozen=True, kw_only=True):
+    """A dead-lettered outbox job as the staff list shows it: enough to find the intake and judge a
+    retry, never the student's email address or anything from the transcript."""
+
+    id: str
+    kind: str
+    booking_uid: str
+    intake_url: str
+    attempts: int
+    last_error: str | None
+    failed_at: str
+
+
+class RetriedDelivery(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    state: str
 
 
 class StaffIntakeDetail(msgspec.Struct, frozen=True, kw_only=True):
@@ -225,6 +244,50 @@ async def rate_summary(token: FromPath[str], request: Request, state: State) -> 
     return await _detail(services, record)
 
 
+@get("/staff/api/deliveries/failed")
+async def failed_deliveries(request: Request, state: State) -> Response[list[FailedDelivery]]:
+    """Deliveries the worker gave up on (dead letters), most recent first, for the list page."""
+    from services.gateway.delivery.outbox import Outbox
+
+    services = await _authorized(request, state)
+    jobs = await Outbox(services.redis, services.settings).dead_letters(limit=100)
+    store = chat.intake_store(services)
+    rows: list[FailedDelivery] = []
+    for job in jobs:
+        uid = job.booking.uid if job.booking else ""
+        if not uid:
+            record = await store.get(job.token)
+            uid = record.booking.uid if record else ""
+        rows.append(
+            FailedDelivery(
+                id=job.id,
+                kind=job.kind,
+                booking_uid=uid,
+                intake_url=chat.transcript_url(services.settings, job.token),
+                attempts=job.attempts,
+                last_error=_scrub_error(job.last_error),
+                failed_at=job.updated_at,
+            )
+        )
+    return Response(rows, headers={"Cache-Control": "no-store"})
+
+
+@post("/staff/api/deliveries/{job_id:str}/retry", status_code=200)
+async def retry_delivery(job_id: FromPath[str], request: Request, state: State) -> RetriedDelivery:
+    """Give a dead-lettered job a fresh set of attempts; the worker picks it up at once."""
+    from services.gateway.delivery.outbox import Outbox
+
+    services = await _authorized(request, state)
+    outbox = Outbox(services.redis, services.settings)
+    job = await outbox.get(job_id[:64])
+    if job is None:
+        raise NotFound("No delivery with this id (it may have expired).")
+    if not await outbox.requeue(job.id):
+        raise Conflict(f"This delivery is {job.state}, not failed; there is nothing to retry.")
+    log.info("delivery_requeued", job_id=job.id, kind=job.kind)
+    return RetriedDelivery(id=job.id, state="pending")
+
+
 # --- helpers ----------------------------------------------------------------------------------------
 
 
@@ -308,6 +371,18 @@ async def _pending_deliveries(services: Services, token: str) -> list[DeliveryJo
     ]
 
 
+_EMAIL = re.compile(r"[^\s@<>()\[\]:;,\"']+@[^\s@<>()\[\]:;,\"']+")
+_ERROR_CHARS = 200
+
+
+def _scrub_error(error: str | None) -> str | None:
+    """SMTP and HTTP errors often quote the recipient: mask addresses, and keep the list readable."""
+    if not error:
+        return error
+    text = _EMAIL.sub("[email]", error)
+    return text if len(text) <= _ERROR_CHARS else text[: _ERROR_CHARS - 1] + "…"
+
+
 def _login(message: str, status: int, *, form: bool = True) -> Response[bytes]:
     page = (PAGES / "login.html").read_text(encoding="utf-8")
     notice = f'<p class="notice" role="alert">{html.escape(message)}</p>' if message else ""
@@ -339,4 +414,6 @@ ROUTES = [
     take_over,
     staff_message,
     rate_summary,
+    failed_deliveries,
+    retry_delivery,
 ]

@@ -18,6 +18,7 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from services.gateway.app import create_app
+from services.gateway.delivery.outbox import Job, Outbox
 from services.gateway.intake.models import Flags, Person, Summary
 from services.gateway.staff.auth import LOGIN_ATTEMPTS
 from services.settings import REPO_ROOT, Settings
@@ -201,6 +202,74 @@ async def test_professor_rates_the_summary(
     assert rated.status_code == 200 and rated.json()["professor_rating"] == "not_useful"
     stored = await load(redis_url, settings, record.token)
     assert stored and stored.professor_rating == "not_useful"
+
+
+async def _dead_job(redis_url: str, settings: Settings, token: str, error: str) -> Job:
+    """An invite email the worker gave up on, written through the real ``Outbox``."""
+    redis = aioredis.from_url(redis_url)
+    try:
+        outbox = Outbox(redis, settings)
+        job = await outbox.enqueue("invite_email", token)
+        job.attempts = job.max_attempts
+        await outbox.bury(job, error)
+        return job
+    finally:
+        await redis.aclose()
+
+
+async def _job(redis_url: str, settings: Settings, job_id: str) -> tuple[Job | None, list[str]]:
+    redis = aioredis.from_url(redis_url)
+    try:
+        outbox = Outbox(redis, settings)
+        return await outbox.get(job_id), [j.id for j in await outbox.dead_letters()]
+    finally:
+        await redis.aclose()
+
+
+async def test_delivery_api_needs_a_session(client: AsyncTestClient[Litestar]) -> None:
+    """Logged out: listing and retrying failed deliveries are 401 problem JSON."""
+    listed = await client.get("/staff/api/deliveries/failed")
+    assert listed.status_code == 401 and listed.json()["detail"]
+    assert (await client.post("/staff/api/deliveries/abc/retry")).status_code == 401
+
+
+async def test_failed_deliveries_are_listed_without_addresses(
+    staff: AsyncTestClient[Litestar], redis_url: str, settings: Settings
+) -> None:
+    """A dead job shows with kind, booking uid, staff link and attempts; the error's address is masked."""
+    record = await seed_intake(redis_url, settings)
+    error = "SMTP 550 <mina@example.edu>: mailbox unavailable " + "x" * 400
+    job = await _dead_job(redis_url, settings, record.token, error)
+    response = await staff.get("/staff/api/deliveries/failed")
+    assert response.status_code == 200 and response.headers["cache-control"] == "no-store"
+    row = next(r for r in response.json() if r["id"] == job.id)
+    assert row["kind"] == "invite_email" and row["booking_uid"] == record.booking.uid
+    assert row["intake_url"] == f"{settings.public_url}/staff/intakes/{record.token}"
+    assert row["attempts"] == job.max_attempts and row["failed_at"]
+    assert row["last_error"].startswith("SMTP 550 <[email]>") and len(row["last_error"]) <= 200
+    assert "@" not in response.text
+
+
+async def test_retry_moves_a_dead_job_back_to_pending(
+    staff: AsyncTestClient[Litestar], redis_url: str, settings: Settings
+) -> None:
+    """Retry requeues the job with fresh attempts and drops it from the failed list; twice is 409."""
+    record = await seed_intake(redis_url, settings)
+    job = await _dead_job(redis_url, settings, record.token, "connection refused")
+    retried = await staff.post(f"/staff/api/deliveries/{job.id}/retry")
+    assert retried.status_code == 200 and retried.json() == {"id": job.id, "state": "pending"}
+    stored, dead = await _job(redis_url, settings, job.id)
+    assert stored and stored.state == "pending" and stored.attempts == 0 and job.id not in dead
+    listed = (await staff.get("/staff/api/deliveries/failed")).json()
+    assert job.id not in [r["id"] for r in listed]
+    assert (await staff.post(f"/staff/api/deliveries/{job.id}/retry")).status_code == 409
+
+
+async def test_retrying_an_unknown_delivery_is_404(staff: AsyncTestClient[Litestar]) -> None:
+    """An id the outbox does not know (or that expired) is 404 problem JSON."""
+    response = await staff.post("/staff/api/deliveries/no-such-job/retry")
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("application/problem+json")
 
 
 def test_password_helper_prints_a_verifiable_hash() -> None:
