@@ -25,6 +25,7 @@ import msgspec
 import redis
 from openai import OpenAI
 
+from finetune.evaluate import sse_events
 from services.coursepack import load_catalog
 from services.gateway.demo import demo_payload
 from services.gateway.intake.models import IntakeRecord
@@ -76,14 +77,11 @@ def chat(client: httpx.Client, token: str) -> list[float]:
         status = "active"
         with client.stream("POST", f"/api/intakes/{token}/messages", json={"text": line}) as response:
             response.raise_for_status()
-            event = ""
-            for raw in response.iter_lines():
-                if raw.startswith("event:"):
-                    event = raw.split(":", 1)[1].strip()
-                elif raw.startswith("data:") and event == "token" and first is None:
+            for event, data in sse_events(response.iter_lines()):
+                if event == "token" and first is None:
                     first = time.perf_counter() - start
-                elif raw.startswith("data:") and event == "done":
-                    status = json.loads(raw.split(":", 1)[1])["status"]
+                elif event == "done":
+                    status = data["status"]
         times.append(first if first is not None else time.perf_counter() - start)
         if status != "active":
             break

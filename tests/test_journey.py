@@ -10,6 +10,7 @@ import re
 
 import pytest
 
+from finetune.evaluate import sse_events
 from services.gateway.webhooks.signature import SIGNATURE_HEADER, sign
 from tests.fixtures.ports import wait_until
 from tests.fixtures.stack import WEBHOOK_SECRET, Stack
@@ -69,15 +70,9 @@ def _chat(stack: Stack, token: str) -> list[tuple[str, dict]]:
     with stack.client() as client:
         assert client.post(f"/api/intakes/{token}/consent").status_code == 200
         for line in LINES:
-            events = []
             with client.stream("POST", f"/api/intakes/{token}/messages", json={"text": line}) as response:
                 assert response.status_code == 200
-                event = ""
-                for raw in response.iter_lines():
-                    if raw.startswith("event:"):
-                        event = raw.split(":", 1)[1].strip()
-                    elif raw.startswith("data:"):
-                        events.append((event, json.loads(raw.split(":", 1)[1])))
+                events = list(sse_events(response.iter_lines()))
             assert events[-1][0] == "done"
             if events[-1][1]["status"] != "active":
                 break

@@ -395,18 +395,9 @@ class Interviewer:
         return text if text.rstrip().endswith("}") else text + "}"
 
 
-def draft_summary(
-    state: InterviewState,
-    course: Course,
-    booking: Booking,
-    status: SummaryStatus,
-    transcript_url: str,
-) -> Summary:
-    """Deterministic summary from the policy's facts only (no model): instant and always valid.
-
-    Used at the end of the interview before the model draft, and for partial / no_intake summaries.
-    """
-    return summary.build_summary(state, course, booking, status, transcript_url)
+# The deterministic summary from the policy's facts only (no model): instant and always valid. Used at the
+# end of the interview before the model draft, and for partial / no_intake summaries.
+draft_summary = summary.build_summary
 
 
 def _guard_reply(kind: str, course: Course, next_question: str) -> str:
