@@ -193,10 +193,21 @@ def ideal_question(
     bank = phrases["assistant"]
     usable = [q for q in bank["questions"].get(slot, []) if _placeholders(q) <= values.keys()]
     candidates = [q for q in (_fill(q, values) for q in [*usable, template]) if not _ABBREVIATION.search(q)]
+    named = [q for q in candidates if _names_own_work(q, values)]
+    if named and rng.random() < NAMED_SHARE:
+        candidates = named  # a good interviewer grounds the question in the student's own assignment/topic
     question = rng.choice(candidates or [_fill(template, values)])
     acks = bank.get(f"acks_{style}", bank["acks"])
     ack = rng.choice(acks) if rng.random() < 0.6 and slot != "issue" else ""
     return _tidy(f"{ack} {question}")
+
+
+# How often an ideal question names the student's assignment or topic once the policy knows it.
+NAMED_SHARE = 0.85
+
+
+def _names_own_work(question: str, values: dict[str, str]) -> bool:
+    return any(values.get(k) and values[k] in question for k in ("assignment_title", "topic_title"))
 
 
 # "Dr. Ana Rivera?" - the gateway releases text sentence by sentence and reads "Dr." as a sentence end,

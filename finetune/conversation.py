@@ -43,9 +43,15 @@ class Conversation(msgspec.Struct, kw_only=True):
 
 
 class Example(msgspec.Struct):
-    """One line of train/valid/test.jsonl: ``mlx_lm.lora`` chat format."""
+    """One line of train/valid/test.jsonl: ``mlx_lm.lora`` chat format, plus which replies to learn.
+
+    ``train_on`` holds the indices in ``messages`` of the assistant replies the loss is computed on (the
+    ones the gateway asks the model for); empty means the last message only, as ``mlx_lm.lora`` with
+    ``mask_prompt: true`` does. ``finetune/train.py`` reads it; stock ``mlx_lm`` ignores the extra key.
+    """
 
     messages: list[dict[str, str]]
+    train_on: list[int] = []
 
 
 def write_jsonl(path: Path, items: Iterable[object]) -> int:

@@ -29,13 +29,16 @@ import argparse
 import datetime as dt
 import email
 import json
+import os
 import random
 import re
 import secrets
+import socket
 import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -46,12 +49,13 @@ from finetune.compose import SimulatedStudent, load_phrases, slot_of_question
 from finetune.personas import STYLES, Persona, build_personas, load_matrix, urgency_for
 from finetune.rubric import CRITERIA, score_conversation
 from finetune.split import assign_splits
+from finetune.train import BASE_MODEL_NAME, FUSED_NAME
 from services.coursepack import Catalog, Course, load_catalog
 from services.gateway.intake.models import ChatMessage
 from services.gateway.webhooks.signature import sign
-from services.settings import Settings, load_settings
+from services.settings import REPO_ROOT, Settings, load_settings
 
-SAMPLE = Path(__file__).resolve().parent.parent.parent / "shared" / "calcom-samples" / "booking_created.json"
+SAMPLE = REPO_ROOT / "tests" / "fixtures" / "calcom" / "booking_created.json"  # Cal.com's real payload
 FINISHED = {"complete", "escalated", "partial", "cancelled"}
 
 
@@ -456,21 +460,160 @@ def default_label(settings: Settings) -> str:
     return "finetuned" if "intake-finetuned" in settings.model else "base"
 
 
+# ---------------------------------------------------------------- runs
+
+
+def run_students(
+    harness: Harness, personas: Sequence[Persona], label: str, max_turns: int, seed: int, concurrency: int
+) -> list[EvalConversation]:
+    """Talk to every student (``concurrency`` at a time), then score each once its summary is mailed.
+
+    Each student gets its own seeded RNG, so a student says the same things whatever the order; the
+    conversations run side by side because ``mlx_lm.server`` batches concurrent requests (the decode
+    rate roughly triples at 4 streams), and the worker drafts summaries while later students talk.
+    """
+
+    def talk(item: tuple[int, Persona]) -> Chat | None:
+        i, persona = item
+        try:
+            chat = harness.converse(persona, label, max_turns, random.Random(f"{seed}-{persona.id}"))
+        except (httpx.HTTPError, TimeoutError) as exc:
+            print(f"[{i}/{len(personas)}] {persona.id} {persona.style}: FAILED {exc}", file=sys.stderr)
+            return None
+        print(
+            f"[{i}/{len(personas)}] {label} {persona.id} {persona.style:<10} {chat.status:<10} "
+            f"{chat.seconds:>6.1f}s",
+            flush=True,
+        )
+        return chat
+
+    with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+        chats = [c for c in pool.map(talk, enumerate(personas, 1)) if c is not None]
+    conversations: list[EvalConversation] = []
+    for chat in chats:
+        try:
+            conv = harness.score(chat, max_turns)
+        except httpx.HTTPError as exc:
+            print(f"{chat.persona.id}: FAILED reading the result: {exc}", file=sys.stderr)
+            continue
+        conversations.append(conv)
+        print(
+            f"scored {label} {conv.persona_id} {conv.style:<10} {conv.status:<10} turns={conv.turns} "
+            f"score={sum(conv.scores.values()) / len(conv.scores):.2f}",
+            flush=True,
+        )
+    return conversations
+
+
+def results_of(label: str, model: str, gateway: str, conversations: list[EvalConversation]) -> EvalResults:
+    by_criterion, by_style, overall = aggregate(conversations)
+    return EvalResults(
+        label=label,
+        model=model,
+        gateway=gateway,
+        created_at=dt.datetime.now(dt.UTC).isoformat(),
+        conversations=conversations,
+        by_criterion=by_criterion,
+        by_style=by_style,
+        average=overall,
+    )
+
+
+def save_results(results: EvalResults, folder: Path) -> Path:
+    out = folder / f"{results.label}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(msgspec.json.format(msgspec.json.encode(results), indent=1))
+    return out
+
+
+def eval_stack_env(data_dir: Path, model: Path, corpus: Path) -> dict[str, str]:
+    """A stack of its own for one model: own data folder and free ports, mail as ``.eml`` files, no Cal.com.
+
+    Only ``INTAKE_*`` settings the evaluation sets reach it, so an operator's SMTP or Cal.com settings
+    never send evaluation mail; the data folder (and so its course index) is reused by the next model.
+    """
+    from services.stack import stack_env
+
+    base = {k: v for k, v in os.environ.items() if not k.startswith("INTAKE_")}
+    base.update(
+        INTAKE_DATA_DIR=str(data_dir),
+        INTAKE_CORPUS_DIR=str(corpus),
+        INTAKE_MODEL=str(model),
+        **{
+            f"INTAKE_{name}": str(_free_port())
+            for name in ("PORT", "REDIS_PORT", "CHROMA_PORT", "INFERENCE_PORT")
+        },
+    )
+    return stack_env(base)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def evaluate_on_own_stack(
+    label: str, model: Path, personas: Sequence[Persona], catalog: Catalog, settings: Settings, args: Any
+) -> EvalResults:
+    """Start the whole supervised stack serving ``model``, run the students through it, stop it."""
+    from services import stack
+
+    env = eval_stack_env(args.data_dir / "eval" / "stack", model, Path(settings.corpus_dir))
+    print(f"== {label}: starting a stack serving {model} (first start also indexes the corpus)", flush=True)
+    started = time.monotonic()
+    try:
+        stack.up(env, timeout=args.start_timeout)
+        print(
+            f"== {label}: ready in {time.monotonic() - started:.0f}s at {env['INTAKE_PUBLIC_URL']}",
+            flush=True,
+        )
+        harness = Harness(
+            env["INTAKE_PUBLIC_URL"],
+            env["INTAKE_CALCOM_WEBHOOK_SECRET"],
+            MailDir(Path(env["INTAKE_DATA_DIR"]) / "mail"),
+            catalog,
+            args.timeout,
+        )
+        try:
+            conversations = run_students(
+                harness, personas, label, settings.max_turns, args.seed, args.concurrency
+            )
+        finally:
+            harness.close()
+    finally:
+        stack.down(env)
+    return results_of(label, str(model), env["INTAKE_PUBLIC_URL"], conversations)
+
+
 # ---------------------------------------------------------------- command line
 
 
 def main(argv: list[str] | None = None) -> int:
     settings = load_settings()
     parser = argparse.ArgumentParser(prog="python -m finetune.evaluate", description=__doc__.split("\n")[0])
-    parser.add_argument("--gateway", default=f"http://{settings.host}:{settings.port}")
+    parser.add_argument(
+        "--gateway",
+        default=None,
+        help="evaluate the stack already running at this URL (default: one stack per model)",
+    )
     parser.add_argument(
         "--label",
         default=None,
-        help="results name (default: base, or finetuned when INTAKE_MODEL points at intake-finetuned)",
+        help="with --gateway: results name (default: base, or finetuned for an intake-finetuned model)",
+    )
+    parser.add_argument(
+        "--model",
+        action="append",
+        metavar="LABEL=PATH",
+        help="models to compare, each on its own stack (default: base=<data>/models/"
+        f"{BASE_MODEL_NAME} finetuned=<data>/models/{FUSED_NAME})",
     )
     parser.add_argument("--count", type=int, default=16, help="test personas to run (0 = all)")
+    parser.add_argument("--concurrency", type=int, default=4, help="students talking at the same time")
     parser.add_argument("--data-dir", type=Path, default=settings.data_path)
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds per HTTP request")
+    parser.add_argument("--start-timeout", type=float, default=900.0, help="seconds for a stack to come up")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
         "--compare",
@@ -483,69 +626,53 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare:
         print(format_table([load_results(p) for p in args.compare]))
         return 0
-    label = args.label or default_label(settings)
     catalog = load_catalog(Path(settings.corpus_dir))
     now = dt.datetime.now(dt.UTC)
     personas = [
         reschedule(p, catalog.courses[p.course_slug], now) for p in held_out_personas(catalog, args.count)
     ]
-    harness = Harness(
-        args.gateway,
-        webhook_secret(settings, args.data_dir),
-        MailDir(args.data_dir / "mail"),
-        catalog,
-        args.timeout,
-    )
-    rng = random.Random(args.seed)
-    conversations: list[EvalConversation] = []
-    chats: list[Chat] = []
-    try:
-        # Talk to every student first; the worker drafts the summaries meanwhile (they take minutes on CPU).
-        for i, persona in enumerate(personas, 1):
-            try:
-                chat = harness.converse(persona, label, settings.max_turns, rng)
-            except (httpx.HTTPError, TimeoutError) as exc:
-                print(f"[{i}/{len(personas)}] {persona.id} {persona.style}: FAILED {exc}", file=sys.stderr)
-                continue
-            chats.append(chat)
-            print(
-                f"[{i}/{len(personas)}] {persona.id} {persona.style:<10} {chat.status:<10} "
-                f"{chat.seconds:>6.1f}s",
-                flush=True,
+    runs: list[EvalResults] = []
+    if args.gateway:
+        label = args.label or default_label(settings)
+        harness = Harness(
+            args.gateway,
+            webhook_secret(settings, args.data_dir),
+            MailDir(args.data_dir / "mail"),
+            catalog,
+            args.timeout,
+        )
+        try:
+            conversations = run_students(
+                harness, personas, label, settings.max_turns, args.seed, args.concurrency
             )
-        for chat in chats:
-            try:
-                conv = harness.score(chat, settings.max_turns)
-            except httpx.HTTPError as exc:
-                print(f"{chat.persona.id}: FAILED reading the result: {exc}", file=sys.stderr)
-                continue
-            conversations.append(conv)
-            mean = sum(conv.scores.values()) / len(conv.scores)
-            print(
-                f"scored {conv.persona_id} {conv.style:<10} {conv.status:<10} turns={conv.turns} "
-                f"score={mean:.2f}",
-                flush=True,
-            )
-    finally:
-        harness.close()
-    by_criterion, by_style, overall = aggregate(conversations)
-    results = EvalResults(
-        label=label,
-        model=settings.model or settings.model_path,
-        gateway=args.gateway,
-        created_at=now.isoformat(),
-        conversations=conversations,
-        by_criterion=by_criterion,
-        by_style=by_style,
-        average=overall,
-    )
-    out = args.data_dir / "eval" / f"{label}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(msgspec.json.format(msgspec.json.encode(results), indent=1))
-    others = [load_results(p) for p in sorted(out.parent.glob("*.json")) if p != out]
-    print(format_table([*others, results]))
-    print(f"results: {out}")
-    return 0 if conversations else 1
+        finally:
+            harness.close()
+        runs.append(results_of(label, settings.model or settings.model_path, args.gateway, conversations))
+    else:
+        for label, model in models_to_compare(args.model, args.data_dir):
+            runs.append(evaluate_on_own_stack(label, model, personas, catalog, settings, args))
+            print(f"results: {save_results(runs[-1], args.data_dir / 'eval')}", flush=True)
+    if args.gateway:
+        print(f"results: {save_results(runs[0], args.data_dir / 'eval')}")
+    print(format_table(runs))
+    return 0 if all(r.conversations for r in runs) else 1
+
+
+def models_to_compare(given: list[str] | None, data_dir: Path) -> list[tuple[str, Path]]:
+    """``LABEL=PATH`` pairs, or base and fine-tuned from the data folder (fine-tuned must exist)."""
+    if given:
+        pairs = [item.partition("=") for item in given]
+        bad = [label for label, eq, path in pairs if not eq or not Path(path).is_dir()]
+        if bad:
+            raise SystemExit(f"--model wants LABEL=PATH to a model folder; not usable: {bad}")
+        return [(label, Path(path).resolve()) for label, _, path in pairs]
+    base = data_dir / "models" / BASE_MODEL_NAME
+    tuned = data_dir / "models" / FUSED_NAME
+    if not base.is_dir():
+        raise SystemExit(f"no base model at {base}: run `make model` (or `make run`) first")
+    if not tuned.is_dir():
+        raise SystemExit(f"no fine-tuned model at {tuned}: run `make finetune` first")
+    return [("base", base.resolve()), ("finetuned", tuned.resolve())]
 
 
 if __name__ == "__main__":

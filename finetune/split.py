@@ -2,10 +2,10 @@
 
 No persona appears in two splits: conversations of one student share facts and phrasing, so leaking
 them across splits would flatter the validation loss and the evaluation. Each line of
-``<data_dir>/finetune/data/{train,valid,test}.jsonl`` is one training example ``{"messages": [...]}``:
-the exact prompt the gateway sent up to one assistant reply, ending with that reply. ``mlx_lm.lora``
-with ``mask_prompt: true`` then trains only on the last assistant message, i.e. one example per model
-call: every interview question, and the summary draft.
+``<data_dir>/finetune/data/{train,valid,test}.jsonl`` is one conversation ``{"messages": [...],
+"train_on": [...]}``: the last prompt the gateway sent (the summary-drafting request, which contains every
+interview prompt as a prefix) ending with the draft, and the indices of the replies the model wrote
+(every interview question and the draft). ``finetune/train.py`` computes the loss on exactly those.
 
 Usage: ``python -m finetune.split [--data-dir DIR]``
 """
@@ -50,18 +50,24 @@ def assign_splits(personas: Sequence[Persona], fractions: dict[str, float], seed
 
 
 def examples_of(conversation: Conversation) -> list[Example]:
-    """One example per model call: the prompt prefix ending in that reply, then the summary draft."""
+    """One example per conversation: the last prompt the gateway sent, with every model call in it marked.
+
+    The gateway's prompts are append-only, so the summary-drafting prompt contains every earlier interview
+    prompt as a prefix: one sequence, with the loss on each reply the gateway asked the model for (not on
+    the greeting or the guardrail templates), trains on all of the conversation's model calls for the
+    cost of one forward pass instead of one per call.
+    """
     prompt = conversation.prompt
-    out = [Example(messages=prompt[: i + 1]) for i in conversation.targets]
+    targets = list(conversation.targets)
     if conversation.summary_prompt and conversation.summary_reply:
-        out.append(
-            Example(
-                messages=[
-                    *conversation.summary_prompt,
-                    {"role": "assistant", "content": conversation.summary_reply},
-                ]
-            )
-        )
+        drafted = [*conversation.summary_prompt, {"role": "assistant", "content": conversation.summary_reply}]
+        if drafted[: len(prompt)] == prompt:
+            return [Example(messages=drafted, train_on=[*targets, len(drafted) - 1])]
+        out = [Example(messages=drafted, train_on=[len(drafted) - 1])]
+    else:
+        out = []
+    if targets:
+        out.insert(0, Example(messages=prompt[: targets[-1] + 1], train_on=targets))
     return out
 
 

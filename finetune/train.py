@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 import types
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -137,16 +138,142 @@ def plot_loss(loss: dict[str, Any], out: Path) -> None:
     plt.close(fig)
 
 
-def train(args: types.SimpleNamespace, loss_path: Path, budget_s: float | None = None) -> dict[str, Any]:
+class TurnsDataset:
+    """``{"messages", "train_on"}`` lines -> (tokens, spans): the token ranges of the replies to learn.
+
+    A span runs from the end of the chat template's generation prompt before reply ``i`` to the end of
+    reply ``i`` (its end-of-turn token included), i.e. exactly the tokens the model generates when the
+    gateway sends ``messages[:i]``. Lines without ``train_on`` learn their last message, like ``mlx_lm``.
+    """
+
+    def __init__(self, data: list[dict[str, Any]], tokenizer: Any) -> None:
+        self._data = data
+        self.tokenizer = tokenizer
+
+    def _encode(self, messages: list[dict[str, str]], generation_prompt: bool = False) -> list[int]:
+        return list(
+            self.tokenizer.apply_chat_template(
+                messages, add_generation_prompt=generation_prompt, return_dict=False
+            )
+        )
+
+    def process(self, d: dict[str, Any]) -> tuple[list[int], list[tuple[int, int]]]:
+        messages = d["messages"]
+        tokens = self._encode(messages)
+        spans = []
+        for i in d.get("train_on") or [len(messages) - 1]:
+            if messages[i]["role"] != "assistant":
+                raise ValueError(f"train_on index {i} is a {messages[i]['role']} message")
+            start = len(self._encode(messages[:i], generation_prompt=True))
+            end = len(self._encode(messages[: i + 1]))
+            if tokens[:end] != self._encode(messages[: i + 1]):
+                raise ValueError(
+                    "the chat template is not prefix-stable; cannot mark replies in one sequence"
+                )
+            spans.append((start, end))
+        return tokens, spans
+
+    def __getitem__(self, idx: int) -> dict[str, Any]:
+        return self._data[idx]
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+def iterate_span_batches(
+    dataset: Any,
+    batch_size: int,
+    max_seq_length: int,
+    loop: bool = False,
+    seed: int | None = None,
+    comm_group: Any = None,
+) -> Iterator[tuple[Any, Any]]:
+    """``mlx_lm``'s batching (length-sorted, shuffled batches, padded to 32) with a per-token loss mask.
+
+    Yields ``(tokens, positions)``: ``positions`` are the flat indices into ``tokens[:, 1:]`` of the target
+    tokens that belong to a reply to learn. Single-process only (``comm_group`` is accepted for
+    ``mlx_lm``'s call signature).
+    """
     import mlx.core as mx
+    import numpy as np
+
+    order = sorted(range(len(dataset)), key=lambda i: len(dataset[i][0]))
+    if len(order) < batch_size:
+        raise ValueError(f"need at least batch_size={batch_size} examples, have {len(order)}")
+    batches = [order[i : i + batch_size] for i in range(0, len(order) - batch_size + 1, batch_size)]
+    rng = np.random.default_rng(seed)
+    while True:
+        for b in rng.permutation(len(batches)):
+            rows = [dataset[j] for j in batches[b]]
+            longest = max(len(tokens) for tokens, _ in rows)
+            if longest > max_seq_length:
+                raise ValueError(
+                    f"an example has {longest} tokens > max_seq_length {max_seq_length}: "
+                    "cutting it would cut the replies to learn; raise max_seq_length"
+                )
+            width = 1 + 32 * ((longest + 31) // 32)
+            tokens = np.zeros((len(rows), width), np.int32)
+            positions: list[int] = []
+            for r, (toks, spans) in enumerate(rows):
+                tokens[r, : len(toks)] = toks
+                for start, end in spans:
+                    positions.extend(r * (width - 1) + j for j in range(start - 1, end - 1))
+            yield mx.array(tokens), mx.array(np.array(positions, np.int32))
+        if not loop:
+            break
+
+
+def span_loss(model: Any, batch: Any, positions: Any) -> tuple[Any, Any]:
+    """Mean cross-entropy over the reply tokens at ``positions`` (``mlx_lm``'s ``default_loss``, masked).
+
+    The vocabulary projection (49k x 576 for SmolLM2, a fifth of the model's compute at these lengths)
+    runs only for the reply tokens, not for the whole prompt, when the model exposes its trunk.
+    """
+    import mlx.core as mx
+    import mlx.nn as nn
+
+    inputs, targets = batch[:, :-1], batch[:, 1:].reshape(-1)[positions]
+    trunk = getattr(model, "model", None)
+    if trunk is not None and hasattr(trunk, "embed_tokens"):
+        hidden = trunk(inputs)
+        hidden = hidden.reshape(-1, hidden.shape[-1])[positions]
+        head = getattr(model, "lm_head", None)
+        logits = head(hidden) if head is not None else trunk.embed_tokens.as_linear(hidden)
+    else:
+        logits = model(inputs).reshape(-1, model.args.vocab_size)[positions]
+    ce = nn.losses.cross_entropy(logits, targets)
+    return ce.astype(mx.float32).mean(), mx.array(positions.size, mx.int32)
+
+
+def train(args: types.SimpleNamespace, loss_path: Path, budget_s: float | None = None) -> dict[str, Any]:
+    """LoRA-train with ``mlx_lm``'s trainer, our span dataset and loss; returns the recorded losses."""
+    import mlx.core as mx
+    import mlx.optimizers as optim
     from mlx.utils import tree_flatten
-    from mlx_lm.lora import train_model
-    from mlx_lm.tuner.datasets import load_dataset
-    from mlx_lm.utils import load
+    from mlx_lm.tuner.datasets import CacheDataset
+    from mlx_lm.tuner.trainer import TrainingArgs
+    from mlx_lm.tuner.trainer import train as run_trainer
+    from mlx_lm.tuner.utils import build_schedule, linear_to_lora_layers
+    from mlx_lm.utils import load, save_config
 
     loaded = load(args.model)
     model, tokenizer = loaded[0], loaded[1]
-    train_set, valid_set, _ = load_dataset(args, tokenizer)  # type: ignore[arg-type]
+    data = Path(args.data)
+    train_set, valid_set = (
+        TurnsDataset(
+            [json.loads(line) for line in (data / f"{name}.jsonl").open() if line.strip()], tokenizer
+        )
+        for name in ("train", "valid")
+    )
+    mx.random.seed(args.seed)
+    model.freeze()
+    linear_to_lora_layers(model, args.num_layers, args.lora_parameters)
+    adapter_path = Path(args.adapter_path)
+    adapter_path.mkdir(parents=True, exist_ok=True)
+    save_config(vars(args), adapter_path / "adapter_config.json")  # mlx_lm fuse and the server read it
+    optimizer = optim.Adam(
+        learning_rate=build_schedule(args.lr_schedule) if args.lr_schedule else args.learning_rate
+    )
     meta = {
         "model": args.model,
         "train_examples": len(train_set),
@@ -163,8 +290,28 @@ def train(args: types.SimpleNamespace, loss_path: Path, budget_s: float | None =
         mx.save_safetensors(str(Path(args.adapter_path) / "adapters.safetensors"), weights)
 
     recorder = LossRecorder(loss_path, meta, budget_s, save)
+    trainer_args = TrainingArgs(
+        batch_size=args.batch_size,
+        iters=args.iters,
+        val_batches=args.val_batches,
+        steps_per_report=args.steps_per_report,
+        steps_per_eval=args.steps_per_eval,
+        steps_per_save=args.save_every,
+        adapter_file=str(adapter_path / "adapters.safetensors"),
+        max_seq_length=args.max_seq_length,
+        grad_checkpoint=args.grad_checkpoint,
+    )
     try:
-        train_model(args, model, train_set, valid_set, training_callback=recorder)  # type: ignore[arg-type]
+        run_trainer(
+            model,
+            optimizer,
+            CacheDataset(train_set),
+            CacheDataset(valid_set),
+            args=trainer_args,
+            loss=span_loss,
+            iterate_batches=iterate_span_batches,
+            training_callback=recorder,  # type: ignore[arg-type]
+        )
     except TimeBudgetReached:
         print(
             f"time budget of {budget_s:.0f}s reached: adapter saved after "
@@ -210,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--minutes",
         type=float,
-        default=25.0,
+        default=30.0,
         help="stop (and keep the adapter) at the first loss report after this long; 0 = no limit",
     )
     options = parser.parse_args(argv)

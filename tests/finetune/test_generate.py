@@ -53,14 +53,44 @@ def test_summary_is_valid_and_draft_is_json(conversations: list[Conversation]) -
             assert conv.summary_prompt[-1]["role"] == "user" and conv.summary_prompt[0] == conv.prompt[0]
 
 
-def test_examples_end_with_the_reply_to_learn(conversations: list[Conversation]) -> None:
-    """One MLX example per model call: a prompt prefix ending in an assistant message (mask_prompt
-    trains only that last message)."""
-    conv = next(c for c in conversations if c.status == "complete")
-    examples = examples_of(conv)
-    assert len(examples) == len(conv.targets) + 1
-    assert all(e.messages[-1]["role"] == "assistant" for e in examples)
-    assert examples[0].messages == conv.prompt[: conv.targets[0] + 1]
+def test_one_example_marks_every_model_call(conversations: list[Conversation]) -> None:
+    """A conversation is one MLX example: the summary-drafting prompt (which extends every interview
+    prompt) ending in the draft, with every reply the gateway asked the model for marked to learn, and
+    nothing the gateway's own code wrote (greeting, guardrail and closing templates)."""
+    for conv in conversations:
+        examples = examples_of(conv)
+        learned = [e.messages[i]["content"] for e in examples for i in e.train_on]
+        expected = [conv.prompt[i]["content"] for i in conv.targets]
+        assert learned == [*expected, conv.summary_reply] if conv.summary_reply else learned == expected
+        assert all(e.messages[i]["role"] == "assistant" for e in examples for i in e.train_on)
+        assert all(1 not in e.train_on for e in examples)  # the greeting is a template
+        if conv.status == "complete":
+            assert len(examples) == 1  # the drafting prompt extends every interview prompt
+            assert examples[0].messages[: len(conv.prompt)] == conv.prompt
+
+
+def test_questions_name_the_students_work_once_known(conversations: list[Conversation]) -> None:
+    """Ideal questions usually name the assignment or topic the policy has identified (relevance)."""
+    named = total = 0
+    for conv in conversations:
+        course_titles = {conv.summary["assignment"], conv.summary["topic"]} if conv.summary else set()
+        for i in conv.targets:
+            total += 1
+            text = conv.prompt[i]["content"].lower()
+            named += any(word in text for word in _title_words(conv, course_titles))
+    assert total and named / total >= 0.5
+
+
+def _title_words(conv: Conversation, ids: set[str | None]) -> list[str]:
+    from finetune.compose import short_title
+    from services.coursepack import load_catalog
+    from services.settings import REPO_ROOT
+
+    course = load_catalog(REPO_ROOT / "corpus").courses[conv.persona.course_slug]
+    items = [
+        x for x in (*(course.assignment(i) for i in ids if i), *(course.topic(i) for i in ids if i)) if x
+    ]
+    return [short_title(x.title).lower() for x in items]
 
 
 def test_generation_is_reproducible(conversations: list[Conversation]) -> None:

@@ -23,7 +23,7 @@ def test_each_persona_in_exactly_one_split(catalog: Catalog, matrix: Matrix) -> 
 def test_written_splits_share_no_persona(
     conversations: list[Conversation], catalog: Catalog, matrix: Matrix, tmp_path: Path
 ) -> None:
-    """One persona never lands in two files; lines are {"messages": [...]} ending in a reply."""
+    """One persona never lands in two files; lines are {"messages", "train_on"}, one per conversation."""
     personas = build_personas(catalog, matrix, 16)
     counts = write_splits(conversations, personas, matrix, tmp_path, seed=matrix.seed)
     owners = json.loads((tmp_path / "personas.json").read_text())
@@ -37,6 +37,14 @@ def test_written_splits_share_no_persona(
         total += len(lines)
         assert len(lines) == counts[split]["examples"]
         for line in lines:
-            messages = json.loads(line)["messages"]
+            example = json.loads(line)
+            messages, train_on = example["messages"], example["train_on"]
             assert messages[-1]["role"] == "assistant" and messages[0]["role"] == "system"
-    assert total == sum(len(c.targets) + bool(c.summary_reply) for c in conversations)
+            assert train_on and all(messages[i]["role"] == "assistant" for i in train_on)
+    # one example per conversation (its prompts are append-only); an escalated one drafts from a prompt
+    # without the support template, so its interview and its draft are two examples
+    assert (
+        len(conversations)
+        <= total
+        <= len(conversations) + sum(c.status == "escalated" for c in conversations)
+    )
