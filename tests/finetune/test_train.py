@@ -101,7 +101,7 @@ def test_spans_are_exactly_the_replies_and_the_loss_matches_mlx_lm(
     chat = ChatDataset([last], tokenizer, mask_prompt=True)
     batch, lengths = next(mlx_batches([chat.process(last)], 1, 4096))
     # mlx_lm's mask also counts the padding token right after the sequence (steps <= length); without it
-    # the two losses must agree exactly (a short example: without OpenBLAS preloaded, MLX's CPU forward pass is slow)
+    # the two losses must agree exactly (a short example: MLX on CPU without OpenBLAS preloaded is slow)
     theirs = default_loss(model, batch, lengths - mx.array([0, 1]))
     assert int(ours[1]) == int(theirs[1])
     assert abs(float(ours[0]) - float(theirs[0])) < 1e-4
