@@ -33,6 +33,7 @@ import os
 import random
 import re
 import secrets
+import signal
 import socket
 import sys
 import time
@@ -132,8 +133,13 @@ class Harness:
         )
         response.raise_for_status()
 
-    def find_token(self, email_addr: str, wait_s: float = 90.0) -> str:
-        """The token from the invite email addressed to ``email_addr`` (the worker sends it shortly after)."""
+    def find_token(self, email_addr: str, wait_s: float = 600.0) -> str:
+        """The token from the invite email addressed to ``email_addr``.
+
+        The worker sends it after preparing the interview; while it is drafting other students' summaries
+        (4 jobs at a time, each up to two model calls) an invitation can wait minutes, as it would for a
+        real student booking at a busy moment.
+        """
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             token = self.inbox.token_for(email_addr)
@@ -623,6 +629,8 @@ def main(argv: list[str] | None = None) -> int:
         help="print saved results side by side and exit",
     )
     args = parser.parse_args(argv)
+    # SIGTERM (a stopped `make eval`) unwinds like Ctrl-C, so the evaluation stack is shut down
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.compare:
         print(format_table([load_results(p) for p in args.compare]))
         return 0

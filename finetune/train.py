@@ -1,8 +1,11 @@
 """Train the LoRA adapter with mlx_lm, record the loss curve, and fuse it into a servable model folder.
 
-Runs ``mlx_lm``'s own LoRA trainer in-process (``mlx_lm.lora.train_model`` with the settings of
-``finetune/lora.yaml``), so a training callback records every reported train and validation loss into
-``<data_dir>/finetune/loss.json`` as it goes (watch it during a long run) and a plot into ``loss.png``.
+Runs ``mlx_lm``'s own LoRA trainer in-process (``mlx_lm.tuner.trainer.train`` with ``mlx_lm``'s LoRA
+layers and LR schedule and the settings of ``finetune/lora.yaml``) on whole conversations: the loss covers
+every reply the gateway asked the model for (``TurnsDataset``, ``iterate_span_batches``, ``span_loss``),
+so one forward pass trains all of a conversation's model calls. A training callback records every
+reported train and validation loss into ``<data_dir>/finetune/loss.json`` as it goes (watch it during a
+long run) and a plot into ``loss.png``.
 Then ``mlx_lm fuse`` merges the adapter into ``<data_dir>/models/intake-finetuned`` (float32, like the
 base, so nothing is de-quantized). Serve it with ``INTAKE_MODEL=<data_dir>/models/intake-finetuned make
 run``, or serve the unfused adapter with ``INTAKE_ADAPTER_PATH=<data_dir>/finetune/adapters``.
@@ -92,7 +95,8 @@ class LossRecorder:
             }
         )
         self._write()
-        if self.budget_s and time.monotonic() - self.started > self.budget_s:
+        last = int(info["iteration"]) >= int(self.data.get("iters") or 0) > 0
+        if self.budget_s and not last and time.monotonic() - self.started > self.budget_s:
             self.data["stopped_early"] = True
             self._write()
             if self.save:
@@ -130,7 +134,10 @@ def plot_loss(loss: dict[str, Any], out: Path) -> None:
         )
     ax.set_xlabel("iteration (batch of 2)")
     ax.set_ylabel("loss (assistant reply tokens only)")
-    ax.set_title(f"LoRA on {Path(loss.get('model', '')).name}: {loss.get('train_examples', '?')} examples")
+    ax.set_title(
+        f"LoRA on {Path(loss.get('model', '')).name}: "
+        f"{loss.get('train_examples', '?')} training conversations"
+    )
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
