@@ -8,23 +8,28 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import msgspec
+import pytest
 
 from finetune.evaluate import (
     EvalConversation,
     EvalResults,
     aggregate,
     booking_payload,
+    eval_stack_env,
     format_table,
     held_out_personas,
+    models_to_compare,
     reschedule,
     sse_events,
     token_from_mail,
 )
 from finetune.personas import STYLES, Matrix, build_personas
 from finetune.split import assign_splits
+from finetune.train import BASE_MODEL_NAME, FUSED_NAME
 from services.coursepack import Catalog
 from services.gateway.webhooks.payloads import BookingPayload, Envelope
 from services.gateway.webhooks.signature import sign
+from services.settings import REPO_ROOT
 
 
 def test_booking_payload_is_what_the_gateway_parses(catalog: Catalog) -> None:
@@ -131,3 +136,32 @@ def test_table_compares_runs_side_by_side() -> None:
     table = format_table(runs)
     assert "base" in table.splitlines()[0] and "finetuned" in table.splitlines()[0]
     assert "style: terse" in table and f"{average:.2f}" in table
+
+
+def test_each_model_gets_a_stack_of_its_own_without_the_operators_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The evaluation stack never inherits SMTP or Cal.com settings (no real mail), has its own folder,
+    free ports and generated webhook secret, and serves the model it was given."""
+    monkeypatch.setenv("INTAKE_SMTP_HOST", "smtp.university.example")
+    monkeypatch.setenv("INTAKE_CALCOM_API_KEY", "cal_live_secret")
+    model = tmp_path / "models" / "m"
+    env = eval_stack_env(tmp_path / "eval" / "stack", model, REPO_ROOT / "corpus")
+    assert "INTAKE_SMTP_HOST" not in env and "INTAKE_CALCOM_API_KEY" not in env
+    assert env["INTAKE_MODEL"] == str(model)
+    assert env["INTAKE_DATA_DIR"] == str((tmp_path / "eval" / "stack").resolve())
+    assert env["INTAKE_CALCOM_WEBHOOK_SECRET"] and env["INTAKE_PUBLIC_URL"].endswith(env["INTAKE_PORT"])
+    ports = {env[f"INTAKE_{p}"] for p in ("PORT", "REDIS_PORT", "CHROMA_PORT", "INFERENCE_PORT")}
+    assert len(ports) == 4
+
+
+def test_models_to_compare(tmp_path: Path) -> None:
+    """Default: base and fine-tuned from the data folder, and a clear error when one is missing."""
+    with pytest.raises(SystemExit, match="make finetune"):
+        (tmp_path / "models" / BASE_MODEL_NAME).mkdir(parents=True)
+        models_to_compare(None, tmp_path)
+    (tmp_path / "models" / FUSED_NAME).mkdir()
+    assert [label for label, _ in models_to_compare(None, tmp_path)] == ["base", "finetuned"]
+    assert models_to_compare([f"mine={tmp_path / 'models' / FUSED_NAME}"], tmp_path)[0][0] == "mine"
+    with pytest.raises(SystemExit, match="LABEL=PATH"):
+        models_to_compare(["nolabel"], tmp_path)
