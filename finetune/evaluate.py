@@ -525,6 +525,36 @@ def results_of(label: str, model: str, gateway: str, conversations: list[EvalCon
     )
 
 
+def rescore(results: EvalResults, catalog: Catalog, max_turns: int) -> EvalResults:
+    """The saved transcripts scored again with the current rubric (the rubric is a pure function).
+
+    Personas are rebuilt and rescheduled as of the run (``created_at``), so the ground truth is the one
+    the students played.
+    """
+    when = dt.datetime.fromisoformat(results.created_at)
+    people = {
+        p.id: reschedule(p, catalog.courses[p.course_slug], when) for p in held_out_personas(catalog, None)
+    }
+    conversations = []
+    for conv in results.conversations:
+        persona = people[conv.persona_id]
+        limit = max(max_turns, conv.turns)
+        scored = score_conversation(
+            persona,
+            catalog.courses[persona.course_slug],
+            conv.messages,
+            conv.status,
+            conv.summary,
+            min_turns=min(5, limit),
+            max_turns=max_turns,
+        )
+        conversations.append(msgspec.structs.replace(conv, scores=scored.scores, notes=scored.notes))
+    by_criterion, by_style, overall = aggregate(conversations)
+    return msgspec.structs.replace(
+        results, conversations=conversations, by_criterion=by_criterion, by_style=by_style, average=overall
+    )
+
+
 def save_results(results: EvalResults, folder: Path) -> Path:
     out = folder / f"{results.label}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -628,6 +658,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="RESULTS.json",
         help="print saved results side by side and exit",
     )
+    parser.add_argument(
+        "--rescore",
+        nargs="+",
+        type=Path,
+        metavar="RESULTS.json",
+        help="score saved transcripts again with the current rubric (rewrites the files) and exit",
+    )
     args = parser.parse_args(argv)
     # SIGTERM (a stopped `make eval`) unwinds like Ctrl-C, so the evaluation stack is shut down
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -635,6 +672,12 @@ def main(argv: list[str] | None = None) -> int:
         print(format_table([load_results(p) for p in args.compare]))
         return 0
     catalog = load_catalog(Path(settings.corpus_dir))
+    if args.rescore:
+        rescored = [rescore(load_results(p), catalog, settings.max_turns) for p in args.rescore]
+        for path, results in zip(args.rescore, rescored, strict=True):
+            path.write_bytes(msgspec.json.format(msgspec.json.encode(results), indent=1))
+        print(format_table(rescored))
+        return 0
     now = dt.datetime.now(dt.UTC)
     personas = [
         reschedule(p, catalog.courses[p.course_slug], now) for p in held_out_personas(catalog, args.count)

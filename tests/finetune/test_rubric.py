@@ -140,6 +140,24 @@ def test_generic_questions_are_not_relevant(course: Course) -> None:
     assert scored.scores["relevance"] == 0
 
 
+def test_naming_the_wrong_assignment_is_not_relevant(course: Course) -> None:
+    """Course titles only count when they are the student's: a question about another assignment caps
+    relevance at 1, while a question listing several assignments to choose from is fine."""
+    wrong = list(GOOD)
+    wrong[6] = (A, "What would you like to leave the meeting with for Essay 1: Literacy Narrative?")
+    scored = score_conversation(_persona(), course, _messages(wrong), "complete", _summary())
+    assert scored.scores["relevance"] == 1 and "not theirs" in scored.notes["relevance"]
+    choice = list(GOOD)
+    choice[2] = (
+        A,
+        "Which assignment is this for: Essay 1: Literacy Narrative or Essay 2: Argumentative Essay?",
+    )
+    assert (
+        score_conversation(_persona(), course, _messages(choice), "complete", _summary()).scores["relevance"]
+        == 3
+    )
+
+
 def test_turn_limits(course: Course) -> None:
     """Three student turns then 'complete' is outside 5-8; an unfinished interview scores 1."""
     short = GOOD[:6] + GOOD[-1:]
