@@ -66,7 +66,7 @@ finetune: setup model ## Synthetic data -> curation -> splits -> LoRA -> fused m
 	$(PY) -m finetune.split
 	$(PY) -m finetune.train
 
-eval: setup model ## Simulated students against the running stack: base vs fine-tuned
+eval: setup model ## Held-out simulated students, base vs fine-tuned model, each on a stack of its own
 	$(PY) -m finetune.evaluate
 
 setup: .venv/.synced system-packages ## Install uv, the virtualenv and Debian packages
