@@ -275,10 +275,25 @@ def question_text(reply: str) -> str:
 
 
 def check_reply(
-    reply: str, *, system_prompt: str, previous: Sequence[str], slot: str | None = None
+    reply: str,
+    *,
+    system_prompt: str,
+    previous: Sequence[str],
+    slot: str | None = None,
+    course: Course | None = None,
+    assignment: str | None = None,
 ) -> list[str]:
-    """Every problem with a finished model reply; an empty list means it may be shown."""
+    """Every problem with a finished model reply; an empty list means it may be shown.
+
+    With ``course``, a reply about one assignment other than ``assignment`` (the one the policy has
+    identified, None if none yet) is ``wrong_assignment``: a small model that learned to name the
+    course's titles sometimes names the wrong one. A list of several assignments to choose from is fine.
+    """
     problems = check_partial(reply, system_prompt=system_prompt)
+    if course is not None:
+        named = assignments_named(reply, course)
+        if len(named) == 1 and named != {assignment}:
+            problems.append("wrong_assignment")
     if not reply.strip():
         problems.append("empty")
     if reply.count("?") != 1 or not reply.rstrip().endswith("?"):
@@ -291,6 +306,17 @@ def check_reply(
     if slot and q and not re.search(rf"\b(?:{_SLOT_WORDS[slot]})", q, re.I):
         problems.append("off_slot")
     return problems
+
+
+def assignments_named(text: str, course: Course) -> set[str]:
+    """Ids of the course's assignments that ``text`` names, by full title or by the part before a colon."""
+    lowered = text.lower()
+    found = set()
+    for a in course.assignments:
+        names = {a.title.lower(), a.title.split(":")[0].strip().lower()}
+        if any(re.search(rf"(?<![a-z0-9]){re.escape(n)}(?![a-z0-9])", lowered) for n in names if n):
+            found.add(a.id)
+    return found
 
 
 def _similar(a: str, b: str) -> bool:

@@ -211,7 +211,7 @@ class Interviewer:
         steer = policy.instruction(slot, course, booking, state.facts, today, variant)
         user = prompt.student_turn(text, steer, material)
         pieces: list[str] = []
-        async for piece in self._ask_model(state, user, slot, fallback):
+        async for piece in self._ask_model(state, user, slot, fallback, course):
             pieces.append(piece)
             yield piece
         reply = "".join(pieces)
@@ -226,7 +226,7 @@ class Interviewer:
         state.messages.append(ChatMessage("assistant", reply))
 
     async def _ask_model(
-        self, state: InterviewState, user: str, slot: str, fallback: str
+        self, state: InterviewState, user: str, slot: str, fallback: str, course: Course
     ) -> AsyncIterator[str]:
         """Stream a validated model question, retried once, else the template; pieces == final reply."""
         sent = prompt.messages([*state.prompt, {"role": "user", "content": user}])
@@ -246,7 +246,12 @@ class Interviewer:
             tail = attempt.tail if attempt_no == 0 else guardrails.question_text(attempt.tail)
             candidate = _join(released, tail)
             problems = attempt.problems or guardrails.check_reply(
-                candidate, system_prompt=system, previous=previous, slot=slot
+                candidate,
+                system_prompt=system,
+                previous=previous,
+                slot=slot,
+                course=course,
+                assignment=state.facts.assignment,
             )
             if not problems:
                 yield _lead(released, tail)

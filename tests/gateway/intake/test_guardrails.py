@@ -164,3 +164,25 @@ def test_a_title_inside_the_question_is_not_a_sentence_end() -> None:
     reply = "What would you like to get out of your meeting with Dr. Lee Okafor?"
     assert guardrails.question_text(reply) == reply
     assert guardrails.check_reply(reply, system_prompt="", previous=[], slot="goal") == []
+
+
+@pytest.mark.parametrize(
+    ("reply", "known", "wrong"),
+    [
+        ("Which part of Problem Set 4 is giving you the most trouble?", "ps3", True),
+        ("Which part of Problem Set 4: Regression feels hardest?", None, True),
+        ("Which part of Problem Set 3 is giving you the most trouble?", "ps3", False),
+        ("Is this for Problem Set 3, Problem Set 4 or the Final Project?", None, False),
+        ("What have you tried so far with regression?", "ps3", False),
+        ("Which part of Problem Set 34 is hard?", "ps3", False),  # not a title of this course
+    ],
+)
+def test_a_question_about_the_wrong_assignment_is_rejected(
+    reply: str, known: str | None, wrong: bool
+) -> None:
+    """A question about one assignment that is not the student's (as far as the policy knows) is refused;
+    the student's own, a list of choices, or no assignment at all are fine."""
+    problems = guardrails.check_reply(
+        reply, system_prompt=SYSTEM, previous=[], slot=None, course=make_course(), assignment=known
+    )
+    assert ("wrong_assignment" in problems) is wrong
