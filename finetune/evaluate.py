@@ -589,6 +589,24 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def talk_to(
+    gateway: str,
+    secret: str,
+    mail: Path,
+    personas: Sequence[Persona],
+    label: str,
+    catalog: Catalog,
+    settings: Settings,
+    args: Any,
+) -> list[EvalConversation]:
+    """Run the students against one gateway whose mail drop is ``mail``."""
+    harness = Harness(gateway, secret, MailDir(mail), catalog, args.timeout)
+    try:
+        return run_students(harness, personas, label, settings.max_turns, args.seed, args.concurrency)
+    finally:
+        harness.close()
+
+
 def evaluate_on_own_stack(
     label: str, model: Path, personas: Sequence[Persona], catalog: Catalog, settings: Settings, args: Any
 ) -> EvalResults:
@@ -604,19 +622,16 @@ def evaluate_on_own_stack(
             f"== {label}: ready in {time.monotonic() - started:.0f}s at {env['INTAKE_PUBLIC_URL']}",
             flush=True,
         )
-        harness = Harness(
+        conversations = talk_to(
             env["INTAKE_PUBLIC_URL"],
             env["INTAKE_CALCOM_WEBHOOK_SECRET"],
-            MailDir(Path(env["INTAKE_DATA_DIR"]) / "mail"),
+            Path(env["INTAKE_DATA_DIR"]) / "mail",
+            personas,
+            label,
             catalog,
-            args.timeout,
+            settings,
+            args,
         )
-        try:
-            conversations = run_students(
-                harness, personas, label, settings.max_turns, args.seed, args.concurrency
-            )
-        finally:
-            harness.close()
     finally:
         stack.down(env)
     return results_of(label, str(model), env["INTAKE_PUBLIC_URL"], conversations)
@@ -685,19 +700,9 @@ def main(argv: list[str] | None = None) -> int:
     runs: list[EvalResults] = []
     if args.gateway:
         label = args.label or default_label(settings)
-        harness = Harness(
-            args.gateway,
-            webhook_secret(settings, args.data_dir),
-            MailDir(args.data_dir / "mail"),
-            catalog,
-            args.timeout,
-        )
-        try:
-            conversations = run_students(
-                harness, personas, label, settings.max_turns, args.seed, args.concurrency
-            )
-        finally:
-            harness.close()
+        secret = webhook_secret(settings, args.data_dir)
+        mail = args.data_dir / "mail"
+        conversations = talk_to(args.gateway, secret, mail, personas, label, catalog, settings, args)
         runs.append(results_of(label, settings.model or settings.model_path, args.gateway, conversations))
     else:
         for label, model in models_to_compare(args.model, args.data_dir):
