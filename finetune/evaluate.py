@@ -29,12 +29,10 @@ import argparse
 import datetime as dt
 import email
 import json
-import os
 import random
 import re
 import secrets
 import signal
-import socket
 import sys
 import time
 from collections import defaultdict
@@ -562,33 +560,6 @@ def save_results(results: EvalResults, folder: Path) -> Path:
     return out
 
 
-def eval_stack_env(data_dir: Path, model: Path, corpus: Path) -> dict[str, str]:
-    """A stack of its own for one model: own data folder and free ports, mail as ``.eml`` files, no Cal.com.
-
-    Only ``INTAKE_*`` settings the evaluation sets reach it, so an operator's SMTP or Cal.com settings
-    never send evaluation mail; the data folder (and so its course index) is reused by the next model.
-    """
-    from services.stack import stack_env
-
-    base = {k: v for k, v in os.environ.items() if not k.startswith("INTAKE_")}
-    base.update(
-        INTAKE_DATA_DIR=str(data_dir),
-        INTAKE_CORPUS_DIR=str(corpus),
-        INTAKE_MODEL=str(model),
-        **{
-            f"INTAKE_{name}": str(_free_port())
-            for name in ("PORT", "REDIS_PORT", "CHROMA_PORT", "INFERENCE_PORT")
-        },
-    )
-    return stack_env(base)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def talk_to(
     gateway: str,
     secret: str,
@@ -613,7 +584,8 @@ def evaluate_on_own_stack(
     """Start the whole supervised stack serving ``model``, run the students through it, stop it."""
     from services import stack
 
-    env = eval_stack_env(args.data_dir / "eval" / "stack", model, Path(settings.corpus_dir))
+    # the data folder (and so its course index) is reused by the next model
+    env = stack.isolated_env(args.data_dir / "eval" / "stack", model, Path(settings.corpus_dir))
     print(f"== {label}: starting a stack serving {model} (first start also indexes the corpus)", flush=True)
     started = time.monotonic()
     try:

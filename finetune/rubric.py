@@ -14,6 +14,7 @@ import msgspec
 
 from finetune.personas import Persona
 from services.coursepack import Assignment, Course, Topic
+from services.gateway.intake.guardrails import assignments_named
 from services.gateway.intake.models import ChatMessage, Summary
 
 CRITERIA: tuple[str, ...] = (
@@ -174,12 +175,8 @@ def _relevance(persona: Persona, course: Course, messages: list[ChatMessage]) ->
 
 def _names_other_assignment(question: str, persona: Persona, course: Course) -> bool:
     """A question about ONE assignment that is not the student's (a list of choices is fine): naming
-    course titles only helps when they are the right ones."""
-    named = {
-        a.id
-        for a in course.assignments
-        if _mentions(question, {a.title.lower(), a.title.split(":")[0].strip().lower()})
-    }
+    course titles only helps when they are the right ones. The gateway refuses the same thing."""
+    named = assignments_named(question, course)
     return len(named) == 1 and named != {persona.truth.assignment}
 
 

@@ -10,6 +10,7 @@ import argparse
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -58,6 +59,31 @@ def stack_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
         (data / folder).mkdir(parents=True, exist_ok=True)
     load_settings(env)  # fail now, naming the variable, rather than in a child's log
     return env
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def isolated_env(data_dir: Path, model: Path, corpus: Path, **settings: str) -> dict[str, str]:
+    """``stack_env`` for a stack of its own: free ports, every file under ``data_dir``, serving ``model``.
+
+    No ``INTAKE_*`` variable of the caller's environment reaches it (an operator's SMTP or Cal.com
+    settings would send real mail); ``settings`` adds ``INTAKE_*`` values of the caller's choosing.
+    The evaluation harness and the test suite start their stacks with it.
+    """
+    base = {k: v for k, v in os.environ.items() if not k.startswith("INTAKE_")}
+    base.update(
+        INTAKE_DATA_DIR=str(data_dir),
+        INTAKE_CORPUS_DIR=str(corpus),
+        INTAKE_MODEL=str(model),
+        **{f"INTAKE_{p}": str(free_port()) for p in ("PORT", "REDIS_PORT", "CHROMA_PORT", "INFERENCE_PORT")},
+        **settings,
+    )
+    return stack_env(base)
 
 
 def up(env: Mapping[str, str], timeout: float = 180.0) -> None:

@@ -15,7 +15,6 @@ from finetune.evaluate import (
     EvalResults,
     aggregate,
     booking_payload,
-    eval_stack_env,
     format_table,
     held_out_personas,
     models_to_compare,
@@ -30,6 +29,7 @@ from services.coursepack import Catalog
 from services.gateway.webhooks.payloads import BookingPayload, Envelope
 from services.gateway.webhooks.signature import sign
 from services.settings import REPO_ROOT
+from services.stack import isolated_env
 
 
 def test_booking_payload_is_what_the_gateway_parses(catalog: Catalog) -> None:
@@ -146,7 +146,7 @@ def test_each_model_gets_a_stack_of_its_own_without_the_operators_settings(
     monkeypatch.setenv("INTAKE_SMTP_HOST", "smtp.university.example")
     monkeypatch.setenv("INTAKE_CALCOM_API_KEY", "cal_live_secret")
     model = tmp_path / "models" / "m"
-    env = eval_stack_env(tmp_path / "eval" / "stack", model, REPO_ROOT / "corpus")
+    env = isolated_env(tmp_path / "eval" / "stack", model, REPO_ROOT / "corpus")
     assert "INTAKE_SMTP_HOST" not in env and "INTAKE_CALCOM_API_KEY" not in env
     assert env["INTAKE_MODEL"] == str(model)
     assert env["INTAKE_DATA_DIR"] == str((tmp_path / "eval" / "stack").resolve())

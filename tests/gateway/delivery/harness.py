@@ -32,6 +32,8 @@ from services.gateway.intake.store import IntakeStore
 from services.gateway.webhooks.signature import sign
 from services.gateway.worker import run_once
 from services.settings import Settings
+from tests.fakes.calcom import FakeCalcom
+from tests.fixtures.smtp import SmtpCapture
 
 SECRET = "whsec-test-secret"
 SAMPLES = Path(__file__).resolve().parents[2] / "fixtures" / "calcom"
@@ -145,6 +147,22 @@ async def open_gateway(tmp_path: Path, redis_url: str, **overrides: Any) -> Asyn
             yield Gateway(services, client)
     finally:
         await services.aclose()
+
+
+@asynccontextmanager
+async def open_wired_gateway(
+    tmp_path: Path, redis_url: str, smtp: SmtpCapture, calcom: FakeCalcom, **overrides: Any
+) -> AsyncIterator[Gateway]:
+    """``open_gateway`` with both delivery channels configured: the capturing SMTP server and the fake
+    Cal.com (its real API key unless ``overrides`` sets another)."""
+    settings: dict[str, Any] = {
+        "smtp_host": smtp.host,
+        "smtp_port": smtp.port,
+        "calcom_api_url": calcom.url,
+        "calcom_api_key": calcom.api_key,
+    }
+    async with open_gateway(tmp_path, redis_url, **{**settings, **overrides}) as gateway:
+        yield gateway
 
 
 async def post_webhook(

@@ -6,18 +6,18 @@ else is real (app, Redis, SMTP) except Cal.com, which is the fake server.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
 import pytest
 
+from finetune.evaluate import sse_events
 from services.gateway.delivery.render import BLOCK_START
 from services.gateway.intake.models import Summary
 from tests.fakes.calcom import FakeCalcom, running_fake_calcom
 from tests.fixtures.smtp import SmtpCapture
-from tests.gateway.delivery.harness import deliver, open_gateway, record_for, upcoming, work_until
+from tests.gateway.delivery.harness import deliver, open_wired_gateway, record_for, upcoming, work_until
 from tests.gateway.intake.scripted import ScriptedModel
 
 UID = "b7Yx2Lq9Kd1pQmRw3sT8vZ"
@@ -42,23 +42,17 @@ def calcom() -> Iterator[FakeCalcom]:
 
 def _done_status(stream: str) -> str:
     """The ``status`` of the last ``done`` event of an SSE body."""
-    events = [block for block in stream.replace("\r\n", "\n").split("\n\n") if "event: done" in block]
-    data = next(line for line in events[-1].splitlines() if line.startswith("data:"))
-    return str(json.loads(data.removeprefix("data:").strip())["status"])
+    return str(
+        [data for event, data in sse_events(iter(stream.splitlines())) if event == "done"][-1]["status"]
+    )
 
 
 async def test_booking_to_delivered_summary(
     tmp_path: Path, redis_url: str, smtp_server: SmtpCapture, calcom: FakeCalcom
 ) -> None:
     """A booked student chats to the end; the organizer gets the email and the booking gets the note."""
-    async with open_gateway(
-        tmp_path,
-        redis_url,
-        smtp_host=smtp_server.host,
-        smtp_port=smtp_server.port,
-        calcom_api_url=calcom.url,
-        calcom_api_key=calcom.api_key,
-        extras={"chat_model": ScriptedModel()},
+    async with open_wired_gateway(
+        tmp_path, redis_url, smtp_server, calcom, extras={"chat_model": ScriptedModel()}
     ) as gw:
         await deliver(gw.client, upcoming("booking_created"))
         token = (await record_for(gw.services, UID)).token

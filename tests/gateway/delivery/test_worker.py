@@ -30,6 +30,7 @@ from tests.gateway.delivery.harness import (
     jobs_of,
     make_summary,
     open_gateway,
+    open_wired_gateway,
     record_for,
     sample,
     store_of,
@@ -57,14 +58,7 @@ async def wired(
     tmp_path: Path, redis_url: str, smtp_server: SmtpCapture, calcom: FakeCalcom
 ) -> AsyncIterator[Gateway]:
     """The gateway with SMTP and the Cal.com API configured (fake Cal.com, capturing SMTP server)."""
-    async with open_gateway(
-        tmp_path,
-        redis_url,
-        smtp_host=smtp_server.host,
-        smtp_port=smtp_server.port,
-        calcom_api_url=calcom.url,
-        calcom_api_key=calcom.api_key,
-    ) as gateway:
+    async with open_wired_gateway(tmp_path, redis_url, smtp_server, calcom) as gateway:
         yield gateway
 
 
@@ -235,13 +229,8 @@ async def test_a_wrong_api_key_is_dead_lettered_at_once(
     tmp_path: Path, redis_url: str, smtp_server: SmtpCapture, calcom: FakeCalcom
 ) -> None:
     """Cal.com's 401 cannot be fixed by retrying: one attempt, then the dead letters (summary kept)."""
-    async with open_gateway(
-        tmp_path,
-        redis_url,
-        smtp_host=smtp_server.host,
-        smtp_port=smtp_server.port,
-        calcom_api_url=calcom.url,
-        calcom_api_key="cal_wrong_key",
+    async with open_wired_gateway(
+        tmp_path, redis_url, smtp_server, calcom, calcom_api_key="cal_wrong_key"
     ) as gw:
         await _booked(gw)
         await _finished(gw)
