@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 from openai import OpenAI
 from openai.types.chat import ChatCompletionMessageParam
 
+from bench.stream import median_p95, timed_stream
 from services.settings import load_settings
 
 COURSE_NOTES = (
@@ -45,42 +45,17 @@ def _messages(nonce: str, long: bool) -> list[ChatCompletionMessageParam]:
 
 
 def stream(client: OpenAI, model: str, messages: list[ChatCompletionMessageParam], max_tokens: int) -> dict:
-    """One streamed completion: seconds to the first content token, decode rate, prompt size."""
-    start = time.perf_counter()
-    first = last = None
-    usage = None
-    text = []
-    chunks = client.chat.completions.create(
-        model=model,
-        messages=messages,
-        max_tokens=max_tokens,
-        temperature=0.0,
-        stream=True,
-        stream_options={"include_usage": True},
-    )
-    for chunk in chunks:
-        if chunk.usage:
-            usage = chunk.usage
-        if chunk.choices and chunk.choices[0].delta.content:
-            last = time.perf_counter()
-            first = first or last
-            text.append(chunk.choices[0].delta.content)
-    assert first is not None and last is not None and usage is not None, "no tokens streamed"
-    decoded = usage.completion_tokens - 1
-    return {
-        "first_token_s": first - start,
-        "decode_tok_s": decoded / (last - first) if decoded > 0 and last > first else float("nan"),
-        "prompt_tokens": usage.prompt_tokens,
-        "text": "".join(text),
-    }
+    """One streamed completion (``bench.stream.timed_stream``) that must stream tokens and report usage."""
+    run = timed_stream(client, model, messages, max_tokens)
+    assert run["first_token_s"] is not None and run["prompt_tokens"] is not None, "no tokens streamed"
+    return run
 
 
 def _summary(label: str, runs: list[dict]) -> str:
-    firsts = sorted(r["first_token_s"] for r in runs)
-    p95 = firsts[min(len(firsts) - 1, round(0.95 * (len(firsts) - 1)))]
+    median, p95 = median_p95([r["first_token_s"] for r in runs])
     return (
         f"{label:<28} prompt {runs[0]['prompt_tokens']:>4} tok   first token median "
-        f"{statistics.median(firsts):6.2f}s  p95 {p95:6.2f}s  (n={len(runs)})"
+        f"{median:6.2f}s  p95 {p95:6.2f}s  (n={len(runs)})"
     )
 
 

@@ -25,6 +25,7 @@ import msgspec
 import redis
 from openai import OpenAI
 
+from bench.stream import median_p95, timed_stream
 from finetune.evaluate import sse_events
 from services.coursepack import load_catalog
 from services.gateway.demo import demo_payload
@@ -96,32 +97,17 @@ def replay(openai: OpenAI, model: str, record: IntakeRecord, conv: Conversation,
     for position in user_positions:
         messages = [dict(m) for m in prompt[: position + 1]]
         messages[0] = {**messages[0], "content": nonce + messages[0]["content"]}
-        start = time.perf_counter()
-        first: float | None = None
-        stream = openai.chat.completions.create(  # type: ignore[call-overload]
-            model=model,
-            messages=messages,
-            max_tokens=max_tokens,
-            temperature=0.2,
-            stream=True,
-            stream_options={"include_usage": True},
-        )
-        for chunk in stream:
-            if first is None and chunk.choices and chunk.choices[0].delta.content:
-                first = time.perf_counter() - start
-            if chunk.usage:
-                details = getattr(chunk.usage, "prompt_tokens_details", None)
-                cached = getattr(details, "cached_tokens", 0) or 0
-                conv.cached_share.append(cached / max(1, chunk.usage.prompt_tokens))
-        conv.direct_ttft.append(first if first is not None else time.perf_counter() - start)
+        run = timed_stream(openai, model, messages, max_tokens, temperature=0.2)
+        if run["prompt_tokens"] is not None:
+            conv.cached_share.append(run["cached_tokens"] / max(1, run["prompt_tokens"]))
+        conv.direct_ttft.append(run["first_token_s"] if run["first_token_s"] is not None else run["total_s"])
 
 
 def summarize(label: str, values: list[float]) -> str:
     if not values:
         return f"{label:<34} n=0"
-    ordered = sorted(values)
-    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-    return f"{label:<34} n={len(values):<3} median {statistics.median(values):6.2f}s  p95 {p95:6.2f}s"
+    median, p95 = median_p95(values)
+    return f"{label:<34} n={len(values):<3} median {median:6.2f}s  p95 {p95:6.2f}s"
 
 
 def main() -> None:
