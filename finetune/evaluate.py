@@ -134,9 +134,8 @@ class Harness:
     def find_token(self, email_addr: str, wait_s: float = 600.0) -> str:
         """The token from the invite email addressed to ``email_addr``.
 
-        The worker sends it after preparing the interview; while it is drafting other students' summaries
-        (4 jobs at a time, each up to two model calls) an invitation can wait minutes, as it would for a
-        real student booking at a busy moment.
+        The worker sends it after preparing the interview, within seconds on a quiet machine; the long
+        wait is for a loaded one (2 cores shared by the model, the indexer and 4 simulated students).
         """
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:

@@ -25,6 +25,9 @@ from services.settings import SettingsError, load_settings
 
 BATCH = 8
 CONCURRENCY = 4
+MODEL_KINDS = frozenset({"summarize"})  # jobs that wait on the model: a minute or more each on a CPU
+MODEL_SLOTS = CONCURRENCY - 1  # one slot always left for invitations and deliveries
+DEFER_S = 2.0  # a model job claimed while the model slots are full is due again this much later
 STOP_GRACE_S = 8.0  # supervisord waits 10 s before SIGKILL
 log = structlog.get_logger()
 
@@ -32,12 +35,15 @@ log = structlog.get_logger()
 async def run_worker(services: Services, stop: asyncio.Event) -> None:
     """Run until ``stop`` is set; a failing tick (Redis restarting, say) is logged and retried.
 
-    Jobs run as tasks (at most ``CONCURRENCY``), so a three-minute model summary does not hold up the
-    next student's invitation. On stop, jobs in hand get ``STOP_GRACE_S`` to finish; an unfinished one
-    is not lost: its lease runs out and it is claimed again after a restart.
+    Jobs run as tasks (at most ``CONCURRENCY``), and model summaries take at most ``MODEL_SLOTS`` of
+    them: one claimed while those are full is handed back for ``DEFER_S`` (no attempt counted), so
+    students finishing together never hold up the next student's invitation for minutes. On stop, jobs
+    in hand get ``STOP_GRACE_S`` to finish; an unfinished one is not lost: its lease runs out and it is
+    claimed again after a restart.
     """
     outbox = Outbox(services.redis, services.settings)
     inflight: set[asyncio.Task[None]] = set()
+    on_model: set[asyncio.Task[None]] = set()  # the model summaries among them
     log.info("worker_started", poll_s=services.settings.worker_poll_s, concurrency=CONCURRENCY)
     while not stop.is_set():
         try:
@@ -45,9 +51,16 @@ async def run_worker(services: Services, stop: asyncio.Event) -> None:
             free = CONCURRENCY - len(inflight)
             jobs = await outbox.claim_due(free) if free > 0 else []
             for job in jobs:
+                model_job = job.kind in MODEL_KINDS
+                if model_job and len(on_model) >= MODEL_SLOTS:
+                    await outbox.defer(job, DEFER_S)
+                    continue
                 task = asyncio.create_task(_run_one(services, outbox, job))
                 inflight.add(task)
                 task.add_done_callback(inflight.discard)
+                if model_job:
+                    on_model.add(task)
+                    task.add_done_callback(on_model.discard)
             if not jobs and not stop.is_set():
                 await outbox.wait_for_work(services.settings.worker_poll_s)
         except Exception as exc:  # keep the worker alive through any outage; supervisord is the backstop

@@ -157,6 +157,10 @@ class Outbox:
             jobs.append(job)
         return jobs
 
+    async def defer(self, job: Job, delay_s: float) -> None:
+        """Hand a claimed job back, due again in ``delay_s``; not an attempt (it never ran)."""
+        await self._redis.zadd(_DUE, {job.id: time.time() + delay_s})
+
     async def mark_delivered(self, job: Job) -> None:
         job.state, job.updated_at = "delivered", now_iso()
         await self._finish(job, ttl_s=_DONE_TTL_S)

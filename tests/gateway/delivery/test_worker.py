@@ -17,11 +17,13 @@ import msgspec
 import pytest
 from structlog.testing import capture_logs
 
+from services.gateway import worker
+from services.gateway.container import Services
 from services.gateway.delivery.jobs import enqueue_due_partials
-from services.gateway.delivery.outbox import PARTIAL_DUE, Outbox, enqueue_summary_delivery
+from services.gateway.delivery.outbox import PARTIAL_DUE, Job, Outbox, enqueue_summary_delivery
 from services.gateway.delivery.render import BLOCK_START
 from services.gateway.intake.models import ChatMessage, IntakeRecord, Summary
-from services.gateway.worker import run_once, run_worker
+from services.gateway.worker import CONCURRENCY, MODEL_SLOTS, run_once, run_worker
 from tests.fakes.calcom import FakeCalcom, running_fake_calcom
 from tests.fixtures.smtp import SmtpCapture
 from tests.gateway.delivery.harness import (
@@ -403,3 +405,53 @@ async def test_rescheduling_a_summarised_intake_writes_the_note_onto_the_new_boo
     note = calcom.description(48377) or ""
     assert note.startswith(NOTES) and note.count(BLOCK_START) == 1 and "Rk3nV8mQ2wXz5tYb7cLp1d" not in note
     assert len(_summary_mails(smtp_server)) == 1, "the professor is not emailed twice for a reschedule"
+
+
+async def test_model_summaries_never_take_every_slot(wired: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four students finish at once and their model summaries take minutes: the invitation booked right
+    after is still sent at once, because summaries get at most MODEL_SLOTS of the worker's slots; the
+    deferred summary runs once one finishes, with no attempt counted against it."""
+    release = asyncio.Event()
+    running: list[str] = []
+    peak = 0
+
+    async def fake_job(services: Services, outbox: Outbox, job: Job) -> str:
+        nonlocal peak
+        if job.kind == "summarize":
+            running.append(job.id)
+            peak = max(peak, len(running))
+            await release.wait()
+            running.remove(job.id)
+        return "done"
+
+    monkeypatch.setattr(worker, "run_job", fake_job)
+    outbox = Outbox(wired.services.redis, wired.services.settings)
+    summaries = [await outbox.enqueue("summarize", f"t{i}") for i in range(CONCURRENCY)]
+    invite = await outbox.enqueue("invite_email", "t-next")
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run_worker(wired.services, stop))
+
+    async def state(job: Job) -> str:
+        stored = await outbox.get(job.id)
+        return stored.state if stored else "gone"
+
+    try:
+        for _ in range(200):
+            if await state(invite) == "delivered":
+                break
+            await asyncio.sleep(0.05)
+        assert await state(invite) == "delivered"
+        assert peak == len(running) == MODEL_SLOTS
+        release.set()
+        for _ in range(200):
+            if all([await state(j) == "delivered" for j in summaries]):
+                break
+            await asyncio.sleep(0.05)
+        assert [await state(j) for j in summaries] == ["delivered"] * CONCURRENCY
+        assert peak == MODEL_SLOTS
+        stored = [await outbox.get(j.id) for j in summaries]
+        assert all(j is not None and j.attempts == 0 for j in stored)  # deferring is not an attempt
+    finally:
+        release.set()
+        stop.set()
+        await asyncio.wait_for(task, timeout=5)
