@@ -172,8 +172,9 @@ class TurnsDataset:
             if messages[i]["role"] != "assistant":
                 raise ValueError(f"train_on index {i} is a {messages[i]['role']} message")
             start = len(self._encode(messages[:i], generation_prompt=True))
-            end = len(self._encode(messages[: i + 1]))
-            if tokens[:end] != self._encode(messages[: i + 1]):
+            upto = self._encode(messages[: i + 1])
+            end = len(upto)
+            if tokens[:end] != upto:
                 raise ValueError(
                     "the chat template is not prefix-stable; cannot mark replies in one sequence"
                 )
