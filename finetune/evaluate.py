@@ -675,12 +675,11 @@ def main(argv: list[str] | None = None) -> int:
         mail = args.data_dir / "mail"
         conversations = talk_to(args.gateway, secret, mail, personas, label, catalog, settings, args)
         runs.append(results_of(label, settings.model or settings.model_path, args.gateway, conversations))
+        print(f"results: {save_results(runs[-1], args.data_dir / 'eval')}")
     else:
         for label, model in models_to_compare(args.model, args.data_dir):
             runs.append(evaluate_on_own_stack(label, model, personas, catalog, settings, args))
             print(f"results: {save_results(runs[-1], args.data_dir / 'eval')}", flush=True)
-    if args.gateway:
-        print(f"results: {save_results(runs[0], args.data_dir / 'eval')}")
     print(format_table(runs))
     return 0 if all(r.conversations for r in runs) else 1
 
