@@ -38,6 +38,20 @@ class Assignment(msgspec.Struct, frozen=True):
         return self.due
 
 
+class Question(msgspec.Struct, frozen=True):
+    """A course's own must-ask question: the interview treats it like one of its slots."""
+
+    id: Slug
+    ask: Annotated[str, Meta(min_length=5, max_length=200)]
+    topics: list[str] = []  # only when the intake is about one of these topic ids (empty: any)
+    assignments: list[str] = []  # only for these assignment ids (empty: any)
+
+    def applies(self, topic: str | None, assignment: str | None) -> bool:
+        if not self.topics and not self.assignments:
+            return True
+        return (topic in self.topics) or (assignment in self.assignments)
+
+
 class CalcomMapping(msgspec.Struct, frozen=True):
     event_type_ids: list[int] = []
     event_type_slugs: list[str] = []
@@ -84,6 +98,7 @@ class Course(msgspec.Struct, frozen=True, kw_only=True):
     topics: list[Topic] = []
     assignments: list[Assignment] = []
     support: Support = Support()
+    questions: list[Question] = []
 
     def topic(self, topic_id: str) -> Topic | None:
         return next((t for t in self.topics if t.id == topic_id), None)
@@ -205,6 +220,14 @@ def _check_references(course: Course, text: str, toml_path: Path) -> None:
                 fail(f"assignment '{assignment.id}' names unknown topic '{topic_id}'", f'"{topic_id}"')
         if assignment.file and not (Path(course.path) / assignment.file).is_file():
             fail(f"assignment '{assignment.id}': file '{assignment.file}' does not exist", assignment.file)
+    assignment_ids = {a.id for a in course.assignments}
+    for question in course.questions:
+        for topic_id in question.topics:
+            if topic_id not in topic_ids:
+                fail(f"question '{question.id}' names unknown topic '{topic_id}'", f'"{topic_id}"')
+        for assignment_id in question.assignments:
+            if assignment_id not in assignment_ids:
+                fail(f"question '{question.id}' names unknown assignment '{assignment_id}'", f'"{assignment_id}"')
 
 
 def _line_from_message(message: str) -> int | None:

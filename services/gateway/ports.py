@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
+
+from services.coursepack import Course
+
+if TYPE_CHECKING:  # the classifier loads NumPy weights: only adapters import it at run time
+    from services.understanding.classifier import MessageUnderstanding
 
 
 class Passage(msgspec.Struct, frozen=True, kw_only=True):
@@ -42,3 +47,21 @@ class ChatModel(Protocol):
     async def complete(
         self, messages: Sequence[PromptMessage], *, max_tokens: int, stop: Sequence[str] = ()
     ) -> str: ...
+
+
+class CourseSimilarity(msgspec.Struct, frozen=True):
+    """Cosine similarity of a student's words to each topic and assignment of the course (the course map)."""
+
+    topics: dict[str, float]
+    assignments: dict[str, float]
+
+
+class MessageReader(Protocol):
+    """The learned half of reading a message: classifier verdicts and similarity to the course's parts.
+
+    CPU-bound (sentence embeddings): call it from a worker thread.
+    """
+
+    def understand(self, text: str) -> MessageUnderstanding: ...
+
+    def similarity(self, course: Course, text: str) -> CourseSimilarity: ...

@@ -19,8 +19,10 @@ from typing import Literal
 import msgspec
 
 from services.coursepack import Course
+from services.gateway.intake.matching import assignments_named
+from services.gateway.intake.text import question_text, sentences, similar
 
-Kind = Literal["distress", "injection", "homework", "off_topic", "ok"]
+Kind = Literal["distress", "injection", "homework", "off_topic", "reschedule", "ok"]
 
 
 class Verdict(msgspec.Struct, frozen=True):
@@ -194,6 +196,24 @@ def off_topic_reply(course: Course, next_question: str) -> str:
     return f"Let's keep this about your {course.code} meeting so it's worth your time. {next_question}"
 
 
+def reschedule_reply(course: Course, next_question: str) -> str:
+    """Bookings are changed on Cal.com, not in this chat; the interview goes on."""
+    return (
+        "To move or cancel the meeting, use the reschedule or cancel link in your booking confirmation "
+        f"email; {course.instructor_name} will see the change. {next_question}"
+    )
+
+
+def guard_reply(kind: Kind, course: Course, next_question: str) -> str:
+    """The template answer to a guarded message, carrying the interview's next question."""
+    replies = {
+        "homework": homework_reply,
+        "injection": injection_reply,
+        "reschedule": reschedule_reply,
+    }
+    return replies.get(kind, off_topic_reply)(course, next_question)
+
+
 # ---------------------------------------------------------------- checking model output
 
 _SOLUTION = re.compile(
@@ -231,9 +251,19 @@ def _garbled(text: str) -> bool:
     return any(words[i] == words[i + 1] == words[i + 2] for i in range(len(words) - 2))
 
 
-def check_partial(text: str, *, system_prompt: str) -> list[str]:
+def repeats(text: str, previous: Sequence[str]) -> bool:
+    """Whether any finished sentence of ``text`` says again a sentence the bot already said."""
+    said = [s for p in previous for s in sentences(p)]
+    return any(
+        similar(s, p) for s in sentences(text) if re.search(r"[.!?]$", s) and len(s.split()) >= 3 for p in said
+    )
+
+
+def check_partial(text: str, *, system_prompt: str, previous: Sequence[str] = ()) -> list[str]:
     """Problems visible in an unfinished reply: enough to stop streaming it early."""
     problems = []
+    if previous and repeats(text, previous):
+        problems.append("repeat")
     if _SOLUTION.search(text):
         problems.append("solution")
     if _LEAK.search(text) or (_ngrams(text, 7) & _ngrams(system_prompt, 7)):
@@ -260,20 +290,6 @@ _SLOT_WORDS = {
 }
 
 
-# A sentence ends at . ! ? followed by space, but not after a title or abbreviation ("with Dr. Okafor?").
-_SENTENCE_END = re.compile(
-    r"(?<!\bDr\.)(?<!\bMr\.)(?<!\bMs\.)(?<!\bMrs\.)(?<!\bProf\.)(?<!\bSt\.)(?<!e\.g\.)(?<!i\.e\.)"
-    r"(?<!\bvs\.)(?<!\bNo\.)(?<!\b[A-Z]\.)(?<=[.!?])\s+"
-)
-
-
-def question_text(reply: str) -> str:
-    """The question sentence of a reply (its last sentence that ends with '?')."""
-    parts = _SENTENCE_END.split(reply.strip())
-    questions = [p for p in parts if p.endswith("?")]
-    return questions[-1] if questions else ""
-
-
 def check_reply(
     reply: str,
     *,
@@ -289,7 +305,7 @@ def check_reply(
     identified, None if none yet) is ``wrong_assignment``: a small model that learned to name the
     course's titles sometimes names the wrong one. A list of several assignments to choose from is fine.
     """
-    problems = check_partial(reply, system_prompt=system_prompt)
+    problems = check_partial(reply, system_prompt=system_prompt, previous=previous)
     if course is not None:
         named = assignments_named(reply, course)
         if len(named) == 1 and named != {assignment}:
@@ -301,26 +317,6 @@ def check_reply(
     q = question_text(reply)
     if q and len(q.split()) < 3:
         problems.append("too_short")
-    if q and any(_similar(q, question_text(p) or p) for p in previous):
-        problems.append("repeat")
-    if slot and q and not re.search(rf"\b(?:{_SLOT_WORDS[slot]})", q, re.I):
+    if slot in _SLOT_WORDS and q and not re.search(rf"\b(?:{_SLOT_WORDS[slot]})", q, re.I):
         problems.append("off_slot")
     return problems
-
-
-def assignments_named(text: str, course: Course) -> set[str]:
-    """Ids of the course's assignments that ``text`` names, by full title or by the part before a colon."""
-    lowered = text.lower()
-    found = set()
-    for a in course.assignments:
-        names = {a.title.lower(), a.title.split(":")[0].strip().lower()}
-        if any(re.search(rf"(?<![a-z0-9]){re.escape(n)}(?![a-z0-9])", lowered) for n in names if n):
-            found.add(a.id)
-    return found
-
-
-def _similar(a: str, b: str) -> bool:
-    wa, wb = set(re.findall(r"[a-z']+", a.lower())), set(re.findall(r"[a-z']+", b.lower()))
-    if not wa or not wb:
-        return False
-    return len(wa & wb) / len(wa | wb) >= 0.7

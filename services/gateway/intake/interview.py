@@ -37,7 +37,7 @@ import msgspec
 import structlog
 
 from services.coursepack import Course
-from services.gateway.intake import guardrails, policy, prompt, summary
+from services.gateway.intake import guardrails, policy, prompt, reading, summary, wording
 from services.gateway.intake.models import (
     Booking,
     ChatMessage,
@@ -46,7 +46,8 @@ from services.gateway.intake.models import (
     Summary,
     SummaryStatus,
 )
-from services.gateway.ports import ChatModel, CourseRetriever, Passage, PromptMessage
+from services.gateway.intake.text import clip, ends_with_abbreviation, question_text
+from services.gateway.ports import ChatModel, CourseRetriever, MessageReader, Passage, PromptMessage
 from services.settings import Settings
 
 log = structlog.get_logger()
@@ -54,15 +55,16 @@ log = structlog.get_logger()
 MAX_CONTEXT_SOURCES = 5
 RETRY_BUDGET_S = 4.0  # retry a rejected reply only if the first attempt was this quick
 _PREFACE = re.compile(r"^(.+?[.!])\s+(?=\S)")
-_ABBREV_END = re.compile(r"\b(?:Dr|Prof|Mr|Mrs|Ms|St|e\.g|i\.e|vs|etc|No|Fig|Ch)\.$|\b[A-Z]\.$")
 _INTERROGATIVE = re.compile(
     r"^(?:what|which|how|when|where|why|who|could|can|would|will|do|does|did|is|are|have|has|should)\b", re.I
 )
+_TEMPLATE_ONLY = frozenset({"recap", "which_assignment"})  # exact wording matters more than variety
 _GUARD_NOTES = {
     "distress": "[The student seems to be in distress. Support resources were shown; the interview stopped.]",
     "injection": "[Message withheld: it asked for hidden instructions or other people's data.]",
     "homework": "[The student asked for the answer; declined.]",
     "off_topic": "[Off-topic message; redirected.]",
+    "reschedule": "[Asked to move or cancel the meeting; pointed to the booking email.]",
 }
 
 
@@ -96,10 +98,12 @@ class Interviewer:
         retriever: CourseRetriever | None,
         settings: Settings,
         *,
+        reader: MessageReader | None = None,
         today: Callable[[Course], dt.date] | None = None,
     ) -> None:
         self.model = model
         self.retriever = retriever
+        self.reader = reader
         self.settings = settings
         self._today = today or summary.today_for
 
@@ -119,7 +123,10 @@ class Interviewer:
         chosen = prompt.choose_passages(course, booking, passages)
         state.context_sources = [p.source for p in chosen]
         if booking.notes.strip():
-            policy.observe(state, course, booking.notes, self._today(course), slot=None, from_notes=True)
+            heard = await self._hear(course, booking.notes, None)
+            obs = reading.read(booking.notes, course, answering=None, heard=heard, from_notes=True)
+            if obs.guard == "ok":
+                policy.update(state, course, obs, self._today(course))
         state.prompt = [{"role": "system", "content": prompt.system_prompt(course, booking, chosen)}]
         log.info(
             "interview_prepared",
@@ -135,7 +142,7 @@ class Interviewer:
         """
         if state.messages and state.messages[0].role == "assistant":
             return state.messages[0].text
-        text = policy.opening(course, booking, state.facts, self._today(course))
+        text = wording.opening(course, booking, state.facts, self._today(course))
         state.messages.append(ChatMessage("assistant", text))
         state.prompt.append({"role": "assistant", "content": text})
         state.asked.append("issue")
@@ -159,37 +166,36 @@ class Interviewer:
     async def turn(
         self, state: InterviewState, course: Course, booking: Booking, text: str
     ) -> AsyncIterator[str | TurnOutcome]:
-        """Handle one student message: yields reply pieces, then exactly one ``TurnOutcome``.
+        """Handle one student message: understand once, decide once, word once, check once.
 
-        Mutates ``state`` (messages, prompt, facts, asked, flags, model_retries).
+        Yields reply pieces, then exactly one ``TurnOutcome``. Mutates ``state``.
         """
         text = text.strip()[: self.settings.max_message_chars]
         today = self._today(course)
         pending = state.asked[-1] if state.asked else None
         state.messages.append(ChatMessage("student", text))
-        verdict = guardrails.screen(text, course_related=policy.mentions_course(course, text))
-        if verdict.kind == "distress":
+        heard = await self._hear(course, text, pending)
+        obs = reading.read(text, course, answering=pending, heard=heard)
+        if obs.guard == "distress":
             state.flags = msgspec.structs.replace(state.flags, distress=True, escalated_to_human=True)
             reply = guardrails.support_reply(course)
             self._record(state, _GUARD_NOTES["distress"], reply)
-            log.warning("interview_escalated", turn=state.turn, rule=verdict.rule)
+            log.warning("interview_escalated", turn=state.turn, rule=obs.rule)
             yield reply
             yield TurnOutcome(status="escalated", reply=reply, finished=True)
             return
-        if verdict.kind == "off_topic":
+        if obs.guard == "off_topic":
             state.flags = msgspec.structs.replace(state.flags, off_topic=True)
-        if verdict.kind != "injection":  # an injection attempt teaches us nothing we should believe
-            slot = pending if verdict.kind == "ok" else None
-            before = (state.facts.assignment, state.facts.topic)
-            policy.observe(state, course, text, today, slot=slot)
-            focus_changed = before != (state.facts.assignment, state.facts.topic)
-        else:
-            focus_changed = False
-        decision = policy.decide(state, course, self.settings)
+        before = (state.facts.assignment, state.facts.topic)
+        policy.update(state, course, obs, today)
+        focus_changed = before != (state.facts.assignment, state.facts.topic)
+        decision = policy.decide(
+            state, course, min_turns=self.settings.min_turns, max_turns=self.settings.max_turns
+        )
         if decision.action == "finish":
-            reply = policy.closing(course, booking)
-            note = _GUARD_NOTES.get(verdict.kind) or prompt.student_turn(
-                text, "[Thank them; the interview is over.]"
+            reply = wording.closing(course, booking, corrected=state.facts.corrected)
+            note = _GUARD_NOTES.get(obs.guard) or prompt.student_turn(
+                obs.clean_text or text, "[Thank them; the interview is over.]"
             )
             self._record(state, note, reply)
             log.info("interview_completed", turn=state.turn, retries=state.model_retries)
@@ -199,17 +205,18 @@ class Interviewer:
         assert decision.slot is not None
         slot, variant = decision.slot, decision.variant
         state.asked.append(slot)
-        fallback = policy.question(slot, course, booking, state.facts, today, variant)
-        if verdict.kind != "ok":
-            reply = _guard_reply(verdict.kind, course, fallback)
-            self._record(state, _GUARD_NOTES[verdict.kind], reply)
-            log.info("interview_guarded", turn=state.turn, kind=verdict.kind, rule=verdict.rule, slot=slot)
+        fallback = wording.question(slot, course, booking, state.facts, today, variant)
+        if obs.guard != "ok" or slot in _TEMPLATE_ONLY or slot.startswith("q:"):
+            reply = guardrails.guard_reply(obs.guard, course, fallback) if obs.guard != "ok" else fallback
+            note = _GUARD_NOTES.get(obs.guard) or prompt.student_turn(obs.clean_text or text, f"[{slot}]")
+            self._record(state, note, reply)
+            log.info("interview_templated", turn=state.turn, kind=obs.guard, rule=obs.rule, slot=slot)
             yield reply
             yield TurnOutcome(status="active", reply=reply, finished=False)
             return
-        material = await self._late_context(state, course, text) if focus_changed else None
-        steer = policy.instruction(slot, course, booking, state.facts, today, variant)
-        user = prompt.student_turn(text, steer, material)
+        material = self._late_context(state, heard) if focus_changed else None
+        steer = wording.instruction(slot, course, booking, state.facts, today, variant)
+        user = prompt.student_turn(obs.clean_text or text, steer, material)
         pieces: list[str] = []
         async for piece in self._ask_model(state, user, slot, fallback, course):
             pieces.append(piece)
@@ -218,6 +225,24 @@ class Interviewer:
         self._record(state, user, reply)
         log.info("interview_turn", turn=state.turn, slot=slot, variant=variant, retries=state.model_retries)
         yield TurnOutcome(status="active", reply=reply, finished=False)
+
+    async def _hear(self, course: Course, text: str, pending: str | None) -> reading.Heard:
+        """The I/O half of reading a message: classifier, course map and chunk retrieval, each optional."""
+        if not text.strip():
+            return reading.Heard()
+        understanding = similarity = None
+        if self.reader is not None:
+            try:
+                understanding = await asyncio.to_thread(self.reader.understand, text)
+                if "distress" in understanding.flagged:
+                    return reading.Heard(understanding=understanding)
+                similarity = await asyncio.to_thread(self.reader.similarity, course, text)
+            except Exception as exc:  # the rules still run; a broken classifier must not stop the chat
+                log.warning("interview_reader_failed", error=type(exc).__name__)
+        passages: list[Passage] = []
+        if pending not in {"attempts", "goal", "deadline", "recap"} and len(text.split()) >= 3:
+            passages = await self._retrieve(course, clip(text, 300), 3)
+        return reading.Heard(understanding=understanding, passages=passages, similarity=similarity)
 
     def _record(self, state: InterviewState, user: str, reply: str) -> None:
         """Append the exact user message sent and the reply shown: the next prompt extends this one."""
@@ -239,11 +264,11 @@ class Interviewer:
                 break  # a slow model's retry would keep the student waiting: the template is instant
             attempt = _Attempt()
             async for piece in self._stream_attempt(
-                sent, attempt, system, allow_preface=attempt_no == 0, greedy=attempt_no > 0
+                sent, attempt, system, previous, allow_preface=attempt_no == 0, greedy=attempt_no > 0
             ):
                 yield piece
             released += attempt.released
-            tail = attempt.tail if attempt_no == 0 else guardrails.question_text(attempt.tail)
+            tail = attempt.tail if attempt_no == 0 else question_text(attempt.tail)
             candidate = _join(released, tail)
             problems = attempt.problems or guardrails.check_reply(
                 candidate,
@@ -265,6 +290,7 @@ class Interviewer:
         sent: Sequence[PromptMessage],
         attempt: _Attempt,
         system: str,
+        previous: Sequence[str],
         *,
         allow_preface: bool,
         greedy: bool,
@@ -281,13 +307,13 @@ class Interviewer:
                             attempt.tail = _cut_question(buffer)
                             return
                         if problems := guardrails.check_partial(
-                            attempt.released + buffer, system_prompt=system
+                            attempt.released + buffer, system_prompt=system, previous=previous
                         ):
                             attempt.problems = problems
                             return
                         while allow_preface and (m := _PREFACE.match(buffer)):
                             sentence = m.group(1)
-                            if _ABBREV_END.search(sentence) or _INTERROGATIVE.match(sentence):
+                            if ends_with_abbreviation(sentence) or _INTERROGATIVE.match(sentence):
                                 break  # "…with Dr." or a question missing its "?": wait for more
                             if len(attempt.released) + len(sentence) > guardrails.MAX_PREFACE_CHARS:
                                 attempt.problems = ["rambling"]
@@ -316,15 +342,11 @@ class Interviewer:
                 pass
         return self.model.stream(sent, max_tokens=max_tokens, stop=stop)
 
-    async def _late_context(self, state: InterviewState, course: Course, text: str) -> str | None:
+    def _late_context(self, state: InterviewState, heard: reading.Heard) -> str | None:
         """Once the assignment or topic becomes clear, one fresh passage rides along in the steer."""
-        if not self.retriever or len(state.context_sources) >= MAX_CONTEXT_SOURCES:
+        if len(state.context_sources) >= MAX_CONTEXT_SOURCES:
             return None
-        facts = state.facts
-        focus = [a.title for a in [course.assignment(facts.assignment or "")] if a]
-        focus += [t.title for t in [course.topic(facts.topic or "")] if t]
-        passages = await self._retrieve(course, " ".join([*focus, policy.clip(text, 200)]), 3)
-        fresh = next((p for p in passages if p.source not in state.context_sources), None)
+        fresh = next((p for p in heard.passages if p.source not in state.context_sources), None)
         if not fresh:
             return None
         state.context_sources.append(fresh.source)
@@ -403,14 +425,6 @@ class Interviewer:
 # The deterministic summary from the policy's facts only (no model): instant and always valid. Used at the
 # end of the interview before the model draft, and for partial / no_intake summaries.
 draft_summary = summary.build_summary
-
-
-def _guard_reply(kind: str, course: Course, next_question: str) -> str:
-    if kind == "homework":
-        return guardrails.homework_reply(course, next_question)
-    if kind == "injection":
-        return guardrails.injection_reply(course, next_question)
-    return guardrails.off_topic_reply(course, next_question)
 
 
 def _cut_question(text: str) -> str:

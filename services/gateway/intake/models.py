@@ -31,6 +31,7 @@ class SuggestedMaterial(msgspec.Struct, frozen=True):
     title: str
     source: str  # path inside the course pack
     why: str
+    section: str | None = None  # the heading inside ``source`` the student's stuck point matched
 
 
 class Flags(msgspec.Struct, frozen=True):
@@ -118,8 +119,22 @@ class ErrorEvent(msgspec.Struct, frozen=True):
     message: str
 
 
+class Section(msgspec.Struct, frozen=True, kw_only=True):
+    """The part of the course materials a stuck point matched (chunk-level retrieval)."""
+
+    source: str  # path inside the course pack
+    title: str  # the document's title
+    heading: str | None = None  # the ``## `` section inside it
+    score: float = 0.0
+
+
 class Facts(msgspec.Struct, kw_only=True):
-    """What the dialogue policy has learned so far; ``None`` means still unknown."""
+    """What the dialogue policy has learned so far; ``None`` means still unknown.
+
+    ``stuck_on``, ``attempts`` and ``goal`` are the student's own sentences (junk and injected text
+    never get here); the ``*_evidence`` tables accumulate weighted evidence across the whole chat so
+    the assignment is the one the student works on, not the last one named.
+    """
 
     topic: str | None = None
     assignment: str | None = None
@@ -128,6 +143,16 @@ class Facts(msgspec.Struct, kw_only=True):
     stuck_on: str | None = None
     goal: str | None = None
     deadline: str | None = None
+    assignment_evidence: dict[str, float] = {}
+    topic_evidence: dict[str, float] = {}
+    no_assignment: bool = False  # "it's not for an assignment"
+    ambiguous: list[str] = []  # two close assignment candidates to ask about
+    section: Section | None = None
+    example: str | None = None
+    context: str | None = None
+    custom: dict[str, str] = {}  # course must-ask question id -> the student's answer
+    recap_confirmed: bool = False
+    corrected: bool = False
 
 
 class InterviewState(msgspec.Struct, kw_only=True):

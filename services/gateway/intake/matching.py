@@ -1,0 +1,206 @@
+"""Course matching: which of the course's assignments and topics a student's words point at.
+
+Lexical evidence only (labels such as "ps3" or "lab 2", titles, keywords from ``course.toml``); the policy
+weighs this evidence by where it was said and adds semantic similarity from the course map. No I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+from services.coursepack import Assignment, Course
+from services.gateway.intake.text import (
+    GENERIC_WORDS,
+    NUMBER_WORDS,
+    STOPWORDS,
+    content_words,
+    has_phrase,
+    number,
+    stem,
+    stems,
+    words,
+)
+
+_KIND_GROUPS = {
+    "set": [
+        "problem set",
+        "problem-set",
+        "pset",
+        "p-set",
+        "ps",
+        "homework",
+        "hw",
+        "assignment",
+        "exercise",
+        "exercises",
+        "worksheet",
+        "set",
+    ],
+    "essay": ["essay", "paper"],
+    "lab": ["lab", "laboratory", "practical"],
+    "project": ["project", "proj", "milestone"],
+    "quiz": ["quiz"],
+    "exam": ["midterm", "exam", "test"],
+    "chapter": ["chapter", "unit", "module", "lecture", "week", "reading"],
+}
+_KIND_OF = {alias: group for group, aliases in _KIND_GROUPS.items() for alias in aliases}
+_KIND_RE = "|".join(sorted((re.escape(a) for a in _KIND_OF), key=len, reverse=True))
+_NUM_RE = r"\d{1,2}|" + "|".join(NUMBER_WORDS)
+_LABEL_AFTER = re.compile(rf"\b({_KIND_RE})\s*(?:#|no\.?|number)?\s*[-_ ]?\s*({_NUM_RE})\b", re.I)
+_LABEL_BEFORE = re.compile(rf"\b({_NUM_RE})\s+({_KIND_RE})\b", re.I)
+
+
+def labels(text: str) -> set[tuple[str, int]]:
+    """``(kind group, number)`` pairs named in a text: "ps3", "problem set 3", "the second essay"."""
+    found: set[tuple[str, int]] = set()
+    for kind, num in _LABEL_AFTER.findall(text):
+        if (n := number(num)) is not None:
+            found.add((_KIND_OF[kind.lower()], n))
+    for num, kind in _LABEL_BEFORE.findall(text):
+        if (n := number(num)) is not None and not num.isdigit():  # "second essay", not "3 essays"
+            found.add((_KIND_OF[kind.lower()], n))
+    return found
+
+
+def _keyword_weights(
+    items: Sequence[tuple[str, list[str]]],
+) -> dict[str, list[tuple[tuple[str, ...], float]]]:
+    """Per item: (phrase stems, weight). Multi-word phrases weigh more; words shared by items weigh less."""
+    phrases: dict[str, list[tuple[str, ...]]] = {}
+    for key, texts in items:
+        seen: list[tuple[str, ...]] = []
+        for name in texts:
+            phrase = tuple(stem(w) for w in words(name))
+            if not phrase or phrase in seen:
+                continue
+            if len(phrase) == 1 and (len(name.strip()) < 3 or name.lower().strip() in STOPWORDS):
+                continue  # "a", "an", "the", "may": useless for matching
+            seen.append(phrase)
+        phrases[key] = seen
+    counts: dict[tuple[str, ...], int] = {}
+    for seen in phrases.values():
+        for p in seen:
+            counts[p] = counts.get(p, 0) + 1
+    weights: dict[str, list[tuple[tuple[str, ...], float]]] = {}
+    for key, seen in phrases.items():
+        out = []
+        for p in seen:
+            if len(p) > 1:
+                weight = 1.0 + len(p)
+            elif p[0] in GENERIC_WORDS or counts[p] > 1:
+                weight = 0.5
+            else:
+                weight = 2.0
+            out.append((p, weight / counts[p] if counts[p] > 1 else weight))
+        weights[key] = out
+    return weights
+
+
+def _abbreviations(keywords: Iterable[str]) -> list[str]:
+    """Short upper-case keywords ("CS", "SV", "APA") match case-sensitively as whole words."""
+    return [k for k in keywords if 2 <= len(k) <= 4 and k.isupper()]
+
+
+def topic_scores(course: Course, texts: Iterable[str]) -> dict[str, float]:
+    """How strongly each course topic is evidenced by the texts."""
+    items = [
+        (t.id, [t.title, t.id.replace("-", " "), *[k for k in t.keywords if not k.isupper()]])
+        for t in course.topics
+    ]
+    weights = _keyword_weights(items)
+    scores = dict.fromkeys(weights, 0.0)
+    for said in texts:
+        said_stems = stems(said)
+        for topic in course.topics:
+            for phrase, weight in weights[topic.id]:
+                if has_phrase(said_stems, phrase):
+                    scores[topic.id] += weight
+            for abbr in _abbreviations(topic.keywords):
+                if re.search(rf"(?<![A-Za-z]){re.escape(abbr)}(?![A-Za-z])", said):
+                    scores[topic.id] += 1.0
+    return scores
+
+
+def match_topic(course: Course, texts: Iterable[str], assignment_id: str | None = None) -> str | None:
+    """The best-evidenced topic id, or None when nothing points clearly at one."""
+    scores = topic_scores(course, texts)
+    assignment = course.assignment(assignment_id) if assignment_id else None
+    if assignment:
+        for topic_id in assignment.topics:
+            if scores.get(topic_id, 0.0) > 0:
+                scores[topic_id] += 0.75  # tie-breaker toward the assignment's own topics
+    if not scores:
+        return None
+    best = max(scores, key=lambda k: scores[k])
+    ranked = sorted(scores.values(), reverse=True)
+    if scores[best] < 1.5 or (len(ranked) > 1 and ranked[0] == ranked[1]):
+        if assignment and len(assignment.topics) == 1 and not any(scores.values()):
+            return assignment.topics[0]
+        return None
+    return best
+
+
+def _assignment_label(assignment: Assignment) -> set[tuple[str, int]]:
+    return labels(assignment.id.replace("-", " ").replace("_", " ")) | labels(assignment.title)
+
+
+def assignment_scores(course: Course, said_text: str) -> dict[str, float]:
+    """Lexical evidence per assignment in one text: its label ("ps3", "lab 2"), title and keywords.
+
+    Naming another assignment of the same kind ("essay 3") counts against the others of that kind.
+    """
+    said = labels(said_text)
+    items = [
+        (a.id, [a.title, a.title.split(":")[0], a.id.replace("-", " "), *a.keywords])
+        for a in course.assignments
+    ]
+    weights = _keyword_weights(items)
+    said_stems = stems(said_text)
+    scores: dict[str, float] = {}
+    for a in course.assignments:
+        own = _assignment_label(a)
+        score = 10.0 if said & own else 0.0
+        if said and not score and own and any(k in {x for x, _ in own} for k, _ in said):
+            score -= 5.0  # "essay 3" said: essay 2 is not meant even if its keywords match
+        score += sum(w for phrase, w in weights[a.id] if has_phrase(said_stems, phrase))
+        scores[a.id] = score
+    return scores
+
+
+def best_of(scores: dict[str, float], floor: float = 2.0, margin: float = 1.0) -> str | None:
+    """The clear winner of a score table, or None when nothing reaches ``floor`` or two are close."""
+    if not scores:
+        return None
+    best = max(scores, key=lambda k: scores[k])
+    ranked = sorted(scores.values(), reverse=True)
+    if scores[best] < floor or (len(ranked) > 1 and ranked[0] - ranked[1] < margin):
+        return None
+    return best
+
+
+def match_assignment(course: Course, said_text: str) -> str | None:
+    """The assignment a text names ("essay 2", "ps3", "problem set 3", its title or keywords), if clear."""
+    if not course.assignments:
+        return None
+    return best_of(assignment_scores(course, said_text))
+
+
+def assignments_named(said_text: str, course: Course) -> set[str]:
+    """Ids of the course's assignments a text names by full title or by the part before a colon."""
+    lowered = said_text.lower()
+    found = set()
+    for a in course.assignments:
+        names = {a.title.lower(), a.title.split(":")[0].strip().lower()}
+        if any(re.search(rf"(?<![a-z0-9]){re.escape(n)}(?![a-z0-9])", lowered) for n in names if n):
+            found.add(a.id)
+    return found
+
+
+def mentions_course(course: Course, text: str) -> bool:
+    """Whether a message touches the course at all (used to avoid calling course talk "off-topic")."""
+    if match_assignment(course, text) or any(v >= 1.0 for v in topic_scores(course, [text]).values()):
+        return True
+    return bool(content_words(text) & content_words(course.title))
+
+

@@ -1,0 +1,88 @@
+"""``MessageReader`` on the MiniLM embeddings we ship: the message classifier plus a course map.
+
+The course map is one embedding per topic (title and keywords) and per assignment (title, keywords and
+the opening of its sheet), computed once per course and process, so a student's stuck point can be
+compared with every part of the course in one matrix product. CPU-bound: call from a worker thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from services.coursepack import Course
+from services.gateway.ports import CourseSimilarity
+from services.indexer.embedding import load_minilm
+from services.understanding.classifier import MessageClassifier, MessageUnderstanding, load_classifier
+
+SHEET_WORDS = 80  # how much of an assignment sheet describes it (titles alone are too short to embed well)
+
+
+class _CourseMap:
+    def __init__(self, topics: list[str], topic_vectors: np.ndarray, assignments: list[str], vectors: np.ndarray):
+        self.topics, self.topic_vectors = topics, topic_vectors
+        self.assignments, self.assignment_vectors = assignments, vectors
+
+
+class EmbeddingReader:
+    """The learned half of reading a message (see ``services.gateway.ports.MessageReader``)."""
+
+    def __init__(self, classifier: MessageClassifier | None = None) -> None:
+        self._classifier = classifier
+        self._maps: dict[tuple[str, int], _CourseMap] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def classifier(self) -> MessageClassifier:
+        if self._classifier is None:
+            self._classifier = load_classifier()
+        return self._classifier
+
+    def understand(self, text: str) -> MessageUnderstanding:
+        return self.classifier.understand(text)
+
+    def similarity(self, course: Course, text: str) -> CourseSimilarity:
+        course_map = self._map(course)
+        vector = load_minilm().embed([text])[0]
+        topics = course_map.topic_vectors @ vector if course_map.topics else np.zeros(0)
+        assignments = course_map.assignment_vectors @ vector if course_map.assignments else np.zeros(0)
+        return CourseSimilarity(
+            topics={t: round(float(s), 4) for t, s in zip(course_map.topics, topics, strict=True)},
+            assignments={a: round(float(s), 4) for a, s in zip(course_map.assignments, assignments, strict=True)},
+        )
+
+    def _map(self, course: Course) -> _CourseMap:
+        key = (course.slug, hash((tuple(course.topics), tuple(course.assignments))))
+        with self._lock:
+            if key not in self._maps:
+                self._maps[key] = _build_map(course)
+            return self._maps[key]
+
+
+def _build_map(course: Course) -> _CourseMap:
+    topic_texts = [f"{t.title}. {', '.join(t.keywords)}" for t in course.topics]
+    assignment_texts = [
+        f"{a.title}. {', '.join(a.keywords)}. {_sheet_opening(course, a.file)}" for a in course.assignments
+    ]
+    vectors = load_minilm().embed(topic_texts + assignment_texts) if topic_texts or assignment_texts else None
+    n = len(topic_texts)
+    empty = np.zeros((0, 384), dtype=np.float32)
+    return _CourseMap(
+        [t.id for t in course.topics],
+        vectors[:n] if vectors is not None else empty,
+        [a.id for a in course.assignments],
+        vectors[n:] if vectors is not None else empty,
+    )
+
+
+def _sheet_opening(course: Course, file: str | None) -> str:
+    if not file or not course.path:
+        return ""
+    try:
+        text = (Path(course.path) / file).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    words = [w for w in text.replace("#", " ").split() if not w.startswith(("---", "assignment:"))]
+    return " ".join(words[:SHEET_WORDS])

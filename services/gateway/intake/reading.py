@@ -1,0 +1,264 @@
+"""Reading one student message, once: the pipeline's "understand" step.
+
+The interviewer does the I/O first (the message classifier, chunk-level retrieval, the course map's
+similarities) and hands the results in as ``Heard``; ``read`` turns message + ``Heard`` into one typed
+``Observation`` that the policy, the wording and the summary use. Nothing after this looks at the raw
+student text again, so junk, injected sentences and booking boilerplate stop here.
+
+Where something was said decides how much it counts. Evidence for an assignment from the booking notes,
+the opening answer, a direct answer to "which assignment" or a correction of the recap counts most;
+a sentence about what the student already did ("I practised on lab 2") counts least; a negated
+mention ("not lab 3") counts against.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from services.coursepack import Course
+from services.gateway.intake import guardrails, matching
+from services.gateway.intake.models import Section
+from services.gateway.ports import CourseSimilarity, Passage
+
+if TYPE_CHECKING:
+    from services.understanding.classifier import MessageUnderstanding
+from services.gateway.intake.text import clip, content_words, is_confused, is_non_answer, sentences
+
+SentenceSlot = str  # stuck_on | attempts | goal | deadline | assignment | context | junk
+_CLASSIFIER_TRUST = 0.55  # below this the pending question decides what a sentence answers
+_ROLE_WEIGHT = {"notes": 3.0, "issue": 3.0, "assignment": 4.0, "recap": 6.0}
+_PAST = re.compile(
+    r"\b(?:already|last (?:week|time|month|semester)|earlier|before|previous(?:ly)?|practi[cs]ed|for practice|"
+    r"back (?:in|on|when)|like (?:in|on|with)|similar to|same as|(?:i|we) (?:did|finished|submitted|got back))\b",
+    re.I,
+)
+_NEGATED = re.compile(r"\b(?:not|isn'?t|wasn'?t|no|instead of|rather than|never)\b[^.,;!?]{0,25}$", re.I)
+_NO_ASSIGNMENT = re.compile(
+    r"\b(?:not|isn'?t|wasn'?t|no)\s+(?:really\s+)?(?:for|about|on|part of)\s+(?:an?\s+|any\s+|the\s+)?"
+    r"(?:assignment|homework|problem set|pset|lab|essay|project|graded|specific)|"
+    r"\bno (?:assignment|homework)\b|\bnot graded\b|\bjust (?:the )?(?:lecture|reading|concept|in general)\b",
+    re.I,
+)
+_CONFIRM = re.compile(
+    r"^\W*(?:yes|yep|yeah|yup|ya|correct|right|exactly|perfect|sounds (?:good|right)|that'?s (?:right|it|correct)|"
+    r"all good|looks (?:good|right)|si|sí|oui|ok(?:ay)?|sure|good|great|thanks?|thank you|👍)\b",
+    re.I,
+)
+_CORRECTION = re.compile(r"\b(?:not quite|no[,.!]|actually|wrong|correction|instead|not\b)", re.I)
+
+
+class Heard(msgspec.Struct, frozen=True, kw_only=True):
+    """What the I/O step found out about a message before it is read."""
+
+    understanding: Any = None  # a ``MessageUnderstanding`` from the classifier, or None without one
+    passages: list[Passage] = []
+    similarity: CourseSimilarity | None = None
+
+
+class Observation(msgspec.Struct, frozen=True, kw_only=True):
+    """One student message, understood: everything the policy needs, nothing it should not believe."""
+
+    answering: str | None  # the slot the last question asked
+    guard: guardrails.Kind
+    rule: str = ""
+    junk: bool = False  # a non-answer: the slot stays open
+    confused: bool = False  # did not understand the question
+    confirms: bool = False  # agreed with the recap
+    sentences: tuple[tuple[SentenceSlot, str], ...] = ()  # clean sentences with the slot each fills
+    assignment_evidence: dict[str, float] = {}
+    topic_evidence: dict[str, float] = {}
+    no_assignment: bool = False
+    section: Section | None = None
+    dropped: int = 0  # sentences withheld (injection, answer requests)
+
+    def said(self, slot: SentenceSlot) -> str:
+        return " ".join(s for k, s in self.sentences if k == slot)
+
+    @property
+    def clean_text(self) -> str:
+        return " ".join(s for _, s in self.sentences)
+
+
+def read(
+    text: str,
+    course: Course,
+    *,
+    answering: str | None,
+    heard: Heard,
+    from_notes: bool = False,
+) -> Observation:
+    """Understand one message; ``from_notes`` marks the booking's own notes (read before the chat)."""
+    text = text.strip()
+    guard = _guard(text, course, heard.understanding)
+    if guard.kind == "distress":
+        return Observation(answering=answering, guard="distress", rule=guard.rule)
+    confirms = answering == "recap" and bool(_CONFIRM.match(text)) and not _CORRECTION.search(text[3:])
+    junk = not text or is_non_answer(text)
+    if junk or confirms:
+        return Observation(answering=answering, guard=guard.kind, rule=guard.rule, junk=junk, confirms=confirms)
+    labelled, dropped = _sentences(text, answering, heard.understanding, from_notes)
+    role = "notes" if from_notes else (answering or "")
+    return Observation(
+        answering=answering,
+        guard=guard.kind,
+        rule=guard.rule,
+        confused=is_confused(text),
+        sentences=tuple(labelled),
+        assignment_evidence=_assignment_evidence(course, labelled, role, heard),
+        topic_evidence=_topic_evidence(course, labelled, heard),
+        no_assignment=any(_NO_ASSIGNMENT.search(s) for _, s in labelled),
+        section=_section(course, heard.passages) if _about_problem(labelled) else None,
+        dropped=dropped,
+    )
+
+
+def _guard(text: str, course: Course, understanding: MessageUnderstanding | None) -> guardrails.Verdict:
+    """Rules and the classifier side by side: either one can raise a flag (distress wins everything)."""
+    related = matching.mentions_course(course, text)
+    ruled = guardrails.screen(text, course_related=related)
+    if ruled.kind == "distress" or understanding is None:
+        return ruled
+    flagged = understanding.flagged
+    if "distress" in flagged:
+        return guardrails.Verdict("distress", "classifier")
+    if ruled.kind != "ok":
+        return ruled
+    if "injection" in flagged:
+        return guardrails.Verdict("injection", "classifier")
+    if "answer_request" in flagged:
+        return guardrails.Verdict("homework", "classifier")
+    if "reschedule" in flagged:
+        return guardrails.Verdict("reschedule", "classifier")
+    if "off_topic" in flagged and not related:
+        return guardrails.Verdict("off_topic", "classifier")
+    return ruled
+
+
+_PENDING_DEFAULT = {
+    "issue": "stuck_on",
+    "stuck_on": "stuck_on",
+    "example": "stuck_on",
+    "topic": "stuck_on",
+    "anything_else": "context",
+    "attempts": "attempts",
+    "goal": "goal",
+    "deadline": "deadline",
+    "assignment": "assignment",
+    "recap": "stuck_on",
+}
+
+
+def _sentences(
+    text: str, answering: str | None, understanding: MessageUnderstanding | None, from_notes: bool
+) -> tuple[list[tuple[str, str]], int]:
+    """Each clean sentence with the slot it fills; injected and answer-seeking sentences are withheld."""
+    by_text = {s.text: s for s in understanding.sentences} if understanding else {}
+    default = "stuck_on" if from_notes else _PENDING_DEFAULT.get(answering or "", "stuck_on")
+    if answering and answering.startswith("q:"):
+        default = answering
+    out: list[tuple[str, str]] = []
+    dropped = 0
+    for raw in sentences(text):
+        sentence = _without_boilerplate(raw)
+        if guardrails.screen(sentence).kind in {"injection", "homework"}:
+            dropped += 1
+            continue
+        if not sentence or is_non_answer(sentence):
+            continue
+        verdict = by_text.get(sentence)
+        slot = default
+        if verdict and verdict.confidence >= _CLASSIFIER_TRUST and verdict.slot != "junk":
+            slot = verdict.slot if not default.startswith("q:") or verdict.slot != "stuck_on" else default
+        elif verdict and verdict.slot == "junk" and verdict.confidence >= 0.8 and not content_words(sentence):
+            continue
+        if answering == "recap" and slot == "stuck_on" and not _CORRECTION.search(sentence):
+            slot = "context"  # more detail after the recap, not a correction of the stuck point
+        out.append((slot, clip(sentence, 400)))
+    return out, dropped
+
+
+_FORM_LABEL = re.compile(
+    r"^\W*(?:additional (?:notes?|information|info)|notes?|comments?|description|"
+    r"(?:please )?(?:share|describe|tell us) (?:anything|what)[^:?]*[:?]|what would you like to discuss\??|"
+    r"reason for (?:the )?(?:meeting|booking|visit)|topic)\s*[:\-–]\s*",
+    re.I,
+)
+_BOILERPLATE = re.compile(
+    r"^\W*(?:n/?a|none|-+|booked (?:via|through|with)\b.*|sent from my \w+.*|"
+    r"this (?:meeting|event) (?:was|is) (?:scheduled|booked)\b.*|powered by cal\.com.*)\W*$",
+    re.I,
+)
+
+
+def _without_boilerplate(sentence: str) -> str:
+    """A sentence without booking-form labels ("Additional notes:") and mail footers; "" if nothing is left."""
+    sentence = _FORM_LABEL.sub("", sentence).strip()
+    return "" if _BOILERPLATE.match(sentence) else sentence
+
+
+def _assignment_evidence(
+    course: Course, labelled: Sequence[tuple[str, str]], role: str, heard: Heard
+) -> dict[str, float]:
+    """Lexical mentions weighted by where they were said, plus semantic similarity of the stuck point."""
+    evidence = dict.fromkeys((a.id for a in course.assignments), 0.0)
+    if not evidence:
+        return {}
+    weight = _ROLE_WEIGHT.get(role, 1.0)
+    for slot, sentence in labelled:
+        scores = _clause_scores(course, sentence)
+        factor = 0.15 if slot == "attempts" or _PAST.search(sentence) else 1.0
+        for assignment_id, score in scores.items():
+            evidence[assignment_id] += score * (weight if score > 0 else max(weight, 2.0)) * factor
+    if heard.similarity and any(s in {"stuck_on", "assignment"} for s, _ in labelled):
+        for assignment_id, cosine in heard.similarity.assignments.items():
+            if assignment_id in evidence:
+                evidence[assignment_id] += 3.0 * max(0.0, cosine - 0.35)
+    return {k: round(v, 3) for k, v in evidence.items() if v}
+
+
+def _clause_scores(course: Course, sentence: str) -> dict[str, float]:
+    """Mentions in a sentence, a negated one ("not lab 3", "instead of essay 1") counting against."""
+    out: dict[str, float] = {}
+    pos = 0
+    for clause in re.split(r"(?<=[,;:])\s+|\s+(?=\bbut\b)|\s+-+\s+", sentence):
+        scores = matching.assignment_scores(course, clause)
+        start = sentence.find(clause, pos)
+        pos = max(pos, start)
+        negated = bool(_NEGATED.search(sentence[:start])) if start > 0 else False
+        negated = negated or bool(re.match(r"\W*(?:not|no)\b", clause, re.I))
+        for assignment_id, score in scores.items():
+            if score > 0:
+                out[assignment_id] = out.get(assignment_id, 0.0) + (-score if negated else score)
+    return out
+
+
+def _topic_evidence(course: Course, labelled: Sequence[tuple[str, str]], heard: Heard) -> dict[str, float]:
+    about = [s for k, s in labelled if k not in {"attempts", "goal", "deadline"}]
+    evidence = matching.topic_scores(course, about) if about else {}
+    if heard.similarity and about:
+        for topic_id, cosine in heard.similarity.topics.items():
+            evidence[topic_id] = evidence.get(topic_id, 0.0) + 4.0 * max(0.0, cosine - 0.3)
+    return {k: round(v, 3) for k, v in evidence.items() if v}
+
+
+def _about_problem(labelled: Sequence[tuple[str, str]]) -> bool:
+    return any(k in {"stuck_on", "assignment"} for k, _ in labelled)
+
+
+def _section(course: Course, passages: Sequence[Passage]) -> Section | None:
+    """The best chunk's section, preferring notes and error patterns over the assignment sheets."""
+    sheets = {a.file for a in course.assignments if a.file}
+    ranked = sorted(passages, key=lambda p: (p.source in sheets, -p.score))
+    for passage in ranked:
+        if passage.source:
+            return Section(
+                source=passage.source,
+                title=passage.title or passage.source,
+                heading=passage.section,
+                score=passage.score,
+            )
+    return None
