@@ -67,10 +67,10 @@ def update(state: InterviewState, course: Course, obs: Observation, today: dt.da
             return
         facts.corrected = True
         _apply_correction(facts, obs)
+    elif obs.answering == "attempts" and NOTHING.match(obs.clean_text) and not facts.attempts:
+        facts.attempts = "Nothing yet."
     else:
         _add_sentences(facts, obs)
-    if obs.answering == "attempts" and NOTHING.match(obs.clean_text or "") and not facts.attempts:
-        facts.attempts = "Nothing yet."
     if obs.answering and obs.answering.startswith("q:") and obs.clean_text:
         facts.custom = {**facts.custom, obs.answering[2:]: clip(obs.clean_text, 300)}
     facts.assignment_evidence = _add(facts.assignment_evidence, obs.assignment_evidence)
@@ -137,7 +137,7 @@ def _resolve(state: InterviewState, course: Course, today: dt.date) -> None:
     facts = state.facts
     evidence = _with_due_dates(facts.assignment_evidence, course, today)
     best = matching.best_of(evidence, floor=2.0, margin=0.0)
-    ranked = sorted(((v, k) for k, v in evidence.items() if v > 0), reverse=True)
+    ranked = sorted(((v, k) for k, v in facts.assignment_evidence.items() if v > 0), reverse=True)
     if best and len(ranked) > 1 and ranked[1][0] >= 2.0 and ranked[1][0] > 0.7 * ranked[0][0]:
         facts.ambiguous = [ranked[0][1], ranked[1][1]]  # close: ask which one instead of guessing
         best = None if facts.assignment is None else facts.assignment
@@ -279,7 +279,7 @@ def _wanted(slot: str, state: InterviewState, course: Course) -> bool:
             and facts.request_type not in {"concept", "logistics"}
         )
     if slot == "stuck_on":
-        return not facts.stuck_on or len(content_words(facts.stuck_on)) < VAGUE_WORDS + 2
+        return not facts.stuck_on or len(content_words(facts.stuck_on)) < VAGUE_WORDS + 1
     if slot == "topic":
         return bool(course.topics) and not facts.topic and "stuck_on" in state.asked
     if slot.startswith("q:"):

@@ -30,17 +30,30 @@ from services.gateway.intake.text import clip, content_words, is_confused, is_no
 
 SentenceSlot = str  # stuck_on | attempts | goal | deadline | assignment | context | junk
 _CLASSIFIER_TRUST = 0.55  # below this the pending question decides what a sentence answers
-_ROLE_WEIGHT = {"notes": 3.0, "issue": 3.0, "assignment": 4.0, "recap": 6.0}
+_ROLE_WEIGHT = {"notes": 3.0, "issue": 3.0, "assignment": 4.0, "which_assignment": 6.0, "recap": 6.0}
 _PAST = re.compile(
     r"\b(?:already|last (?:week|time|month|semester)|earlier|before|previous(?:ly)?|practi[cs]ed|for practice|"
     r"back (?:in|on|when)|like (?:in|on|with)|similar to|same as|(?:i|we) (?:did|finished|submitted|got back))\b",
     re.I,
 )
-_NEGATED = re.compile(r"\b(?:not|isn'?t|wasn'?t|no|instead of|rather than|never)\b[^.,;!?]{0,25}$", re.I)
+_NEGATION = re.compile(r"\b(?:not|isn'?t|wasn'?t|instead of|rather than|never)\b", re.I)
 _NO_ASSIGNMENT = re.compile(
     r"\b(?:not|isn'?t|wasn'?t|no)\s+(?:really\s+)?(?:for|about|on|part of)\s+(?:an?\s+|any\s+|the\s+)?"
     r"(?:assignment|homework|problem set|pset|lab|essay|project|graded|specific)|"
     r"\bno (?:assignment|homework)\b|\bnot graded\b|\bjust (?:the )?(?:lecture|reading|concept|in general)\b",
+    re.I,
+)
+# The rule layer beside the classifier: cue sentences a rambling student volunteers.
+_ATTEMPT_CUE = re.compile(
+    r"\b(?:i|we)\s*(?:'ve|have|had)?\s*(?:already |also |even )?(?:tried|read|re-?read|looked|watched|asked|"
+    r"went|checked|used|searched|googled|rewrote|wrote|started|attempted|practi[cs]ed|reviewed|studied|"
+    r"made|did|worked|followed|talked|visited|outlined|redid|re-?did|printed|tested|ran)\b|\b(?:tried|trying) to\b",
+    re.I,
+)
+_GOAL_CUE = re.compile(
+    r"\b(?:i (?:want|would like|'d like|hope|wanna|need) to|i'?m hoping to|hoping to|my goal|by the end of the meeting|"
+    r"from (?:the|this) meeting)\b[^.?!]*\b(?:understand|learn|leave|walk away|know|figure|fix|improve|make sure|"
+    r"check|clarif\w*|go over|review|talk|discuss|plan|feel|be able|see|get)\b",
     re.I,
 )
 _CONFIRM = re.compile(
@@ -170,7 +183,7 @@ def _sentences(
         if not sentence or is_non_answer(sentence):
             continue
         verdict = by_text.get(sentence)
-        slot = default
+        slot = _cued(sentence, default)
         if verdict and verdict.confidence >= _CLASSIFIER_TRUST and verdict.slot != "junk":
             slot = verdict.slot if not default.startswith("q:") or verdict.slot != "stuck_on" else default
         elif verdict and verdict.slot == "junk" and verdict.confidence >= 0.8 and not content_words(sentence):
@@ -179,6 +192,15 @@ def _sentences(
             slot = "context"  # more detail after the recap, not a correction of the stuck point
         out.append((slot, clip(sentence, 400)))
     return out, dropped
+
+
+def _cued(sentence: str, default: str) -> str:
+    """The slot a cue phrase gives a sentence volunteered while answering something else."""
+    if default not in {"attempts"} and _ATTEMPT_CUE.search(sentence) and not _GOAL_CUE.search(sentence):
+        return "attempts"
+    if default not in {"goal"} and _GOAL_CUE.search(sentence):
+        return "goal"
+    return default
 
 
 _FORM_LABEL = re.compile(
@@ -221,18 +243,18 @@ def _assignment_evidence(
 
 
 def _clause_scores(course: Course, sentence: str) -> dict[str, float]:
-    """Mentions in a sentence, a negated one ("not lab 3", "instead of essay 1") counting against."""
+    """Mentions in a sentence; the words right after a negation ("not lab 3", "instead of essay 1") count against."""
     out: dict[str, float] = {}
-    pos = 0
     for clause in re.split(r"(?<=[,;:])\s+|\s+(?=\bbut\b)|\s+-+\s+", sentence):
-        scores = matching.assignment_scores(course, clause)
-        start = sentence.find(clause, pos)
-        pos = max(pos, start)
-        negated = bool(_NEGATED.search(sentence[:start])) if start > 0 else False
-        negated = negated or bool(re.match(r"\W*(?:not|no)\b", clause, re.I))
-        for assignment_id, score in scores.items():
-            if score > 0:
-                out[assignment_id] = out.get(assignment_id, 0.0) + (-score if negated else score)
+        parts = _NEGATION.split(clause, maxsplit=1)
+        zones = [(parts[0], 1.0)]
+        if len(parts) > 1:
+            after = parts[1].split()
+            zones += [(" ".join(after[:4]), -1.0), (" ".join(after[4:]), 1.0)]
+        for zone, sign in zones:
+            for assignment_id, score in matching.assignment_scores(course, zone).items():
+                if score > 0:
+                    out[assignment_id] = out.get(assignment_id, 0.0) + sign * score
     return out
 
 

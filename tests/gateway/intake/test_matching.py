@@ -1,0 +1,89 @@
+"""Course matching: assignments and topics named in a student's words, against courses built in code."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from services.coursepack import Assignment, CalcomMapping, Course, Tone, Topic
+from services.gateway.intake import matching
+from tests.gateway.intake.scripted import make_course
+
+
+def writing_course() -> Course:
+    """A second invented course with the awkward keywords real packs have ("a", "the", "may", "CS")."""
+    return Course(
+        code="ENG 9",
+        title="College Writing",
+        instructor_name="Prof. Diaz",
+        instructor_email="d@x.edu",
+        calcom=CalcomMapping(event_type_ids=[1]),
+        tone=Tone(),
+        topics=[
+            Topic("articles", "Articles", ["a", "an", "the", "article", "zero article"]),
+            Topic("thesis", "Thesis statements", ["thesis", "main claim", "arguable"]),
+            Topic("sentences", "Run-ons and comma splices", ["run-on", "comma splice", "CS", "fragment"]),
+            Topic("hedging", "Hedging", ["may", "might", "hedging", "too strong"]),
+        ],
+        assignments=[
+            Assignment("essay-1", "Essay 1: Narrative", dt.date(2026, 3, 4), ["thesis"], ["narrative"]),
+            Assignment(
+                "essay-2", "Essay 2: Argument", dt.date(2026, 4, 1), ["thesis"], ["argumentative", "essay 2"]
+            ),
+        ],
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("I need help with ps3", "ps3"),
+        ("question about problem set 3", "ps3"),
+        ("PS 3 part b", "ps3"),
+        ("homework 3 is confusing", "ps3"),
+        ("the third problem set", "ps3"),
+        ("Problem Set 4: Regression", "ps4"),
+        ("it's for the data report", "project"),
+        ("problem set 5", None),
+        ("I have a question", None),
+    ],
+)
+def test_assignment_is_recognised_by_label_title_or_keyword(text: str, expected: str | None) -> None:
+    """Students name assignments many ways ("ps3", "homework 3", "the third problem set"); unknown ones stay None."""
+    assert matching.match_assignment(make_course(), text) == expected
+
+
+def test_assignment_number_beats_shared_keywords() -> None:
+    """ "essay 1" must not become Essay 2 just because both are essays; "the argumentative one" finds Essay 2."""
+    course = writing_course()
+    assert matching.match_assignment(course, "my essay 1 intro") == "essay-1"
+    assert matching.match_assignment(course, "the second essay") == "essay-2"
+    assert matching.match_assignment(course, "the argumentative one") == "essay-2"
+    assert matching.match_assignment(course, "my essay") is None
+
+
+@pytest.mark.parametrize(
+    ("texts", "expected"),
+    [
+        (["I don't get p-values"], "hypothesis-testing"),
+        (["when do I reject the null hypothesis"], "hypothesis-testing"),
+        (["my regression slope is negative"], "regression"),
+        (["RStudio gives me an error message"], "r-programming"),
+        (["I am behind on everything"], None),
+    ],
+)
+def test_topic_comes_from_keywords_and_titles(texts: list[str], expected: str | None) -> None:
+    """Topic ids come from the course's own keywords and titles; no evidence means None (summary says "other")."""
+    assert matching.match_topic(make_course(), texts) == expected
+
+
+def test_stopword_and_abbreviation_keywords_do_not_fire_on_ordinary_words() -> None:
+    """Keywords like "a", "the", "may" are ignored; "CS" matches only in capitals, not inside "cs" words."""
+    course = writing_course()
+    assert matching.match_topic(course, ["I may need a break from the class"]) is None
+    assert matching.match_topic(course, ["the teacher wrote CS next to my sentence"]) == "sentences"
+    assert matching.match_topic(course, ["I am not sure about articles"]) == "articles"
+    assert matching.match_topic(course, ["my thesis is not arguable"]) == "thesis"
+
+

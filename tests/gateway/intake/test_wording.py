@@ -1,0 +1,42 @@
+"""Wording: the policy's template questions, greeting and recap."""
+
+from __future__ import annotations
+
+from services.gateway.intake import policy, reading, wording
+from services.gateway.intake.models import Facts, InterviewState
+from tests.gateway.intake.scripted import TODAY, make_booking, make_course
+
+
+def test_template_questions_are_single_short_questions_naming_the_assignment() -> None:
+    """Every slot's template is one question under 160 characters; grounded ones name the assignment title."""
+    course, booking = make_course(), make_booking()
+    facts = Facts(assignment="ps3", topic="hypothesis-testing")
+    for slot in ("issue", "assignment", "stuck_on", "topic", "attempts", "goal", "deadline", "example", "anything_else"):
+        for variant in (0, 1):
+            q = wording.question(slot, course, booking, facts, TODAY, variant)
+            assert q.endswith("?") and q.count("?") == 1 and len(q) < 160, q
+    assert "Problem Set 3: Hypothesis Tests" in wording.question("stuck_on", course, booking, facts, TODAY)
+    assert "Problem Set 3" in wording.question("assignment", course, booking, Facts(), TODAY)
+
+
+def test_opening_names_the_assignment_from_the_booking_notes() -> None:
+    """Notes that name an assignment make the first question specific; the opening is deterministic."""
+    course = make_course()
+    state = InterviewState()
+    obs = reading.read("Help with problem set 3 please", course, answering=None, heard=reading.Heard(), from_notes=True)
+    policy.update(state, course, obs, TODAY)
+    text = wording.opening(course, make_booking(), state.facts, TODAY)
+    assert text.startswith("Hi Mina!") and "Problem Set 3: Hypothesis Tests" in text and text.count("?") == 1
+
+
+def test_the_recap_names_assignment_stuck_point_and_goal_in_the_second_person() -> None:
+    """The recap is one question with the public cue, names the assignment, and says the student's words back."""
+    facts = Facts(
+        assignment="ps3",
+        stuck_on="I'm stuck on when to reject the null.",
+        goal="I want to understand the rule.",
+    )
+    text = wording.recap(make_course(), facts, TODAY)
+    assert wording.RECAP_CUE in text and text.count("?") == 1
+    assert "Problem Set 3: Hypothesis Tests" in text and "you're stuck on when to reject the null" in text
+    assert "you want to understand the rule" in text
