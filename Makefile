@@ -66,8 +66,8 @@ finetune: setup model ## Synthetic data -> curation -> splits -> LoRA -> fused m
 	$(PY) -m finetune.split
 	$(PY) -m finetune.train
 
-eval: setup model ## Held-out simulated students, base vs fine-tuned model, each on a stack of its own
-	$(PY) -m finetune.evaluate
+eval: setup model ## 63 simulated students on unseen course packs, base vs default model, a stack each (EVAL_ARGS=...)
+	$(PY) -m finetune.evaluate $(EVAL_ARGS)
 
 setup: .venv/.synced system-packages ## Install uv, the virtualenv and Debian packages
 

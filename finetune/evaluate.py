@@ -1,26 +1,32 @@
-"""Evaluation harness: held-out simulated students talk to the RUNNING stack through its public HTTP API.
+"""Evaluation harness: simulated students talk to a stack through its public HTTP API only.
 
-For each test persona (the split's test set, never trained on) the harness
+The students are the hand-written ones in ``eval_students.toml`` (course packs the interviewer was not
+tuned on, every hard case named). For each student the harness
+
 1. posts a signed Cal.com ``BOOKING_CREATED`` webhook to ``{gateway}/webhooks/calcom``
-   (``X-Cal-Signature-256`` = hex HMAC-SHA256 of the raw body with ``INTAKE_CALCOM_WEBHOOK_SECRET``,
-   read from the environment or ``<data_dir>/secrets.env`` as ``make run`` writes it);
-2. finds the chat link the way a student does, in the invite email: with no SMTP configured the stack
-   writes it as an ``.eml`` file into ``<data_dir>/mail/``; the harness gives every booking a unique
-   ``+tag`` student address and reads the ``/i/{token}`` link from the matching file. (This is the
-   least coupled route: it relies on the documented mail drop, not on Redis key names.);
-3. ``POST /api/intakes/{token}/consent``, then one ``POST /api/intakes/{token}/messages`` per student
-   turn (reading the SSE ``token``/``done``/``error`` events), answering each question in the persona's
-   style until the interview is over;
-4. polls ``GET /api/intakes/{token}`` until the summary is there, and scores the conversation with
-   ``finetune.rubric``.
+   (``X-Cal-Signature-256`` = hex HMAC-SHA256 of the raw body with the webhook secret);
+2. reads the ``/i/{token}`` chat link from the invite email the stack writes into ``<data_dir>/mail/``
+   (no SMTP configured: one ``.eml`` per message; every booking has its own ``+tag`` student address);
+3. ``POST /api/intakes/{token}/consent``, then one ``POST /api/intakes/{token}/messages`` per student turn
+   (SSE ``token``/``done``/``error`` events); ``eval_player.StudentPlayer`` recognises what each question
+   asks and answers from the student's script, junk and distress on their turns, and answers the recap
+   ("Did I get that right?") with a yes or, for a correcting student, a correction;
+4. takes the professor's summary from the ``summary.json`` attached to the summary email (addressed to the
+   course's instructor, matched by booking uid); only if none arrives in time, the student's view from
+   ``GET /api/intakes/{token}``;
+5. scores it with ``finetune.rubric`` (three points per student, hard fails zero a student).
 
-Results go to ``<data_dir>/eval/<label>.json``. Run once per served model, then compare::
+By default every model runs on a supervised stack of its own (``services.stack``, free ports, its own
+data folder under ``<data_dir>/eval/stack``)::
 
-    make run                                   # base model
-    python -m finetune.evaluate --label base
-    make stop && INTAKE_MODEL=.data/models/intake-finetuned make run
-    python -m finetune.evaluate --label finetuned   # prints base vs finetuned when base.json exists
-    python -m finetune.evaluate --compare .data/eval/base.json .data/eval/finetuned.json
+    make eval                                             # --models base,default, all students
+    python -m finetune.evaluate --models base --limit 4   # a quick look at one model
+    python -m finetune.evaluate --gateway http://127.0.0.1:8080 --label mine   # the running stack
+    python -m finetune.evaluate --compare .data/eval/base.json .data/eval/default.json
+    python -m finetune.evaluate --rescore .data/eval/base.json   # saved transcripts, current rubric
+
+"base" forces the plain base model with no adapter; "default" is whatever the stack serves when nothing
+is set. Results go to ``<data_dir>/eval/<label>.json``.
 """
 
 from __future__ import annotations
@@ -34,21 +40,28 @@ import re
 import secrets
 import signal
 import sys
+import threading
 import time
-from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from email.message import Message
 from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
 import msgspec
 
-from finetune.compose import SimulatedStudent, load_phrases, slot_of_question
-from finetune.personas import STYLES, Persona, build_personas, load_matrix, urgency_for
-from finetune.rubric import CRITERIA, score_conversation
-from finetune.split import assign_splits
-from finetune.train import BASE_MODEL_NAME, FUSED_NAME
+from finetune.eval_player import StudentPlayer
+from finetune.eval_students import (
+    EVAL_STUDENTS_PATH,
+    EvalSet,
+    EvalStudent,
+    course_questions,
+    load_eval_set,
+    select,
+)
+from finetune.rubric import CRITERIA, Report, Row, Score, report, score_intake
+from finetune.train import BASE_MODEL_NAME
 from services.coursepack import Catalog, Course, load_catalog
 from services.gateway.intake.models import ChatMessage
 from services.gateway.webhooks.signature import sign
@@ -59,18 +72,26 @@ FINISHED = {"complete", "escalated", "partial", "cancelled"}
 
 
 class EvalConversation(msgspec.Struct, kw_only=True):
-    """One scored conversation in the results file."""
+    """One scored intake in the results file."""
 
-    persona_id: str
+    student_id: str
+    course: str
     style: str
+    cases: list[str]
     booking_uid: str
+    appointment_start: str
     status: str
     turns: int
     seconds: float
     messages: list[ChatMessage]
+    asked: list[str | None] = []  # what the student recognised each bot message as
     summary: dict[str, Any] | None
-    scores: dict[str, int]
-    notes: dict[str, str]
+    summary_source: str  # "email" (the professor's copy), "api" (the student's view) or "none"
+    scores: dict[str, float] = {}
+    total: float = 0.0
+    hard_fails: list[str] = []
+    checks: dict[str, bool] = {}
+    notes: dict[str, str] = {}
     errors: list[str] = []
 
 
@@ -80,9 +101,7 @@ class EvalResults(msgspec.Struct, kw_only=True):
     created_at: str
     gateway: str
     conversations: list[EvalConversation]
-    by_criterion: dict[str, float]
-    by_style: dict[str, float]
-    average: float
+    report: Report
 
 
 class Inbox(Protocol):
@@ -90,40 +109,90 @@ class Inbox(Protocol):
 
     def token_for(self, address: str) -> str | None: ...
 
-    def summary_sent(self, booking_uid: str) -> bool: ...
+    def summary_for(self, booking_uid: str) -> dict[str, Any] | None: ...
+
+
+class _Mail(msgspec.Struct, frozen=True):
+    to: str
+    token: str | None
+    summary: dict[str, Any] | None
 
 
 class MailDir:
-    """The ``.eml`` files the stack writes into ``<data_dir>/mail/`` when no SMTP server is configured."""
+    """The ``.eml`` files the stack writes into ``<data_dir>/mail/`` when no SMTP server is configured.
+
+    Parsed files are remembered (a run reads hundreds of mails many times); a file younger than a second
+    may still be being written, so it is read again next time.
+    """
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        self._parsed: dict[str, tuple[float, _Mail]] = {}
+        self._lock = threading.Lock()
 
     def token_for(self, address: str) -> str | None:
-        return token_from_mail(self.folder, address)
+        return next((m.token for m in self._mails() if m.token and address.lower() in m.to.lower()), None)
 
-    def summary_sent(self, booking_uid: str) -> bool:
-        return summary_mailed(self.folder, booking_uid)
+    def summary_for(self, booking_uid: str) -> dict[str, Any] | None:
+        found = [
+            m.summary for m in self._mails() if m.summary and m.summary.get("booking_uid") == booking_uid
+        ]
+        return found[-1] if found else None  # the newest delivery
+
+    def _mails(self) -> list[_Mail]:
+        """Every mail in the folder, oldest first."""
+        if not self.folder.is_dir():
+            return []
+        with self._lock:
+            found: list[tuple[float, _Mail]] = []
+            for path in self.folder.glob("*.eml"):
+                mtime = path.stat().st_mtime
+                cached = self._parsed.get(path.name)
+                if cached is None or cached[0] != mtime:
+                    message = email.message_from_bytes(path.read_bytes())
+                    to = str(message.get("To", ""))
+                    cached = (mtime, _Mail(to, token_in_message(message), summary_in_message(message)))
+                    if time.time() - mtime > 1.0:
+                        self._parsed[path.name] = cached
+                found.append(cached)
+            return [mail for _, mail in sorted(found, key=lambda item: item[0])]
+
+
+class Chat(msgspec.Struct, kw_only=True):
+    """A finished conversation waiting for its summary."""
+
+    student: EvalStudent
+    uid: str
+    token: str
+    start: str
+    started: float
+    status: str = "active"
+    seconds: float = 0.0
+    asked: list[str | None] = []
+    errors: list[str] = []
 
 
 class Harness:
     """A simulated-student client of one running gateway."""
 
-    def __init__(self, gateway: str, secret: str, inbox: Inbox, catalog: Catalog, timeout: float) -> None:
+    def __init__(
+        self, gateway: str, secret: str, inbox: Inbox, catalog: Catalog, eval_set: EvalSet, timeout: float
+    ) -> None:
         self.gateway = gateway.rstrip("/")
         self.secret = secret
         self.inbox = inbox
         self.catalog = catalog
+        self.eval_set = eval_set
         self.http = httpx.Client(base_url=self.gateway, timeout=timeout)
-        self.summary_timeout = max(timeout, 600.0)
+        self.summary_timeout = 600.0
 
     def close(self) -> None:
         self.http.close()
 
-    def book(self, persona: Persona, uid: str, email_addr: str) -> None:
+    def book(self, student: EvalStudent, uid: str, address: str, start: dt.datetime) -> None:
         """POST a signed BOOKING_CREATED shaped like Cal.com's real payload."""
-        course = self.catalog.courses[persona.course_slug]
-        body = json.dumps(booking_payload(persona, course, uid, email_addr)).encode()
+        course = self.catalog.courses[student.course]
+        body = json.dumps(booking_payload(student, course, uid, address, start)).encode()
         response = self.http.post(
             "/webhooks/calcom",
             content=body,
@@ -131,19 +200,14 @@ class Harness:
         )
         response.raise_for_status()
 
-    def find_token(self, email_addr: str, wait_s: float = 600.0) -> str:
-        """The token from the invite email addressed to ``email_addr``.
-
-        The worker sends it after preparing the interview, within seconds on a quiet machine; the long
-        wait is for a loaded one (2 cores shared by the model, the indexer and 4 simulated students).
-        """
+    def find_token(self, address: str, wait_s: float = 600.0) -> str:
+        """The token from the invite email to ``address`` (the long wait is for a loaded 2-core machine)."""
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
-            token = self.inbox.token_for(email_addr)
-            if token:
+            if token := self.inbox.token_for(address):
                 return token
             time.sleep(0.5)
-        raise TimeoutError(f"no invite email for {email_addr} after {wait_s:.0f}s")
+        raise TimeoutError(f"no invite email for {address} after {wait_s:.0f}s")
 
     def consent(self, token: str, wait_s: float = 120.0) -> None:
         """Agree to the chat; 409 means the intake is busy (being prepared), so try again shortly."""
@@ -161,10 +225,18 @@ class Harness:
         return response.json()
 
     def say(self, token: str, text: str) -> tuple[str, str, list[str]]:
-        """One student turn: (reply text, status from ``done``, error codes)."""
+        """One student turn: (reply text, status from ``done``, error codes).
+
+        An empty message is refused (422) as the chat page would refuse it; the student then sends "...",
+        which is what an empty answer looks like from a phone.
+        """
         reply, status, errors = [], "active", []
         payload = {"text": text, "client_turn_id": secrets.token_hex(8)}
         with self.http.stream("POST", f"/api/intakes/{token}/messages", json=payload) as response:
+            if response.status_code == 422 and not text.strip():
+                response.read()
+                again = self.say(token, "...")
+                return again[0], again[1], ["empty_message_refused", *again[2]]
             response.raise_for_status()
             for event, data in sse_events(response.iter_lines()):
                 if event == "token":
@@ -175,105 +247,123 @@ class Harness:
                     status = data.get("status", status)
         return "".join(reply), status, errors
 
-    def wait_summary(self, token: str, uid: str) -> dict[str, Any]:
-        """The state once the FINAL summary is there.
-
-        At the last turn the gateway stores a facts-only summary at once; the worker then has the model
-        draft the text and emails the result to the professor. The harness waits for that email (it
-        carries the booking uid), so it scores the model's summary, not the placeholder.
-        """
+    def wait_summary(self, uid: str) -> dict[str, Any] | None:
+        """The professor's summary from the summary email, once the worker has sent it (None: timed out)."""
         deadline = time.monotonic() + self.summary_timeout
-        while not self.inbox.summary_sent(uid) and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            if summary := self.inbox.summary_for(uid):
+                return summary
             time.sleep(2.0)
-        return self.state(token)
+        return None
 
-    def converse(self, persona: Persona, label: str, max_turns: int, rng: random.Random) -> Chat:
+    def converse(self, student: EvalStudent, label: str, max_turns: int, rng: random.Random) -> Chat:
         """Book, consent and talk until the interview is over (or the turn budget runs out)."""
-        course = self.catalog.courses[persona.course_slug]
-        uid = f"eval-{label}-{persona.id}-{secrets.token_hex(4)}"
-        local, domain = persona.email.split("@")
+        course = self.catalog.courses[student.course]
+        uid = f"eval-{label}-{student.id}-{secrets.token_hex(4)}"
+        local, domain = student.email.split("@")
         address = f"{local}+{uid.lower()}@{domain}"
-        student = SimulatedStudent(persona, course, load_phrases(), rng)
-        chat = Chat(persona=persona, uid=uid, token="", started=time.monotonic())
-        self.book(persona, uid, address)
+        start = appointment_for(student, rng)
+        player = StudentPlayer(student, course, course_questions(course), self.eval_set.question_cues, rng)
+        chat = Chat(student=student, uid=uid, token="", start=iso(start), started=time.monotonic())
+        self.book(student, uid, address, start)
         chat.token = self.find_token(address)
         self.consent(chat.token)
-        text = student.opening()
-        for _ in range(max_turns + 2):  # a stack that never finishes still ends the run
+        text = player.opening()
+        for _ in range(max_turns + 3):  # a stack that never finishes still ends the run
             reply, chat.status, errs = self.say(chat.token, text)
             chat.errors += errs
             if chat.status in FINISHED:
                 break
-            text = student.reply(slot_of_question(reply))
+            text = player.reply(reply)
+        chat.asked = player.kinds
         chat.seconds = round(time.monotonic() - chat.started, 1)
         return chat
 
-    def score(self, chat: Chat, max_turns: int) -> EvalConversation:
-        """Read the final state (after the summary email when the interview finished) and score it."""
-        course = self.catalog.courses[chat.persona.course_slug]
-        state = self.wait_summary(chat.token, chat.uid) if chat.status in FINISHED else self.state(chat.token)
+    def score(self, chat: Chat) -> EvalConversation:
+        """Wait for the professor's summary (the email), read the final state, score the intake."""
+        summary = self.wait_summary(chat.uid) if chat.status in FINISHED else None
+        state = self.state(chat.token)
+        source = "email"
+        if summary is None:  # fall back to the student's view of it
+            summary = state.get("summary")
+            source = "api" if summary else "none"
         messages = [ChatMessage(m["role"], m["text"]) for m in state.get("messages", [])]
-        limit = state.get("max_turns", max_turns)
-        scored = score_conversation(
-            chat.persona,
-            course,
-            messages,
-            state.get("status", chat.status),
-            state.get("summary"),
-            min_turns=min(5, limit),
-            max_turns=limit,
-        )
-        return EvalConversation(
-            persona_id=chat.persona.id,
-            style=chat.persona.style,
+        conversation = EvalConversation(
+            student_id=chat.student.id,
+            course=chat.student.course,
+            style=chat.student.style,
+            cases=list(chat.student.cases),
             booking_uid=chat.uid,
+            appointment_start=chat.start,
             status=state.get("status", chat.status),
             turns=int(state.get("turn", 0)),
             seconds=chat.seconds,
             messages=messages,
-            summary=state.get("summary"),
-            scores=scored.scores,
-            notes=scored.notes,
+            asked=chat.asked,
+            summary=summary,
+            summary_source=source,
             errors=chat.errors,
         )
-
-
-class Chat(msgspec.Struct, kw_only=True):
-    """A finished conversation waiting for its summary."""
-
-    persona: Persona
-    uid: str
-    token: str
-    started: float
-    status: str = "active"
-    seconds: float = 0.0
-    errors: list[str] = []
+        return scored(conversation, self.catalog, self.eval_set)
 
 
 # ---------------------------------------------------------------- pure helpers (tested)
 
 
-def booking_payload(persona: Persona, course: Course, uid: str, email_addr: str) -> dict[str, Any]:
-    """Cal.com's sample BOOKING_CREATED with this persona's booking, course event type and notes."""
+def scored(conversation: EvalConversation, catalog: Catalog, eval_set: EvalSet) -> EvalConversation:
+    """The conversation with the current rubric's scores (also how ``--rescore`` works)."""
+    student = eval_set.student(conversation.student_id)
+    score = score_intake(
+        student,
+        catalog.courses[student.course],
+        conversation.messages,
+        conversation.status,
+        conversation.summary,
+        eval_set.students,
+    )
+    return msgspec.structs.replace(
+        conversation,
+        scores=score.scores,
+        total=score.total,
+        hard_fails=score.hard_fails,
+        checks=score.checks,
+        notes=score.notes,
+    )
+
+
+def appointment_for(student: EvalStudent, rng: random.Random, now: dt.datetime | None = None) -> dt.datetime:
+    """One to three days ahead on the hour: a live intake (the stack treats past meetings as over)."""
+    now = now or dt.datetime.now(dt.UTC)
+    day = (now + dt.timedelta(days=rng.randint(1, 3))).date()
+    return dt.datetime.combine(day, dt.time(rng.choice([14, 15, 16, 17, 18, 19])), tzinfo=dt.UTC)
+
+
+def iso(moment: dt.datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def booking_payload(
+    student: EvalStudent, course: Course, uid: str, address: str, start: dt.datetime
+) -> dict[str, Any]:
+    """Cal.com's sample BOOKING_CREATED with this student's booking, course event type and notes."""
     envelope: dict[str, Any] = (
         json.loads(SAMPLE.read_text())
         if SAMPLE.is_file()
         else {"triggerEvent": "BOOKING_CREATED", "payload": {}}
     )
-    start = dt.datetime.fromisoformat(persona.appointment_start.replace("Z", "+00:00"))
     payload: dict[str, Any] = envelope["payload"]
-    first, _, last = persona.name.partition(" ")
+    first, _, last = student.name.partition(" ")
     payload.update(
         {
             "uid": uid,
             "bookingId": random.randint(10_000, 99_999_999),
             "eventTypeId": next(iter(course.calcom.event_type_ids), None),
             "type": (course.calcom.event_type_slugs or [""])[0],
-            "title": f"{course.code} office hours between {course.instructor_name} and {persona.name}",
-            "description": persona.booking_note,
-            "additionalNotes": persona.booking_note,
-            "startTime": start.isoformat().replace("+00:00", "Z"),
-            "endTime": (start + dt.timedelta(minutes=20)).isoformat().replace("+00:00", "Z"),
+            "title": f"{course.code} office hours between {course.instructor_name} and {student.name}",
+            "description": student.notes,
+            "additionalNotes": student.notes,
+            "startTime": iso(start),
+            "endTime": iso(start + dt.timedelta(minutes=20)),
             "organizer": {
                 **payload.get("organizer", {}),
                 "name": course.instructor_name,
@@ -282,63 +372,54 @@ def booking_payload(persona: Persona, course: Course, uid: str, email_addr: str)
             },
             "attendees": [
                 {
-                    "email": email_addr,
-                    "name": persona.name,
+                    "email": address,
+                    "name": student.name,
                     "firstName": first,
                     "lastName": last,
                     "timeZone": course.timezone,
                 }
             ],
             "responses": {
-                "name": {"label": "your_name", "value": persona.name},
-                "email": {"label": "email_address", "value": email_addr},
-                "notes": {"label": "additional_notes", "value": persona.booking_note},
+                "name": {"label": "your_name", "value": student.name},
+                "email": {"label": "email_address", "value": address},
+                "notes": {"label": "additional_notes", "value": student.notes},
             },
         }
     )
-    envelope["createdAt"] = dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
+    envelope["createdAt"] = iso(dt.datetime.now(dt.UTC))
     return envelope
 
 
-def token_from_mail(mail_dir: Path, email_addr: str) -> str | None:
-    """The ``/i/{token}`` link in an ``.eml`` addressed to ``email_addr`` (None while none is there)."""
-    if not mail_dir.is_dir():
-        return None
-    for path in sorted(mail_dir.glob("*.eml"), key=lambda p: p.stat().st_mtime, reverse=True):
-        message = email.message_from_bytes(path.read_bytes())
-        if email_addr.lower() in str(message.get("To", "")).lower() and (token := token_in_message(message)):
-            return token
-    return None
+def token_from_mail(mail_dir: Path, address: str) -> str | None:
+    """The ``/i/{token}`` link in an ``.eml`` addressed to ``address`` (None while none is there)."""
+    return MailDir(mail_dir).token_for(address)
 
 
-def token_in_message(message: email.message.Message) -> str | None:
+def token_in_message(message: Message) -> str | None:
     """The chat token of the ``/i/{token}`` link in an invite email."""
     for part in message.walk():
-        if part.get_content_maintype() == "text":
+        if part.get_content_maintype() == "text" and not part.get_filename():
             body = _payload_bytes(part).decode("utf-8", "replace")
             if found := re.search(r"/i/([A-Za-z0-9_-]{16,})", body):
                 return found.group(1)
     return None
 
 
-def summary_mailed(mail_dir: Path, uid: str) -> bool:
-    """Whether the professor's summary email for booking ``uid`` has been written."""
-    for path in mail_dir.glob("*summary*.eml") if mail_dir.is_dir() else []:
-        if uid.encode() in path.read_bytes() or uid in _decoded(path):
-            return True
-    return False
+def summary_in_message(message: Message) -> dict[str, Any] | None:
+    """The ``summary.json`` attachment of a summary email, decoded (None: not a summary email)."""
+    for part in message.walk():
+        if part.get_filename() == "summary.json":
+            try:
+                value = json.loads(_payload_bytes(part))
+            except ValueError:
+                return None
+            return value if isinstance(value, dict) else None
+    return None
 
 
-def _payload_bytes(part: email.message.Message) -> bytes:
+def _payload_bytes(part: Message) -> bytes:
     body = part.get_payload(decode=True)
     return body if isinstance(body, bytes) else b""
-
-
-def _decoded(path: Path) -> str:
-    message = email.message_from_bytes(path.read_bytes())
-    return "\n".join(
-        _payload_bytes(part).decode("utf-8", "replace") for part in message.walk() if not part.is_multipart()
-    )
 
 
 def sse_events(lines: Iterator[str]) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -365,85 +446,105 @@ def _json_or_text(raw: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"text": str(value)}
 
 
-def reschedule(persona: Persona, course: Course, now: dt.datetime) -> Persona:
-    """Move a persona's appointment into the future (the stack treats past meetings as over), keeping
-    the ground truth honest: days to the deadline and urgency are recomputed from the real dates."""
-    start = dt.datetime.fromisoformat(persona.appointment_start.replace("Z", "+00:00"))
-    if start > now + dt.timedelta(hours=26):
-        return persona
-    day = (now + dt.timedelta(days=2)).date()
-    new_start = dt.datetime.combine(day, start.timetz())
-    truth = persona.truth
-    assignment = course.assignment(truth.assignment) if truth.assignment else None
-    if assignment and assignment.due_date:
-        days: int | None = (assignment.due_date - day).days
-        deadline = truth.deadline
-    elif truth.days_to_deadline is not None:
-        days, deadline = truth.days_to_deadline, (day + dt.timedelta(days=truth.days_to_deadline)).isoformat()
-    else:
-        days, deadline = None, None
-    truth = msgspec.structs.replace(
-        truth, days_to_deadline=days, deadline=deadline, urgency=urgency_for(days)
-    )
-    return msgspec.structs.replace(
-        persona, appointment_start=new_start.isoformat().replace("+00:00", "Z"), truth=truth
+def report_of(conversations: Sequence[EvalConversation]) -> Report:
+    return report(
+        [
+            Row(
+                student_id=c.student_id,
+                course=c.course,
+                style=c.style,
+                cases=c.cases,
+                score=score_of(c),
+            )
+            for c in conversations
+        ]
     )
 
 
-def held_out_personas(catalog: Catalog, count: int | None) -> list[Persona]:
-    """The held-out personas, balanced across styles (round-robin), at most ``count`` of them."""
-    matrix = load_matrix()
-    personas = build_personas(catalog, matrix)
-    where = assign_splits(personas, matrix.split, matrix.seed)
-    by_style: dict[str, list[Persona]] = defaultdict(list)
-    for p in personas:
-        if where[p.id] == "test":
-            by_style[p.style].append(p)
-    ordered: list[Persona] = []
-    while any(by_style.values()):
-        for style in STYLES:
-            if by_style[style]:
-                ordered.append(by_style[style].pop(0))
-    return ordered[:count] if count else ordered
+def score_of(c: EvalConversation) -> Score:
+    return Score(scores=c.scores, total=c.total, hard_fails=c.hard_fails, checks=c.checks, notes=c.notes)
 
 
-def aggregate(conversations: Sequence[EvalConversation]) -> tuple[dict[str, float], dict[str, float], float]:
-    """Mean score per criterion, per style (over all criteria), and overall."""
-    by_criterion = {c: _mean([conv.scores.get(c, 0) for conv in conversations]) for c in CRITERIA}
-    styles: dict[str, list[float]] = defaultdict(list)
-    for conv in conversations:
-        styles[conv.style].append(_mean(list(conv.scores.values())))
-    by_style = {s: _mean(v) for s, v in sorted(styles.items())}
-    overall = _mean([_mean(list(conv.scores.values())) for conv in conversations])
-    return by_criterion, by_style, overall
-
-
-def _mean(values: Sequence[float]) -> float:
-    return round(sum(values) / len(values), 3) if values else 0.0
+def _held_out() -> frozenset[str]:
+    """Course packs the training data leaves out (``personas.HELD_OUT``), marked in the table."""
+    try:
+        from finetune import personas
+    except ImportError:
+        return frozenset()
+    return frozenset(getattr(personas, "HELD_OUT", frozenset()))
 
 
 def format_table(results: Sequence[EvalResults]) -> str:
-    """Criteria, styles and the average as rows; one column per results file (0–3 scale)."""
+    """One column per run: the mean, the criteria, the check rates, per course, style and case, then
+    every hard fail with the student and the reason."""
     labels = [r.label for r in results]
-    width = max(14, *(len(x) + 2 for x in labels))
-    head = f"{'':<22}" + "".join(f"{x:>{width}}" for x in labels)
-    lines = [head, "-" * len(head)]
+    width = max(12, *(len(x) + 2 for x in labels))
+    head = f"{'':<34}" + "".join(f"{x:>{width}}" for x in labels)
+    rule = "-" * len(head)
+    lines = [head, rule]
+
+    def row(name: str, values: Sequence[str]) -> None:
+        lines.append(f"{name:<34}" + "".join(f"{v:>{width}}" for v in values))
+
+    reports = [r.report for r in results]
+    row("mean total (0-3)", [f"{r.mean:.2f}" for r in reports])
     for name in CRITERIA:
-        lines.append(f"{name:<22}" + "".join(f"{r.by_criterion.get(name, 0):>{width}.2f}" for r in results))
-    lines.append("-" * len(head))
-    for style in sorted({s for r in results for s in r.by_style}):
-        cells = "".join(
-            f"{r.by_style[style]:>{width}.2f}" if style in r.by_style else f"{'-':>{width}}" for r in results
-        )
-        lines.append(f"{'style: ' + style:<22}{cells}")
-    lines.append("-" * len(head))
-    lines.append(f"{'average (0-3)':<22}" + "".join(f"{r.average:>{width}.2f}" for r in results))
-    lines.append(f"{'conversations':<22}" + "".join(f"{len(r.conversations):>{width}d}" for r in results))
+        row(f"  {name} (0-1)", [f"{r.by_criterion.get(name, 0):.2f}" for r in reports])
+    lines.append(rule)
+    for key, name in [
+        ("topic_and_assignment", "topic and assignment both right"),
+        ("topic", "topic right"),
+        ("assignment", "assignment right"),
+        ("key_terms", "key terms all present"),
+        ("file", "relevant file cited"),
+        ("request_type", "request type right"),
+        ("schema_valid", "summary schema-valid"),
+        ("conversation", "conversation rule met"),
+    ]:
+        row(name, [f"{r.rates.get(key, 0):.0%}" for r in reports])
+    row("false alarms", [str(r.false_alarms) for r in reports])
+    row("hard fails", [str(len(r.hard_fails)) for r in reports])
+    row("students", [str(r.students) for r in reports])
+    held_out = _held_out()
+    for title, attr in [("course", "by_course"), ("style", "by_style"), ("case", "by_case")]:
+        lines.append(rule)
+        keys = list(dict.fromkeys(k for r in reports for k in getattr(r, attr)))
+        for key in keys:
+            name = f"{title}: {key}" + (" (held out)" if attr == "by_course" and key in held_out else "")
+            row(name, [f"{getattr(r, attr)[key]:.2f}" if key in getattr(r, attr) else "-" for r in reports])
+    for r in results:
+        if r.report.hard_fails:
+            lines.append(f"\nhard fails, {r.label}:")
+            lines += [f"  {student}: {reason}" for student, reason in r.report.hard_fails]
     return "\n".join(lines)
 
 
 def load_results(path: Path) -> EvalResults:
     return msgspec.json.decode(path.read_bytes(), type=EvalResults)
+
+
+def save_results(results: EvalResults, folder: Path) -> Path:
+    out = folder / f"{results.label}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(msgspec.json.format(msgspec.json.encode(results), indent=1))
+    return out
+
+
+def results_of(label: str, model: str, gateway: str, conversations: list[EvalConversation]) -> EvalResults:
+    return EvalResults(
+        label=label,
+        model=model,
+        gateway=gateway,
+        created_at=dt.datetime.now(dt.UTC).isoformat(),
+        conversations=conversations,
+        report=report_of(conversations),
+    )
+
+
+def rescore(results: EvalResults, catalog: Catalog, eval_set: EvalSet) -> EvalResults:
+    """The saved transcripts and summaries scored again with the current rubric (a pure function)."""
+    conversations = [scored(c, catalog, eval_set) for c in results.conversations]
+    return msgspec.structs.replace(results, conversations=conversations, report=report_of(conversations))
 
 
 def webhook_secret(settings: Settings, data_dir: Path) -> str:
@@ -459,191 +560,182 @@ def webhook_secret(settings: Settings, data_dir: Path) -> str:
     raise SystemExit("no webhook secret: set INTAKE_CALCOM_WEBHOOK_SECRET or run `make run` once")
 
 
-def default_label(settings: Settings) -> str:
-    return "finetuned" if "intake-finetuned" in settings.model else "base"
+class StackModel(msgspec.Struct, frozen=True):
+    """What one evaluation stack serves: ``model`` None means the stack's own default (model and adapter)."""
+
+    label: str
+    model: Path | None
+    settings: dict[str, str] = {}
+
+
+def models_to_compare(spec: str, data_dir: Path) -> list[StackModel]:
+    """``base`` (the embedded base model, no adapter), ``default`` (what the stack serves when nothing is
+    set) or ``LABEL=PATH`` (a model folder), comma-separated."""
+    base = data_dir / "models" / BASE_MODEL_NAME
+    chosen: list[StackModel] = []
+    for item in (x.strip() for x in spec.split(",") if x.strip()):
+        label, eq, path = item.partition("=")
+        if eq:
+            if not Path(path).is_dir():
+                raise SystemExit(f"--models {item}: {path} is not a model folder")
+            chosen.append(StackModel(label, Path(path).resolve()))
+        elif item == "base":
+            chosen.append(StackModel("base", base.resolve(), {"INTAKE_ADAPTER_PATH": ""}))
+        elif item == "default":
+            chosen.append(StackModel("default", None))
+        else:
+            raise SystemExit(f"--models wants base, default or LABEL=PATH; not usable: {item!r}")
+    if not base.is_dir():
+        raise SystemExit(f"no base model at {base}: run `make model` (or `make run`) first")
+    return chosen
+
+
+def stack_environment(which: StackModel, data_dir: Path, corpus: Path) -> dict[str, str]:
+    """The isolated stack's environment. For ``default`` no model or adapter is set (the stack's own
+    choice), and its data folder borrows the operator's ``models/`` so the embedded model is found."""
+    from services import stack
+
+    folder = data_dir / "eval" / "stack"  # reused by the next model, and so is its course index
+    base = (data_dir / "models" / BASE_MODEL_NAME).resolve()
+    env = stack.isolated_env(folder, which.model or base, corpus, **which.settings)
+    if which.model is None:
+        env.pop("INTAKE_MODEL", None)
+        env.pop("INTAKE_ADAPTER_PATH", None)
+        models = folder / "models"
+        if not models.exists():
+            models.symlink_to((data_dir / "models").resolve(), target_is_directory=True)
+    return env
 
 
 # ---------------------------------------------------------------- runs
 
 
 def run_students(
-    harness: Harness, personas: Sequence[Persona], label: str, max_turns: int, seed: int, concurrency: int
+    harness: Harness, students: Sequence[EvalStudent], label: str, max_turns: int, seed: int, concurrency: int
 ) -> list[EvalConversation]:
     """Talk to every student (``concurrency`` at a time), then score each once its summary is mailed.
 
-    Each student gets its own seeded RNG, so a student says the same things whatever the order; the
-    conversations run side by side because ``mlx_lm.server`` batches concurrent requests (the decode
-    rate roughly triples at 4 streams), and the worker drafts summaries while later students talk.
+    Each student has its own seeded RNG, so it says the same things whatever the order; conversations run
+    side by side because ``mlx_lm.server`` batches concurrent requests, and the worker drafts summaries
+    while later students talk.
     """
 
-    def talk(item: tuple[int, Persona]) -> Chat | None:
-        i, persona = item
+    def talk(item: tuple[int, EvalStudent]) -> Chat | None:
+        i, student = item
         try:
-            chat = harness.converse(persona, label, max_turns, random.Random(f"{seed}-{persona.id}"))
+            chat = harness.converse(student, label, max_turns, random.Random(f"{seed}-{student.id}"))
         except (httpx.HTTPError, TimeoutError) as exc:
-            print(f"[{i}/{len(personas)}] {persona.id} {persona.style}: FAILED {exc}", file=sys.stderr)
+            print(f"[{i}/{len(students)}] {student.id}: FAILED {exc}", file=sys.stderr, flush=True)
             return None
         print(
-            f"[{i}/{len(personas)}] {label} {persona.id} {persona.style:<10} {chat.status:<10} "
+            f"[{i}/{len(students)}] {label} {student.id} {student.style:<14} {chat.status:<10} "
             f"{chat.seconds:>6.1f}s",
             flush=True,
         )
         return chat
 
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        chats = [c for c in pool.map(talk, enumerate(personas, 1)) if c is not None]
+        chats = [c for c in pool.map(talk, enumerate(students, 1)) if c is not None]
     conversations: list[EvalConversation] = []
     for chat in chats:
         try:
-            conv = harness.score(chat, max_turns)
+            conv = harness.score(chat)
         except httpx.HTTPError as exc:
-            print(f"{chat.persona.id}: FAILED reading the result: {exc}", file=sys.stderr)
+            print(f"{chat.student.id}: FAILED reading the result: {exc}", file=sys.stderr)
             continue
         conversations.append(conv)
+        fails = f" HARD FAIL: {'; '.join(conv.hard_fails)}" if conv.hard_fails else ""
         print(
-            f"scored {label} {conv.persona_id} {conv.style:<10} {conv.status:<10} turns={conv.turns} "
-            f"score={sum(conv.scores.values()) / len(conv.scores):.2f}",
+            f"scored {label} {conv.student_id} {conv.status:<10} summary={conv.summary_source:<5} "
+            f"total={conv.total:.1f} {conv.scores}{fails}",
             flush=True,
         )
     return conversations
-
-
-def results_of(label: str, model: str, gateway: str, conversations: list[EvalConversation]) -> EvalResults:
-    by_criterion, by_style, overall = aggregate(conversations)
-    return EvalResults(
-        label=label,
-        model=model,
-        gateway=gateway,
-        created_at=dt.datetime.now(dt.UTC).isoformat(),
-        conversations=conversations,
-        by_criterion=by_criterion,
-        by_style=by_style,
-        average=overall,
-    )
-
-
-def rescore(results: EvalResults, catalog: Catalog, max_turns: int) -> EvalResults:
-    """The saved transcripts scored again with the current rubric (the rubric is a pure function).
-
-    Personas are rebuilt and rescheduled as of the run (``created_at``), so the ground truth is the one
-    the students played.
-    """
-    when = dt.datetime.fromisoformat(results.created_at)
-    people = {
-        p.id: reschedule(p, catalog.courses[p.course_slug], when) for p in held_out_personas(catalog, None)
-    }
-    conversations = []
-    for conv in results.conversations:
-        persona = people[conv.persona_id]
-        limit = max(max_turns, conv.turns)
-        scored = score_conversation(
-            persona,
-            catalog.courses[persona.course_slug],
-            conv.messages,
-            conv.status,
-            conv.summary,
-            min_turns=min(5, limit),
-            max_turns=max_turns,
-        )
-        conversations.append(msgspec.structs.replace(conv, scores=scored.scores, notes=scored.notes))
-    by_criterion, by_style, overall = aggregate(conversations)
-    return msgspec.structs.replace(
-        results, conversations=conversations, by_criterion=by_criterion, by_style=by_style, average=overall
-    )
-
-
-def save_results(results: EvalResults, folder: Path) -> Path:
-    out = folder / f"{results.label}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(msgspec.json.format(msgspec.json.encode(results), indent=1))
-    return out
 
 
 def talk_to(
     gateway: str,
     secret: str,
     mail: Path,
-    personas: Sequence[Persona],
+    students: Sequence[EvalStudent],
     label: str,
     catalog: Catalog,
-    settings: Settings,
+    eval_set: EvalSet,
+    max_turns: int,
     args: Any,
 ) -> list[EvalConversation]:
     """Run the students against one gateway whose mail drop is ``mail``."""
-    harness = Harness(gateway, secret, MailDir(mail), catalog, args.timeout)
+    harness = Harness(gateway, secret, MailDir(mail), catalog, eval_set, args.timeout)
+    harness.summary_timeout = args.summary_wait
     try:
-        return run_students(harness, personas, label, settings.max_turns, args.seed, args.concurrency)
+        return run_students(harness, students, label, max_turns, args.seed, args.concurrency)
     finally:
         harness.close()
 
 
 def evaluate_on_own_stack(
-    label: str, model: Path, personas: Sequence[Persona], catalog: Catalog, settings: Settings, args: Any
+    which: StackModel,
+    students: Sequence[EvalStudent],
+    catalog: Catalog,
+    eval_set: EvalSet,
+    settings: Settings,
+    args: Any,
 ) -> EvalResults:
-    """Start the whole supervised stack serving ``model``, run the students through it, stop it."""
+    """Start the whole supervised stack serving ``which``, run the students through it, stop it."""
     from services import stack
 
-    # the data folder (and so its course index) is reused by the next model
-    env = stack.isolated_env(args.data_dir / "eval" / "stack", model, Path(settings.corpus_dir))
-    print(f"== {label}: starting a stack serving {model} (first start also indexes the corpus)", flush=True)
+    env = stack_environment(which, args.data_dir, args.corpus)
+    served = env.get("INTAKE_MODEL", "the stack's default model")
+    if env.get("INTAKE_ADAPTER_PATH"):
+        served += f" + adapter {env['INTAKE_ADAPTER_PATH']}"
+    print(f"== {which.label}: starting a stack serving {served} (first start indexes the corpus)", flush=True)
     started = time.monotonic()
     try:
         stack.up(env, timeout=args.start_timeout)
-        print(
-            f"== {label}: ready in {time.monotonic() - started:.0f}s at {env['INTAKE_PUBLIC_URL']}",
-            flush=True,
-        )
+        print(f"== {which.label}: ready in {time.monotonic() - started:.0f}s at {env['INTAKE_PUBLIC_URL']}")
         conversations = talk_to(
             env["INTAKE_PUBLIC_URL"],
             env["INTAKE_CALCOM_WEBHOOK_SECRET"],
             Path(env["INTAKE_DATA_DIR"]) / "mail",
-            personas,
-            label,
+            students,
+            which.label,
             catalog,
-            settings,
+            eval_set,
+            settings.max_turns,
             args,
         )
     finally:
         stack.down(env)
-    return results_of(label, str(model), env["INTAKE_PUBLIC_URL"], conversations)
+    return results_of(which.label, served, env["INTAKE_PUBLIC_URL"], conversations)
 
 
 # ---------------------------------------------------------------- command line
 
 
-def main(argv: list[str] | None = None) -> int:
-    settings = load_settings()
+def parse_args(argv: list[str] | None, settings: Settings) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m finetune.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument(
-        "--gateway",
-        default=None,
-        help="evaluate the stack already running at this URL (default: one stack per model)",
+        "--models", default="base,default", help="base, default and/or LABEL=PATH, comma-separated"
     )
     parser.add_argument(
-        "--label",
-        default=None,
-        help="with --gateway: results name (default: base, or finetuned for an intake-finetuned model)",
+        "--gateway", default=None, help="evaluate the stack already running at this URL instead"
     )
+    parser.add_argument("--label", default="running", help="with --gateway: the results name")
+    parser.add_argument("--students", default=None, help="student ids, comma-separated (default: all)")
     parser.add_argument(
-        "--model",
-        action="append",
-        metavar="LABEL=PATH",
-        help="models to compare, each on its own stack (default: base=<data>/models/"
-        f"{BASE_MODEL_NAME} finetuned=<data>/models/{FUSED_NAME})",
+        "--limit", type=int, default=0, help="at most this many students (courses interleaved)"
     )
-    parser.add_argument("--count", type=int, default=16, help="test personas to run (0 = all)")
     parser.add_argument("--concurrency", type=int, default=4, help="students talking at the same time")
+    parser.add_argument("--eval-set", type=Path, default=EVAL_STUDENTS_PATH)
     parser.add_argument("--data-dir", type=Path, default=settings.data_path)
+    parser.add_argument("--corpus", type=Path, default=Path(settings.corpus_dir))
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds per HTTP request")
     parser.add_argument("--start-timeout", type=float, default=900.0, help="seconds for a stack to come up")
-    parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
-        "--compare",
-        nargs="+",
-        type=Path,
-        metavar="RESULTS.json",
-        help="print saved results side by side and exit",
+        "--summary-wait", type=float, default=600.0, help="seconds to wait for a summary email"
     )
+    parser.add_argument("--seed", type=int, default=None, help="default: the eval set's seed")
+    parser.add_argument("--compare", nargs="+", type=Path, metavar="RESULTS.json", help="print saved results")
     parser.add_argument(
         "--rescore",
         nargs="+",
@@ -651,54 +743,52 @@ def main(argv: list[str] | None = None) -> int:
         metavar="RESULTS.json",
         help="score saved transcripts again with the current rubric (rewrites the files) and exit",
     )
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = load_settings()
+    args = parse_args(argv, settings)
     # SIGTERM (a stopped `make eval`) unwinds like Ctrl-C, so the evaluation stack is shut down
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.compare:
         print(format_table([load_results(p) for p in args.compare]))
         return 0
-    catalog = load_catalog(Path(settings.corpus_dir))
+    catalog = load_catalog(args.corpus)
+    eval_set = load_eval_set(args.eval_set)
+    args.seed = eval_set.seed if args.seed is None else args.seed
     if args.rescore:
-        rescored = [rescore(load_results(p), catalog, settings.max_turns) for p in args.rescore]
+        rescored = [rescore(load_results(p), catalog, eval_set) for p in args.rescore]
         for path, results in zip(args.rescore, rescored, strict=True):
             path.write_bytes(msgspec.json.format(msgspec.json.encode(results), indent=1))
         print(format_table(rescored))
         return 0
-    now = dt.datetime.now(dt.UTC)
-    personas = [
-        reschedule(p, catalog.courses[p.course_slug], now) for p in held_out_personas(catalog, args.count)
-    ]
+    ids = [x.strip() for x in args.students.split(",")] if args.students else None
+    students = select(eval_set, ids, args.limit)
     runs: list[EvalResults] = []
     if args.gateway:
-        label = args.label or default_label(settings)
         secret = webhook_secret(settings, args.data_dir)
-        mail = args.data_dir / "mail"
-        conversations = talk_to(args.gateway, secret, mail, personas, label, catalog, settings, args)
-        runs.append(results_of(label, settings.model or settings.model_path, args.gateway, conversations))
+        conversations = talk_to(
+            args.gateway,
+            secret,
+            args.data_dir / "mail",
+            students,
+            args.label,
+            catalog,
+            eval_set,
+            settings.max_turns,
+            args,
+        )
+        runs.append(
+            results_of(args.label, settings.model or settings.model_path, args.gateway, conversations)
+        )
         print(f"results: {save_results(runs[-1], args.data_dir / 'eval')}")
     else:
-        for label, model in models_to_compare(args.model, args.data_dir):
-            runs.append(evaluate_on_own_stack(label, model, personas, catalog, settings, args))
+        for which in models_to_compare(args.models, args.data_dir):
+            runs.append(evaluate_on_own_stack(which, students, catalog, eval_set, settings, args))
             print(f"results: {save_results(runs[-1], args.data_dir / 'eval')}", flush=True)
     print(format_table(runs))
     return 0 if all(r.conversations for r in runs) else 1
-
-
-def models_to_compare(given: list[str] | None, data_dir: Path) -> list[tuple[str, Path]]:
-    """``LABEL=PATH`` pairs, or base and fine-tuned from the data folder (fine-tuned must exist)."""
-    if given:
-        pairs = [item.partition("=") for item in given]
-        bad = [label for label, eq, path in pairs if not eq or not Path(path).is_dir()]
-        if bad:
-            raise SystemExit(f"--model wants LABEL=PATH to a model folder; not usable: {bad}")
-        return [(label, Path(path).resolve()) for label, _, path in pairs]
-    base = data_dir / "models" / BASE_MODEL_NAME
-    tuned = data_dir / "models" / FUSED_NAME
-    if not base.is_dir():
-        raise SystemExit(f"no base model at {base}: run `make model` (or `make run`) first")
-    if not tuned.is_dir():
-        raise SystemExit(f"no fine-tuned model at {tuned}: run `make finetune` first")
-    return [("base", base.resolve()), ("finetuned", tuned.resolve())]
 
 
 if __name__ == "__main__":
