@@ -29,6 +29,7 @@ from services.gateway.intake.models import (
     IntakeStatus,
     IntakeView,
     InterviewState,
+    StudentSummary,
     SummaryStatus,
     TokenEvent,
 )
@@ -78,6 +79,7 @@ def course_of(services: Services, record: IntakeRecord) -> Course:
         raise Conflict("This course is no longer set up for intake chats. Please contact your instructor.")
     return course
 
+    """``GET /api/intakes/{token}``: what the link holder (the student) may see."""
 
 def transcript_url(settings: Settings, token: str) -> str:
     """The staff link printed in the summary; the staff page itself asks for a login."""
@@ -99,7 +101,7 @@ def build_view(record: IntakeRecord, course: Course | None, settings: Settings) 
         consented=record.consented_at is not None,
         retention_days=settings.retention_days,
         taken_over=record.taken_over,
-        summary=record.summary,
+        summary=StudentSummary.of(record.summary) if record.summary else None,
     )
 
 

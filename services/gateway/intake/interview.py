@@ -31,12 +31,13 @@ import datetime as dt
 import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from pathlib import Path
 from typing import cast
 
 import msgspec
 import structlog
 
-from services.coursepack import Course
+from services.coursepack import Course, load_catalog
 from services.gateway.intake import guardrails, policy, prompt, reading, summary, wording
 from services.gateway.intake.models import (
     Booking,
@@ -391,27 +392,33 @@ class Interviewer:
     async def _drafted(
         self, state: InterviewState, course: Course, booking: Booking, base: Summary
     ) -> Summary:
-        evidence = summary.evidence_text(state, course, booking)
-        system = state.prompt[0]["content"] if state.prompt[0]["role"] == "system" else ""
+        """The model's polish of the free text, sentence by sentence: each sentence it writes is checked
+        against the intake's evidence, and a field left with too few usable sentences keeps the composed
+        text. Fields that failed are re-asked once (one extra call for all of them)."""
+        try:  # other courses' vocabulary is refused unless this course shares it
+            catalog = await asyncio.to_thread(load_catalog, Path(self.settings.corpus_dir))
+            others = [c for c in catalog.courses.values() if c.slug != course.slug]
+        except Exception as exc:
+            log.warning("summary_catalog_failed", error=type(exc).__name__)
+            others = []
+        proof = summary.evidence_for(state, course, booking, base, others)
         sent = prompt.messages([*state.prompt, {"role": "user", "content": prompt.SUMMARY_REQUEST}])
         text = await self._complete_json(sent)
-        draft = summary.parse_draft(text)
-        bad = summary.bad_fields(draft, evidence, system)
-        result = summary.merge(base, draft, [f for f in summary.FREE_FIELDS if f not in bad])
-        if bad:
+        usable = summary.usable_fields(summary.parse_draft(text), proof, state, course)
+        missing = [f for f in summary.draftable(state) if f not in usable]
+        if missing:
             state.model_retries += 1
             retry = [
                 *sent,
                 PromptMessage("assistant", text),
-                PromptMessage("user", prompt.summary_retry(bad)),
+                PromptMessage("user", prompt.summary_retry(missing)),
             ]
-            text2 = await self._complete_json(retry)
-            draft2 = summary.parse_draft(text2)
-            still_bad = set(summary.bad_fields(draft2, evidence, system))
-            result = summary.merge(result, draft2, [f for f in bad if f not in still_bad])
-            bad = [f for f in bad if f in still_bad]
-        log.info("summary_drafted", model_fields=4 - len(bad), retries=state.model_retries)
-        return result
+            again = summary.usable_fields(
+                summary.parse_draft(await self._complete_json(retry)), proof, state, course
+            )
+            usable |= {f: again[f] for f in missing if f in again}
+        log.info("summary_drafted", model_fields=len(usable), retries=state.model_retries)
+        return summary.merge(base, usable)
 
     async def _complete_json(self, sent: Sequence[PromptMessage]) -> str:
         """A draft that ends at its closing brace: the free-text object has no nested braces, and a small
@@ -419,6 +426,7 @@ class Interviewer:
         text = await self.model.complete(
             sent, max_tokens=self.settings.summary_max_tokens, stop=(*prompt.STOP[:2], "}")
         )
+        text = text or ""
         return text if text.rstrip().endswith("}") else text + "}"
 
 

@@ -64,6 +64,31 @@ class Summary(msgspec.Struct, frozen=True, kw_only=True):
     transcript_url: str = ""
 
 
+class StudentSummary(msgspec.Struct, frozen=True, kw_only=True):
+    """The summary as the student's link shows it: the professor-only fields (prep note, difficulty,
+    urgency, staff transcript link) are left out."""
+
+    schema_version: Literal["1"] = "1"
+    booking_uid: str
+    course: str
+    student: Person
+    appointment_start: str
+    status: SummaryStatus
+    topic: str
+    assignment: str | None
+    request_type: RequestType
+    issue_description: str
+    student_attempts: str
+    student_goal: str
+    suggested_materials: list[SuggestedMaterial] = []
+    flags: Flags = Flags()
+    turns: int = 0
+
+    @classmethod
+    def of(cls, summary: Summary) -> StudentSummary:
+        return cls(**{name: getattr(summary, name) for name in cls.__struct_fields__})
+
+
 class Booking(msgspec.Struct, frozen=True, kw_only=True):
     """What we keep of the Cal.com booking an intake belongs to."""
 
@@ -94,7 +119,7 @@ class IntakeView(msgspec.Struct, frozen=True, kw_only=True):
     retention_days: int
     instructor_name: str = ""  # who reads the chat, shown on the consent screen
     taken_over: bool = False  # a staff member answers instead of the model
-    summary: Summary | None = None
+    summary: StudentSummary | None = None  # never the professor-only fields
 
 
 class MessageIn(msgspec.Struct, frozen=True):

@@ -119,15 +119,17 @@ def is_extension(previous: Sequence[dict[str, str]], current: Sequence[dict[str,
     return len(current) >= len(previous) and list(current[: len(previous)]) == list(previous)
 
 
+# Every sentence the model writes here is checked against the intake's evidence (names, dates, numbers,
+# course terms), so the request only needs to say what to write; kept short, as each token costs ~15 ms.
 SUMMARY_REQUEST = (
-    "[The interview is over. Write a note for the professor as JSON with these keys: "
-    '"issue_description" (2-4 plain sentences, the student\'s problem in their words), '
-    '"student_attempts", "student_goal", "professor_prep_note" (what to look at or bring). '
-    "Only facts the student said. JSON only.]"
+    "[Interview over. For the professor, write JSON with keys "
+    '"issue_description" (2-4 sentences: the assignment and exactly where they are stuck, in their words), '
+    '"student_attempts", "student_goal", "professor_prep_note" (what to look at or ask them to bring). '
+    "Third person, only what the student said. JSON only.]"
 )
 
 
 def summary_retry(missing: Sequence[str]) -> str:
-    """The one re-ask for fields that failed validation."""
+    """The one re-ask for fields that failed the evidence check."""
     keys = ", ".join(f'"{k}"' for k in missing)
-    return f"[Some fields were unusable. Write JSON with only these keys: {keys}. Plain sentences, facts the student said.]"
+    return f"[Some fields were unusable. Write JSON with only these keys: {keys}. Plain third-person sentences, only what the student said.]"

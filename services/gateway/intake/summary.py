@@ -1,9 +1,12 @@
-"""Summary v1: built from the policy's facts (always valid), optionally improved by model-drafted text.
+"""Summary v1, composed for the professor from the policy's facts; the model may only polish the wording.
 
-Structured fields (topic, assignment, request_type, urgency, difficulty) always come from the policy:
-a 135M model cannot be trusted with ids. The model may only draft the four free-text fields; each
-draft field is checked (length, no junk, no solution, grounded in what the student actually said)
-and a bad field is replaced by the facts-based text. No function here raises on bad model output.
+Structured fields (topic, assignment, request_type, urgency, difficulty) always come from the policy: a
+135M model cannot be trusted with ids. The free text is composed here from the facts, which hold only
+the student's clean sentences (junk, injected text and booking boilerplate never reach them), turned
+into the third person and never cut mid-sentence. A model draft may replace a field only sentence by
+sentence: each sentence is checked against the intake's evidence (``evidence.check_sentence``), and a
+field left with too few usable sentences keeps the composed text. No function here raises on bad
+model output.
 """
 
 from __future__ import annotations
@@ -11,21 +14,35 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping
+from typing import Literal
 
 import msgspec
 
 from services.coursepack import Course
-from services.gateway.intake import guardrails, policy
+from services.gateway.intake import dates, guardrails, policy
+from services.gateway.intake.evidence import Evidence, usable_sentences
 from services.gateway.intake.models import (
     Booking,
+    Facts,
     Flags,
     InterviewState,
     Person,
     RequestType,
+    Section,
     SuggestedMaterial,
     Summary,
     SummaryStatus,
+)
+from services.gateway.intake.text import (
+    GENERIC_WORDS,
+    NOTHING,
+    content_words,
+    first_name,
+    is_confused,
+    is_non_answer,
+    sentences,
+    words,
 )
 
 FREE_FIELDS = ("issue_description", "student_attempts", "student_goal", "professor_prep_note")
@@ -36,15 +53,21 @@ _LIMITS = {
     "professor_prep_note": 800,
 }
 _MIN_CHARS = {"issue_description": 40, "student_attempts": 8, "student_goal": 8, "professor_prep_note": 30}
-_NOT_STATED = "Not stated in the intake."
-_REQUEST_WORDS: dict[RequestType, str] = {
-    "concept": "understanding a concept",
-    "assignment": "an assignment",
-    "exam_prep": "exam preparation",
-    "grade": "a grade",
+_MIN_SENTENCES = {"issue_description": 2, "student_attempts": 1, "student_goal": 1, "professor_prep_note": 1}
+_MIN_GROUNDED = {"professor_prep_note": 0.34}
+NOT_STATED = "Not stated in the intake."
+Mode = Literal["stuck", "attempts", "goal"]  # which fact a student sentence is rephrased for
+QUOTE_WORDS = 15  # the one quotation an issue description may carry
+_SENTENCE_CHARS = 260  # a longer student sentence is cut back to a whole clause
+# What the student wants, as it follows "<name> wants ..." / "... and wants ...".
+_WANTS: dict[RequestType, str] = {
+    "concept": "help understanding a concept",
+    "assignment": "help with an assignment",
+    "exam_prep": "help preparing for an exam",
+    "grade": "to talk about a grade",
     "draft_feedback": "feedback on a draft",
-    "logistics": "course logistics",
-    "other": "a question",
+    "logistics": "help with course logistics",
+    "other": "help",
 }
 
 
@@ -57,7 +80,7 @@ class DraftText(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
     professor_prep_note: str = ""
 
 
-# ---------------------------------------------------------------- facts-only summary
+# ---------------------------------------------------------------- the composed summary
 
 
 def build_summary(
@@ -67,7 +90,7 @@ def build_summary(
     status: SummaryStatus,
     transcript_url: str,
 ) -> Summary:
-    """The deterministic summary from facts alone: instant, never wrong about ids, always valid."""
+    """The summary from facts alone: instant, never wrong about ids, always schema-valid."""
     facts = state.facts
     topic = facts.topic if facts.topic and course.topic(facts.topic) else "other"
     assignment = facts.assignment if facts.assignment and course.assignment(facts.assignment) else None
@@ -87,10 +110,10 @@ def build_summary(
         assignment=assignment,
         request_type=request,
         issue_description=_fit(issue_text(state, course, booking, status), "issue_description"),
-        student_attempts=_fit(facts.attempts or _NOT_STATED, "student_attempts"),
-        student_goal=_fit(facts.goal or _NOT_STATED, "student_goal"),
+        student_attempts=_fit(attempts_text(facts, course), "student_attempts"),
+        student_goal=_fit(goal_text(facts, course), "student_goal"),
         difficulty=policy.difficulty(facts, state, course, booking),
-        urgency=policy.urgency(facts, course, booking),
+        urgency=dates.urgency(facts, course, booking),
         professor_prep_note=_fit(prep_note(state, course, booking, status), "professor_prep_note"),
         suggested_materials=materials(state, course),
         flags=flags,
@@ -100,31 +123,359 @@ def build_summary(
 
 
 def issue_text(state: InterviewState, course: Course, booking: Booking, status: SummaryStatus) -> str:
-    """2–4 plain sentences: what it is about, then the student's own words."""
+    """2–4 sentences for the professor: who and what, where exactly they are stuck, what they tried."""
     facts = state.facts
-    name = policy.first_name(booking.student.name) or "The student"
+    name = first_name(booking.student.name) or "The student"
+    stuck = stuck_sentences(facts, course)
     if status == "no_intake" or (not state.turn and not facts.stuck_on):
-        notes = (
-            f' Their booking note says: "{policy.clip(booking.notes, 200)}".' if booking.notes.strip() else ""
+        first = f"{name} did not complete the intake chat before the meeting."
+        known = (
+            [_about(name, facts, course, lead="Their booking is about")] if _has_focus(facts, course) else []
         )
-        return f"{name} did not complete the intake chat before the meeting.{notes}"
-    about = policy.subject(facts, course)
-    kind = _REQUEST_WORDS[facts.request_type or "other"]
-    first = f"{name} wants help with {kind}" + (f": {about}." if about != "this" else ".")
-    parts = [first]
-    if facts.stuck_on:
-        parts.append(f'In their words: "{policy.clip(facts.stuck_on, 400)}"')
-    else:
-        parts.append("They did not say exactly where they are stuck.")
+        rest = [*known, *stuck[:1]] or ["Nothing is known yet about what they need."]
+        return " ".join([first, *rest[:2]])
+    chosen: dict[str, str] = {"about": _about(name, facts, course)}
+    chosen["stuck"] = stuck[0] if stuck else "They did not say exactly where they are stuck."
     if status == "escalated":
-        parts.append("The chat was stopped early because the student seemed to be in distress.")
+        chosen["note"] = "The chat was stopped early because the student seemed to be in distress."
     elif status == "partial":
-        parts.append(f"The intake chat was not finished ({state.turn} answers).")
-    return " ".join(parts)
+        answers = f"{state.turn} answer" + ("" if state.turn == 1 else "s")
+        chosen["note"] = f"The intake chat was not finished ({answers})."
+    tried = _tried_sentence(facts, course)
+    if tried and len(chosen) < 4:
+        chosen["tried"] = tried
+    if len(stuck) > 1 and len(chosen) < 4:
+        chosen["stuck2"] = stuck[1]
+    order = ("about", "stuck", "stuck2", "tried", "note")
+    return " ".join(chosen[k] for k in order if k in chosen)
+
+
+def _has_focus(facts: Facts, course: Course) -> bool:
+    return bool(
+        (facts.assignment and course.assignment(facts.assignment))
+        or (facts.topic and course.topic(facts.topic))
+    )
+
+
+def _about(name: str, facts: Facts, course: Course, *, lead: str = "") -> str:
+    """Who, which assignment and its due date (or the topic, or "not tied to an assignment"), what help."""
+    assignment = course.assignment(facts.assignment) if facts.assignment else None
+    topic = course.topic(facts.topic) if facts.topic else None
+    due = dates.due_date(facts, course)
+    when = f" (due {_day(due)})" if due else ""
+    if lead:
+        what = assignment.title if assignment else _lower_first(topic.title) if topic else "this course"
+        return f"{lead} {what}{when if assignment else ''}."
+    kind = facts.request_type or ("assignment" if assignment else "other")
+    wants = "help working through it" if kind == "assignment" and assignment else _WANTS[kind]
+    if assignment:
+        return f"{name} is working on {assignment.title}{when} and wants {wants}."
+    free = " (not tied to an assignment)" if facts.no_assignment else ""
+    if topic:
+        return f"{name} wants {wants} in {_lower_first(topic.title)}{free}."
+    return f"{name} wants {wants}{free}{when if facts.deadline else ''}."
+
+
+def _day(day: dt.date) -> str:
+    return f"{day:%A}, {day:%B} {day.day}"
+
+
+def stuck_sentences(facts: Facts, course: Course, limit: int = 2) -> list[str]:
+    """The most telling sentences of the stuck point, in the third person, in the order they were said.
+
+    At most one of them is a short quotation, and only of an error message or code, where the
+    exact words matter to the professor.
+    """
+    named = _assignment_words(facts, course)
+    pool = [s for s in clean_sentences(facts.stuck_on or facts.example) if informative(s) - named]
+    if not pool:
+        return []
+    focus = _course_terms(course)
+    keep = proper_nouns(facts, course)
+    ranked = sorted(range(len(pool)), key=lambda i: -_weight(pool[i], facts, course, focus))
+    out: list[str] = []
+    quoted = False
+    for i in sorted(ranked[:limit]):
+        sentence = pool[i]
+        if not quoted and _quotable(sentence):
+            out.append(f"In their words: “{_plain(sentence)}”.")
+            quoted = True
+        elif composed := third_person_sentence(sentence, mode="stuck", keep=keep):
+            out.append(composed)
+    if not out:
+        terms = key_terms(facts.stuck_on or "", course)
+        out = [f"They describe a problem involving {_and_list(terms)}."] if terms else []
+    return out
+
+
+def _assignment_words(facts: Facts, course: Course) -> set[str]:
+    """Words that only name the assignment ("ps3", "problem set 3"): the first sentence already says them."""
+    assignment = course.assignment(facts.assignment) if facts.assignment else None
+    if not assignment:
+        return GENERIC_WORDS | _VAGUE
+    named = " ".join([assignment.title, assignment.id.replace("-", " "), *assignment.keywords])
+    return content_words(named) | GENERIC_WORDS | _VAGUE
+
+
+def _weight(sentence: str, facts: Facts, course: Course, focus: set[str]) -> float:
+    """Specific sentences first: content words that are not generic, course vocabulary, an error message."""
+    own = informative(sentence) - _assignment_words(facts, course)
+    score = len(own) + 1.5 * len(own & focus) + (2.0 if _CODE.search(sentence) else 0.0)
+    if len(sentence.split()) > 45 or re.search(r"\byou\b", sentence, re.I):
+        score -= 3.0
+    return score
+
+
+_VAGUE = content_words(
+    "stuck confused lost struggling understand trouble hard difficult part problem question"
+)
+_CODE = re.compile(r"\b[A-Z]\w*(?:Error|Exception)\b|\bTraceback\b|[`{}\[\]=<>]|\w\(")
+
+
+def _quotable(sentence: str) -> bool:
+    """An error message or a line of code, short and whole: the exact words matter to the professor."""
+    return (
+        bool(_CODE.search(sentence))
+        and len(sentence.split()) <= QUOTE_WORDS
+        and not _cut(sentence)
+        and len(sentences(_plain(sentence))) == 1
+    )
+
+
+def _plain(sentence: str) -> str:
+    return " ".join(sentence.split()).rstrip(" .!;:,")
+
+
+def key_terms(text: str, course: Course, n: int = 4) -> list[str]:
+    """The student's own words that carry the problem, course vocabulary first, in the order said."""
+    focus = _course_terms(course)
+    seen: dict[str, str] = {}
+    for word in words(text):
+        stemmed = next(iter(content_words(word)), "")
+        if stemmed and stemmed not in seen and stemmed not in GENERIC_WORDS | _VAGUE:
+            seen[stemmed] = word
+    ranked = sorted(seen, key=lambda s: (s not in focus, list(seen).index(s)))[:n]
+    return [seen[s] for s in sorted(ranked, key=list(seen).index)]
+
+
+def _course_terms(course: Course) -> set[str]:
+    parts = [t.title + " " + " ".join(t.keywords) for t in course.topics]
+    parts += [a.title + " " + " ".join(a.keywords) for a in course.assignments]
+    return content_words(" ".join(parts)) - GENERIC_WORDS
+
+
+def _tried_sentence(facts: Facts, course: Course) -> str | None:
+    text = attempts_text(facts, course)
+    if text == NOT_STATED:
+        return None
+    first = sentences(text)[0]
+    past = _PAST.match(first.removeprefix("They ")) and "tried:" not in first
+    return "So far " + _lower_first(first) if past else first
+
+
+def attempts_text(facts: Facts, course: Course) -> str:
+    """What they tried, as tidy third-person sentences."""
+    if not facts.attempts:
+        return NOT_STATED
+    if NOTHING.match(facts.attempts.strip()):
+        return "They have not tried anything yet."
+    return _rephrased(facts.attempts, "attempts", proper_nouns(facts, course))
+
+
+def goal_text(facts: Facts, course: Course) -> str:
+    """What they want from the meeting, as tidy third-person sentences."""
+    return _rephrased(facts.goal, "goal", proper_nouns(facts, course)) if facts.goal else NOT_STATED
+
+
+def _rephrased(text: str, mode: Mode, keep: frozenset[str]) -> str:
+    out = [s for s in (third_person_sentence(x, mode=mode, keep=keep) for x in clean_sentences(text)) if s]
+    return " ".join(out) or NOT_STATED
+
+
+def clean_sentences(text: str | None) -> list[str]:
+    """The sentences of a fact worth repeating to the professor. Reading already keeps junk and injected
+    text out of the facts; this second look means a slip there still never reaches the summary."""
+    return [
+        s
+        for s in sentences(text or "")
+        if informative(s)
+        and not is_non_answer(s)
+        and not is_confused(s)
+        and guardrails.screen(s).kind not in {"injection", "homework"}
+    ]
+
+
+def informative(sentence: str) -> set[str]:
+    """The content words of a sentence that say something ("No, that's it, thanks!" says nothing)."""
+    return content_words(sentence) - _COURTESY
+
+
+_COURTESY = content_words(
+    "thanks thank that's that everything nothing else okay please sorry hello bye great cool fine sure anyway"
+)
+
+
+# ---------------------------------------------------------------- first person -> third person
+
+_THIRD = (
+    (r"\bI'm\b|\bIm\b|\bI am\b", "they're"),
+    (r"\bI was\b", "they were"),
+    (r"\bI've\b|\bIve\b", "they've"),
+    (r"\bI'd\b", "they'd"),
+    (r"\bI'll\b", "they'll"),
+    (r"\bI\b", "they"),
+    (r"\bmyself\b", "themselves"),
+    (r"\bmy\b", "their"),
+    (r"\bme\b", "them"),
+    (r"\bmine\b", "theirs"),
+    (r"\bwe're\b", "they're"),
+    (r"\bwe\b", "they"),
+    (r"\bour\b", "their"),
+    (r"\bam\b", "are"),
+)
+_FILLER = re.compile(
+    r"^(?:(?:so|well|um+|uh+|ok(?:ay)?|yeah|yes|basically|honestly|like|hi|hello|hey|and|also|but|"
+    r"i mean|i guess|i think that)\b[,.!]?\s*)+",
+    re.I,
+)
+_SUBJECTS = {"they", "they're", "they've", "they'd", "they'll", "their", "them", "themselves"}
+_ABOUT = re.compile(
+    r"^(?:how|why|what|when|where|which|whether|who|the|a|an|this|that|these|those|some|any|all|"
+    r"understanding|getting|figuring|knowing|choosing|using|writing|reading|finding|making|doing)\b",
+    re.I,
+)
+_STATE = re.compile(r"^(?:stuck|confused|lost|struggling|unsure|not sure|having trouble)\b", re.I)
+_FINITE = re.compile(
+    r"\b(?:is|are|was|were|do|does|did|don't|doesn't|didn't|can|can't|cannot|won't|will|would|keeps?|fails?|"
+    r"gives?|says?|returns?|prints?|shows?|runs?|works?|crash(?:es)?|has|have|gets?|goes|stops?|ends?|"
+    r"breaks?|happens?|seems?|makes?|needs?|comes?|counts?|skips?|loops?)\b",
+    re.I,
+)
+_PAST = re.compile(
+    r"^(?:\w+ed|read|re-read|reread|went|tried|watched|asked|did|wrote|made|ran|got|spent|saw|talked|"
+    r"googled|checked|looked|followed|used|searched|found|rewrote|redid|started|practiced|practised)\b",
+    re.I,
+)
+_GOAL_VERB = re.compile(
+    r"^(?:understand|know|learn|get|finish|fix|figure|see|check|go|talk|review|make|improve|pass|be|have|"
+    r"find|write|do|practice|practise|start|work|feel|walk|confirm|clarify|catch|debug|submit|prepare)\b",
+    re.I,
+)
+
+
+def third_person(text: str) -> str:
+    """The student's words about themselves, said of them: "I can't get my loop to stop" -> "they can't
+    get their loop to stop" ("they" takes the same verb forms as "I", apart from am/was)."""
+    out = text.replace("’", "'")
+    for pattern, repl in _THIRD:
+        out = re.sub(pattern, repl, out, flags=re.I)
+    return out
+
+
+def third_person_sentence(sentence: str, *, mode: Mode, keep: frozenset[str] = frozenset()) -> str | None:
+    """One of the student's sentences as a whole third-person sentence, or None when nothing usable is left.
+
+    ``mode`` is the slot it fills: a bare fragment becomes "They are stuck on …", "They tried …" or "They
+    want …". ``keep``: words that stay capitalised (see ``proper_nouns``).
+    """
+    text = _clause(sentence)
+    if not text:
+        return None
+    question = text.endswith("?")
+    body = third_person(_FILLER.sub("", text).rstrip(" ?.!;:,-"))
+    if len(content_words(body)) == 0:
+        return None
+    lead = body.split()[0].lower().strip(",")
+    end = "?" if question else "."
+    if lead in _SUBJECTS:
+        return _upper_first(body) + end
+    if question:
+        return f"They ask: {_lower_first(body, keep)}?"
+    low = _lower_first(body, keep)
+    if mode == "attempts":
+        if _PAST.match(body):
+            return f"They {low}."
+        return f"They tried {low}." if re.match(r"^\w+ing\b", body) else f"They tried: {low}."
+    if mode == "goal":
+        if body.lower().startswith("to "):
+            return f"They want {low}."
+        if _GOAL_VERB.match(body):
+            return f"They want to {low}."
+        if not _FINITE.search(body):
+            return f"They want {low}."
+        return f"They say {low}."
+    if _STATE.match(body):
+        return f"They are {low}."
+    if re.match(r"^(?:how|why|what|when|where|which|whether|who)\b", body, re.I) or (
+        _ABOUT.match(body) and not _FINITE.search(body)
+    ):
+        return f"They are stuck on {low}."
+    if not _FINITE.search(body) and len(body.split()) <= 6:
+        return f"They are stuck on {low}."
+    return f"They say {low}."
+
+
+def _clause(sentence: str) -> str:
+    """A whole sentence no longer than ``_SENTENCE_CHARS``: an over-long or clipped one is cut back to its
+    last complete clause; nothing is left when there is none."""
+    text = " ".join(sentence.split())
+    clipped = _cut(text)
+    text = text.rstrip("…").rstrip()
+    if not clipped and len(text) <= _SENTENCE_CHARS:
+        return text
+    head = text[: _SENTENCE_CHARS + 1]
+    cuts = [m.start() for m in re.finditer(r"[,;:]\s|\s(?:and|but|because|so|which|when|while)\s", head)]
+    cuts = [c for c in cuts if len(head[:c].split()) >= 4]
+    return head[: cuts[-1]].rstrip(" ,;:") if cuts else ""
+
+
+def _cut(text: str) -> bool:
+    return text.rstrip().endswith("…")
+
+
+def _lower_first(text: str, keep: frozenset[str] = frozenset()) -> str:
+    """Lower-case the first letter unless the first word is a name or an acronym ("Python", "RStudio")."""
+    first = text.split()[0].strip(",.:;") if text.split() else ""
+    if len(first) > 1 and first[1:].islower() and first.lower() not in keep | _KEEP_CAPITAL:
+        return text[0].lower() + text[1:]
+    return text
+
+
+_KEEP_CAPITAL = frozenset(
+    ["python", "java", "javascript", "excel", "matlab", "english", "spanish", "french", "german", "latin"]
+)
+
+
+def proper_nouns(facts: Facts, course: Course) -> frozenset[str]:
+    """Words written capitalised in the middle of a sentence (the student's or the course's keywords):
+    names and products that keep their capital when a sentence is rephrased around them."""
+    texts = [facts.stuck_on, facts.attempts, facts.goal, facts.context, facts.example]
+    texts += [k for t in course.topics for k in t.keywords] + [
+        k for a in course.assignments for k in a.keywords
+    ]
+    found = set()
+    for text in texts:
+        for sentence in sentences(text or ""):
+            found |= {w.lower() for w in words(sentence)[1:] if w[:1].isupper() and w[1:].islower()}
+        if text and " " not in text.strip() and text[:1].isupper():
+            found.add(text.strip().lower())  # a one-word keyword such as "Gradescope"
+    return frozenset(found)
+
+
+def _upper_first(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _and_list(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+# ---------------------------------------------------------------- prep note and materials
 
 
 def prep_note(state: InterviewState, course: Course, booking: Booking, status: SummaryStatus) -> str:
-    """Actionable: what to open, what to ask the student to bring, and how soon it is due."""
+    """Actionable, most important first: distress, the matched section, the sheet and its due date, the
+    answers to the course's own questions, what to ask the student to bring."""
     facts = state.facts
     notes: list[str] = []
     if status == "escalated" or state.flags.distress:
@@ -132,80 +483,146 @@ def prep_note(state: InterviewState, course: Course, booking: Booking, status: S
             "The student expressed distress and was shown the support resources; consider checking in "
             "with them before the meeting."
         )
+    if facts.section:
+        notes.append(_look_at(facts.section))
     assignment = course.assignment(facts.assignment) if facts.assignment else None
-    topic = course.topic(facts.topic) if facts.topic else None
+    due = dates.due_date(facts, course)
+    urgency = dates.urgency(facts, course, booking)
+    when = f", due {_day(due)} (urgency {urgency})" if due else ""
     if assignment:
         sheet = f" ({assignment.file})" if assignment.file else ""
-        notes.append(f"Review the {assignment.title} sheet{sheet}.")
-    if topic:
-        notes.append(f"Have your notes on {topic.title.lower()} ready.")
-    if facts.request_type in {"draft_feedback", "assignment"} or assignment:
-        notes.append("Ask the student to bring their current draft or work.")
-    if facts.request_type == "grade":
-        notes.append("Have the graded work and the rubric at hand.")
-    due = policy.due_date(facts, course)
-    if due:
-        notes.append(f"Due {due.isoformat()}: urgency {policy.urgency(facts, course, booking)}.")
+        notes.append(f"Review the {assignment.title} sheet{sheet}{when}.")
+    elif due:
+        notes.append(f"Their deadline is {_day(due)} (urgency {urgency}).")
+    topic = course.topic(facts.topic) if facts.topic else None
+    if topic and not facts.section:
+        notes.append(f"Have your notes on {_lower_first(topic.title)} ready.")
+    notes += [_answer(q.ask, facts.custom[q.id]) for q in course.questions if facts.custom.get(q.id)]
+    if bring := _bring(facts, assignment is not None):
+        notes.append(bring)
     if not notes:
         notes.append(
             "Little is known yet: start by asking what the student needs, and check their booking note."
         )
-    return " ".join(notes)
+    return _whole(notes, _LIMITS["professor_prep_note"])
+
+
+def _look_at(section: Section) -> str:
+    heading = _heading(section)
+    if heading and heading.lower() != section.title.lower():
+        return f"Look at '{heading}' in {section.title} ({section.source})."
+    return f"Look at {section.title} ({section.source})."
+
+
+def _heading(section: Section) -> str | None:
+    """The section heading as a person reads it (no Markdown marks)."""
+    return " ".join(re.sub(r"[`*_#]+", "", section.heading or "").split()) or None
+
+
+_LABEL = re.compile(
+    r"^(?:what|which) (?:is|are|was|were) (?:the )?(.+?)(?:,? if (?:there is one|any))?\?$", re.I
+)
+
+
+def _answer(ask: str, answer: str) -> str:
+    """The student's answer to one of the course's own questions, labelled so it reads on its own."""
+    said = _clip_words(answer, 200).rstrip(" .")
+    said = f"“{said}”" if _CODE.search(said) else said
+    if m := _LABEL.match(ask.strip()):
+        label = _upper_first(re.sub(r"\byour\b", "their", re.sub(r"\byou\b", "they", m[1], flags=re.I)))
+        return f"{label}: {said}."
+    return f"Asked “{ask.strip()}”, they answered: {said}."
+
+
+def _clip_words(text: str, limit: int) -> str:
+    """At most ``limit`` characters on a word boundary, without an ellipsis (it is shown in quotes)."""
+    text = " ".join(text.split()).rstrip("…").rstrip()
+    return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0].rstrip(",;:")
+
+
+def _bring(facts: Facts, has_assignment: bool) -> str | None:
+    kind = facts.request_type
+    if kind == "draft_feedback":
+        return "Ask them to bring their current draft."
+    if kind == "grade":
+        return "Have the graded work and the rubric at hand."
+    if kind == "exam_prep":
+        return "Ask them to bring the practice problems they found hardest."
+    if kind == "logistics":
+        return "Have the syllabus policy they ask about at hand."
+    if kind == "assignment" or has_assignment:
+        return "Ask them to bring their current work on it."
+    if kind == "concept":
+        return "Ask them to bring one example that confuses them."
+    return None
 
 
 def materials(state: InterviewState, course: Course) -> list[SuggestedMaterial]:
-    """Sources actually retrieved into the interview, most relevant first, titled for a person."""
+    """The matched section first, then the assignment sheet, then other retrieved sources: at most 3."""
     facts = state.facts
     assignment = course.assignment(facts.assignment) if facts.assignment else None
-    topic = course.topic(facts.topic) if facts.topic else None
-    focus = policy.content_words(
-        " ".join(
-            x
-            for x in (
-                assignment.title if assignment else "",
-                topic.title if topic else "",
-                topic.id if topic else "",
-            )
-            if x
+    sheet = assignment.file if assignment else None
+    out: list[SuggestedMaterial] = []
+    if facts.section:
+        on_sheet = facts.section.source == sheet
+        why = (
+            "The part of the assignment sheet the student's stuck point matched."
+            if on_sheet
+            else "Where the course materials cover the student's stuck point."
         )
+        out.append(SuggestedMaterial(facts.section.title, facts.section.source, why, _heading(facts.section)))
+    if assignment and sheet and all(m.source != sheet for m in out):
+        out.append(
+            SuggestedMaterial(assignment.title, sheet, "The assignment sheet the student is working on.")
+        )
+    focus = content_words(
+        " ".join(x for x in (assignment.title if assignment else "", _topic_words(course, facts)))
     )
-    ranked: list[tuple[int, SuggestedMaterial]] = []
-    for source in dict.fromkeys(state.context_sources):
-        title, why, rank = _describe(source, course, focus, assignment.file if assignment else None)
-        ranked.append((rank, SuggestedMaterial(title=title, source=source, why=why)))
+    ranked = [
+        (rank, SuggestedMaterial(title, source, why))
+        for source in dict.fromkeys(state.context_sources)
+        if all(m.source != source for m in out)
+        for title, why, rank in [_describe(source, course, focus)]
+    ]
     ranked.sort(key=lambda r: r[0])
-    if ranked and ranked[0][0] < 3:
+    if out or (ranked and ranked[0][0] < 3):
         ranked = [r for r in ranked if r[0] < 3]  # unrelated context is noise once something related exists
-    return [m for _, m in ranked[:3]]
+    return [*out, *(m for _, m in ranked)][:3]
 
 
-def _describe(
-    source: str, course: Course, focus: set[str], assignment_file: str | None
-) -> tuple[str, str, int]:
+def _topic_words(course: Course, facts: Facts) -> str:
+    topic = course.topic(facts.topic) if facts.topic else None
+    return f"{topic.title} {topic.id}" if topic else ""
+
+
+def _describe(source: str, course: Course, focus: set[str]) -> tuple[str, str, int]:
     owner = next((a for a in course.assignments if a.file == source), None)
     if owner:
-        rank = 0 if source == assignment_file else 2
-        return (
-            owner.title,
-            "The assignment sheet the student is working on." if rank == 0 else "Related assignment sheet.",
-            rank,
-        )
+        return owner.title, "Related assignment sheet.", 2
     stem = source.rsplit("/", 1)[-1].rsplit(".", 1)[0]
     title = re.sub(r"[-_]+", " ", stem).strip().capitalize() or source
-    overlap = bool(policy.content_words(stem.replace("-", " ")) & focus)
-    return (
-        title,
-        "Course notes on the topic the student raised."
-        if overlap
-        else "Retrieved as context for the interview.",
-        1 if overlap else 3,
-    )
+    if content_words(stem.replace("-", " ")) & focus:
+        return title, "Course notes on the topic the student raised.", 1
+    return title, "Retrieved as context for the interview.", 3
 
 
 def _fit(text: str, field: str) -> str:
-    """Respect the Summary's max_length (a hard schema limit) without cutting mid-word."""
-    text = " ".join(text.split()) or _NOT_STATED
-    return policy.clip(text, _LIMITS[field])
+    """Respect the Summary's max_length (a hard schema limit) by dropping whole sentences, never cutting."""
+    return _whole(sentences(" ".join(text.split())), _LIMITS[field]) or NOT_STATED
+
+
+def _whole(parts: list[str], limit: int) -> str:
+    """As many whole sentences as fit in ``limit`` characters, in order (the first one always, shortened
+    to its words if it alone is too long)."""
+    out = ""
+    for part in parts:
+        joined = f"{out} {part}".strip()
+        if len(joined) > limit:
+            break
+        out = joined
+    if not out and parts:
+        out = _clip_words(parts[0], limit - 1).rstrip(".") + "."
+    return out
 
 
 # ---------------------------------------------------------------- model drafts
@@ -253,57 +670,64 @@ def parse_draft(text: str) -> DraftText:
         return DraftText()
 
 
-def bad_fields(draft: DraftText, evidence: str, system_prompt: str) -> list[str]:
-    """Fields that must not be used: too short, junk, solution content, leaks, or not grounded in evidence."""
-    known = policy.content_words(evidence)
-    bad = []
+def evidence_for(
+    state: InterviewState, course: Course, booking: Booking, composed: Summary, others: Iterable[Course] = ()
+) -> Evidence:
+    """What a draft may state: the intake's evidence plus the composed summary's own words."""
+    texts = [getattr(composed, f) for f in FREE_FIELDS]
+    texts += [f"{m.title} {m.source} {m.section or ''}" for m in composed.suggested_materials]
+    return Evidence.from_intake(state, course, booking, extra=texts, others=others)
+
+
+def draftable(state: InterviewState) -> list[str]:
+    """The fields a draft can improve: attempts and goal only when the student stated them."""
+    facts = state.facts
+    skip = {"student_attempts": not facts.attempts, "student_goal": not facts.goal}
+    return [f for f in FREE_FIELDS if not skip.get(f, False)]
+
+
+def usable_fields(
+    draft: DraftText, evidence: Evidence, state: InterviewState, course: Course
+) -> dict[str, str]:
+    """The drafted fields that may replace the composed ones, each reduced to its sentences that pass
+    the evidence check. A field is left out when too few sentences survive, when it talks about
+    something the student never said (attempts or goal unknown), or when it drops what the professor
+    needs from it (the issue's assignment and key terms, the prep note's section)."""
+    out: dict[str, str] = {}
     for field in FREE_FIELDS:
         value: str = getattr(draft, field)
-        words = policy.content_words(value)
-        grounded = len(words & known) / max(1, len(words))
-        problems = guardrails.check_partial(value[: guardrails.MAX_REPLY_CHARS], system_prompt=system_prompt)
+        kept = usable_sentences(value, evidence, min_grounded=_MIN_GROUNDED.get(field, 0.5))
+        text = _whole(kept[:4] if field == "issue_description" else kept, _LIMITS[field])
         if (
-            len(value) < _MIN_CHARS[field]
-            or problems
-            or grounded < (0.3 if field == "professor_prep_note" else 0.5)
-            or re.search(r"\b(?:json|key|field|issue_description|student_\w+)\b", value, re.I)
+            len(sentences(text)) >= _MIN_SENTENCES[field]
+            and len(text) >= _MIN_CHARS[field]
+            and _keeps_essentials(field, text, state, course)
         ):
-            bad.append(field)
-    return bad
+            out[field] = text
+    return out
 
 
-def evidence_text(state: InterviewState, course: Course, booking: Booking) -> str:
-    """What a draft may talk about: the student's words, the booking note, the course's names."""
-    said = " ".join(m.text for m in state.messages if m.role == "student")
-    names = " ".join(
-        [
-            course.title,
-            course.instructor_name,
-            *(a.title for a in course.assignments),
-            *(t.title for t in course.topics),
-            *state.context_sources,
-        ]
+def _keeps_essentials(field: str, text: str, state: InterviewState, course: Course) -> bool:
+    facts = state.facts
+    low = text.lower()
+    if field in {"student_attempts", "student_goal"}:
+        return field in draftable(state)
+    if field == "professor_prep_note":
+        section = facts.section
+        names = [section.source, section.title, _heading(section) or section.title] if section else []
+        return not names or any(n.lower() in low for n in names)
+    assignment = course.assignment(facts.assignment) if facts.assignment else None
+    if assignment and not any(n.lower() in low for n in {assignment.title, assignment.title.split(":")[0]}):
+        return False
+    terms = {w for s in clean_sentences(facts.stuck_on) for w in informative(s)} - _assignment_words(
+        facts, course
     )
-    prep = "review bring draft notes meeting student work sheet ready look check ask prepare example"
-    return f"{said} {booking.notes} {names} {prep}"
+    return not terms or bool(content_words(text) & terms)
 
 
-def merge(summary: Summary, draft: DraftText, usable: Sequence[str]) -> Summary:
-    """The facts summary with the usable drafted fields swapped in (issue text kept to 2–4 sentences)."""
-    changes: dict[str, str] = {}
-    for field in usable:
-        value = getattr(draft, field)
-        if field == "issue_description":
-            value = _sentences_2_to_4(value, summary.issue_description)
-        changes[field] = _fit(value, field)
-    return msgspec.structs.replace(summary, **changes)
-
-
-def _sentences_2_to_4(text: str, fallback: str) -> str:
-    parts = policy.sentences(text)
-    if len(parts) < 2:
-        parts += policy.sentences(fallback)[1:2]
-    return " ".join(parts[:4])
+def merge(summary: Summary, usable: Mapping[str, str]) -> Summary:
+    """The composed summary with the usable drafted fields swapped in."""
+    return msgspec.structs.replace(summary, **{f: _fit(v, f) for f, v in usable.items() if f in FREE_FIELDS})
 
 
 def today_for(course: Course) -> dt.date:
