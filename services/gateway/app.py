@@ -1,27 +1,63 @@
-"""The gateway's app factory. Nothing runs at import time; ``create_app(settings)`` builds everything."""
+"""The gateway's app factory. Nothing runs at import time; ``create_app(settings)`` builds everything.
+
+``Services`` is opened once in the lifespan and handed to every handler that asks for
+``services: Services`` (Litestar dependency injection). The job queue's UI (SAQ's, served through
+litestar-saq's controller) lives at ``/staff/queue`` behind the staff login.
+"""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 
+import saq
 import structlog
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
+from litestar.datastructures import State
+from litestar.di import Provide
 from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsPlugin
 from litestar.static_files import create_static_files_router
+from litestar.types import ControllerRouterHandler
+from litestar_saq.config import SAQConfig, TaskQueues
+from litestar_saq.controllers import build_controller
 
 from services.gateway.container import Services, open_services
+from services.gateway.errors import PROBLEM_MAP
 from services.gateway.health.routes import ROUTES as HEALTH_ROUTES
 from services.gateway.intake.routes import ROUTES as INTAKE_ROUTES
 from services.gateway.logs import configure_logging, request_id_middleware
+from services.gateway.staff.auth import operator_guard
 from services.gateway.staff.routes import ROUTES as STAFF_ROUTES
 from services.gateway.webhooks.routes import ROUTES as WEBHOOK_ROUTES
 from services.settings import REPO_ROOT, Settings, SettingsError, load_settings
 
 FRONTEND_DIR = REPO_ROOT / "frontend"
+QUEUE_UI = "/staff/queue"  # under /staff, where the staff session cookie is sent
 ServicesFactory = Callable[[Settings], Awaitable[Services]]
 log = structlog.get_logger()
+
+
+def provide_services(state: State) -> Services:
+    return state.services  # type: ignore[no-any-return]
+
+
+def provide_task_queues(state: State) -> TaskQueues:
+    """The queues for litestar-saq's UI controller (it asks for ``task_queues``)."""
+    return TaskQueues(queues=dict(state.services.jobs.queues))
+
+
+def queue_ui() -> list[ControllerRouterHandler]:
+    """SAQ's monitoring UI (queues, jobs, retry, abort), for a logged-in staff member only."""
+    static = Path(saq.__file__).parent / "web" / "static"
+    return [
+        build_controller(QUEUE_UI, [operator_guard]),
+        create_static_files_router(
+            path=f"{QUEUE_UI}/static", directories=[static], guards=[operator_guard], include_in_schema=False
+        ),
+    ]
 
 
 def create_app(settings: Settings, services_factory: ServicesFactory = open_services) -> Litestar:
@@ -39,17 +75,38 @@ def create_app(settings: Settings, services_factory: ServicesFactory = open_serv
         finally:
             await services.aclose()
 
+    with warnings.catch_warnings():
+        # litestar-saq's controller asks for ``task_queues`` by name only (deprecated in Litestar 2.23)
+        warnings.filterwarnings("ignore", message=".*Inferred dependency field 'task_queues'")
+        return _litestar(settings, lifespan)
+
+
+def _litestar(
+    settings: Settings, lifespan: Callable[[Litestar], AbstractAsyncContextManager[None]]
+) -> Litestar:
     return Litestar(
         route_handlers=[
             *HEALTH_ROUTES,
             *WEBHOOK_ROUTES,
             *INTAKE_ROUTES,
             *STAFF_ROUTES,
+            *queue_ui(),
             create_static_files_router(path="/static", directories=[FRONTEND_DIR], name="static"),
         ],
+        dependencies={
+            "services": Provide(provide_services, sync_to_thread=False),
+            "task_queues": Provide(provide_task_queues, sync_to_thread=False),
+        },
+        signature_namespace={"Services": Services, **SAQConfig().signature_namespace},
         lifespan=[lifespan],
         middleware=[request_id_middleware],
-        plugins=[ProblemDetailsPlugin(ProblemDetailsConfig(enable_for_all_http_exceptions=True))],
+        plugins=[
+            ProblemDetailsPlugin(
+                ProblemDetailsConfig(
+                    enable_for_all_http_exceptions=True, exception_to_problem_detail_map=PROBLEM_MAP
+                )
+            )
+        ],
         cors_config=CORSConfig(allow_origins=[]),
         request_max_body_size=max(settings.max_webhook_bytes, 64 * 1024),
         openapi_config=None,

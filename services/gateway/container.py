@@ -1,17 +1,25 @@
-"""The long-lived clients every request shares, opened once per process and closed at shutdown."""
+"""The one place that builds the adapters: every long-lived client and store, built once per process.
+
+The gateway hands ``Services`` to its routes through Litestar's dependency injection (a handler asks for
+``services: Services``); the worker puts it into SAQ's job context. Tests build it with their own
+catalog, no retriever and a scripted ``ChatModel`` through ``build_services``'s typed arguments.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import secrets
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import redis.asyncio as aioredis
 from openai import AsyncOpenAI
 
 from services.coursepack import Catalog, load_catalog
-from services.gateway.ports import CourseRetriever
+from services.gateway.delivery.queue import Jobs
+from services.gateway.intake.llm import OpenAIChatModel
+from services.gateway.intake.store import IntakeStore
+from services.gateway.ports import ChatModel, CourseRetriever, SummaryDelivery
 from services.settings import Settings
 
 
@@ -23,9 +31,18 @@ class Services:
     http: httpx.AsyncClient
     catalog: Catalog
     retriever: CourseRetriever | None
-    extras: dict[str, Any] = field(default_factory=dict)
+    model: ChatModel
+    intakes: IntakeStore
+    jobs: Jobs
+    session_secret: bytes  # signs staff cookies; INTAKE_SESSION_SECRET, else random per process
+
+    @property
+    def summaries(self) -> SummaryDelivery:
+        """Where the chat hands a finished interview (the queue, through its port)."""
+        return self.jobs
 
     async def aclose(self) -> None:
+        await self.jobs.aclose()
         await self.redis.aclose()
         await self.openai.close()
         await self.http.aclose()
@@ -35,24 +52,46 @@ class Services:
         return self.catalog
 
 
-def open_openai(settings: Settings) -> AsyncOpenAI:
+def open_openai(settings: Settings, http_client: httpx.AsyncClient | None = None) -> AsyncOpenAI:
     """An OpenAI client for the local inference server; retries are ours, not the SDK's."""
     return AsyncOpenAI(
         base_url=settings.inference_url,
         api_key="not-needed-locally",
         timeout=settings.inference_timeout_s,
         max_retries=0,
+        http_client=http_client,
+    )
+
+
+def build_services(
+    settings: Settings,
+    *,
+    catalog: Catalog,
+    retriever: CourseRetriever | None,
+    model: ChatModel | None = None,
+    openai: AsyncOpenAI | None = None,
+) -> Services:
+    """Every adapter, from what the caller chose (the course catalog, retrieval, the model)."""
+    redis = aioredis.from_url(settings.redis_url, decode_responses=False)
+    openai = openai or open_openai(settings)
+    secret = settings.session_secret.encode() or secrets.token_bytes(32)
+    return Services(
+        settings=settings,
+        redis=redis,
+        openai=openai,
+        http=httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0)),
+        catalog=catalog,
+        retriever=retriever,
+        model=model or OpenAIChatModel(openai, settings.model_name),
+        intakes=IntakeStore(redis, settings.retention_days),
+        jobs=Jobs(redis, settings, broker=aioredis.from_url(settings.redis_url)),
+        session_secret=secret,
     )
 
 
 async def open_services(settings: Settings) -> Services:
+    """What the gateway and the worker run with: the corpus catalog and the real retriever."""
     from services.indexer.retrieval import open_retriever  # heavy imports: only when serving
 
-    return Services(
-        settings=settings,
-        redis=aioredis.from_url(settings.redis_url, decode_responses=False),
-        openai=open_openai(settings),
-        http=httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0)),
-        catalog=load_catalog(Path(settings.corpus_dir)),
-        retriever=open_retriever(settings),
-    )
+    catalog = load_catalog(Path(settings.corpus_dir))
+    return build_services(settings, catalog=catalog, retriever=open_retriever(settings))

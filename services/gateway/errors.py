@@ -1,9 +1,20 @@
-"""One error hierarchy for the API, rendered as RFC 9457 problem JSON by Litestar's problem-details plugin."""
+"""One error hierarchy for the API, rendered as RFC 9457 problem JSON by Litestar's problem-details plugin.
+
+Two families under ``IntakeError``: ``ClientError`` (4xx: the request cannot be served as sent) and
+``UpstreamError`` (502, and ``UpstreamTimeout`` 504: Redis, inference, Chroma or Cal.com failed us).
+``NotConfigured`` (503) is the one other case: a feature the operator has switched off. Exceptions of the
+client libraries that escape a handler are mapped onto the upstream family in ``PROBLEM_MAP``, so a
+dependency outage is a 502/504 problem, never a bare 500.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import httpx
+import openai
+import redis.exceptions
 from litestar.plugins.problem_details import ProblemDetailsException
 
 PROBLEM_BASE = "https://office-hours-intake.invalid/problems/"
@@ -16,51 +27,99 @@ class IntakeError(ProblemDetailsException):
     slug: str = "internal"
     title_text: str = "Internal error"
 
-    def __init__(self, detail: str = "", *, extra: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        detail: str = "",
+        *,
+        extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(
             detail=detail or self.title_text,
             status_code=self.status,
             type_=PROBLEM_BASE + self.slug,
             title=self.title_text,
             extra=extra,
+            headers=headers,
         )
 
 
-class BadRequest(IntakeError):
+# --- the client's side (4xx) ------------------------------------------------------------------------
+
+
+class ClientError(IntakeError):
     status, slug, title_text = 400, "bad-request", "Bad request"
 
 
-class Unauthorized(IntakeError):
+class BadRequest(ClientError):
+    status, slug, title_text = 400, "bad-request", "Bad request"
+
+
+class Unauthorized(ClientError):
     status, slug, title_text = 401, "unauthorized", "Not authenticated"
 
 
-class Forbidden(IntakeError):
+class Forbidden(ClientError):
     status, slug, title_text = 403, "forbidden", "Forbidden"
 
 
-class NotFound(IntakeError):
+class NotFound(ClientError):
     status, slug, title_text = 404, "not-found", "Not found"
 
 
-class Conflict(IntakeError):
+class Conflict(ClientError):
     status, slug, title_text = 409, "conflict", "Conflict"
 
 
-class Gone(IntakeError):
+class Gone(ClientError):
     status, slug, title_text = 410, "gone", "No longer available"
 
 
-class PayloadTooLarge(IntakeError):
+class PayloadTooLarge(ClientError):
     status, slug, title_text = 413, "payload-too-large", "Payload too large"
 
 
-class Unprocessable(IntakeError):
+class Unprocessable(ClientError):
     status, slug, title_text = 422, "unprocessable", "Unprocessable content"
+
+
+class TooManyRequests(ClientError):
+    status, slug, title_text = 429, "too-many-requests", "Too many requests"
+
+
+# --- a dependency's side (502 / 504) ----------------------------------------------------------------
 
 
 class UpstreamError(IntakeError):
     status, slug, title_text = 502, "upstream", "An upstream service failed"
 
 
-class UpstreamTimeout(IntakeError):
+class UpstreamTimeout(UpstreamError):
     status, slug, title_text = 504, "upstream-timeout", "An upstream service timed out"
+
+
+# --- switched off by the operator (503) -------------------------------------------------------------
+
+
+class NotConfigured(IntakeError):
+    status, slug, title_text = 503, "not-configured", "This feature is turned off"
+
+
+def _timeout(exc: Exception) -> IntakeError:
+    return UpstreamTimeout(f"A service we depend on did not answer in time ({type(exc).__name__}).")
+
+
+def _failed(exc: Exception) -> IntakeError:
+    return UpstreamError(f"A service we depend on failed ({type(exc).__name__}). Try again in a minute.")
+
+
+# Litestar picks the first registered class along the exception's MRO, so the timeouts (subclasses of the
+# connection errors in openai) win over the general failures.
+PROBLEM_MAP: dict[type[Exception], Callable[[Any], IntakeError]] = {
+    httpx.TimeoutException: _timeout,
+    openai.APITimeoutError: _timeout,
+    redis.exceptions.TimeoutError: _timeout,
+    httpx.HTTPError: _failed,
+    openai.APIError: _failed,
+    redis.exceptions.ConnectionError: _failed,
+}

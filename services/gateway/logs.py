@@ -36,6 +36,12 @@ def _drop_http_client_info(record: logging.LogRecord) -> bool:
     return not (record.name.startswith(("httpx", "httpcore")) and record.levelno < logging.WARNING)
 
 
+def current_request_id() -> str | None:
+    """The request id bound to this task's logs (jobs bind the id of the request that queued them)."""
+    value = structlog.contextvars.get_contextvars().get("request_id")
+    return str(value) if value else None
+
+
 def request_id_middleware(app: ASGIApp) -> ASGIApp:
     """Take ``X-Request-ID`` (or make one), bind it to the logs and echo it on the response."""
 

@@ -65,3 +65,9 @@ class MessageReader(Protocol):
     def understand(self, text: str) -> MessageUnderstanding: ...
 
     def similarity(self, course: Course, text: str) -> CourseSimilarity: ...
+
+
+class SummaryDelivery(Protocol):
+    """Where the chat hands a finished interview over: the summary is refined and delivered by a job."""
+
+    async def summary_ready(self, token: str, booking_uid: str, *, escalated: bool) -> None: ...

@@ -1,116 +1,156 @@
-"""The delivery worker: ``python -m services.gateway.worker`` (supervisord program ``worker``).
+"""The job worker: ``python -m services.gateway.worker`` (supervisord program ``worker``).
 
-It loops: move due partial summaries into the outbox, claim due jobs, run each with a timeout, then wait
-on Redis (BLPOP on the outbox's wake list) for at most ``worker_poll_s``. SIGTERM sets a stop event; the
-jobs in hand finish (or time out) and the loop ends. Tests run it in-process: ``await run_worker(services,
-stop)``. Logs: ``job_delivered`` / ``job_retry_scheduled`` / ``job_dead`` with ids, kinds and attempts,
-never transcript text or email addresses.
+Two SAQ workers in one process, one per queue (see ``delivery/queue.py``): ``intake`` runs up to
+``INTAKE_CONCURRENCY`` jobs at once (invitations, preparation, deliveries, partial summaries, and the
+``finish_setups`` cron every minute); ``model`` runs up to ``MODEL_CONCURRENCY`` complete-intake summaries.
+Students finishing together therefore never hold up the next student's invitation: it is on the other
+queue, with slots of its own. SAQ moves retries and scheduled jobs into the queue every second, enforces
+each job's timeout (the job is cancelled, then retried), and its sweep re-queues a job whose worker died.
+
+Both share one ``Services`` (built once here, put into every job's context). SIGTERM stops both; a job in
+hand gets ``STOP_GRACE_S`` to finish, else it is cancelled and retried after the restart. Logs:
+``job_delivered`` / ``job_retry_scheduled`` / ``job_dead`` with the job's key, kind and attempts, and the
+request id of the request that queued it, never transcript text or email addresses.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
-import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
+from saq.job import CronJob, Job, Status
+from saq.queue.redis import RedisQueue
+from saq.worker import Worker
 
 from services.gateway.container import Services, open_services
-from services.gateway.delivery.jobs import Permanent, describe, enqueue_due_partials, job_timeout_s, run_job
-from services.gateway.delivery.outbox import Job, Outbox
+from services.gateway.delivery import jobs
 from services.gateway.logs import configure_logging
 from services.settings import SettingsError, load_settings
 
-BATCH = 8
-CONCURRENCY = 4
-MODEL_KINDS = frozenset({"summarize"})  # jobs that wait on the model: a minute or more each on a CPU
-MODEL_SLOTS = CONCURRENCY - 1  # one slot always left for invitations and deliveries
-DEFER_S = 2.0  # a model job claimed while the model slots are full is due again this much later
-STOP_GRACE_S = 8.0  # supervisord waits 10 s before SIGKILL
+INTAKE_CONCURRENCY = 4
+MODEL_CONCURRENCY = 3  # model summaries: a minute or more each on a CPU, on their own queue
+STOP_GRACE_S = 8  # supervisord waits 10 s before SIGKILL
+SETUP_CRON = "* * * * *"
 log = structlog.get_logger()
 
 
-async def run_worker(services: Services, stop: asyncio.Event) -> None:
-    """Run until ``stop`` is set; a failing tick (Redis restarting, say) is logged and retried.
+def build_workers(services: Services) -> list[Worker[Any]]:
+    """The two SAQ workers over the services' queues; every job sees ``ctx["services"]``."""
+    return [
+        _worker(
+            services, services.jobs.intake, INTAKE_CONCURRENCY, [CronJob(jobs.finish_setups, SETUP_CRON)]
+        ),
+        _worker(services, services.jobs.model, MODEL_CONCURRENCY, []),
+    ]
 
-    Jobs run as tasks (at most ``CONCURRENCY``), and model summaries take at most ``MODEL_SLOTS`` of
-    them: one claimed while those are full is handed back for ``DEFER_S`` (no attempt counted), so
-    students finishing together never hold up the next student's invitation for minutes. On stop, jobs
-    in hand get ``STOP_GRACE_S`` to finish; an unfinished one is not lost: its lease runs out and it is
-    claimed again after a restart.
+
+def _worker(services: Services, queue: RedisQueue, concurrency: int, cron: list[CronJob[Any]]) -> Worker[Any]:
+    async def startup(ctx: dict[str, Any]) -> None:
+        ctx["services"] = services
+
+    async def before(ctx: dict[str, Any]) -> None:
+        job: Job = ctx["job"]
+        request_id = job.meta.get("request_id") or f"job-{job.key}"[:64]
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+
+    async def after(ctx: dict[str, Any]) -> None:
+        await _report(services, ctx["job"])
+
+    worker: Worker[Any] = _GracefulWorker(
+        queue,
+        functions=[(kind, _job_function(kind)) for kind in jobs.RUNNERS],
+        concurrency=concurrency,
+        cron_jobs=cron,
+        startup=startup,
+        before_process=before,
+        after_process=after,
+        shutdown_grace_period_s=0,  # the grace for jobs in hand is ``_GracefulWorker.stop``'s
+        dequeue_timeout=services.settings.worker_poll_s,
+    )
+    worker.SIGNALS = []  # one SIGTERM handler for both workers: ``_serve``'s
+    return worker
+
+
+class _GracefulWorker(Worker[Any]):
+    """SAQ's worker, stopping as soon as the jobs in hand are done (at most ``STOP_GRACE_S``).
+
+    SAQ's own grace period waits for every task, its idle upkeep loops included (the sweep sleeps a
+    minute), so every stop would take the whole grace period; here only running jobs are waited for,
+    and the rest is cancelled at once (a job still running then is retried after the restart).
     """
-    outbox = Outbox(services.redis, services.settings)
-    inflight: set[asyncio.Task[None]] = set()
-    on_model: set[asyncio.Task[None]] = set()  # the model summaries among them
-    log.info("worker_started", poll_s=services.settings.worker_poll_s, concurrency=CONCURRENCY)
-    while not stop.is_set():
-        try:
-            await enqueue_due_partials(services, outbox)
-            free = CONCURRENCY - len(inflight)
-            jobs = await outbox.claim_due(free) if free > 0 else []
-            for job in jobs:
-                model_job = job.kind in MODEL_KINDS
-                if model_job and len(on_model) >= MODEL_SLOTS:
-                    await outbox.defer(job, DEFER_S)
-                    continue
-                task = asyncio.create_task(_run_one(services, outbox, job))
-                inflight.add(task)
-                task.add_done_callback(inflight.discard)
-                if model_job:
-                    on_model.add(task)
-                    task.add_done_callback(on_model.discard)
-            if not jobs and not stop.is_set():
-                await outbox.wait_for_work(services.settings.worker_poll_s)
-        except Exception as exc:  # keep the worker alive through any outage; supervisord is the backstop
-            log.error("worker_tick_failed", error=type(exc).__name__)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), services.settings.worker_poll_s)
-    if inflight:
-        await asyncio.wait(inflight, timeout=STOP_GRACE_S)
-    log.info("worker_stopped", unfinished=sum(1 for t in inflight if not t.done()))
+
+    async def stop(self) -> None:
+        self.event.set()
+        deadline = asyncio.get_running_loop().time() + STOP_GRACE_S
+        while self.job_task_contexts and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        await super().stop()
 
 
-async def run_once(services: Services, outbox: Outbox) -> bool:
-    """One pass over what is due; returns True when a full batch ran (more may be waiting)."""
-    await enqueue_due_partials(services, outbox)
-    jobs = await outbox.claim_due(BATCH)
-    await asyncio.gather(*(_run_one(services, outbox, job) for job in jobs))
-    return len(jobs) >= BATCH
+def _job_function(kind: str) -> Callable[..., Awaitable[str]]:
+    async def run(ctx: jobs.JobContext, **kwargs: Any) -> str:
+        return await jobs.run(ctx, kind, kwargs)
+
+    run.__qualname__ = kind
+    return run
 
 
-async def _run_one(services: Services, outbox: Outbox, job: Job) -> None:
-    started = time.perf_counter()
-    try:
-        note = await asyncio.wait_for(run_job(services, outbox, job), job_timeout_s(services, job))
-    except Permanent as exc:
-        await outbox.bury(job, describe(exc))
-        log.warning("job_dead", job_id=job.id, kind=job.kind, attempts=job.attempts + 1, error=describe(exc))
-    except Exception as exc:  # every other failure is worth another attempt, with backoff
-        delay = await outbox.retry_or_bury(job, describe(exc))
-        if delay is None:
-            log.warning("job_dead", job_id=job.id, kind=job.kind, attempts=job.attempts, error=describe(exc))
-        else:
-            log.info(
-                "job_retry_scheduled",
-                job_id=job.id,
-                kind=job.kind,
-                attempt=job.attempts,
-                delay_s=round(delay, 3),
-                error=describe(exc),
-            )
-    else:
-        await outbox.mark_delivered(job)
-        ms = round((time.perf_counter() - started) * 1000)
-        log.info("job_delivered", job_id=job.id, kind=job.kind, attempts=job.attempts + 1, ms=ms, note=note)
+async def _report(services: Services, job: Job) -> None:
+    """One log line per run, and the queue's bookkeeping for finished jobs."""
+    if job.function not in jobs.RUNNERS:  # the cron: only worth a line when it found something
+        if job.result:
+            log.warning("intake_setups_finished", count=job.result)
+        return
+    fields = {"job_id": job.key, "kind": job.function, "attempts": job.attempts}
+    if job.status == Status.COMPLETE:
+        ms = (job.completed - job.started) if job.started else None
+        log.info("job_delivered", **fields, ms=ms, note=str(job.result)[:200])
+    elif job.status == Status.QUEUED:
+        delay = await services.jobs.retry_delay_s(job)
+        log.info("job_retry_scheduled", **fields, attempt=job.attempts, delay_s=delay, error=_error(job))
+    elif job.status in (Status.FAILED, Status.ABORTED):
+        log.warning("job_dead", **fields, error=_error(job))
+    await services.jobs.finished(job)
+
+
+def _error(job: Job) -> str | None:
+    error = job.meta.get("error")
+    return str(error) if error else None
+
+
+async def run_worker(services: Services, stop: asyncio.Event) -> None:
+    """Run both workers until ``stop`` is set (tests run this in-process)."""
+    workers = build_workers(services)
+    tasks = [asyncio.create_task(w.start()) for w in workers]
+    await asyncio.sleep(0)  # let each ``start`` make its stop event before anyone can set it
+    log.info(
+        "worker_started", queues=[w.queue.name for w in workers], concurrency=[w.concurrency for w in workers]
+    )
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait([stopping, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    for worker in workers:
+        worker.event.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    stopping.cancel()
+    log.info("worker_stopped")
+
+
+def quiet_saq_logs() -> None:
+    """SAQ logs a failing job with its arguments (a summary carries names and emails): keep its
+    warnings, drop its per-job lines (ours, above, say the same without personal data)."""
+    saq = logging.getLogger("saq")
+    saq.setLevel(logging.WARNING)
+    saq.addFilter(lambda record: not str(record.msg).startswith(("Error processing job", "Retrying")))
 
 
 async def _serve() -> None:
     settings = load_settings()
     configure_logging(settings.log_level)
-    # httpx logs every request URL at INFO, and Cal.com API v1 carries the API key in the query string
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    quiet_saq_logs()
     services = await open_services(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -1,39 +1,88 @@
-"""What the worker does for each job kind. A job either returns (done), raises ``Permanent`` (dead-letter
-at once: retrying cannot help), or raises anything else (retried with backoff, then dead-lettered).
-
-Summary jobs deliver a snapshot taken when the summary was written, so the two channels are independent:
-Cal.com being down for a day delays only the booking note, never the email.
+"""What the worker does for each job kind. A job either returns a short, log-safe note (done), raises
+``Permanent`` (dead at once: retrying cannot help), or raises anything else (retried with backoff, then
+dead). ``run`` wraps every kind with the idempotency guard: a job whose key is done does nothing, and a
+job runs only while it holds ``jobs:running:<key>``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import msgspec
 import structlog
+from saq.job import Job
+from saq.types import Context
 
 from services.coursepack import Course
+from services.gateway import locks
 from services.gateway.container import Services
 from services.gateway.delivery.calcom import CalcomClient, CalcomError
 from services.gateway.delivery.email import build_invite, build_summary_email, send_email
-from services.gateway.delivery.locks import try_turn_lock
-from services.gateway.delivery.outbox import Job, Outbox, claim_due_partials
+from services.gateway.delivery.queue import JobArgs, finish_setup
 from services.gateway.intake import chat
 from services.gateway.intake.interview import draft_summary
 from services.gateway.intake.models import IntakeRecord, Person, Summary, SummaryStatus
-from services.gateway.intake.store import IntakeStore, now_iso
+from services.gateway.intake.store import now_iso
 
+SETUP_GRACE_S = 30.0  # an intake whose setup is pending longer than this was interrupted
 log = structlog.get_logger()
 _warned: set[str] = set()
+Runner = Callable[[Services, JobArgs], Awaitable[str]]
+
+
+class JobContext(Context, total=False):
+    """SAQ's job context plus the services the worker built once at start-up."""
+
+    services: Services
 
 
 class Permanent(Exception):
     """Retrying cannot help (unknown course, Cal.com refused the key or lost the booking)."""
 
 
-def _store(services: Services) -> IntakeStore:
-    return IntakeStore(services.redis, services.settings.retention_days)
+class Busy(Exception):
+    """Another copy of this job is running; this one is retried later (and then finds it done)."""
+
+
+async def run(ctx: JobContext, kind: str, kwargs: dict[str, Any]) -> str:
+    """Run one job of ``kind``: decode its arguments, skip it if done, hold its key's lock while it runs."""
+    services, job = ctx["services"], ctx["job"]
+    try:
+        args = msgspec.convert(kwargs, JobArgs)
+    except msgspec.ValidationError as exc:
+        _give_up(job, f"undecodable job arguments: {exc}")
+        raise Permanent(f"undecodable job arguments: {exc}") from None
+    if await services.jobs.is_done(job.key):
+        return "skipped: already done"
+    lock = await locks.acquire(services.redis, f"jobs:running:{job.key}", ttl_s=job.timeout + 60)
+    if lock is None:
+        job.meta["error"] = "another copy of this job is running"
+        raise Busy(job.key)
+    try:
+        if await services.jobs.is_done(job.key):
+            return "skipped: already done"
+        note = await RUNNERS[kind](services, args)
+        await services.jobs.mark_done(job.key)
+        return note
+    except Permanent as exc:
+        _give_up(job, describe(exc))
+        raise
+    except asyncio.CancelledError:
+        job.meta["error"] = "interrupted (timed out, aborted, or the worker stopped)"
+        raise
+    except Exception as exc:  # every other failure is worth another attempt, with backoff
+        job.meta["error"] = describe(exc)
+        raise
+    finally:
+        await lock.release()
+
+
+def _give_up(job: Job, error: str) -> None:
+    """No more attempts: SAQ marks the job failed (dead) instead of retrying it."""
+    job.retries = job.attempts
+    job.meta["error"] = error
 
 
 def _course(services: Services, record: IntakeRecord) -> Course:
@@ -43,38 +92,20 @@ def _course(services: Services, record: IntakeRecord) -> Course:
     return course
 
 
-def job_timeout_s(services: Services, job: Job) -> float:
-    if job.kind == "summarize":
-        return services.settings.inference_timeout_s * 3 + 30
-    return 120.0
-
-
-async def run_job(services: Services, outbox: Outbox, job: Job) -> str:
-    """Run one job; returns a short, log-safe note of what happened."""
-    runner = {
-        "prepare": _prepare,
-        "invite_email": _invite_email,
-        "summarize": _summarize,
-        "summary_email": _summary_email,
-        "summary_calcom": _summary_calcom,
-    }[job.kind]
-    return await runner(services, outbox, job)
-
-
 # --- intake start ---------------------------------------------------------------------------------
 
 
-async def _prepare(services: Services, outbox: Outbox, job: Job) -> str:
+async def prepare(services: Services, args: JobArgs) -> str:
     """Retrieval and the system prompt ahead of time, so the student's first screen is instant."""
-    store = _store(services)
-    record = await store.get(job.token)
+    store = services.intakes
+    record = await store.get(args.token)
     if record is None or record.status == "cancelled" or record.interview.prompt:
         return "skipped"
-    lock = await try_turn_lock(store, job.token, 0.0)
+    lock = await store.try_turn_lock(args.token, 0.0)
     if lock is None:
         return "skipped: the chat is preparing itself"
     try:
-        record = await store.get(job.token)
+        record, version = await store.get_versioned(args.token)
         if record is None or record.status == "cancelled" or record.interview.prompt:
             return "skipped"
         course = _course(services, record)
@@ -86,36 +117,63 @@ async def _prepare(services: Services, outbox: Outbox, job: Job) -> str:
         if not record.interview.context_sources:
             # retrieval found nothing (index still building?): keep nothing, so consent prepares afresh
             return "skipped: no course context yet, the chat will prepare on consent"
-        await store.save(record)
+        if not await store.save(record, expect=version):
+            return "skipped: the intake changed meanwhile, the chat will prepare on consent"
     finally:
-        await lock.__aexit__(None, None, None)
+        await lock.release()
     return "prepared"
 
 
-async def _invite_email(services: Services, outbox: Outbox, job: Job) -> str:
-    record = await _store(services).get(job.token)
+async def invite_email(services: Services, args: JobArgs) -> str:
+    record = await services.intakes.get(args.token)
     if record is None or record.status == "cancelled":
         return "skipped"
     message = build_invite(services.settings, record.booking, _course(services, record), record.token)
     return await send_email(services.settings, message, "invite")
 
 
+async def finish_setups(ctx: JobContext) -> int:
+    """Cron: finish intakes whose creation stopped half-way (the process died between the record and
+    its jobs), so the invitation goes out even if Cal.com never retries the webhook."""
+    services = ctx["services"]
+    tokens = await services.intakes.pending_setups(SETUP_GRACE_S)
+    for token in tokens:
+        await finish_setup(services.intakes, services.jobs, token)
+    return len(tokens)
+
+
 # --- summaries -------------------------------------------------------------------------------------
 
 
-async def _summarize(services: Services, outbox: Outbox, job: Job) -> str:
-    """Write the summary, keep it on the record, and hand it to both delivery channels."""
-    store = _store(services)
-    record = await store.get(job.token)
-    status: SummaryStatus = job.summary_status or "complete"
+async def summarize(services: Services, args: JobArgs) -> str:
+    """Write the final summary, keep it on the record, and hand it to both delivery channels."""
+    record = await services.intakes.get(args.token)
     if record is None or record.status == "cancelled":
         return "skipped"
-    if status in ("partial", "no_intake") and record.status not in ("invited", "active"):
-        return "skipped: the intake finished meanwhile"
+    return await _summarize(services, record, args.status or "complete")
+
+
+async def partial_summary(services: Services, args: JobArgs) -> str:
+    """Due before the meeting: an unfinished intake gets a partial (or no-intake) summary."""
+    record = await services.intakes.get(args.token)
+    if record is None or record.status not in ("invited", "active"):
+        return "skipped: the intake finished or was cancelled"
+    if args.start_time and args.start_time != record.booking.start_time:
+        return "skipped: the meeting moved (a new partial summary is scheduled)"
+    status: SummaryStatus = "partial" if record.interview.turn > 0 else "no_intake"
+    log.info("partial_summary_due", booking_uid=record.booking.uid, status=status)
+    return await _summarize(services, record, status)
+
+
+async def _summarize(services: Services, record: IntakeRecord, status: SummaryStatus) -> str:
     course = _course(services, record)
     summary = await _write_summary(services, record, course, status)
-    record = await _keep_summary(store, record.token, summary) or record
-    await enqueue_channels(services, outbox, record, summary)
+    kept = await _keep_summary(services, record.token, summary)
+    if kept is None or kept.status == "cancelled":
+        return "skipped: booking cancelled"
+    if summary.status == "partial" and kept.status != "partial":
+        return "skipped: the intake finished meanwhile"
+    await services.jobs.deliver_summary(kept, summary, calcom=_calcom_channel(services, kept))
     return f"summary {summary.status}"
 
 
@@ -141,93 +199,90 @@ async def _write_summary(
         return minimal_summary(record, course, status, url)
 
 
-async def _keep_summary(store: IntakeStore, token: str, summary: Summary) -> IntakeRecord | None:
-    """Store it on the record; a partial summary also closes the chat (no_intake leaves it open)."""
+async def _keep_summary(services: Services, token: str, summary: Summary) -> IntakeRecord | None:
+    """Store it on the record (a compare-and-set: a turn or a cancellation meanwhile is never undone);
+    a partial summary also closes the chat, a no-intake one leaves it open."""
     if summary.status == "no_intake":
-        return None
-    lock = await try_turn_lock(store, token, 5.0)
-    try:
-        record = await store.get(token)
-        if record is None or record.status == "cancelled":
-            return record
-        if summary.status == "partial" and record.status not in ("invited", "active"):
-            return record
+        return await services.intakes.get(token)
+
+    def keep(record: IntakeRecord) -> bool:
+        if record.status == "cancelled":
+            return False
         if summary.status == "partial":
+            if record.status not in ("invited", "active"):
+                return False
             record.status = "partial"
         record.summary = summary
-        await store.save(record)
-        return record
-    finally:
-        if lock is not None:
-            await lock.__aexit__(None, None, None)
+        return True
+
+    return await services.intakes.update(token, keep)
 
 
-async def enqueue_channels(
-    services: Services, outbox: Outbox, record: IntakeRecord, summary: Summary
-) -> None:
-    booking, slug = record.booking, record.course_slug
-    await outbox.enqueue("summary_email", record.token, summary=summary, booking=booking, course_slug=slug)
+def _calcom_channel(services: Services, record: IntakeRecord) -> bool:
     if not services.settings.calcom_api_key:
         _warn_once("calcom_channel_disabled", reason="INTAKE_CALCOM_API_KEY is empty")
-        return
+        return False
     if record.booking.booking_id is None:
         log.warning("calcom_channel_skipped", booking_uid=record.booking.uid, reason="no booking id")
-        return
-    await outbox.enqueue("summary_calcom", record.token, summary=summary, booking=booking, course_slug=slug)
+        return False
+    return True
 
 
-async def _summary_email(services: Services, outbox: Outbox, job: Job) -> str:
-    if job.summary is None or job.booking is None:
+async def summary_email(services: Services, args: JobArgs) -> str:
+    if args.summary is None or args.booking is None:
         raise Permanent("summary job without a summary")
-    if await _cancelled(services, job):
+    if await _cancelled(services, args.token):
         return "skipped: booking cancelled"
-    booking = job.booking
+    booking = args.booking
     if not booking.organizer.email:  # Cal.com always sends one; a hand-made booking may not
-        course = services.catalog.courses.get(job.course_slug)
+        course = services.catalog.courses.get(args.course_slug)
         if course is None:
             raise Permanent("no organizer email and no course to take the instructor's from")
         booking = msgspec.structs.replace(
             booking, organizer=Person(course.instructor_name, course.instructor_email)
         )
-    message = build_summary_email(services.settings, job.summary, booking)
+    message = build_summary_email(services.settings, args.summary, booking)
     where = await send_email(services.settings, message, "summary")
-    await _mark_delivered(services, job)
+    await _mark_delivered(services, args.token)
     return where
 
 
-async def _summary_calcom(services: Services, outbox: Outbox, job: Job) -> str:
+async def summary_calcom(services: Services, args: JobArgs) -> str:
     settings = services.settings
     if not settings.calcom_api_key:
         _warn_once("calcom_channel_disabled", reason="INTAKE_CALCOM_API_KEY is empty")
         return "skipped: no Cal.com API key"
-    if job.summary is None or job.booking is None or job.booking.booking_id is None:
+    if args.summary is None or args.booking is None or args.booking.booking_id is None:
         raise Permanent("summary job without a summary or booking id")
-    if await _cancelled(services, job):
+    if await _cancelled(services, args.token):
         return "skipped: booking cancelled"
     client = CalcomClient(
         services.http, settings.calcom_api_url, settings.calcom_api_key, settings.calcom_timeout_s
     )
     try:
-        await client.write_summary(job.booking.booking_id, job.summary)
+        await client.write_summary(args.booking.booking_id, args.summary)
     except CalcomError as exc:
         if not exc.retryable:
             raise Permanent(str(exc)) from None
         raise
-    return f"cal.com booking {job.booking.booking_id}"
+    return f"cal.com booking {args.booking.booking_id}"
 
 
-async def _cancelled(services: Services, job: Job) -> bool:
-    record = await _store(services).get(job.token)
+async def _cancelled(services: Services, token: str) -> bool:
+    record = await services.intakes.get(token)
     return record is not None and record.status == "cancelled"
 
 
-async def _mark_delivered(services: Services, job: Job) -> None:
+async def _mark_delivered(services: Services, token: str) -> None:
     """Note the delivery on a closed intake (an open one may be mid-turn: leave it untouched)."""
-    store = _store(services)
-    record = await store.get(job.token)
-    if record is not None and record.status in ("complete", "escalated", "partial"):
+
+    def mark(record: IntakeRecord) -> bool:
+        if record.status not in ("complete", "escalated", "partial"):
+            return False
         record.summary_delivered_at = now_iso()
-        await store.save(record)
+        return True
+
+    await services.intakes.update(token, mark)
 
 
 def minimal_summary(record: IntakeRecord, course: Course, status: SummaryStatus, url: str) -> Summary:
@@ -253,22 +308,14 @@ def minimal_summary(record: IntakeRecord, course: Course, status: SummaryStatus,
     )
 
 
-# --- the partial-summary scheduler ----------------------------------------------------------------
-
-
-async def enqueue_due_partials(services: Services, outbox: Outbox, now: float | None = None) -> int:
-    """Intakes unfinished ``partial_before_meeting_s`` before the meeting get a partial/no-intake summary."""
-    store = _store(services)
-    count = 0
-    for token in await claim_due_partials(services.redis, now=time.time() if now is None else now):
-        record = await store.get(token)
-        if record is None or record.status not in ("invited", "active"):
-            continue
-        status: SummaryStatus = "partial" if record.interview.turn > 0 else "no_intake"
-        await outbox.enqueue("summarize", token, summary_status=status, course_slug=record.course_slug)
-        log.info("partial_summary_due", booking_uid=record.booking.uid, status=status)
-        count += 1
-    return count
+RUNNERS: dict[str, Runner] = {
+    "prepare": prepare,
+    "invite_email": invite_email,
+    "summarize": summarize,
+    "partial_summary": partial_summary,
+    "summary_email": summary_email,
+    "summary_calcom": summary_calcom,
+}
 
 
 def _warn_once(event: str, **fields: str) -> None:

@@ -38,7 +38,6 @@ from services.gateway.ports import ChatModel
 from services.settings import Settings
 
 FINISHED: frozenset[IntakeStatus] = frozenset({"complete", "partial", "escalated"})
-CHAT_MODEL_KEY = "chat_model"  # Services.extras key: tests put a scripted ChatModel here
 _END = object()
 T = TypeVar("T")
 _tasks: set[asyncio.Task[Any]] = set()
@@ -55,22 +54,16 @@ ERROR_MESSAGES = {
 
 
 def intake_store(services: Services) -> IntakeStore:
-    return IntakeStore(services.redis, services.settings.retention_days)
+    return services.intakes
 
 
 def chat_model(services: Services) -> ChatModel:
-    """The model adapter, built once per process (tests inject a scripted one through ``extras``)."""
-    model = services.extras.get(CHAT_MODEL_KEY)
-    if model is None:
-        from services.gateway.intake.llm import OpenAIChatModel
-
-        model = OpenAIChatModel(services.openai, services.settings.model_name)
-        services.extras[CHAT_MODEL_KEY] = model
-    return model
+    """The model adapter, built once at start-up (tests pass a scripted one to ``build_services``)."""
+    return services.model
 
 
 def interviewer(services: Services) -> Interviewer:
-    return Interviewer(chat_model(services), services.retriever, services.settings)
+    return Interviewer(services.model, services.retriever, services.settings)
 
 
 def course_of(services: Services, record: IntakeRecord) -> Course:
@@ -79,7 +72,6 @@ def course_of(services: Services, record: IntakeRecord) -> Course:
         raise Conflict("This course is no longer set up for intake chats. Please contact your instructor.")
     return course
 
-    """``GET /api/intakes/{token}``: what the link holder (the student) may see."""
 
 def transcript_url(settings: Settings, token: str) -> str:
     """The staff link printed in the summary; the staff page itself asks for a login."""
@@ -87,6 +79,7 @@ def transcript_url(settings: Settings, token: str) -> str:
 
 
 def build_view(record: IntakeRecord, course: Course | None, settings: Settings) -> IntakeView:
+    """``GET /api/intakes/{token}``: what the link holder (the student) may see."""
     booking = record.booking
     return IntakeView(
         status=record.status,
@@ -190,6 +183,7 @@ class TurnRunner:
         self.client_turn_id = client_turn_id
         self.lock = lock
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.unlocked = asyncio.Event()  # ``done`` waits for it: the next message must find the lock free
 
     def start(self) -> AsyncIterator[ServerSentEventMessage]:
         """Start the turn now (it survives a dropped connection) and return its event stream."""
@@ -198,6 +192,8 @@ class TurnRunner:
 
     async def _events(self) -> AsyncIterator[ServerSentEventMessage]:
         while (item := await self.queue.get()) is not _END:
+            if item.event == "done":
+                await self.unlocked.wait()
             yield item
 
     async def _produce(self) -> None:
@@ -215,6 +211,7 @@ class TurnRunner:
             self.queue.put_nowait(error_event(code))
             self.queue.put_nowait(done_event(self.record.status, self.record.interview.turn))
         finally:
+            self.unlocked.set()  # the lock is released (or was never taken) by now
             self.queue.put_nowait(_END)
 
     async def _store_for_staff(self) -> None:
@@ -258,7 +255,7 @@ class TurnRunner:
 
     async def _commit(self, state: InterviewState, course: Course, outcome: TurnOutcome) -> IntakeRecord:
         """Write the turn onto the freshest record, so a webhook (cancel, reschedule) is never undone."""
-        record = await self.store.get(self.record.token)
+        record, version = await self.store.get_versioned(self.record.token)
         if record is None or record.status == "cancelled":
             return record or self.record
         record.interview = state
@@ -271,16 +268,16 @@ class TurnRunner:
             summary_status: SummaryStatus = "escalated" if record.status == "escalated" else "complete"
             url = transcript_url(self.services.settings, record.token)
             record.summary = draft_summary(state, course, record.booking, summary_status, url)
-        await self.store.save(record)
+        if not await self.store.save(record, expect=version):
+            return await self._commit(state, course, outcome)  # changed meanwhile: re-check, then again
         if finished:
             await _enqueue_delivery(self.services, record)
         return record
 
 
 async def _enqueue_delivery(services: Services, record: IntakeRecord) -> None:
-    from services.gateway.delivery.outbox import enqueue_summary_delivery
-
-    await enqueue_summary_delivery(services, record)
+    escalated = record.status == "escalated"
+    await services.summaries.summary_ready(record.token, record.booking.uid, escalated=escalated)
     log.info("summary_enqueued", booking_uid=record.booking.uid, status=record.status)
 
 

@@ -1,5 +1,8 @@
 """``ChatModel`` over any OpenAI-compatible server (mlx_lm.server by default), through ``AsyncOpenAI``.
 
+Every call carries ``X-Request-ID``: the id of the request (or job) it serves, taken from the log context,
+so the inference server's log lines join the gateway's.
+
 Streams with ``stream_options.include_usage`` so the last usage (prompt tokens, and cached tokens
 when the server reports ``prompt_tokens_details.cached_tokens``) is kept for benchmarks: the share of
 cached prompt tokens shows whether the append-only prompts really hit the server's prompt cache.
@@ -14,6 +17,7 @@ from typing import Any
 import msgspec
 from openai import AsyncOpenAI
 
+from services.gateway.logs import current_request_id
 from services.gateway.ports import PromptMessage
 
 
@@ -28,7 +32,10 @@ class Usage(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class OpenAIChatModel:
-    """One adapter class for the ``ChatModel`` port; temperature low, a timeout, no SDK retries."""
+    """One adapter class for the ``ChatModel`` port; temperature low, a timeout, no SDK retries.
+
+    Built once per process; ``request_id`` pins one id for every call (else the current request's).
+    """
 
     def __init__(
         self,
@@ -64,8 +71,9 @@ class OpenAIChatModel:
         }
         if stop:
             kwargs["stop"] = list(stop)
-        if self.request_id:
-            kwargs["extra_headers"] = {"X-Request-ID": self.request_id}
+        request_id = self.request_id or current_request_id()
+        if request_id:
+            kwargs["extra_headers"] = {"X-Request-ID": request_id}
         return kwargs
 
     async def stream(

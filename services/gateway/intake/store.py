@@ -1,25 +1,57 @@
-"""Intakes in Redis: one record per capability token, an index by booking uid, and a per-intake turn lock."""
+"""Intakes in Redis: one record per capability token, an index by booking uid, and a per-intake turn lock.
+
+Every write goes through one Lua script that also bumps the intake's version (``intake:ver:{token}``), so
+``save(record, expect=version)`` is a compare-and-set: a turn that read the record before a cancellation
+or a reschedule cannot write its stale copy over it (it reads again and re-applies, or gives up).
+Creating an intake is one script too: the record, its booking index and a *setup pending* mark appear
+together or not at all, and the mark stays until the invitation and the scheduled work are queued.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import msgspec
 import redis.asyncio as aioredis
 
+from services.gateway import locks
 from services.gateway.errors import Conflict
 from services.gateway.intake.models import IntakeRecord
 
 _RECORD = "intake:tok:{}"
 _BY_BOOKING = "intake:booking:{}"
+_VERSION = "intake:ver:{}"
 _LOCK = "intake:lock:{}"
-_ALL = "intake:all"  # sorted set token -> appointment start (epoch), for staff lists and the scheduler
+_ALL = "intake:all"  # sorted set token -> appointment start (epoch), for staff lists
+_SETUP = "intake:setup"  # sorted set token -> creation epoch, while its jobs are not all queued
+_UPDATE_ATTEMPTS = 20
 _decoder = msgspec.json.Decoder(IntakeRecord)
+
+# KEYS record, by_booking, all, version; ARGV json, token, ttl, start, expected version ('' = any)
+_SAVE = """
+if ARGV[5] ~= '' and (redis.call('GET', KEYS[4]) or '0') ~= ARGV[5] then return -1 end
+local version = redis.call('INCR', KEYS[4])
+redis.call('EXPIRE', KEYS[4], ARGV[3])
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2])
+return version
+"""
+# KEYS as _SAVE plus setup; ARGV json, token, ttl, start, now. Returns the token that owns the booking.
+_CREATE = """
+local existing = redis.call('GET', KEYS[2])
+if existing then return existing end
+redis.call('SET', KEYS[4], 1, 'EX', ARGV[3])
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2])
+redis.call('ZADD', KEYS[5], ARGV[5], ARGV[2])
+return ARGV[2]
+"""
 
 
 def _text(value: bytes | str) -> str:
@@ -46,12 +78,19 @@ class IntakeStore:
     def __init__(self, redis: aioredis.Redis, retention_days: int) -> None:
         self._redis = redis
         self._retention = dt.timedelta(days=retention_days)
+        self._save = redis.register_script(_SAVE)
+        self._create = redis.register_script(_CREATE)
 
     async def get(self, token: str) -> IntakeRecord | None:
+        record, _ = await self.get_versioned(token)
+        return record
+
+    async def get_versioned(self, token: str) -> tuple[IntakeRecord | None, int]:
+        """The record and the version to pass to ``save(..., expect=)``, read in one round trip."""
         if not token or len(token) > 64:
-            return None
-        raw = await self._redis.get(_RECORD.format(token))
-        return _decoder.decode(raw) if raw else None
+            return None, 0
+        raw, version = await self._redis.mget([_RECORD.format(token), _VERSION.format(token)])
+        return (_decoder.decode(raw) if raw else None), int(version or 0)
 
     async def token_for_booking(self, booking_uid: str) -> str | None:
         raw = await self._redis.get(_BY_BOOKING.format(booking_uid))
@@ -61,25 +100,68 @@ class IntakeStore:
         token = await self.token_for_booking(booking_uid)
         return await self.get(token) if token else None
 
-    async def save(self, record: IntakeRecord) -> None:
-        """Write the record and its booking index with a TTL of meeting end plus retention."""
-        record.updated_at = now_iso()
-        ttl = self._ttl_seconds(record)
-        start = parse_time(record.booking.start_time).timestamp()
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(_RECORD.format(record.token), msgspec.json.encode(record), ex=ttl)
-            pipe.set(_BY_BOOKING.format(record.booking.uid), record.token, ex=ttl)
-            pipe.zadd(_ALL, {record.token: start})
-            await pipe.execute()
+    async def save(self, record: IntakeRecord, *, expect: int | None = None) -> bool:
+        """Write the record and its booking index with a TTL of meeting end plus retention.
 
-    async def move_booking(self, record: IntakeRecord, old_uid: str) -> None:
+        With ``expect`` the write happens only if nobody wrote since that version was read (False if
+        someone did); without it the write is unconditional.
+        """
+        record.updated_at = now_iso()
+        start = parse_time(record.booking.start_time).timestamp()
+        args = [msgspec.json.encode(record), record.token, self._ttl_seconds(record), start]
+        version = await self._save(
+            keys=self._keys(record), args=[*args, "" if expect is None else str(expect)]
+        )
+        return int(version) > 0
+
+    async def update(self, token: str, apply: Callable[[IntakeRecord], bool | None]) -> IntakeRecord | None:
+        """Read, change with ``apply`` and write back, again on the fresh record if someone wrote meanwhile.
+
+        ``apply`` returns False to leave the record as it is (e.g. it was cancelled). Returns the record
+        as stored, or None if there is none.
+        """
+        for _ in range(_UPDATE_ATTEMPTS):
+            record, version = await self.get_versioned(token)
+            if record is None or apply(record) is False:
+                return record
+            if await self.save(record, expect=version):
+                return record
+        raise Conflict("This chat is changing too fast right now. Please try again.")
+
+    async def create(self, record: IntakeRecord) -> tuple[str, bool]:
+        """Store a new intake unless its booking already has one: (token of the booking's intake, created).
+
+        The new intake is marked *setup pending* in the same step; ``setup_done`` clears the mark once its
+        jobs are queued, and ``pending_setups`` finds intakes whose setup was interrupted.
+        """
+        record.updated_at = now_iso()
+        start = parse_time(record.booking.start_time).timestamp()
+        args = [msgspec.json.encode(record), record.token, self._ttl_seconds(record), start, time.time()]
+        token = _text(await self._create(keys=[*self._keys(record), _SETUP], args=args))
+        return token, token == record.token
+
+    async def setup_pending(self, token: str) -> bool:
+        return await self._redis.zscore(_SETUP, token) is not None
+
+    async def setup_done(self, token: str) -> None:
+        await self._redis.zrem(_SETUP, token)
+
+    async def pending_setups(self, older_than_s: float, limit: int = 50) -> list[str]:
+        """Intakes whose setup started over ``older_than_s`` ago and never finished (a crash mid-way)."""
+        raw = await self._redis.zrangebyscore(_SETUP, "-inf", time.time() - older_than_s, 0, limit)
+        return [_text(t) for t in raw]
+
+    async def move_booking(self, record: IntakeRecord, old_uid: str, *, expect: int | None = None) -> bool:
         """After a reschedule: the old booking uid no longer resolves; the record keeps its token."""
-        await self._redis.delete(_BY_BOOKING.format(old_uid))
-        await self.save(record)
+        if not await self.save(record, expect=expect):
+            return False
+        if old_uid != record.booking.uid:
+            await self._redis.delete(_BY_BOOKING.format(old_uid))
+        return True
 
     async def delete(self, token: str) -> None:
         record = await self.get(token)
-        keys = [_RECORD.format(token)]
+        keys = [_RECORD.format(token), _VERSION.format(token)]
         if record:
             keys.append(_BY_BOOKING.format(record.booking.uid))
         await self._redis.delete(*keys)
@@ -103,23 +185,20 @@ class IntakeStore:
 
         ``wait_s`` > 0 waits that long for a short holder (the worker preparing the interview) first.
         """
-        owner = secrets.token_hex(8)
-        deadline = time.monotonic() + wait_s
-        while not await self._redis.set(_LOCK.format(token), owner, nx=True, ex=ttl_s):
-            if time.monotonic() >= deadline:
-                raise Conflict(
-                    "Another reply for this chat is already being written. Wait for it, then retry."
-                )
-            await asyncio.sleep(0.05)
-        try:
-            yield
-        finally:
-            await self._release(token, owner)
 
-    async def _release(self, token: str, owner: str) -> None:
-        key = _LOCK.format(token)
-        if _text(await self._redis.get(key) or b"") == owner:
-            await self._redis.delete(key)
+        def busy() -> Conflict:
+            return Conflict("Another reply for this chat is already being written. Wait for it, then retry.")
+
+        async with locks.hold(self._redis, _LOCK.format(token), ttl_s=ttl_s, wait_s=wait_s, busy=busy):
+            yield
+
+    async def try_turn_lock(self, token: str, wait_s: float, ttl_s: int = 30) -> locks.RedisLock | None:
+        """The turn lock for background work, or None if a turn still holds it after ``wait_s``."""
+        return await locks.acquire(self._redis, _LOCK.format(token), ttl_s=ttl_s, wait_s=wait_s)
+
+    def _keys(self, record: IntakeRecord) -> list[str]:
+        token = record.token
+        return [_RECORD.format(token), _BY_BOOKING.format(record.booking.uid), _ALL, _VERSION.format(token)]
 
     def _ttl_seconds(self, record: IntakeRecord) -> int:
         end = parse_time(record.booking.end_time or record.booking.start_time)

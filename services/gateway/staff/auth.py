@@ -2,8 +2,8 @@
 
 Sessions live in Redis (the gateway stays stateless, and logout really ends a session); the cookie
 carries the session id plus an HMAC with ``INTAKE_SESSION_SECRET``, so a forged or truncated cookie is
-rejected before Redis is asked. Without a configured secret each process makes its own, which is fine
-for one gateway; more gateways need the same ``INTAKE_SESSION_SECRET``.
+rejected before Redis is asked. Without a configured secret each process makes its own (``Services``
+does, at start-up), which is fine for one gateway; more gateways need the same ``INTAKE_SESSION_SECRET``.
 """
 
 from __future__ import annotations
@@ -13,11 +13,15 @@ import base64
 import hashlib
 import hmac
 import secrets
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
 
 from services.gateway.container import Services
+from services.gateway.errors import NotConfigured, Unauthorized
 
 COOKIE = "staff_session"
 SESSION_TTL_S = 12 * 3600
@@ -25,7 +29,6 @@ LOGIN_ATTEMPTS = 8  # failed attempts per client address and window
 LOGIN_WINDOW_S = 300
 _SESSION_KEY = "staff:session:{}"
 _ATTEMPTS_KEY = "staff:login:{}"
-_SECRET_EXTRA = "staff_session_secret"
 
 
 def staff_enabled(services: Services) -> str | None:
@@ -102,7 +105,14 @@ def _sign(services: Services, session_id: str) -> str:
 
 
 def _secret(services: Services) -> bytes:
-    configured = services.settings.session_secret
-    if configured:
-        return configured.encode()
-    return services.extras.setdefault(_SECRET_EXTRA, secrets.token_bytes(32))
+    return services.session_secret
+
+
+async def operator_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Litestar guard for the operator's pages (the job queue UI): a staff session, or 401 / 503."""
+    services: Services = connection.app.state.services
+    disabled = staff_enabled(services)
+    if disabled:
+        raise NotConfigured(disabled)
+    if not await has_session(services, connection.cookies.get(COOKIE)):
+        raise Unauthorized("Log in at /staff/login first; the job queue is for staff only.")

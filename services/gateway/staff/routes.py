@@ -17,21 +17,15 @@ from urllib.parse import parse_qs
 import msgspec
 import structlog
 from litestar import Request, Response, get, post
-from litestar.datastructures import Cookie, State
+from litestar.datastructures import Cookie
+from litestar.di import NamedDependency
 from litestar.enums import MediaType
 from litestar.params import FromPath
 from litestar.response import Redirect
 from msgspec import Meta
 
 from services.gateway.container import Services
-from services.gateway.errors import (
-    Conflict,
-    Gone,
-    IntakeError,
-    NotFound,
-    Unauthorized,
-    Unprocessable,
-)
+from services.gateway.errors import Conflict, Gone, NotConfigured, NotFound, Unauthorized, Unprocessable
 from services.gateway.intake import chat
 from services.gateway.intake.models import ChatMessage, IntakeRecord, IntakeView
 from services.gateway.staff import auth
@@ -48,14 +42,6 @@ PAGE_HEADERS = {
 }
 _BODY_CAP = 8 * 1024
 log = structlog.get_logger()
-
-
-class ServiceUnavailable(IntakeError):
-    status, slug, title_text = 503, "staff-disabled", "Staff pages are turned off"
-
-
-class TooManyAttempts(IntakeError):
-    status, slug, title_text = 429, "too-many-attempts", "Too many login attempts"
 
 
 class StaffIntakeRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -78,7 +64,7 @@ class DeliveryJob(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class FailedDelivery(msgspec.Struct, frozen=True, kw_only=True):
-    """A dead-lettered outbox job as the staff list shows it: enough to find the intake and judge a
+    """A dead job as the staff list shows it: enough to find the intake and judge a
     retry, never the student's email address or anything from the transcript."""
 
     id: str
@@ -127,21 +113,20 @@ class ProfessorRatingIn(msgspec.Struct, frozen=True):
 
 
 @get("/staff", media_type=MediaType.HTML)
-async def staff_home(state: State) -> Redirect:
+async def staff_home() -> Redirect:
     return Redirect("/staff/intakes", status_code=303)
 
 
 @get("/staff/login", media_type=MediaType.HTML)
-async def login_page(state: State) -> Response[bytes]:
-    disabled = auth.staff_enabled(state.services)
+async def login_page(services: NamedDependency[Services]) -> Response[bytes]:
+    disabled = auth.staff_enabled(services)
     if disabled:
         return _login(disabled, 503, form=False)
     return _login("", 200)
 
 
 @post("/staff/login", media_type=MediaType.HTML)
-async def login(request: Request, state: State) -> Response[bytes] | Redirect:
-    services: Services = state.services
+async def login(request: Request, services: NamedDependency[Services]) -> Response[bytes] | Redirect:
     disabled = auth.staff_enabled(services)
     if disabled:
         return _login(disabled, 503, form=False)
@@ -161,44 +146,50 @@ async def login(request: Request, state: State) -> Response[bytes] | Redirect:
 
 
 @post("/staff/logout", media_type=MediaType.HTML)
-async def logout(request: Request, state: State) -> Redirect:
-    await auth.close_session(state.services, request.cookies.get(auth.COOKIE))
-    gone = _cookie(state.services, "", max_age=0)
+async def logout(request: Request, services: NamedDependency[Services]) -> Redirect:
+    await auth.close_session(services, request.cookies.get(auth.COOKIE))
+    gone = _cookie(services, "", max_age=0)
     return Redirect("/staff/login", status_code=303, cookies=[gone])
 
 
 @get("/staff/intakes", media_type=MediaType.HTML)
-async def list_page(request: Request, state: State) -> Response[bytes] | Redirect:
-    return await _page(request, state.services, "list.html")
+async def list_page(request: Request, services: NamedDependency[Services]) -> Response[bytes] | Redirect:
+    return await _page(request, services, "list.html")
 
 
 @get("/staff/intakes/{token:str}", media_type=MediaType.HTML)
-async def detail_page(token: FromPath[str], request: Request, state: State) -> Response[bytes] | Redirect:
-    return await _page(request, state.services, "detail.html")
+async def detail_page(
+    token: FromPath[str], request: Request, services: NamedDependency[Services]
+) -> Response[bytes] | Redirect:
+    return await _page(request, services, "detail.html")
 
 
 # --- JSON for the pages -----------------------------------------------------------------------------
 
 
 @get("/staff/api/intakes")
-async def list_intakes(request: Request, state: State) -> list[StaffIntakeRow]:
-    services = await _authorized(request, state)
-    store = chat.intake_store(services)
+async def list_intakes(request: Request, services: NamedDependency[Services]) -> list[StaffIntakeRow]:
+    await _authorized(request, services)
+    store = services.intakes
     records = await asyncio.gather(*(store.get(t) for t in await store.tokens(limit=200)))
     return [_row(services, r) for r in records if r is not None]
 
 
 @get("/staff/api/intakes/{token:str}")
-async def intake_detail(token: FromPath[str], request: Request, state: State) -> Response[StaffIntakeDetail]:
-    services = await _authorized(request, state)
+async def intake_detail(
+    token: FromPath[str], request: Request, services: NamedDependency[Services]
+) -> Response[StaffIntakeDetail]:
+    await _authorized(request, services)
     record = await _load(services, token)
     return Response(await _detail(services, record), headers={"Cache-Control": "no-store"})
 
 
 @post("/staff/api/intakes/{token:str}/takeover", status_code=200)
-async def take_over(token: FromPath[str], request: Request, state: State) -> StaffIntakeDetail:
+async def take_over(
+    token: FromPath[str], request: Request, services: NamedDependency[Services]
+) -> StaffIntakeDetail:
     """Staff answer instead of the model (or hand the chat back to it)."""
-    services = await _authorized(request, state)
+    await _authorized(request, services)
     body = chat.decode_body(await chat.read_capped(request, _BODY_CAP), TakeOverIn)
 
     def apply(record: IntakeRecord) -> None:
@@ -210,9 +201,11 @@ async def take_over(token: FromPath[str], request: Request, state: State) -> Sta
 
 
 @post("/staff/api/intakes/{token:str}/messages", status_code=200)
-async def staff_message(token: FromPath[str], request: Request, state: State) -> StaffIntakeDetail:
+async def staff_message(
+    token: FromPath[str], request: Request, services: NamedDependency[Services]
+) -> StaffIntakeDetail:
     """A staff message shows in the student's chat as role ``staff``; sending one takes the chat over."""
-    services = await _authorized(request, state)
+    await _authorized(request, services)
     body = chat.decode_body(await chat.read_capped(request, _BODY_CAP * 3), StaffMessageIn)
     text = body.text.strip()
     if not text:
@@ -230,8 +223,10 @@ async def staff_message(token: FromPath[str], request: Request, state: State) ->
 
 
 @post("/staff/api/intakes/{token:str}/rating", status_code=200)
-async def rate_summary(token: FromPath[str], request: Request, state: State) -> StaffIntakeDetail:
-    services = await _authorized(request, state)
+async def rate_summary(
+    token: FromPath[str], request: Request, services: NamedDependency[Services]
+) -> StaffIntakeDetail:
+    await _authorized(request, services)
     body = chat.decode_body(await chat.read_capped(request, _BODY_CAP), ProfessorRatingIn)
 
     def apply(record: IntakeRecord) -> None:
@@ -245,18 +240,16 @@ async def rate_summary(token: FromPath[str], request: Request, state: State) -> 
 
 
 @get("/staff/api/deliveries/failed")
-async def failed_deliveries(request: Request, state: State) -> Response[list[FailedDelivery]]:
-    """Deliveries the worker gave up on (dead letters), most recent first, for the list page."""
-    from services.gateway.delivery.outbox import Outbox
-
-    services = await _authorized(request, state)
-    jobs = await Outbox(services.redis, services.settings).dead_letters(limit=100)
-    store = chat.intake_store(services)
+async def failed_deliveries(
+    request: Request, services: NamedDependency[Services]
+) -> Response[list[FailedDelivery]]:
+    """Jobs the worker gave up on (dead), most recent first, for the list page."""
+    await _authorized(request, services)
     rows: list[FailedDelivery] = []
-    for job in jobs:
+    for job in await services.jobs.dead_letters(limit=100):
         uid = job.booking.uid if job.booking else ""
         if not uid:
-            record = await store.get(job.token)
+            record = await services.intakes.get(job.token)
             uid = record.booking.uid if record else ""
         rows.append(
             FailedDelivery(
@@ -273,16 +266,15 @@ async def failed_deliveries(request: Request, state: State) -> Response[list[Fai
 
 
 @post("/staff/api/deliveries/{job_id:str}/retry", status_code=200)
-async def retry_delivery(job_id: FromPath[str], request: Request, state: State) -> RetriedDelivery:
-    """Give a dead-lettered job a fresh set of attempts; the worker picks it up at once."""
-    from services.gateway.delivery.outbox import Outbox
-
-    services = await _authorized(request, state)
-    outbox = Outbox(services.redis, services.settings)
-    job = await outbox.get(job_id[:64])
+async def retry_delivery(
+    job_id: FromPath[str], request: Request, services: NamedDependency[Services]
+) -> RetriedDelivery:
+    """Give a dead job a fresh set of attempts; the worker picks it up at once."""
+    await _authorized(request, services)
+    job = await services.jobs.get(job_id[:200])
     if job is None:
         raise NotFound("No delivery with this id (it may have expired).")
-    if not await outbox.requeue(job.id):
+    if not await services.jobs.requeue(job.id):
         raise Conflict(f"This delivery is {job.state}, not failed; there is nothing to retry.")
     log.info("delivery_requeued", job_id=job.id, kind=job.kind)
     return RetriedDelivery(id=job.id, state="pending")
@@ -302,30 +294,28 @@ async def _page(request: Request, services: Services, name: str) -> Response[byt
     )
 
 
-async def _authorized(request: Request, state: State) -> Services:
-    services: Services = state.services
+async def _authorized(request: Request, services: Services) -> None:
     disabled = auth.staff_enabled(services)
     if disabled:
-        raise ServiceUnavailable(disabled)
+        raise NotConfigured(disabled)
     if not await auth.has_session(services, request.cookies.get(auth.COOKIE)):
         raise Unauthorized("Your staff session has ended. Log in again.")
-    return services
 
 
 async def _load(services: Services, token: str) -> IntakeRecord:
-    record = await chat.intake_store(services).get(token)
+    record = await services.intakes.get(token)
     if record is None:
         raise NotFound("No intake with this link (it may have expired or been deleted).")
     return record
 
 
 async def _mutate(services: Services, token: str, apply: Callable[[IntakeRecord], None]) -> IntakeRecord:
-    """Change a record under the turn lock, so a running student turn never overwrites the change."""
-    store = chat.intake_store(services)
-    async with store.turn_lock(token, ttl_s=30):
-        record = await _load(services, token)
-        apply(record)
-        await store.save(record)
+    """Change a record under the turn lock (a running student turn never overwrites the change), as a
+    compare-and-set (a cancellation arriving meanwhile is never undone)."""
+    async with services.intakes.turn_lock(token, ttl_s=30):
+        record = await services.intakes.update(token, apply)
+    if record is None:
+        raise NotFound("No intake with this link (it may have expired or been deleted).")
     return record
 
 
@@ -362,12 +352,11 @@ async def _detail(services: Services, record: IntakeRecord) -> StaffIntakeDetail
 
 
 async def _pending_deliveries(services: Services, token: str) -> list[DeliveryJob]:
-    """Outbox jobs still pending or dead-lettered for this intake (finished jobs leave the list)."""
-    from services.gateway.delivery.outbox import Outbox
-
-    jobs = await Outbox(services.redis, services.settings).jobs_for(token)
+    """The intake's jobs still pending, running or dead (finished jobs leave the list)."""
+    jobs = await services.jobs.jobs_for(token)
     return [
-        DeliveryJob(kind=j.kind, state=j.state, attempts=j.attempts, last_error=j.last_error) for j in jobs
+        DeliveryJob(kind=j.kind, state=j.state, attempts=j.attempts, last_error=_scrub_error(j.last_error))
+        for j in jobs
     ]
 
 

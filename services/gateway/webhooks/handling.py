@@ -1,11 +1,15 @@
 """What each Cal.com trigger does to the intakes: create, move, close, or just record for analytics.
 
 Cal.com may deliver twice, out of order, or not retry at all, so every handler is idempotent and fast
-(Redis only; anything slow becomes an outbox job):
+(Redis only; anything slow becomes a job on the queue):
 
 - a delivery is identified by (booking uid, trigger, createdAt); it is marked *seen* only after it was
-  handled, and a short-lived *processing* marker stops a concurrent copy, so a delivery that failed
+  handled, and a short-lived *processing* marker makes a copy that arrives meanwhile a 409 (the sender
+  retries it; acknowledging it would drop it if the first copy then failed), so a delivery that failed
   halfway can simply be sent again;
+- an intake is created in one Redis script together with a *setup pending* mark that is cleared once its
+  jobs are queued; a retried delivery (or the worker's ``finish_setups`` cron) completes a creation that
+  stopped half-way, so the invitation is never lost;
 - a per-booking tombstone (``cancelled`` / ``moved:<new uid>``) remembers what happened to a booking
   uid, so a late BOOKING_CREATED neither resurrects a cancelled booking nor creates a second intake
   for one that was already rescheduled;
@@ -14,12 +18,9 @@ Cal.com may deliver twice, out of order, or not retry at all, so every handler i
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
-import secrets
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
 from typing import Literal, TypeVar
 
@@ -27,12 +28,12 @@ import msgspec
 import structlog
 
 from services.coursepack import Course
+from services.gateway import locks
 from services.gateway.container import Services
-from services.gateway.delivery.locks import try_turn_lock
-from services.gateway.delivery.outbox import Outbox, schedule_partial, unschedule_partial
+from services.gateway.delivery.queue import finish_setup
 from services.gateway.errors import BadRequest, Conflict, Unprocessable
 from services.gateway.intake.models import Booking, IntakeRecord, InterviewState
-from services.gateway.intake.store import IntakeStore, new_token, now_iso
+from services.gateway.intake.store import new_token, now_iso
 from services.gateway.webhooks.payloads import (
     BookingPayload,
     Envelope,
@@ -52,7 +53,6 @@ _TOMBSTONE = "calcom:booking:{}"
 _LOCK = "calcom:lock:{}"
 _PROCESSING_TTL_S = 60
 _LOCK_WAIT_S = 3.0
-_INTAKE_WAIT_S = 2.0
 
 log = structlog.get_logger()
 T = TypeVar("T")
@@ -127,15 +127,16 @@ async def handle_once(
     if await redis.exists(_SEEN.format(key)):
         log.info("webhook_duplicate", trigger=trigger, booking_uid=booking_uid)
         return Ack("duplicate")
-    if not await redis.set(_PROCESSING.format(key), b"1", nx=True, ex=_PROCESSING_TTL_S):
-        log.info("webhook_duplicate", trigger=trigger, booking_uid=booking_uid, in_progress=True)
-        return Ack("duplicate")
+    processing = await locks.acquire(redis, _PROCESSING.format(key), ttl_s=_PROCESSING_TTL_S)
+    if processing is None:
+        log.info("webhook_in_progress", trigger=trigger, booking_uid=booking_uid)
+        raise Conflict("This delivery is being handled right now; send it again shortly.")
     try:
         async with _booking_locks(services, uids):
             ack: Ack = await run()
         await redis.set(_SEEN.format(key), b"1", ex=_keep_s(services))
     finally:
-        await redis.delete(_PROCESSING.format(key))
+        await processing.release()
     log.info("webhook_handled", trigger=trigger, booking_uid=booking_uid, outcome=ack.status)
     return ack
 
@@ -143,23 +144,17 @@ async def handle_once(
 @asynccontextmanager
 async def _booking_locks(services: Services, uids: Sequence[str]) -> AsyncIterator[None]:
     """Serialise events touching the same booking(s); locks are taken in sorted order to avoid deadlock."""
-    owner = secrets.token_hex(8).encode()
-    taken: list[str] = []
-    try:
+
+    def busy() -> Conflict:
+        return Conflict("Another delivery for this booking is being handled; send it again shortly.")
+
+    async with AsyncExitStack() as stack:
         for uid in sorted(set(uids)):
-            deadline = time.monotonic() + _LOCK_WAIT_S
-            while not await services.redis.set(_LOCK.format(uid), owner, nx=True, ex=30):
-                if time.monotonic() > deadline:
-                    raise Conflict(
-                        "Another delivery for this booking is being handled; send it again shortly."
-                    )
-                await asyncio.sleep(0.05)
-            taken.append(uid)
+            key = _LOCK.format(uid)
+            await stack.enter_async_context(
+                locks.hold(services.redis, key, ttl_s=30, wait_s=_LOCK_WAIT_S, busy=busy)
+            )
         yield
-    finally:
-        for uid in taken:
-            if await services.redis.get(_LOCK.format(uid)) == owner:
-                await services.redis.delete(_LOCK.format(uid))
 
 
 def _keep_s(services: Services) -> int:
@@ -170,8 +165,8 @@ class _Handlers:
     def __init__(self, services: Services) -> None:
         self.services = services
         self.redis = services.redis
-        self.store = IntakeStore(services.redis, services.settings.retention_days)
-        self.outbox = Outbox(services.redis, services.settings)
+        self.store = services.intakes
+        self.jobs = services.jobs
 
     async def booking(self, trigger: str, payload: BookingPayload) -> Ack:
         if trigger == "BOOKING_CREATED":
@@ -190,13 +185,13 @@ class _Handlers:
         return await self._create_if_new(payload)
 
     async def _create_if_new(self, payload: BookingPayload) -> Ack:
-        if await self.store.token_for_booking(payload.uid):
-            return Ack("duplicate")
+        token = await self.store.token_for_booking(payload.uid)
+        if token:
+            return await self._finish_if_half_created(token)
         course = self._course(payload)
         if course is None:
             return Ack("ignored")
-        await self._create(course, to_booking(payload))
-        return Ack("created")
+        return await self._create(course, to_booking(payload))
 
     # --- BOOKING_RESCHEDULED -----------------------------------------------------------------------
 
@@ -219,26 +214,28 @@ class _Handlers:
         return await self._create_if_new(payload)
 
     async def _move(self, record: IntakeRecord, new: Booking, old_uid: str) -> None:
-        """The intake follows the booking: new uid and times, every message the student wrote kept."""
-        async with self._quiet(record.token):
-            record = await self.store.get(record.token) or record
+        """The intake follows the booking: new uid and times, every message the student wrote kept.
+
+        A compare-and-set write: a chat turn stored meanwhile is kept, and the turn's own write after
+        this one sees the new booking instead of putting the old one back.
+        """
+        for _ in range(20):
+            fresh, version = await self.store.get_versioned(record.token)
+            record = fresh or record
             notes = new.notes or record.booking.notes
             record.booking = msgspec.structs.replace(new, notes=notes)
-            await self.store.move_booking(record, old_uid)
+            if await self.store.move_booking(record, old_uid, expect=version if fresh else None):
+                break
+        else:
+            raise Conflict("This intake is changing too fast right now; send the delivery again shortly.")
         if record.status in ("invited", "active"):
-            await schedule_partial(self.redis, self.services.settings, record.token, new.start_time)
+            await self.jobs.schedule_partial(record)
         elif record.summary is not None and record.status != "cancelled":
             # the note on Cal.com belongs to the old booking: write it onto the new one as well
             summary = msgspec.structs.replace(
                 record.summary, booking_uid=new.uid, appointment_start=new.start_time
             )
-            await self.outbox.enqueue(
-                "summary_calcom",
-                record.token,
-                summary=summary,
-                booking=record.booking,
-                course_slug=record.course_slug,
-            )
+            await self.jobs.write_note(record, summary)
         if await self._tombstone(new.uid) == "cancelled":
             await self._close(record)
         log.info("intake_rescheduled", booking_uid=new.uid, old_booking_uid=old_uid)
@@ -253,16 +250,20 @@ class _Handlers:
         return Ack("cancelled")
 
     async def _close(self, record: IntakeRecord) -> None:
-        """Closed for good: the transcript and summary are deleted; the token still shows a kind page."""
-        async with self._quiet(record.token):
-            record = await self.store.get(record.token) or record
-            record.status = "cancelled"
-            record.interview = InterviewState()
-            record.summary = None
-            record.replies = {}
-            await self.store.save(record)
-        cancelled_jobs = await self.outbox.cancel_for(record.token)
-        await unschedule_partial(self.redis, record.token)
+        """Closed for good: the transcript and summary are deleted; the token still shows a kind page.
+
+        A compare-and-set write, so a chat turn that commits afterwards finds the intake cancelled and
+        drops its reply instead of writing the transcript back.
+        """
+
+        def close(fresh: IntakeRecord) -> None:
+            fresh.status = "cancelled"
+            fresh.interview = InterviewState()
+            fresh.summary = None
+            fresh.replies = {}
+
+        await self.store.update(record.token, close)
+        cancelled_jobs = await self.jobs.cancel_for(record.token)
         log.info("intake_cancelled", booking_uid=record.booking.uid, cancelled_jobs=cancelled_jobs)
 
     # --- MEETING_ENDED / BOOKING_NO_SHOW_UPDATED ---------------------------------------------------
@@ -288,18 +289,27 @@ class _Handlers:
             )
         return course
 
-    async def _create(self, course: Course, booking: Booking) -> IntakeRecord:
+    async def _create(self, course: Course, booking: Booking) -> Ack:
+        """The record (with its *setup pending* mark) in one Redis step, then its jobs, then the mark off."""
         now = now_iso()
         record = IntakeRecord(
             token=new_token(), booking=booking, course_slug=course.slug, created_at=now, updated_at=now
         )
-        await self.store.save(record)
-        await schedule_partial(self.redis, self.services.settings, record.token, booking.start_time)
-        await self.outbox.enqueue("prepare", record.token, course_slug=course.slug)
-        if booking.student.email:
-            await self.outbox.enqueue("invite_email", record.token, course_slug=course.slug)
+        token, created = await self.store.create(record)
+        if not created:  # another delivery created it a moment ago
+            return await self._finish_if_half_created(token)
+        await finish_setup(self.store, self.jobs, record.token)
         log.info("intake_created", booking_uid=booking.uid, course=course.slug)
-        return record
+        return Ack("created")
+
+    async def _finish_if_half_created(self, token: str) -> Ack:
+        """A delivery for a booking that has an intake: a duplicate, unless the first delivery's process
+        died before the intake's jobs were queued; then this retry finishes the job and says so."""
+        if not await self.store.setup_pending(token):
+            return Ack("duplicate")
+        await finish_setup(self.store, self.jobs, token)
+        log.info("intake_setup_completed_by_retry")
+        return Ack("created")
 
     async def _tombstone(self, uid: str) -> str | None:
         raw = await self.redis.get(_TOMBSTONE.format(uid))
@@ -307,14 +317,3 @@ class _Handlers:
 
     async def _set_tombstone(self, uid: str, fate: str) -> None:
         await self.redis.set(_TOMBSTONE.format(uid), fate.encode(), ex=_keep_s(self.services))
-
-    @asynccontextmanager
-    async def _quiet(self, token: str) -> AsyncIterator[None]:
-        """Hold the intake's turn lock if we can get it soon, so a reply being written does not
-        overwrite the change; after a short wait proceed anyway (the booking change wins)."""
-        lock = await try_turn_lock(self.store, token, _INTAKE_WAIT_S)
-        try:
-            yield
-        finally:
-            if lock is not None:
-                await lock.__aexit__(None, None, None)

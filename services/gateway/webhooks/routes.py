@@ -3,13 +3,14 @@
 Order matters: the body is read in a bounded way (413 past ``max_webhook_bytes``), then the signature is
 checked over the exact raw bytes (401), and only then parsed (400 not JSON / 422 not a Cal.com webhook).
 Unknown triggers and event types of no known course are acknowledged (2xx) and logged, so Cal.com does
-not disable the subscription; only the handling in ``handling.py`` touches Redis.
+not disable the subscription; a copy of a delivery that is being handled right now is 409 (send it
+again). Only the handling in ``handling.py`` touches Redis.
 """
 
 from __future__ import annotations
 
 from litestar import Request, post
-from litestar.datastructures import State
+from litestar.di import NamedDependency
 from litestar.types import ControllerRouterHandler
 
 from services.gateway.container import Services
@@ -19,8 +20,7 @@ from services.gateway.webhooks.signature import SIGNATURE_HEADER, verify_signatu
 
 
 @post("/webhooks/calcom", status_code=200)
-async def calcom_webhook(request: Request, state: State) -> Ack:
-    services: Services = state.services
+async def calcom_webhook(request: Request, services: NamedDependency[Services]) -> Ack:
     body = await read_bounded(request, services.settings.max_webhook_bytes)
     verify_signature(services.settings, body, request.headers.get(SIGNATURE_HEADER))
     return await handle_webhook(services, decode_envelope(body), body)

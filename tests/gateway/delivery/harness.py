@@ -1,11 +1,13 @@
 """Shared set-up for the webhook and delivery tests: settings pointed at the session's real Redis, a tiny
 course pack mapped to the sample payloads' event type, the real app, and helpers to sign and post.
 
-Nothing here is a mock: Redis, SMTP (aiosmtpd) and the HTTP app are real; Cal.com is the fake server.
+Nothing here is a mock: Redis, SMTP (aiosmtpd), the HTTP app and the SAQ worker are real; Cal.com is the
+fake server.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import datetime as dt
 import json
@@ -19,18 +21,17 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
-import redis.asyncio as aioredis
 from litestar.testing import AsyncTestClient
-from openai import AsyncOpenAI
 
 from services.coursepack import load_catalog
 from services.gateway.app import create_app
-from services.gateway.container import Services
-from services.gateway.delivery.outbox import Job, Outbox
+from services.gateway.container import Services, build_services
+from services.gateway.delivery.queue import QueuedJob
 from services.gateway.intake.models import IntakeRecord, Person, Summary
 from services.gateway.intake.store import IntakeStore
+from services.gateway.ports import ChatModel
 from services.gateway.webhooks.signature import sign
-from services.gateway.worker import run_once
+from services.gateway.worker import run_worker
 from services.settings import Settings
 from tests.fakes.calcom import FakeCalcom
 from tests.fixtures.smtp import SmtpCapture
@@ -103,14 +104,10 @@ def make_settings(tmp_path: Path, redis_url: str, **overrides: Any) -> Settings:
     return msgspec.convert(base, Settings)
 
 
-async def build_services(settings: Settings) -> Services:
-    return Services(
-        settings=settings,
-        redis=aioredis.from_url(settings.redis_url, decode_responses=False),
-        openai=AsyncOpenAI(base_url=settings.inference_url, api_key="x", max_retries=0, timeout=1.0),
-        http=httpx.AsyncClient(timeout=httpx.Timeout(5.0, connect=1.0)),
-        catalog=load_catalog(Path(settings.corpus_dir)),
-        retriever=None,
+def open_test_services(settings: Settings, model: ChatModel | None = None) -> Services:
+    """Services on the test corpus, without retrieval; the model is the real client unless given."""
+    return build_services(
+        settings, catalog=load_catalog(Path(settings.corpus_dir)), retriever=None, model=model
     )
 
 
@@ -125,21 +122,19 @@ class Gateway:
 
 
 @asynccontextmanager
-async def open_gateway(tmp_path: Path, redis_url: str, **overrides: Any) -> AsyncIterator[Gateway]:
+async def open_gateway(
+    tmp_path: Path, redis_url: str, *, model: ChatModel | None = None, **overrides: Any
+) -> AsyncIterator[Gateway]:
     """Fresh Redis contents, the real app and a Services for the in-process worker.
 
-    ``overrides`` are settings fields, plus ``extras`` for both Services (``{"chat_model": ...}``).
+    ``overrides`` are settings fields; ``model`` (e.g. a scripted ChatModel) goes to both Services.
     """
-    extras: dict[str, Any] = overrides.pop("extras", {})
     settings = make_settings(tmp_path, redis_url, **overrides)
-    services = await build_services(settings)
-    services.extras.update(extras)
+    services = open_test_services(settings, model)
     await services.redis.flushdb()
 
     async def app_services(settings: Settings) -> Services:
-        built = await build_services(settings)
-        built.extras.update(extras)  # e.g. a scripted ChatModel for the chat routes
-        return built
+        return open_test_services(settings, model)
 
     app = create_app(settings, services_factory=app_services)
     try:
@@ -183,7 +178,7 @@ async def deliver(client: AsyncTestClient, data: dict[str, Any]) -> httpx.Respon
 
 
 def store_of(services: Services) -> IntakeStore:
-    return IntakeStore(services.redis, services.settings.retention_days)
+    return services.intakes
 
 
 async def record_for(services: Services, booking_uid: str) -> IntakeRecord:
@@ -192,19 +187,34 @@ async def record_for(services: Services, booking_uid: str) -> IntakeRecord:
     return record
 
 
-async def jobs_of(services: Services, token: str) -> list[Job]:
-    return await Outbox(services.redis, services.settings).jobs_for(token)
+async def jobs_of(services: Services, token: str) -> list[QueuedJob]:
+    return await services.jobs.jobs_for(token)
 
 
-async def work_until(services: Services, done: Callable[[], Awaitable[bool]], timeout: float = 15.0) -> None:
-    """Run worker passes (the real ``run_once``) until ``done()`` holds."""
-    outbox = Outbox(services.redis, services.settings)
+@asynccontextmanager
+async def working(services: Services) -> AsyncIterator[None]:
+    """The real SAQ worker (both queues) running in-process for the block."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_worker(services, stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=15)
+
+
+async def wait_for(done: Callable[[], Awaitable[bool]], timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while not await done():
         if time.monotonic() > deadline:
-            pytest.fail(f"worker did not get there in {timeout}s")
-        await run_once(services, outbox)
-        await outbox.wait_for_work(0.02)
+            pytest.fail(f"not there after {timeout}s")
+        await asyncio.sleep(0.05)
+
+
+async def work_until(services: Services, done: Callable[[], Awaitable[bool]], timeout: float = 15.0) -> None:
+    """Run the worker until ``done()`` holds."""
+    async with working(services):
+        await wait_for(done, timeout)
 
 
 def make_summary(record: IntakeRecord, status: str = "complete") -> Summary:

@@ -51,9 +51,7 @@ async def test_booking_to_delivered_summary(
     tmp_path: Path, redis_url: str, smtp_server: SmtpCapture, calcom: FakeCalcom
 ) -> None:
     """A booked student chats to the end; the organizer gets the email and the booking gets the note."""
-    async with open_wired_gateway(
-        tmp_path, redis_url, smtp_server, calcom, extras={"chat_model": ScriptedModel()}
-    ) as gw:
+    async with open_wired_gateway(tmp_path, redis_url, smtp_server, calcom, model=ScriptedModel()) as gw:
         await deliver(gw.client, upcoming("booking_created"))
         token = (await record_for(gw.services, UID)).token
 

@@ -1,4 +1,5 @@
-"""The worker end to end: real Redis, real SMTP (aiosmtpd), the fake Cal.com, the real webhook route.
+"""The worker end to end: real Redis, real SMTP (aiosmtpd), the fake Cal.com, the real webhook route, the
+real SAQ worker (both queues) running in-process.
 
 The inference server is nowhere (port 9), so the model summary always falls back to the deterministic
 draft; what these tests pin is delivery: both channels, retries, dead letters, partial summaries.
@@ -11,24 +12,23 @@ import json
 from collections.abc import AsyncIterator, Iterator
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
 
 import msgspec
 import pytest
 from structlog.testing import capture_logs
 
-from services.gateway import worker
 from services.gateway.container import Services
-from services.gateway.delivery.jobs import enqueue_due_partials
-from services.gateway.delivery.outbox import PARTIAL_DUE, Job, Outbox, enqueue_summary_delivery
+from services.gateway.delivery import jobs
+from services.gateway.delivery.queue import JobArgs, QueuedJob
 from services.gateway.delivery.render import BLOCK_START
 from services.gateway.intake.models import ChatMessage, IntakeRecord, Summary
-from services.gateway.worker import CONCURRENCY, MODEL_SLOTS, run_once, run_worker
+from services.gateway.worker import MODEL_CONCURRENCY, run_worker
 from tests.fakes.calcom import FakeCalcom, running_fake_calcom
 from tests.fixtures.smtp import SmtpCapture
 from tests.gateway.delivery.harness import (
     Gateway,
     deliver,
+    future,
     jobs_of,
     make_summary,
     open_gateway,
@@ -37,7 +37,9 @@ from tests.gateway.delivery.harness import (
     sample,
     store_of,
     upcoming,
+    wait_for,
     work_until,
+    working,
 )
 
 UID = "b7Yx2Lq9Kd1pQmRw3sT8vZ"
@@ -80,7 +82,9 @@ async def _finished(gw: Gateway, status: str = "complete") -> IntakeRecord:
     ]
     record.summary = make_summary(record, "escalated" if status == "escalated" else "complete")
     await store.save(record)
-    await enqueue_summary_delivery(gw.services, record)
+    await gw.services.summaries.summary_ready(
+        record.token, record.booking.uid, escalated=status == "escalated"
+    )
     return record
 
 
@@ -88,8 +92,8 @@ def _summary_mails(smtp: SmtpCapture) -> list[EmailMessage]:
     return smtp.to(ORGANIZER)
 
 
-async def _dead(gw: Gateway) -> list[Any]:
-    return await Outbox(gw.services.redis, gw.settings).dead_letters()
+async def _dead(gw: Gateway) -> list[QueuedJob]:
+    return await gw.services.jobs.dead_letters()
 
 
 # --- invitation --------------------------------------------------------------------------------------
@@ -154,34 +158,32 @@ async def test_finished_intake_is_emailed_and_written_into_the_booking(
     assert stored is not None and stored.summary is not None and stored.summary_delivered_at
 
 
-async def test_calcom_failing_then_recovering_is_retried_and_the_block_is_replaced_not_duplicated(
+async def test_calcom_failing_then_recovering_is_retried_and_a_duplicate_sends_nothing_twice(
     wired: Gateway, smtp_server: SmtpCapture, calcom: FakeCalcom
 ) -> None:
-    """Two 500s, then success; a second delivery replaces the block; the student's notes stay."""
+    """Two 500s, then success (one block, the student's notes kept); the same intake handed over again
+    (a duplicated job) sends neither a second email nor a second note."""
     await _booked(wired)
     calcom.fail(times=2)
     with capture_logs() as logs:
         await _finished(wired)
 
         async def patched() -> bool:
-            return bool(calcom.patches(BOOKING_ID))
+            return bool(calcom.patches(BOOKING_ID)) and bool(_summary_mails(smtp_server))
 
         await work_until(wired.services, patched)
     retries = [e for e in logs if e["event"] == "job_retry_scheduled"]
     assert [e["attempt"] for e in retries] == [1, 2]
     assert all(e["kind"] == "summary_calcom" and e["delay_s"] > 0 for e in retries)
     assert not any("@" in json.dumps(e, default=str) for e in logs), "no email address in any log line"
-    first = calcom.description(BOOKING_ID) or ""
+    description = calcom.description(BOOKING_ID) or ""
+    assert description.count(BLOCK_START) == 1 and description.startswith(NOTES)
 
-    await _finished(wired)  # the same intake delivered again (e.g. staff re-sent it)
-
-    async def patched_twice() -> bool:
-        return len(calcom.patches(BOOKING_ID)) == 2
-
-    await work_until(wired.services, patched_twice)
-    again = calcom.description(BOOKING_ID) or ""
-    assert again.count(BLOCK_START) == 1 and again.startswith(NOTES)
-    assert len(again) == len(first)
+    with capture_logs() as logs:
+        await _finished(wired)  # the same intake handed over a second time
+    assert [e["job_id"] for e in logs if e["event"] == "job_duplicate"] == [f"summarize.{UID}.complete"]
+    assert await jobs_of(wired.services, (await record_for(wired.services, UID)).token) == []
+    assert len(calcom.patches(BOOKING_ID)) == 1 and len(_summary_mails(smtp_server)) == 1
 
 
 async def test_calcom_hanging_past_the_timeout_is_retried(
@@ -218,7 +220,7 @@ async def test_calcom_down_for_the_whole_window_the_email_still_goes_and_the_sum
     assert dead.summary is not None and dead.summary.booking_uid == UID and dead.token == record.token
     assert calcom.patches(BOOKING_ID) == []
     calcom.recover()
-    assert await Outbox(wired.services.redis, wired.settings).requeue(dead.id)
+    assert await wired.services.jobs.requeue(dead.id)
 
     async def patched() -> bool:
         return bool(calcom.patches(BOOKING_ID))
@@ -242,7 +244,7 @@ async def test_a_wrong_api_key_is_dead_lettered_at_once(
 
         await work_until(gw.services, parked)
         (dead,) = await _dead(gw)
-        assert dead.attempts == 0 and "401" in (dead.last_error or "")
+        assert dead.attempts == 1 and "401" in (dead.last_error or "")
 
 
 async def test_without_an_api_key_only_the_email_channel_runs(
@@ -284,93 +286,116 @@ async def test_escalated_intake_is_delivered_with_its_status(
 async def test_cancelling_before_delivery_cancels_the_pending_summary(
     wired: Gateway, smtp_server: SmtpCapture, calcom: FakeCalcom
 ) -> None:
-    """CANCELLED while the summary waits in the outbox: nothing is delivered afterwards."""
-    await _booked(wired)
+    """CANCELLED while the summary waits in the queue: its jobs are dropped, nothing is delivered,
+    while the worker goes on with other work (another student's invitation)."""
+    record = await _booked(wired)
     await _finished(wired)
     await deliver(wired.client, sample("booking_cancelled"))
-    outbox = Outbox(wired.services.redis, wired.settings)
-    for _ in range(20):
-        await asyncio.sleep(0.02)
-        await run_once(wired.services, outbox)
+    assert await jobs_of(wired.services, record.token) == []
+    other = upcoming("booking_created")
+    other["payload"]["uid"] = "another-booking"
+    other["payload"]["attendees"][0]["email"] = "kim@student.example.edu"
+    await deliver(wired.client, other)
+
+    async def other_invited() -> bool:
+        return bool(smtp_server.to("kim@student.example.edu"))
+
+    await work_until(wired.services, other_invited)
     assert _summary_mails(smtp_server) == [] and calcom.patches(BOOKING_ID) == []
 
 
 # --- partial / no-intake summaries ------------------------------------------------------------------
 
 
-async def _due_of(gw: Gateway, token: str) -> float:
-    due = await gw.services.redis.zscore(PARTIAL_DUE, token)
-    assert due is not None
-    return float(due)
+async def _partial(gw: Gateway, token: str) -> QueuedJob:
+    (job,) = [j for j in await jobs_of(gw.services, token) if j.kind == "partial_summary"]
+    return job
+
+
+async def _booked_soon(gw: Gateway, in_s: float) -> IntakeRecord:
+    """A booking whose meeting starts ``in_s`` seconds from now."""
+    data = sample("booking_created")
+    data["payload"]["startTime"] = future(in_s / 86400)
+    data["payload"]["endTime"] = future(in_s / 86400 + 0.02)
+    await deliver(gw.client, data)
+    return await record_for(gw.services, UID)
+
+
+async def _started_at_or_after_its_time(gw: Gateway, key: str) -> bool:
+    job = await gw.services.jobs.intake.job(key)
+    assert job is not None and job.scheduled > 0
+    return job.started / 1000 >= job.scheduled
 
 
 async def test_no_intake_summary_is_sent_before_the_meeting_when_the_chat_was_never_started(
-    wired: Gateway, smtp_server: SmtpCapture, calcom: FakeCalcom
+    tmp_path: Path, redis_url: str, smtp_server: SmtpCapture, calcom: FakeCalcom
 ) -> None:
-    """Nothing is due before ``start - 2 h``; then a ``no_intake`` summary goes on both channels."""
-    record = await _booked(wired, days=3)
-    due = await _due_of(wired, record.token)
-    outbox = Outbox(wired.services.redis, wired.settings)
-    assert await enqueue_due_partials(wired.services, outbox, now=due - 10) == 0
-    assert await enqueue_due_partials(wired.services, outbox, now=due + 1) == 1
-    assert await enqueue_due_partials(wired.services, outbox, now=due + 2) == 0, "taken only once"
+    """The partial-summary job waits for its time (start - ``partial_before_meeting_s``), then sends a
+    ``no_intake`` summary on both channels; the intake stays open."""
+    async with open_wired_gateway(tmp_path, redis_url, smtp_server, calcom, partial_before_meeting_s=2) as gw:
+        record = await _booked_soon(gw, 5)
+        job = await _partial(gw, record.token)
+        assert job.state == "pending" and job.scheduled_at is not None
 
-    async def delivered() -> bool:
-        return bool(_summary_mails(smtp_server)) and bool(calcom.patches(BOOKING_ID))
+        async def delivered() -> bool:
+            return bool(_summary_mails(smtp_server)) and bool(calcom.patches(BOOKING_ID))
 
-    await work_until(wired.services, delivered)
-    (mail,) = _summary_mails(smtp_server)
-    (attachment,) = list(mail.iter_attachments())
-    assert msgspec.json.decode(attachment.get_content(), type=Summary).status == "no_intake"
-    assert "No intake" in (calcom.description(BOOKING_ID) or "")
-    assert (await store_of(wired.services).get(record.token)).status == "invited"  # type: ignore[union-attr]
+        await work_until(gw.services, delivered)
+        assert await _started_at_or_after_its_time(gw, job.id)
+        (mail,) = _summary_mails(smtp_server)
+        (attachment,) = list(mail.iter_attachments())
+        assert msgspec.json.decode(attachment.get_content(), type=Summary).status == "no_intake"
+        assert "No intake" in (calcom.description(BOOKING_ID) or "")
+        assert (await store_of(gw.services).get(record.token)).status == "invited"  # type: ignore[union-attr]
 
 
 async def test_partial_summary_is_sent_when_the_student_stopped_midway(
-    wired: Gateway, smtp_server: SmtpCapture, calcom: FakeCalcom
+    tmp_path: Path, redis_url: str, smtp_server: SmtpCapture, calcom: FakeCalcom
 ) -> None:
     """Some turns but unfinished at the due time: a ``partial`` summary; the intake is closed as partial."""
-    record = await _booked(wired, days=3)
-    record.status = "active"
-    record.interview.messages = [
-        ChatMessage("assistant", "What would you like help with?"),
-        ChatMessage("student", "My thesis for essay 2 is too broad."),
-    ]
-    await store_of(wired.services).save(record)
-    due = await _due_of(wired, record.token)
-    await enqueue_due_partials(wired.services, Outbox(wired.services.redis, wired.settings), now=due + 1)
+    async with open_wired_gateway(tmp_path, redis_url, smtp_server, calcom, partial_before_meeting_s=2) as gw:
+        record = await _booked_soon(gw, 6)
+        record.status = "active"
+        record.interview.messages = [
+            ChatMessage("assistant", "What would you like help with?"),
+            ChatMessage("student", "My thesis for essay 2 is too broad."),
+        ]
+        await store_of(gw.services).save(record)
 
-    async def delivered() -> bool:
-        return bool(_summary_mails(smtp_server)) and bool(calcom.patches(BOOKING_ID))
+        async def delivered() -> bool:
+            return bool(_summary_mails(smtp_server)) and bool(calcom.patches(BOOKING_ID))
 
-    await work_until(wired.services, delivered)
-    (attachment,) = list(_summary_mails(smtp_server)[0].iter_attachments())
-    summary = msgspec.json.decode(attachment.get_content(), type=Summary)
-    assert summary.status == "partial" and summary.turns == 1
-    stored = await store_of(wired.services).get(record.token)
-    assert stored is not None and stored.status == "partial" and stored.summary == summary
+        await work_until(gw.services, delivered)
+        (attachment,) = list(_summary_mails(smtp_server)[0].iter_attachments())
+        summary = msgspec.json.decode(attachment.get_content(), type=Summary)
+        assert summary.status == "partial" and summary.turns == 1
+        stored = await store_of(gw.services).get(record.token)
+        assert stored is not None and stored.status == "partial" and stored.summary == summary
 
 
 async def test_finishing_unschedules_the_partial_summary(wired: Gateway) -> None:
-    """A finished intake has no partial summary pending."""
+    """A finished intake has no partial summary pending, only the final summary."""
     record = await _booked(wired)
+    assert (await _partial(wired, record.token)).state == "pending"
     await _finished(wired)
-    assert await wired.services.redis.zscore(PARTIAL_DUE, record.token) is None
+    kinds = [j.kind for j in await jobs_of(wired.services, record.token)]
+    assert "partial_summary" not in kinds and "summarize" in kinds
 
 
 async def test_rescheduling_moves_the_partial_due_time(wired: Gateway) -> None:
     record = await _booked(wired, days=3)
-    before = await _due_of(wired, record.token)
+    before = await _partial(wired, record.token)
     await deliver(wired.client, upcoming("booking_rescheduled", days=6))
-    after = await _due_of(wired, record.token)
-    assert after - before == pytest.approx(3 * 86400, abs=60)
+    after = await _partial(wired, record.token)
+    assert before.scheduled_at and after.scheduled_at
+    assert after.scheduled_at - before.scheduled_at == pytest.approx(3 * 86400, abs=60)
 
 
 # --- the worker process ----------------------------------------------------------------------------------
 
 
 async def test_run_worker_delivers_and_stops_gracefully(wired: Gateway, smtp_server: SmtpCapture) -> None:
-    """``run_worker`` picks up jobs on its own (BLPOP wake-up) and returns promptly once stopped."""
+    """``run_worker`` picks up jobs on its own (SAQ blocks on the queue) and returns promptly once stopped."""
     stop = asyncio.Event()
     task = asyncio.create_task(run_worker(wired.services, stop))
     try:
@@ -409,49 +434,46 @@ async def test_rescheduling_a_summarised_intake_writes_the_note_onto_the_new_boo
 
 async def test_model_summaries_never_take_every_slot(wired: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
     """Four students finish at once and their model summaries take minutes: the invitation booked right
-    after is still sent at once, because summaries get at most MODEL_SLOTS of the worker's slots; the
-    deferred summary runs once one finishes, with no attempt counted against it."""
+    after is still sent at once, because summaries have a queue (and MODEL_CONCURRENCY slots) of their
+    own; the fourth summary waits for a slot and runs once one finishes, with no attempt counted."""
     release = asyncio.Event()
     running: list[str] = []
     peak = 0
 
-    async def fake_job(services: Services, outbox: Outbox, job: Job) -> str:
+    async def slow_summary(services: Services, args: JobArgs) -> str:
         nonlocal peak
-        if job.kind == "summarize":
-            running.append(job.id)
-            peak = max(peak, len(running))
-            await release.wait()
-            running.remove(job.id)
+        running.append(args.token)
+        peak = max(peak, len(running))
+        await release.wait()
+        running.remove(args.token)
         return "done"
 
-    monkeypatch.setattr(worker, "run_job", fake_job)
-    outbox = Outbox(wired.services.redis, wired.services.settings)
-    summaries = [await outbox.enqueue("summarize", f"t{i}") for i in range(CONCURRENCY)]
-    invite = await outbox.enqueue("invite_email", "t-next")
-    stop = asyncio.Event()
-    task = asyncio.create_task(worker.run_worker(wired.services, stop))
+    monkeypatch.setitem(jobs.RUNNERS, "summarize", slow_summary)
+    queue = wired.services.jobs
+    students = MODEL_CONCURRENCY + 1
+    for i in range(students):
+        await queue.summary_ready(f"t{i}", f"b{i}", escalated=False)
+    summaries = [f"summarize.b{i}.complete" for i in range(students)]
+    invite = await queue.enqueue("invite_email", "b-next", args=JobArgs(token="t-next"))
+    assert invite is not None
 
-    async def state(job: Job) -> str:
-        stored = await outbox.get(job.id)
-        return stored.state if stored else "gone"
+    async def state(key: str) -> str:
+        job = await queue.get(key)
+        return job.state if job else "gone"
 
-    try:
-        for _ in range(200):
-            if await state(invite) == "delivered":
-                break
-            await asyncio.sleep(0.05)
-        assert await state(invite) == "delivered"
-        assert peak == len(running) == MODEL_SLOTS
+    async with working(wired.services):
+
+        async def invited() -> bool:
+            return await state(invite) == "delivered"
+
+        await wait_for(invited)
+        assert peak == len(running) == MODEL_CONCURRENCY
         release.set()
-        for _ in range(200):
-            if all([await state(j) == "delivered" for j in summaries]):
-                break
-            await asyncio.sleep(0.05)
-        assert [await state(j) for j in summaries] == ["delivered"] * CONCURRENCY
-        assert peak == MODEL_SLOTS
-        stored = [await outbox.get(j.id) for j in summaries]
-        assert all(j is not None and j.attempts == 0 for j in stored)  # deferring is not an attempt
-    finally:
-        release.set()
-        stop.set()
-        await asyncio.wait_for(task, timeout=5)
+
+        async def all_summarised() -> bool:
+            return [await state(k) for k in summaries] == ["delivered"] * students
+
+        await wait_for(all_summarised)
+    assert peak == MODEL_CONCURRENCY
+    stored = [await queue.get(k) for k in summaries]
+    assert all(j is not None and j.attempts == 1 for j in stored), "waiting for a slot is not an attempt"

@@ -21,7 +21,6 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 
 from services.gateway.app import create_app
-from services.gateway.delivery.outbox import Outbox
 from services.gateway.intake.store import IntakeStore
 from services.gateway.ports import PromptMessage
 from services.settings import Settings
@@ -294,11 +293,7 @@ async def test_interview_completes_with_summary_and_delivery(
     summary = view["summary"]
     assert summary["status"] == "complete" and summary["course"] == "STAT 150"
     assert summary["transcript_url"] == f"{settings.public_url}/staff/intakes/{token}"
-    redis = aioredis.from_url(redis_url)
-    try:
-        jobs = await Outbox(redis, settings).jobs_for(token)
-    finally:
-        await redis.aclose()
+    jobs = await client.app.state.services.jobs.jobs_for(token)
     assert [j.kind for j in jobs] == ["summarize"]
 
 
@@ -371,13 +366,13 @@ async def test_failure_mid_stream_is_error_then_done_and_keeps_nothing(
     breaking = BreakingModel(*model.replies)
     admin = aioredis.from_url(redis_url)
     services = client.app.state.services
-    services.extras["chat_model"] = breaking
+    services.model = breaking
     try:
         events = parse_sse((await send(client, token, ANSWERS[0], "turn-one-id")).text)
     finally:
         await admin.config_set("maxmemory", "0")
         await admin.aclose()
-        services.extras["chat_model"] = model
+        services.model = model
     assert [name for name, _ in events][-2:] == ["error", "done"]
     error = next(d for name, d in events if name == "error")
     assert error["code"] == "storage_unavailable" and "still here" in error["message"]
@@ -490,12 +485,4 @@ async def test_a_turn_with_the_real_model(inference_server: str, redis_url: str,
 
 
 def _real_model_factory() -> Any:
-    from services.gateway.container import open_openai
-    from services.gateway.intake.llm import OpenAIChatModel
-
-    async def factory(settings: Settings) -> Any:
-        services = await services_factory(None)(settings)  # type: ignore[arg-type]
-        services.extras["chat_model"] = OpenAIChatModel(open_openai(settings), settings.model_name)
-        return services
-
-    return factory
+    return services_factory(None)  # no scripted model: the real OpenAI client

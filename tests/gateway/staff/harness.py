@@ -12,14 +12,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
 import msgspec
 import redis.asyncio as aioredis
 from argon2 import PasswordHasher
 
 from services.coursepack import Catalog, Course
-from services.gateway.container import Services, open_openai
-from services.gateway.intake.chat import CHAT_MODEL_KEY
+from services.gateway.container import Services, build_services
 from services.gateway.intake.models import Booking, IntakeRecord, Person
 from services.gateway.intake.store import IntakeStore, new_token, now_iso
 from services.gateway.ports import ChatModel
@@ -59,20 +57,13 @@ def course() -> Course:
     return make_course()
 
 
-def services_factory(model: ChatModel, courses: Sequence[Course] | None = None) -> Any:
-    """A ``create_app`` services factory: real Redis and HTTP clients, the given model, no retriever."""
+def services_factory(model: ChatModel | None, courses: Sequence[Course] | None = None) -> Any:
+    """A ``create_app`` services factory: real Redis and HTTP clients, the given model (None: the real
+    OpenAI client), no retriever."""
     catalog = Catalog(courses={c.slug: c for c in (courses or [course()])}, problems=[])
 
     async def factory(settings: Settings) -> Services:
-        return Services(
-            settings=settings,
-            redis=aioredis.from_url(settings.redis_url, decode_responses=False),
-            openai=open_openai(settings),
-            http=httpx.AsyncClient(timeout=5.0),
-            catalog=catalog,
-            retriever=None,
-            extras={CHAT_MODEL_KEY: model},
-        )
+        return build_services(settings, catalog=catalog, retriever=None, model=model)
 
     return factory
 

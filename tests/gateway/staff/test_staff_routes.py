@@ -16,10 +16,13 @@ import redis.asyncio as aioredis
 from argon2 import PasswordHasher
 from litestar import Litestar
 from litestar.testing import AsyncTestClient
+from saq.job import Status
 
+from services.coursepack import Catalog
 from services.gateway.app import create_app
-from services.gateway.delivery.outbox import Job, Outbox
-from services.gateway.intake.models import Flags, Person, Summary
+from services.gateway.container import Services, build_services
+from services.gateway.delivery.queue import JobArgs, QueuedJob
+from services.gateway.intake.models import Flags, IntakeRecord, Person, Summary
 from services.gateway.staff.auth import LOGIN_ATTEMPTS
 from services.settings import REPO_ROOT, Settings
 from tests.gateway.intake.scripted import ScriptedModel
@@ -204,26 +207,33 @@ async def test_professor_rates_the_summary(
     assert stored and stored.professor_rating == "not_useful"
 
 
-async def _dead_job(redis_url: str, settings: Settings, token: str, error: str) -> Job:
-    """An invite email the worker gave up on, written through the real ``Outbox``."""
-    redis = aioredis.from_url(redis_url)
-    try:
-        outbox = Outbox(redis, settings)
-        job = await outbox.enqueue("invite_email", token)
-        job.attempts = job.max_attempts
-        await outbox.bury(job, error)
-        return job
-    finally:
-        await redis.aclose()
+def _services(settings: Settings) -> Services:
+    return build_services(settings, catalog=Catalog(courses={}, problems=[]), retriever=None)
 
 
-async def _job(redis_url: str, settings: Settings, job_id: str) -> tuple[Job | None, list[str]]:
-    redis = aioredis.from_url(redis_url)
+async def _dead_job(settings: Settings, record: IntakeRecord, error: str) -> QueuedJob:
+    """An invite email the worker gave up on, queued and failed through SAQ itself."""
+    services = _services(settings)
     try:
-        outbox = Outbox(redis, settings)
-        return await outbox.get(job_id), [j.id for j in await outbox.dead_letters()]
+        args = JobArgs(token=record.token)
+        key = await services.jobs.enqueue("invite_email", record.booking.uid, args=args)
+        assert key is not None
+        job = await services.jobs.intake.job(key)
+        assert job is not None
+        job.attempts = job.retries
+        job.meta["error"] = error
+        await job.finish(Status.FAILED, error="Traceback (most recent call last): ...")
+        return services.jobs.view(job)
     finally:
-        await redis.aclose()
+        await services.aclose()
+
+
+async def _job(settings: Settings, job_id: str) -> tuple[QueuedJob | None, list[str]]:
+    services = _services(settings)
+    try:
+        return await services.jobs.get(job_id), [j.id for j in await services.jobs.dead_letters()]
+    finally:
+        await services.aclose()
 
 
 async def test_delivery_api_needs_a_session(client: AsyncTestClient[Litestar]) -> None:
@@ -239,7 +249,7 @@ async def test_failed_deliveries_are_listed_without_addresses(
     """A dead job shows with kind, booking uid, staff link and attempts; the error's address is masked."""
     record = await seed_intake(redis_url, settings)
     error = "SMTP 550 <mina@example.edu>: mailbox unavailable " + "x" * 400
-    job = await _dead_job(redis_url, settings, record.token, error)
+    job = await _dead_job(settings, record, error)
     response = await staff.get("/staff/api/deliveries/failed")
     assert response.status_code == 200 and response.headers["cache-control"] == "no-store"
     row = next(r for r in response.json() if r["id"] == job.id)
@@ -255,10 +265,10 @@ async def test_retry_moves_a_dead_job_back_to_pending(
 ) -> None:
     """Retry requeues the job with fresh attempts and drops it from the failed list; twice is 409."""
     record = await seed_intake(redis_url, settings)
-    job = await _dead_job(redis_url, settings, record.token, "connection refused")
+    job = await _dead_job(settings, record, "connection refused")
     retried = await staff.post(f"/staff/api/deliveries/{job.id}/retry")
     assert retried.status_code == 200 and retried.json() == {"id": job.id, "state": "pending"}
-    stored, dead = await _job(redis_url, settings, job.id)
+    stored, dead = await _job(settings, job.id)
     assert stored and stored.state == "pending" and stored.attempts == 0 and job.id not in dead
     listed = (await staff.get("/staff/api/deliveries/failed")).json()
     assert job.id not in [r["id"] for r in listed]
@@ -266,7 +276,7 @@ async def test_retry_moves_a_dead_job_back_to_pending(
 
 
 async def test_retrying_an_unknown_delivery_is_404(staff: AsyncTestClient[Litestar]) -> None:
-    """An id the outbox does not know (or that expired) is 404 problem JSON."""
+    """An id the queue does not know (or that expired) is 404 problem JSON."""
     response = await staff.post("/staff/api/deliveries/no-such-job/retry")
     assert response.status_code == 404
     assert response.headers["content-type"].startswith("application/problem+json")

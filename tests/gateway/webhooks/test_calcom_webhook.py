@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from services.gateway.delivery.outbox import PARTIAL_DUE, partial_due_at
+from services.gateway.delivery.queue import QueuedJob, partial_due_at
 from services.gateway.intake.models import ChatMessage, IntakeRecord
 from services.gateway.intake.store import parse_time
 from services.gateway.webhooks.handling import EVENTS_STREAM, Ack, handle_once
@@ -33,6 +34,10 @@ NEW_UID = "Rk3nV8mQ2wXz5tYb7cLp1d"
 
 async def _intake_count(gw: Gateway) -> int:
     return len(await store_of(gw.services).tokens())
+
+
+async def _partials(gw: Gateway, token: str) -> list[QueuedJob]:
+    return [j for j in await jobs_of(gw.services, token) if j.kind == "partial_summary"]
 
 
 def _assert_problem(response, status: int) -> None:  # type: ignore[no-untyped-def]
@@ -63,8 +68,11 @@ async def test_created_makes_an_intake_with_the_booking_and_queues_invite_and_pr
     assert booking.organizer.email == "ana.rivera@univ.example.edu"
     assert booking.notes == "Stuck on my thesis for essay 2"
     assert len(record.token) >= 32
-    assert sorted(j.kind for j in await jobs_of(gw.services, record.token)) == ["invite_email", "prepare"]
-    assert await gw.services.redis.zscore(PARTIAL_DUE, record.token) is not None
+    jobs = await jobs_of(gw.services, record.token)
+    assert sorted(j.kind for j in jobs) == ["invite_email", "partial_summary", "prepare"]
+    (partial,) = [j for j in jobs if j.kind == "partial_summary"]
+    assert partial.state == "pending"
+    assert partial.scheduled_at == math.ceil(partial_due_at(gw.settings, booking.start_time))
 
 
 async def test_created_falls_back_to_the_booking_form_when_there_are_no_attendees(gw: Gateway) -> None:
@@ -326,9 +334,9 @@ async def test_reschedule_moves_the_intake_and_keeps_what_the_student_wrote(gw: 
     assert after.interview.prompt == before.interview.prompt
     assert after.status == "active"
     assert await store_of(gw.services).token_for_booking(OLD_UID) is None
-    due = await gw.services.redis.zscore(PARTIAL_DUE, after.token)
+    (partial,) = await _partials(gw, after.token)
     expected = partial_due_at(gw.settings, after.booking.start_time)
-    assert due is not None and abs(due - expected) < 5
+    assert partial.scheduled_at is not None and abs(partial.scheduled_at - expected) < 5
     assert await _intake_count(gw) == 1
 
 
@@ -363,8 +371,7 @@ async def test_cancel_closes_the_intake_and_deletes_the_transcript(gw: Gateway) 
     assert closed is not None and closed.status == "cancelled"
     assert closed.interview.messages == [] and closed.interview.prompt == []
     assert closed.summary is None
-    assert {j.state for j in await jobs_of(gw.services, record.token)} <= {"cancelled"}
-    assert await gw.services.redis.zscore(PARTIAL_DUE, record.token) is None
+    assert await jobs_of(gw.services, record.token) == [], "pending jobs (the partial summary too) dropped"
     raw = await gw.services.redis.get(f"intake:tok:{record.token}")
     assert b"thesis for essay 2 is too broad" not in raw
 

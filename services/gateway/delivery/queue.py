@@ -1,0 +1,376 @@
+"""The job queue: SAQ on Redis. Every slow or external step is a job the worker runs, retries with
+backoff and, when it keeps failing, leaves *dead* (SAQ status ``failed``) for staff to retry.
+
+Two queues, so model summaries never hold up the rest: ``model`` has only the complete-intake summaries
+(the model refines them: a minute or more each on a CPU); ``intake`` has everything else (preparing the
+interview, the invitation, partial / escalated summaries, both delivery channels). The worker runs each
+with its own concurrency.
+
+Every job's key is its kind and what it is about (``invite_email.<booking uid>``,
+``summary_email.<booking uid>.<summary status>``): SAQ refuses a second job whose key is still queued,
+scheduled or running, and ``jobs:done:<key>`` (set after the job's effect, kept for the retention
+period) turns a copy that arrives later into a no-op. A retried or duplicated job never sends twice.
+
+Other Redis keys: ``jobs:token:<token>`` (the intake's jobs, for the staff page and cancellation) and
+``jobs:running:<key>`` (a lock held while a job runs, so a swept-and-retried copy cannot overlap it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Collection
+from typing import Any, Literal
+
+import msgspec
+import redis.asyncio as aioredis
+import structlog
+from saq.job import Job, Status
+from saq.queue.redis import RedisQueue
+
+from services.gateway.intake.models import Booking, IntakeRecord, Summary, SummaryStatus
+from services.gateway.intake.store import IntakeStore, parse_time
+from services.gateway.logs import current_request_id
+from services.settings import Settings
+
+JobKind = Literal[
+    "prepare", "invite_email", "summarize", "partial_summary", "summary_email", "summary_calcom"
+]
+JobState = Literal["pending", "running", "delivered", "dead"]
+INTAKE_QUEUE = "intake"
+MODEL_QUEUE = "model"
+DONE_TTL_S = 24 * 3600  # a finished job's record; its done marker lives as long as the intake
+_DONE = "jobs:done:{}"
+_BY_TOKEN = "jobs:token:{}"
+_STATES: dict[Status, JobState] = {
+    Status.NEW: "pending",
+    Status.QUEUED: "pending",
+    Status.ACTIVE: "running",
+    Status.ABORTING: "running",
+    Status.COMPLETE: "delivered",
+    Status.FAILED: "dead",
+    Status.ABORTED: "dead",
+}
+log = structlog.get_logger()
+
+
+class JobArgs(msgspec.Struct, kw_only=True):
+    """A job's arguments as stored in the queue. Summary jobs carry a snapshot of what to deliver and
+    where, so the two channels are independent (Cal.com down for a day delays only the note)."""
+
+    token: str
+    course_slug: str = ""
+    status: SummaryStatus | None = None  # summarize: which summary to write
+    start_time: str | None = None  # partial_summary: the meeting time it was scheduled for
+    summary: Summary | None = None  # summary_email / summary_calcom
+    booking: Booking | None = None  # summary_email / summary_calcom
+
+
+class QueuedJob(msgspec.Struct, frozen=True, kw_only=True):
+    """One job as the staff pages (and tests) see it."""
+
+    id: str  # the job's key
+    queue: str
+    kind: str
+    token: str
+    state: JobState
+    attempts: int
+    max_attempts: int
+    last_error: str | None
+    updated_at: str
+    scheduled_at: float | None = None  # epoch seconds, for a job that waits for its time
+    summary: Summary | None = None
+    booking: Booking | None = None
+
+
+class LenientRedisQueue(RedisQueue):
+    """SAQ's Redis queue, except that a job record that cannot be decoded reads as missing.
+
+    SAQ's sweep then drops the id from its lists (the raw record stays under its key for inspection),
+    so one corrupt job never stops the worker or the sweep of every other job.
+    """
+
+    def deserialize(
+        self, payload: dict | str | bytes | None, status: Status | str | None = None
+    ) -> Job | None:
+        try:
+            return super().deserialize(payload, status)
+        except Exception as exc:  # any corruption: JSON, a missing field, another queue's job
+            digest = hashlib.sha256(str(payload).encode()).hexdigest()[:12]
+            log.error("job_undecodable", queue=self.name, error=type(exc).__name__, payload_sha=digest)
+            return None
+
+
+def job_key(kind: JobKind, *about: str) -> str:
+    return ".".join([kind, *about])
+
+
+def partial_due_at(settings: Settings, start_time: str, now: float | None = None) -> float:
+    """``partial_before_meeting_s`` before the meeting; for a booking made later than that, halfway there."""
+    now = time.time() if now is None else now
+    start = parse_time(start_time).timestamp()
+    due = start - settings.partial_before_meeting_s
+    return due if due > now else now + max(0.0, start - now) / 2
+
+
+class Jobs:
+    """Queue adapter: enqueue by key, inspect, retry dead jobs, cancel an intake's jobs.
+
+    Also the ``SummaryDelivery`` port: the chat hands a finished interview over with ``summary_ready``.
+    """
+
+    def __init__(self, redis: aioredis.Redis, settings: Settings, broker: aioredis.Redis) -> None:
+        self._redis = redis
+        self._settings = settings
+        self.intake = LenientRedisQueue(broker, name=INTAKE_QUEUE)
+        self.model = LenientRedisQueue(broker, name=MODEL_QUEUE)
+
+    @property
+    def queues(self) -> dict[str, RedisQueue]:
+        return {INTAKE_QUEUE: self.intake, MODEL_QUEUE: self.model}
+
+    async def aclose(self) -> None:
+        await self.intake.disconnect()
+        await self.model.disconnect()
+
+    # --- enqueue -----------------------------------------------------------------------------------
+
+    async def enqueue(
+        self, kind: JobKind, *about: str, args: JobArgs, queue: str = INTAKE_QUEUE, at: float | None = None
+    ) -> str | None:
+        """Queue a job (at epoch ``at``, or now); None when a job with its key is queued or already done."""
+        key = job_key(kind, *about)
+        if await self.is_done(key):
+            log.info("job_duplicate", job_id=key, kind=kind, reason="done")
+            return None
+        attempts = self._max_attempts(kind)
+        job = Job(
+            function=kind,
+            kwargs=msgspec.to_builtins(args),
+            key=key,
+            timeout=self._timeout_s(kind),
+            retries=attempts,
+            ttl=self._keep_s(),
+            retry_delay=self._settings.outbox_backoff_base_s,
+            retry_backoff=self._settings.outbox_backoff_max_s,
+            scheduled=math.ceil(at) if at and at > time.time() else 0,
+            meta={"max_attempts": attempts, "request_id": current_request_id() or ""},
+        )
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.sadd(_BY_TOKEN.format(args.token), f"{queue}/{key}")
+            pipe.expire(_BY_TOKEN.format(args.token), self._keep_s())
+            await pipe.execute()
+        if await self.queues[queue].enqueue(job) is None:
+            log.info("job_duplicate", job_id=key, kind=kind, reason="queued")
+            return None
+        log.info("job_enqueued", job_id=key, kind=kind, queue=queue, scheduled=job.scheduled or None)
+        return key
+
+    async def start_intake(self, record: IntakeRecord) -> None:
+        """Everything a new intake needs queued: preparation, the invitation, the partial summary."""
+        uid, args = record.booking.uid, JobArgs(token=record.token, course_slug=record.course_slug)
+        await self.schedule_partial(record)
+        await self.enqueue("prepare", uid, args=args)
+        if record.booking.student.email:
+            await self.enqueue("invite_email", uid, args=args)
+
+    async def schedule_partial(self, record: IntakeRecord) -> None:
+        """A partial (or no-intake) summary before the meeting, unless the interview finishes first."""
+        start = record.booking.start_time
+        await self.drop(record.token, kinds={"partial_summary"})
+        args = JobArgs(token=record.token, course_slug=record.course_slug, start_time=start)
+        about = str(int(parse_time(start).timestamp()))
+        await self.enqueue(
+            "partial_summary", record.token, about, args=args, at=partial_due_at(self._settings, start)
+        )
+
+    async def summary_ready(self, token: str, booking_uid: str, *, escalated: bool) -> None:
+        """The interview is over: write the final summary and deliver it (escalations skip the model)."""
+        status: SummaryStatus = "escalated" if escalated else "complete"
+        await self.drop(token, kinds={"partial_summary"})
+        queue = INTAKE_QUEUE if escalated else MODEL_QUEUE
+        await self.enqueue(
+            "summarize", booking_uid, status, args=JobArgs(token=token, status=status), queue=queue
+        )
+
+    async def deliver_summary(self, record: IntakeRecord, summary: Summary, *, calcom: bool = True) -> None:
+        """Both channels for one summary, each keyed by the booking and the summary's status."""
+        args = JobArgs(
+            token=record.token, course_slug=record.course_slug, summary=summary, booking=record.booking
+        )
+        about = (record.booking.uid, summary.status)
+        await self.enqueue("summary_email", *about, args=args)
+        if calcom:
+            await self.enqueue("summary_calcom", *about, args=args)
+
+    async def write_note(self, record: IntakeRecord, summary: Summary) -> None:
+        """Only the Cal.com note (after a reschedule, onto the new booking)."""
+        args = JobArgs(
+            token=record.token, course_slug=record.course_slug, summary=summary, booking=record.booking
+        )
+        await self.enqueue("summary_calcom", record.booking.uid, summary.status, args=args)
+
+    # --- idempotency -------------------------------------------------------------------------------
+
+    async def is_done(self, key: str) -> bool:
+        return bool(await self._redis.exists(_DONE.format(key)))
+
+    async def mark_done(self, key: str) -> None:
+        await self._redis.set(_DONE.format(key), b"1", ex=self._keep_s())
+
+    # --- inspection and staff actions ----------------------------------------------------------------
+
+    async def get(self, job_id: str) -> QueuedJob | None:
+        job = await self._find(job_id)
+        return self.view(job) if job else None
+
+    async def jobs_for(self, token: str) -> list[QueuedJob]:
+        """The intake's unfinished jobs (pending, running, dead), oldest first."""
+        found = [await self._member(m) for m in sorted(await self._redis.smembers(_BY_TOKEN.format(token)))]
+        jobs = [j for j in found if j is not None and j.status != Status.COMPLETE]
+        return [self.view(j) for j in sorted(jobs, key=lambda j: (j.queued, j.key))]
+
+    async def dead_letters(self, limit: int = 100) -> list[QueuedJob]:
+        """Dead jobs (failed for good, or aborted), most recent first."""
+        dead = [
+            job
+            for queue in self.queues.values()
+            async for job in queue.iter_jobs(statuses=[Status.FAILED, Status.ABORTED])
+        ]
+        dead.sort(key=lambda j: j.completed or j.touched, reverse=True)
+        return [self.view(j) for j in dead[:limit]]
+
+    async def requeue(self, job_id: str) -> bool:
+        """Give a dead job a fresh set of attempts, due now; False if it is not dead."""
+        job = await self._find(job_id)
+        if job is None or _STATES[job.status] != "dead":
+            return False
+        job.attempts, job.retries = 0, int(job.meta.get("max_attempts") or job.retries)
+        job.error, job.result, job.scheduled = None, None, 0
+        job.started = job.completed = 0
+        job.meta.pop("error", None)
+        queue = job.get_queue()
+        await self._redis.sadd(_BY_TOKEN.format(_token_of(job)), f"{queue.name}/{job.key}")
+        return await queue.enqueue(job) is not None
+
+    async def cancel_for(self, token: str) -> int:
+        """Drop the intake's waiting and dead jobs (their snapshots go too); a running one checks the
+        intake itself before it delivers anything."""
+        return await self.drop(token)
+
+    async def drop(self, token: str, kinds: Collection[str] | None = None) -> int:
+        dropped = 0
+        for member in await self._redis.smembers(_BY_TOKEN.format(token)):
+            job = await self._member(member)
+            if job is None or (kinds is not None and job.function not in kinds):
+                continue
+            if _STATES[job.status] in ("pending", "dead"):
+                await self._delete(job, member)
+                dropped += 1
+        return dropped
+
+    async def finished(self, job: Job) -> None:
+        """After a run (the worker's hook): a delivered job's record is kept a day and leaves its intake's
+        list; a dead one stays (with its snapshot) until staff retry it or retention ends."""
+        if job.status == Status.COMPLETE:
+            await self._redis.expire(job.id, DONE_TTL_S)
+            await self._redis.srem(_BY_TOKEN.format(_token_of(job)), f"{job.get_queue().name}/{job.key}")
+
+    async def retry_delay_s(self, job: Job) -> float | None:
+        """When a retried job runs next (SAQ picks the delay with backoff and jitter)."""
+        queue = job.get_queue()
+        due = await self._redis.zscore(queue.namespace("incomplete"), job.id)  # type: ignore[attr-defined]
+        return None if due is None else max(0.0, due - job.touched / 1000)
+
+    def view(self, job: Job) -> QueuedJob:
+        args = _args(job)
+        return QueuedJob(
+            id=job.key,
+            queue=job.get_queue().name,
+            kind=job.function,
+            token=args.token if args else "",
+            state=_STATES[job.status],
+            attempts=job.attempts,
+            max_attempts=int(job.meta.get("max_attempts") or job.retries),
+            last_error=_last_error(job),
+            updated_at=_iso(max(job.touched, job.completed, job.queued)),
+            scheduled_at=float(job.scheduled) if job.scheduled else None,
+            summary=args.summary if args else None,
+            booking=args.booking if args else None,
+        )
+
+    # --- internals ---------------------------------------------------------------------------------
+
+    async def _find(self, job_id: str) -> Job | None:
+        if not job_id or len(job_id) > 200:
+            return None
+        for queue in self.queues.values():
+            job = await queue.job(job_id)
+            if job is not None:
+                return job
+        return None
+
+    async def _member(self, member: bytes | str) -> Job | None:
+        text = member.decode() if isinstance(member, bytes) else member
+        name, _, key = text.partition("/")
+        queue = self.queues.get(name)
+        return await queue.job(key) if queue else None
+
+    async def _delete(self, job: Job, member: bytes | str) -> None:
+        queue = job.get_queue()
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.lrem(queue.namespace("queued"), 0, job.id)  # type: ignore[attr-defined]
+            pipe.zrem(queue.namespace("incomplete"), job.id)  # type: ignore[attr-defined]
+            pipe.delete(job.id)
+            pipe.srem(_BY_TOKEN.format(_token_of(job)), member)
+            await pipe.execute()
+        log.info("job_dropped", job_id=job.key, kind=job.function)
+
+    def _max_attempts(self, kind: JobKind) -> int:
+        # a failed preparation or summary has a fallback, so retrying it for hours buys nothing
+        if kind in ("prepare", "summarize", "partial_summary"):
+            return 3
+        return self._settings.outbox_max_attempts
+
+    def _timeout_s(self, kind: JobKind) -> int:
+        if kind == "summarize":
+            return math.ceil(self._settings.inference_timeout_s * 3 + 30)
+        return 120
+
+    def _keep_s(self) -> int:
+        return max(7, self._settings.retention_days) * 24 * 3600
+
+
+def _args(job: Job) -> JobArgs | None:
+    try:
+        return msgspec.convert(job.kwargs or {}, JobArgs)
+    except msgspec.ValidationError:
+        return None
+
+
+def _token_of(job: Job) -> str:
+    token: Any = (job.kwargs or {}).get("token", "")
+    return str(token)
+
+
+def _last_error(job: Job) -> str | None:
+    """Our own log-safe note when the job set one, else the last line of SAQ's traceback."""
+    note = job.meta.get("error")
+    if note:
+        return str(note)[:300]
+    if not job.error:
+        return None
+    return job.error.strip().splitlines()[-1][:300]
+
+
+def _iso(epoch_ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_ms / 1000)) if epoch_ms else ""
+
+
+async def finish_setup(store: IntakeStore, jobs: Jobs, token: str) -> None:
+    """Queue a new intake's jobs (each idempotent by key), then clear its *setup pending* mark."""
+    record = await store.get(token)
+    if record is not None and record.status != "cancelled":
+        await jobs.start_intake(record)
+    await store.setup_done(token)
