@@ -210,14 +210,12 @@ def decide(state: InterviewState, course: Course, *, min_turns: int, max_turns: 
     """Next move after the student's latest message (already in ``state.messages``)."""
     turn, facts, asked = state.turn, state.facts, state.asked
     last = asked[-1] if asked else None
-    if turn >= max_turns or (last == "recap" and (facts.recap_confirmed or facts.corrected)):
-        return Decision("finish")
-    if last == "recap":  # neither a yes nor a correction (junk): show it once more if there is room
-        return Decision("ask", "recap", variant=1) if asked.count("recap") < 2 else Decision("finish")
+    if turn >= max_turns or last == "recap":
+        return Decision("finish")  # a recap is answered by a yes, a correction, or nothing worth another turn
     if turn + 1 >= max_turns:
         return Decision("ask", "recap")
     latest = next((m.text for m in reversed(state.messages) if m.role == "student"), "")
-    if last and last != "recap" and _follow_up(state, last, latest):
+    if last and _follow_up(state, last, latest):
         return Decision("ask", last, variant=1)
     if facts.ambiguous and asked.count("which_assignment") == 0:
         return Decision("ask", "which_assignment")
@@ -226,10 +224,25 @@ def decide(state: InterviewState, course: Course, *, min_turns: int, max_turns: 
             return Decision("ask", slot, variant=min(asked.count(slot), 1))
     if turn + 1 >= min_turns:
         return Decision("ask", "recap")
-    for filler in ("example", "anything_else", "deadline"):
-        if asked.count(filler) == 0 and not (filler == "example" and facts.example):
-            return Decision("ask", filler)
+    for filler in _FILLERS:
+        if _filler_useful(filler, state, course):
+            return Decision("ask", filler, variant=min(asked.count(filler), 1))
     return Decision("ask", "recap")
+
+
+# Asked only while the interview is short of ``min_turns``: each still tells the professor something.
+_FILLERS = ("example", "stuck_on", "anything_else", "deadline")
+
+
+def _filler_useful(slot: str, state: InterviewState, course: Course) -> bool:
+    facts, asked = state.facts, state.asked.count(slot)
+    if slot == "example":
+        return asked == 0 and not facts.example
+    if slot == "stuck_on":
+        return asked < MAX_ASKS_PER_SLOT  # one step deeper into the stuck point (names the section)
+    if slot == "deadline":
+        return asked == 0 and not facts.deadline and dates.due_date(facts, course) is None
+    return asked == 0
 
 
 def _candidates(facts: Facts, course: Course) -> list[str]:

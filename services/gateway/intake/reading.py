@@ -175,10 +175,14 @@ def _sentences(
         default = answering
     out: list[tuple[str, str]] = []
     dropped = 0
-    for raw in sentences(text):
+    for raw in [c for s in sentences(text) for c in _clauses(s)]:
         sentence = _without_boilerplate(raw)
-        if guardrails.screen(sentence).kind in {"injection", "homework"}:
+        kind = guardrails.screen(sentence).kind
+        if kind == "injection":
             dropped += 1
+            continue
+        if kind == "homework":  # names the assignment, but is no description of the problem
+            out.append(("asked_answer", clip(sentence, 400)))
             continue
         if not sentence or is_non_answer(sentence):
             continue
@@ -192,6 +196,17 @@ def _sentences(
             slot = "context"  # more detail after the recap, not a correction of the stuck point
         out.append((slot, clip(sentence, 400)))
     return out, dropped
+
+
+_CLAUSE_BREAK = re.compile(r",\s+(?:and\s+|but\s+|so\s+)?(?=(?:i|i'm|i've|my)\b)|\s+and\s+(?=i\b)", re.I)
+LONG_SENTENCE_WORDS = 25
+
+
+def _clauses(sentence: str) -> list[str]:
+    """A run-on sentence ("..., I re-read the notes, and I want to ...") in the clauses a student meant."""
+    if len(sentence.split()) <= LONG_SENTENCE_WORDS:
+        return [sentence]
+    return [c.strip() for c in _CLAUSE_BREAK.split(sentence) if c and c.strip()]
 
 
 def _cued(sentence: str, default: str) -> str:

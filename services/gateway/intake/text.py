@@ -126,6 +126,12 @@ NOTHING = re.compile(
     r"^(?:nothing(?: yet)?|none|not yet|no(?:thing)?,? not yet|nah|no|nope|haven'?t(?: tried)?(?: anything)?)\b",
     re.I,
 )
+_NOTHING_MORE = re.compile(
+    r"^\W*(?:no|nope|nah|nothing(?: else)?|that'?s (?:it|all)|all good|i'?m good|thanks?|thank you|ty)\b"
+    r"(?:[\s,.!]+(?:that'?s (?:it|all)|nothing(?: else)?|thanks?|thank you|i'?m good|all good|"
+    r"(?:i )?think (?:that'?s|so)(?: it| all)?|for now|really|:\)|!+))*\W*$",
+    re.I,
+)
 _CONFUSED = re.compile(
     r"\b(?:what do you mean|what does that mean|i don'?t understand (?:the|your) question|"
     r"what are you asking|can you (?:explain|rephrase)|huh\??$|meaning\?$)",
@@ -136,7 +142,9 @@ _CONFUSED = re.compile(
 def is_non_answer(text: str) -> bool:
     """ "idk", "not sure", "?", keyboard mash: the slot stays open (it may be asked once more)."""
     stripped = text.strip()
-    if _NON_ANSWER.match(stripped) or (not content_words(stripped) and len(stripped) < 12):
+    if _NON_ANSWER.match(stripped) or _NOTHING_MORE.match(stripped):
+        return True
+    if not content_words(stripped) and len(stripped) < 12:
         return True
     letters = re.sub(r"[^a-z]", "", stripped.lower())
     return len(letters) >= 4 and not re.search(r"[aeiouy]", letters)  # "sdfgh", "hjkl"

@@ -163,7 +163,9 @@ def test_a_recap_confirmation_finishes_and_a_correction_updates_the_facts() -> N
     course = lab_course()
     base = [("issue", "lab 3 titration endpoint overshoots every time"), ("attempts", "redid it twice")]
     yes = _state(course, *base, ("recap", "yes that's right"))
-    assert yes.facts.recap_confirmed and _decide(yes, course).action == "finish"
+    assert yes.facts.recap_confirmed and not yes.facts.corrected and _decide(yes, course).action == "finish"
+    nothing = _state(course, *base, ("recap", "no, that's it, thanks"))
+    assert not nothing.facts.corrected and nothing.facts.assignment == "lab-3"
     fix = _state(course, *base, ("recap", "Not quite, it's actually for lab 2, not lab 3."))
     assert fix.facts.corrected and fix.facts.assignment == "lab-2"
     assert _decide(fix, course).action == "finish"
