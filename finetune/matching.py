@@ -72,12 +72,12 @@ def term_present(term: str, text: str) -> bool:
 
 
 def _phrases(course: Course) -> list[tuple[str, str]]:
-    """(phrase, assignment id): titles, title heads ("Lab 6 Report"), and keywords longer than 3 letters."""
+    """(phrase, assignment id): titles, title heads ("Lab 6 Report") and keywords of 3+ letters ("pa3")."""
     found: list[tuple[str, str]] = []
     for a in course.assignments:
         head = re.split(r"[:(]", a.title)[0].strip()
         found += [(a.title, a.id), (head, a.id)]
-        found += [(k, a.id) for k in a.keywords if len(k) > 3 and not k.isupper()]
+        found += [(k, a.id) for k in a.keywords if len(k) >= 3 and not k.isupper()]
     return found
 
 

@@ -66,7 +66,8 @@ _LEAK = re.compile(
 )
 # Everyday words an injection shares with an honest summary ("next step", "already tried"): never telling.
 _EVERYDAY = frozenset(
-    "next full every list answer already week start past compar wrot sent summary part work time".split()
+    {"next", "full", "every", "list", "answer", "already", "week", "start", "past", "compar", "wrot", "sent"}
+    | {"summary", "part", "work", "time"}
 )
 _ABBREVIATIONS = ("dr.", "prof.", "mr.", "mrs.", "ms.", "e.g.", "i.e.", "vs.", "etc.", "st.")
 
@@ -133,7 +134,9 @@ def sentences(text: str) -> list[str]:
     """Sentences of a bot message (title abbreviations like "Dr." do not end one)."""
     protected = text
     for abbreviation in _ABBREVIATIONS:
-        protected = re.sub(re.escape(abbreviation), abbreviation.replace(".", "\0"), protected, flags=re.I)
+        protected = re.sub(
+            rf"\b{re.escape(abbreviation)}", lambda m: m.group(0).replace(".", "\0"), protected, flags=re.I
+        )
     parts = re.split(r"(?<=[.!?])\s+|\n+", protected)
     return [p.replace("\0", ".").strip() for p in parts if p.strip()]
 
