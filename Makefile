@@ -60,7 +60,7 @@ bench: setup model ## Benchmarks against the running stack (see bench/)
 	$(PY) -m bench.inference_speed
 	$(PY) -m bench.retrieval
 
-finetune: setup model ## Synthetic data -> curation -> splits -> LoRA -> fused model in $(DATA)/models
+finetune: setup model ## Synthetic data (course packs + skeletons, phil210 held out) -> curation -> splits -> LoRA adapter in finetune/adapter
 	$(PY) -m finetune.generate
 	$(PY) -m finetune.curate
 	$(PY) -m finetune.split

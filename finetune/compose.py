@@ -16,16 +16,19 @@ from typing import Any, Literal
 
 from finetune.personas import PHRASES_PATH, Persona
 from services.coursepack import Course
-from services.gateway.intake import policy
+from services.gateway.intake.wording import RECAP_CUE
 
-# The dialogue policy's slots (services/gateway/intake/policy.py) plus "request_type", which only a
-# free-text model question asks about (the evaluation harness meets those).
-Slot = policy.Slot | Literal["request_type"]
+# The dialogue policy's slots (services/gateway/intake/policy.py: its SLOT_ORDER, "which_assignment",
+# "recap" and "q:<course question id>") plus "request_type", which only a free-text model question asks
+# about (the evaluation harness meets those).
+Slot = str
 SLOTS: tuple[Slot, ...] = ("issue", "assignment", "stuck_on", "attempts", "goal", "deadline")
 Special = Literal["off_topic", "homework", "injection", "distress"]
 
 # Words in a question that tell which fact it asks for; checked in this order (first hit wins).
 _SLOT_CUES: list[tuple[Slot, tuple[str, ...]]] = [
+    ("recap", (RECAP_CUE.lower(), "is there something to fix")),
+    ("which_assignment", ("just to be sure: is this mainly about", "which one is the meeting about")),
     ("deadline", ("due", "deadline", "when do you need", "how much time", "when is")),
     ("attempts", ("tried", "try so far", "have you done", "looked at", "attempted", "so far")),
     ("goal", ("leave the meeting", "leave with", "success", "most want", "hope to", "goal", "get out of")),
@@ -43,9 +46,13 @@ def load_phrases(path: Path = PHRASES_PATH) -> dict[str, Any]:
     return tomllib.loads(path.read_text(encoding="utf-8"))
 
 
-def slot_of_question(text: str) -> Slot | None:
+def slot_of_question(text: str, course: Course | None = None) -> Slot | None:
     """The fact a free-text question most likely asks for (used when the model, not the policy, asked)."""
     lowered = text.lower()
+    if course is not None:
+        asked = next((q for q in course.questions if q.ask.lower() in lowered), None)
+        if asked:
+            return f"q:{asked.id}"
     for slot, cues in _SLOT_CUES:
         if any(cue in lowered for cue in cues):
             return slot
@@ -73,6 +80,7 @@ def words(persona: Persona, course: Course) -> dict[str, str]:
         + (f" or {titles[-1]}" if len(titles) > 1 else "".join(titles)),
         "deadline": f"on {due:%A, %B} {due.day}" if due else "",
         "days": str(persona.truth.days_to_deadline or 0),
+        "fix": persona.say_stuck,
     }
 
 
@@ -94,6 +102,8 @@ class SimulatedStudent:
         self.turn = 0
         self.special = self._schedule()
         self.told: set[Slot] = set()
+        # Some students correct the recap instead of confirming it (the gateway then updates the facts).
+        self.corrects_recap = persona.style not in {"terse", "distress"} and rng.random() < 0.2
 
     def _schedule(self) -> dict[int, Special]:
         """Which student turn carries the style's special line (turn 1 is the opener)."""
@@ -123,6 +133,12 @@ class SimulatedStudent:
         special = self.special.get(self.turn)
         if special:
             return self._fill(self.rng.choice(self.bank[f"{special}_turn"]))
+        if slot == "recap":
+            return self._recap()
+        if slot and slot.startswith("q:"):
+            return self._fill(self.rng.choice(self.phrases["course_question"]["answers"]))
+        if slot == "which_assignment":
+            slot = "assignment"
         slot = slot or next((s for s in SLOTS if s not in self.told), None)
         if slot is None:
             return self._fill(self.rng.choice(self.bank["unknown"]))
@@ -131,6 +147,14 @@ class SimulatedStudent:
         if self.persona.style == "terse":
             fact = _terse(fact)
         return self._fill(self.rng.choice(self.bank["frames"]).replace("{fact}", fact))
+
+    def _recap(self) -> str:
+        """Confirm the recap, or (once) correct it with the stuck point in the student's words."""
+        bank = self.phrases["recap"]
+        if self.corrects_recap:
+            self.corrects_recap = False
+            return self._fill(self.rng.choice(bank["fix"]))
+        return self.rng.choice(bank["terse_yes" if self.persona.style == "terse" else "yes"])
 
     def _fact(self, slot: Slot) -> str:
         p, t = self.persona, self.persona.truth
@@ -207,7 +231,9 @@ NAMED_SHARE = 0.85
 
 
 def _names_own_work(question: str, values: dict[str, str]) -> bool:
-    return any(values.get(k) and values[k] in question for k in ("assignment_title", "topic_title"))
+    return any(
+        values.get(k) and values[k] in question for k in ("assignment_title", "topic_title", "section_title")
+    )
 
 
 # "Dr. Ana Rivera?" - the gateway releases text sentence by sentence and reads "Dr." as a sentence end,

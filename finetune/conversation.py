@@ -38,6 +38,7 @@ class Conversation(msgspec.Struct, kw_only=True):
     summary_prompt: list[dict[str, str]] = []  # what the gateway sent to draft the summary
     summary_reply: str = ""  # the draft JSON the model should write (the four free-text fields)
     summary: dict[str, Any] | None = None  # the summary v1 the gateway delivers with that draft
+    facts: dict[str, Any] = {}  # the policy's facts at the end (assignment, topic, section...)
     draft_rejected: bool = False  # the gateway's checks refused part of the ideal draft
     replaced: int = 0  # composed questions the gateway's checks refused (replaced by its template)
 

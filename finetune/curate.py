@@ -10,8 +10,11 @@ conversation with its reasons. Checks:
 - ``targets``: there is at least one model-written reply to learn from, and no composed reply was
   refused by the gateway's checks;
 - ``summary_valid``: the delivered summary decodes as ``Summary`` v1 and the model's draft decodes with
-  all four text fields, none of them refused by the gateway;
+  all four text fields (a field the gateway's evidence check refuses is kept: it falls back to the
+  composed text at serving time, and the generator already prefers wording the check keeps);
 - ``summary_consistent``: the summary agrees with the persona on status, distress, assignment and topic;
+- ``own_course``: no assistant turn or draft names an assignment or topic title of another course
+  (the sample courses' vocabulary must not leak into a new course);
 - ``duplicate``: no two conversations with the same student and assistant text.
 
 Usage: ``python -m finetune.curate [--data-dir DIR]`` reads ``conversations.jsonl``, writes
@@ -23,16 +26,20 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import msgspec
 
 from finetune.conversation import Conversation, read_jsonl, write_jsonl
+from finetune.personas import training_catalog
 from finetune.rubric import _SOLVING, MAX_QUESTION_WORDS
+from services.coursepack import Course, load_catalog
 from services.gateway.intake import guardrails, summary
 from services.gateway.intake.models import Summary
+from services.gateway.intake.wording import RECAP_CUE
 from services.settings import load_settings
 
 CHECKS = (
@@ -42,6 +49,7 @@ CHECKS = (
     "targets",
     "summary_valid",
     "summary_consistent",
+    "own_course",
     "duplicate",
 )
 
@@ -63,9 +71,15 @@ class CurationReport(msgspec.Struct, kw_only=True):
     rejects: list[Rejected]
 
 
-def check_conversation(conv: Conversation, min_turns: int = 5, max_turns: int = 8) -> list[str]:
-    """Reasons this conversation must not be trained on (empty: accept)."""
+def check_conversation(
+    conv: Conversation, min_turns: int = 5, max_turns: int = 8, foreign: Mapping[str, set[str]] | None = None
+) -> list[str]:
+    """Reasons this conversation must not be trained on (empty: accept).
+
+    ``foreign`` maps a course slug to the titles of every other course (``foreign_titles``).
+    """
     return [
+        *_own_course(conv, (foreign or {}).get(conv.persona.course_slug, set())),
         *_one_question(conv),
         *_turns(conv, min_turns, max_turns),
         *_no_homework(conv),
@@ -76,8 +90,11 @@ def check_conversation(conv: Conversation, min_turns: int = 5, max_turns: int = 
 
 
 def _continuing_replies(conv: Conversation) -> list[str]:
+    """Assistant turns that ask the next question; the recap (a template that quotes the student back to
+    them, never a model target) is checked by the gateway's own tests, not here."""
     replies = [m.text for m in conv.messages if m.role == "assistant"]
-    return replies[:-1] if conv.status in {"complete", "escalated"} else replies
+    replies = replies[:-1] if conv.status in {"complete", "escalated"} else replies
+    return [r for r in replies if RECAP_CUE not in r]
 
 
 def _one_question(conv: Conversation) -> list[str]:
@@ -104,7 +121,8 @@ def _turns(conv: Conversation, low: int, high: int) -> list[str]:
 
 def _no_homework(conv: Conversation) -> list[str]:
     system = conv.prompt[0]["content"] if conv.prompt else ""
-    for text in [m.text for m in conv.messages if m.role == "assistant"] + [conv.summary_reply]:
+    replies = [m.text for m in conv.messages if m.role == "assistant" and RECAP_CUE not in m.text]
+    for text in [*replies, conv.summary_reply]:
         if _SOLVING.search(text) or "solution" in guardrails.check_partial(
             text[: guardrails.MAX_REPLY_CHARS], system_prompt=system
         ):
@@ -125,6 +143,8 @@ def _targets(conv: Conversation) -> list[str]:
 
 
 def _summary_valid(conv: Conversation) -> list[str]:
+    if conv.summary is None:
+        return ["summary_valid: the gateway delivered no summary"]
     try:
         msgspec.convert(conv.summary, Summary)
     except (msgspec.ValidationError, TypeError) as exc:
@@ -137,8 +157,6 @@ def _summary_valid(conv: Conversation) -> list[str]:
         return [f"summary_valid: draft is not JSON with the four text fields: {exc}"]
     empty = [f for f in summary.FREE_FIELDS if not getattr(draft, f).strip()]
     out = [f"summary_valid: draft fields empty: {empty}"] if empty else []
-    if conv.draft_rejected:
-        out.append("summary_valid: the gateway refused part of the draft")
     return out
 
 
@@ -158,13 +176,35 @@ def _summary_consistent(conv: Conversation) -> list[str]:
     return out
 
 
+def foreign_titles(courses: Iterable[Course]) -> dict[str, set[str]]:
+    """Per course, the assignment and topic titles of all the others that it does not share."""
+    titles = {c.slug: {a.title for a in c.assignments} | {t.title for t in c.topics} for c in courses}
+    out = {}
+    for slug, own in titles.items():
+        others = set().union(*(t for s, t in titles.items() if s != slug))
+        # "Intervals" (music) inside "Confidence intervals" (statistics) is the course's own word
+        out[slug] = {t for t in others if not any(t.lower() in o.lower() for o in own)}
+    return out
+
+
+def _own_course(conv: Conversation, foreign: set[str]) -> list[str]:
+    texts = [m.text for m in conv.messages if m.role == "assistant"] + [conv.summary_reply]
+    named = sorted(
+        {t for t in foreign for text in texts if re.search(rf"(?<!\w){re.escape(t)}(?!\w)", text, re.I)}
+    )
+    return [f"own_course: names another course's {named[0]!r}"] if named else []
+
+
 def fingerprint(conv: Conversation) -> str:
     text = "\n".join(f"{m.role}:{' '.join(m.text.lower().split())}" for m in conv.messages)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
 def curate(
-    conversations: Sequence[Conversation], min_turns: int = 5, max_turns: int = 8
+    conversations: Sequence[Conversation],
+    min_turns: int = 5,
+    max_turns: int = 8,
+    foreign: Mapping[str, set[str]] | None = None,
 ) -> tuple[list[Conversation], CurationReport]:
     """Accepted conversations and the report; the first of identical conversations is kept."""
     seen: set[str] = set()
@@ -173,7 +213,7 @@ def curate(
     by_check: Counter[str] = Counter()
     styles: dict[str, Counter[str]] = {}
     for conv in conversations:
-        reasons = check_conversation(conv, min_turns, max_turns)
+        reasons = check_conversation(conv, min_turns, max_turns, foreign)
         key = fingerprint(conv)
         if key in seen:
             reasons.append("duplicate: same text as an earlier conversation")
@@ -223,7 +263,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root = args.data_dir / "finetune"
     conversations = read_jsonl(root / "conversations.jsonl", Conversation)
-    accepted, report = curate(conversations, settings.min_turns, settings.max_turns)
+    catalog = load_catalog(Path(settings.corpus_dir))
+    courses = [*training_catalog(catalog).courses.values(), *catalog.courses.values()]
+    foreign = foreign_titles({c.slug: c for c in courses}.values())
+    accepted, report = curate(conversations, settings.min_turns, settings.max_turns, foreign)
     write_jsonl(root / "curated.jsonl", accepted)
     (root / "curation.json").write_bytes(msgspec.json.format(msgspec.json.encode(report), indent=1))
     print(format_report(report))

@@ -29,17 +29,17 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import msgspec
 import structlog
 
 from finetune.compose import SimulatedStudent, ideal_question, load_phrases, short_title
 from finetune.conversation import Conversation, write_jsonl
-from finetune.personas import Matrix, Persona, build_personas, load_matrix
+from finetune.personas import Matrix, Persona, build_personas, load_matrix, training_catalog
 from finetune.retrieval import LocalRetriever
 from services.coursepack import Catalog, Course, load_catalog
-from services.gateway.intake import guardrails, policy, summary
+from services.gateway.intake import guardrails, prompt, summary, wording
 from services.gateway.intake.interview import Interviewer, TurnOutcome
 from services.gateway.intake.models import Booking, InterviewState, Person, SummaryStatus
 from services.gateway.ports import PromptMessage
@@ -60,11 +60,21 @@ class ScriptedModel:
     def __init__(self) -> None:
         self.reply_for: Callable[[Sequence[PromptMessage]], str] = lambda _: ""
         self.calls: list[tuple[str, list[PromptMessage], str]] = []
+        self.errors: list[BaseException] = []
+
+    def _reply(self, messages: Sequence[PromptMessage]) -> str:
+        # The interviewer treats any model exception as a failed reply and falls back to its template,
+        # which would hide a broken generator: keep the error so the caller can raise it.
+        try:
+            return self.reply_for(messages)
+        except Exception as exc:
+            self.errors.append(exc)
+            raise
 
     async def stream(
         self, messages: Sequence[PromptMessage], *, max_tokens: int, stop: Sequence[str] = (), **_: Any
     ) -> AsyncIterator[str]:
-        reply = self.reply_for(messages)
+        reply = self._reply(messages)
         self.calls.append(("stream", list(messages), reply))
         for i in range(0, len(reply), 6):  # small pieces, like a real server's tokens
             yield reply[i : i + 6]
@@ -72,7 +82,7 @@ class ScriptedModel:
     async def complete(
         self, messages: Sequence[PromptMessage], *, max_tokens: int, stop: Sequence[str] = (), **_: Any
     ) -> str:
-        reply = self.reply_for(messages)
+        reply = self._reply(messages)
         self.calls.append(("complete", list(messages), reply))
         return reply
 
@@ -139,7 +149,7 @@ def known_values(state: InterviewState, course: Course, booking: Booking, today:
     """Placeholder values limited to what the policy has learned: the bot cannot name what it was not told."""
     facts = state.facts
     values = {"instructor": course.instructor_name, "course": course.code}
-    titles = [a.title for a in policy.upcoming_assignments(course, today, 3)]
+    titles = [a.title for a in wording.upcoming_assignments(course, today, 3)]
     if titles:
         values["assignment_list"] = ", ".join(titles[:-1]) + (
             f" or {titles[-1]}" if len(titles) > 1 else titles[0]
@@ -150,6 +160,8 @@ def known_values(state: InterviewState, course: Course, booking: Booking, today:
     topic = course.topic(facts.topic) if facts.topic else None
     if topic:
         values["topic_title"] = short_title(topic.title)
+    if facts.section and (facts.section.heading or facts.section.title):
+        values["section_title"] = facts.section.heading or facts.section.title
     ids = assignment.topics if assignment and assignment.topics else [t.id for t in course.topics]
     choices = [short_title(t.title) for i in ids[:3] if (t := course.topic(i))]
     if choices:
@@ -159,35 +171,45 @@ def known_values(state: InterviewState, course: Course, booking: Booking, today:
     return values
 
 
-def ideal_draft(persona: Persona, course: Course, told: set[str]) -> dict[str, str]:
-    """The four free-text summary fields an ideal model writes (the only part the gateway lets it write)."""
-    t = persona.truth
+def ideal_draft(persona: Persona, course: Course, state: InterviewState) -> dict[str, str]:
+    """The four free-text summary fields an ideal model writes (the only part the gateway lets it write).
+
+    Our own words, 2-4 sentences, built only from what the interview established: the persona's facts
+    in plain third person, the course's own assignment title, due date and matched section, and at most
+    one short quote, used only when the student really typed it. Unsaid facts are marked as not stated.
+    """
+    t, facts = persona.truth, state.facts
+    said = " ".join(m.text for m in state.messages if m.role == "student")
     first = persona.name.split()[0]
     assignment = course.assignment(t.assignment) if t.assignment else None
     topic = course.topic(t.topic)
-    issue = (
-        f'{first} {t.stuck_on}. In their words: "{persona.say_stuck}." {_DIFFICULTY_WORDS[t.difficulty - 1]}'
-    )
+    issue = [f"{first} {t.stuck_on}."]
+    if assignment and assignment.due_date and t.days_to_deadline is not None and t.days_to_deadline >= 0:
+        issue.append(f"{assignment.title} is due {assignment.due_date:%B} {assignment.due_date.day}.")
+    if persona.say_stuck in said and len(persona.say_stuck.split()) <= 14:
+        issue.append(f'In their words: "{persona.say_stuck}."')
+    issue.append(_DIFFICULTY_WORDS[t.difficulty - 1])
     prep: list[str] = []
+    if facts.section and facts.section.heading:
+        prep.append(f'Look at "{facts.section.heading}" in {facts.section.title} first.')
+    elif facts.section:
+        prep.append(f"Look at {facts.section.title} first.")
     if assignment:
-        prep.append(
-            f"Review the {assignment.title} sheet."
-        )  # no file path: the gateway reads long tokens as junk
-    if topic:
+        prep.append(f"Have the {assignment.title} sheet at hand.")
+    elif topic:
         prep.append(f"Have your notes on {topic.title.lower()} ready.")
     if t.request_type in {"assignment", "draft_feedback"}:
-        prep.append(f"Ask {first} to bring their current draft.")
+        prep.append(f"Ask {first} to bring their current work.")
     if t.request_type == "grade":
         prep.append("Have the graded work and the rubric at hand.")
     if t.request_type == "logistics":
         prep.append("Check the syllabus policy on deadlines and submissions.")
-    if t.deadline and t.days_to_deadline is not None and t.days_to_deadline >= 0:
-        prep.append(f"It is due {t.deadline}, so urgency is {t.urgency}.")
+    told_attempts = bool(facts.attempts) and facts.attempts != "Nothing yet."
     return {
-        "issue_description": issue,
-        "student_attempts": t.attempts if "attempts" in told else "Not stated; ask what they have tried.",
-        "student_goal": t.goal if "goal" in told else "Not stated; ask what they want from the meeting.",
-        "professor_prep_note": " ".join(prep) or "Ask the student what they need first.",
+        "issue_description": " ".join(issue[:4]),
+        "student_attempts": t.attempts if told_attempts else "Not stated; ask what they have tried.",
+        "student_goal": t.goal if facts.goal else "Not stated; ask what they want from the meeting.",
+        "professor_prep_note": " ".join(prep[:3]) or "Ask the student what they need first.",
     }
 
 
@@ -214,9 +236,9 @@ async def compose_conversation(
     student = SimulatedStudent(persona, course, phrases, rng)
 
     def ask(sent: Sequence[PromptMessage]) -> str:
-        slot = cast(policy.Slot, state.asked[-1])
-        variant = max(0, state.asked.count(slot) - 1)
-        template = policy.question(slot, course, booking, state.facts, today, variant)
+        slot = state.asked[-1]
+        variant = min(1, state.asked.count(slot) - 1)
+        template = wording.question(slot, course, booking, state.facts, today, variant)
         composed = ideal_question(
             slot, known_values(state, course, booking, today), persona.style, phrases, rng, template
         )
@@ -236,6 +258,8 @@ async def compose_conversation(
         async for item in interviewer.turn(state, course, booking, text):
             if isinstance(item, TurnOutcome):
                 outcome = item
+        if model.errors:
+            raise model.errors[0]
         assert outcome is not None
         made = [reply for kind, _, reply in model.calls[calls_before:] if kind == "stream"]
         if made and _same(state.prompt[-1]["content"], made[0]):
@@ -244,24 +268,32 @@ async def compose_conversation(
             status = outcome.status
             break
         slot = state.asked[-1]
-        composed = student.reply(slot)  # type: ignore[arg-type]
+        composed = student.reply(slot)
         if teacher and not student.special_at(student.turn):
             composed = teacher.student(persona, persona.style, outcome.reply, composed) or composed
         text = composed
 
-    draft = json.dumps(
-        grounded_draft(ideal_draft(persona, course, student.told | {"issue"}), state, course, booking)
-    )
-    model.reply_for = lambda _sent: draft
-    calls_before = len(model.calls)
     summary_status: SummaryStatus = (
         "escalated" if status == "escalated" else "complete" if status == "complete" else "partial"
     )
-    result = await interviewer.summarize(
-        state, course, booking, summary_status, f"/staff/intakes/gen-{persona.id}"
-    )
+    url = f"/staff/intakes/gen-{persona.id}"
+    draft = json.dumps(draft_target(persona, course, state, booking, summary_status, url))
+    model.reply_for = lambda _sent: draft
+    calls_before = len(model.calls)
+    delivered: dict[str, Any] | None = None
+    try:
+        delivered = msgspec.to_builtins(
+            await interviewer.summarize(state, course, booking, summary_status, url)
+        )
+    except Exception as exc:  # the facts summary itself failed: keep the interview, note why
+        print(f"{persona.id}-v{variant}: summary failed ({type(exc).__name__}: {exc})")
     drafts = [(sent, reply) for kind, sent, reply in model.calls[calls_before:] if kind == "complete"]
-    summary_prompt = [{"role": m.role, "content": m.content} for m in drafts[0][0]] if drafts else []
+    if drafts:
+        summary_prompt = [{"role": m.role, "content": m.content} for m in drafts[0][0]]
+    elif status != "escalated":  # the request the gateway sends (interview.Interviewer._drafted)
+        summary_prompt = [*state.prompt, {"role": "user", "content": prompt.SUMMARY_REQUEST}]
+    else:
+        summary_prompt = []
     return Conversation(
         id=f"{persona.id}-v{variant}",
         persona=persona,
@@ -273,32 +305,32 @@ async def compose_conversation(
         targets=targets,
         asked=list(state.asked),
         summary_prompt=summary_prompt,
-        summary_reply=draft if drafts else "",
-        summary=msgspec.to_builtins(result),
+        summary_reply=draft if summary_prompt else "",
+        summary=delivered,
+        facts=msgspec.to_builtins(state.facts),
         draft_rejected=len(drafts) > 1,
         replaced=model_replacements(model, state),
     )
 
 
-def grounded_draft(
-    draft: dict[str, str], state: InterviewState, course: Course, booking: Booking
+def draft_target(
+    persona: Persona, course: Course, state: InterviewState, booking: Booking, status: SummaryStatus, url: str
 ) -> dict[str, str]:
-    """Swap fields the gateway's own draft checks would refuse for text built from what was actually said.
-
-    The ideal wording comes from the persona, but a terse student may never have said all of it, and the
-    gateway drops any drafted field not grounded in the student's words; such a field is no target.
-    """
-    evidence = summary.evidence_text(state, course, booking)
-    system = state.prompt[0]["content"]
-    bad = summary.bad_fields(msgspec.convert(draft, summary.DraftText), evidence, system)
-    facts = state.facts
-    fallback = {
-        "issue_description": summary.issue_text(state, course, booking, "complete"),
-        "student_attempts": facts.attempts or "Nothing yet.",
-        "student_goal": facts.goal or "Not said.",
-        "professor_prep_note": summary.prep_note(state, course, booking, "complete"),
-    }
-    return {k: fallback[k] if k in bad else v for k, v in draft.items()}
+    """The draft to learn: per field the persona's ideal wording when the gateway's evidence check keeps
+    it, else the gateway's own composed text when that passes, else the ideal wording (the gateway then
+    keeps its composed text for that field; a refused field costs one re-ask, never a wrong summary)."""
+    ideal = ideal_draft(persona, course, state)
+    try:
+        base = summary.build_summary(state, course, booking, status, url)
+        composed = {f: getattr(base, f) for f in summary.FREE_FIELDS}
+        proof = summary.evidence_for(state, course, booking, base, [])
+        ok_ideal = summary.usable_fields(msgspec.convert(ideal, summary.DraftText), proof, state, course)
+        ok_composed = summary.usable_fields(
+            msgspec.convert(composed, summary.DraftText), proof, state, course
+        )
+    except Exception:  # the summary module is the gateway's: generation must not depend on its internals
+        return ideal
+    return {f: ideal[f] if f in ok_ideal else composed[f] if f in ok_composed else ideal[f] for f in ideal}
 
 
 def model_replacements(model: ScriptedModel, state: InterviewState) -> int:
@@ -320,6 +352,7 @@ async def generate(
     teacher: Teacher | None = None,
 ) -> list[Conversation]:
     phrases = load_phrases()
+    catalog = training_catalog(catalog)
     retriever = LocalRetriever(catalog)
     out = []
     for persona in build_personas(catalog, matrix, personas):

@@ -3,6 +3,10 @@
 A persona is one student with one need in one course, plus the ground truth an ideal summary of their
 intake contains. Generation is deterministic (fixed seed), so the held-out test personas that the
 evaluation harness replays are the same ones the split kept out of training.
+
+The courses are the packs under ``corpus/`` except the held-out evaluation courses (``HELD_OUT``: never
+in training data, so ``make eval`` measures a course the model has not seen) plus the synthetic skeletons
+of ``finetune/skeletons/`` (``training_catalog``).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Literal
 
 import msgspec
 
+from finetune.skeletons import course_of, load_skeletons
 from services.coursepack import Assignment, Catalog, Course, Topic
 from services.gateway.intake.models import RequestType, SummaryStatus, Urgency
 
@@ -29,6 +34,8 @@ STYLES: tuple[Style, ...] = (
     "injection",
     "distress",
 )
+# Course packs kept out of every training step: the evaluation's unseen course.
+HELD_OUT: frozenset[str] = frozenset({"phil210"})
 MATRIX_PATH = Path(__file__).with_name("personas.toml")
 PHRASES_PATH = Path(__file__).with_name("phrases.toml")
 # Used when an assignment has no due date (or there is no assignment) to place the appointment.
@@ -166,6 +173,18 @@ def load_matrix(path: Path = MATRIX_PATH) -> Matrix:
     return msgspec.convert(tomllib.loads(path.read_text(encoding="utf-8")), Matrix)
 
 
+def training_catalog(catalog: Catalog) -> Catalog:
+    """The courses training data is made from: the packs minus ``HELD_OUT``, plus the skeletons."""
+    courses = {slug: c for slug, c in catalog.courses.items() if slug not in HELD_OUT}
+    for skeleton in load_skeletons():
+        if skeleton.slug in courses or skeleton.slug in HELD_OUT:
+            raise ValueError(
+                f"skeleton slug {skeleton.slug!r} clashes with a course pack or a held-out course"
+            )
+        courses[skeleton.slug] = course_of(skeleton)
+    return Catalog(courses=courses, problems=list(catalog.problems))
+
+
 def urgency_for(days_to_deadline: int | None) -> Urgency:
     """Deadline proximity as the gateway's policy judges it (services/gateway/intake/policy.py ``urgency``):
     from 3 days overdue to 2 days ahead is high, within a week medium, anything else low."""
@@ -178,7 +197,7 @@ def urgency_for(days_to_deadline: int | None) -> Urgency:
 
 def build_personas(catalog: Catalog, matrix: Matrix, count: int | None = None) -> list[Persona]:
     """The persona list: styles round-robin, courses round-robin, everything else drawn from the seed."""
-    courses = [c for c in catalog.courses.values() if c.topics]
+    courses = [c for c in catalog.courses.values() if c.topics and c.slug not in HELD_OUT]
     if not courses:
         raise ValueError("no course with topics in the catalog: add a course pack under corpus/")
     rng = random.Random(matrix.seed)

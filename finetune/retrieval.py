@@ -4,7 +4,8 @@ The gateway retrieves with Chroma + BM25 from the running indexer; generation mu
 servers, so this reads the same files with the indexer's own reader (``read_materials``), cuts them at
 ``## `` sections and ranks sections by shared content words with the policy's own stemmer. The passages
 differ slightly from what the live hybrid retriever returns, but have the same shape and size, which is
-what the model has to get used to in its system prompt.
+what the model has to get used to in its system prompt. Synthetic skeleton courses (no folder) are served
+their in-memory passages (``finetune.skeletons.passages_of``).
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from finetune.skeletons import load_skeletons, passages_of
 from services.coursepack import Catalog
-from services.gateway.intake.policy import content_words
+from services.gateway.intake.text import content_words
 from services.gateway.ports import Passage
 from services.indexer.materials import read_materials
 
@@ -25,12 +27,16 @@ class LocalRetriever:
 
     def __init__(self, catalog: Catalog) -> None:
         self._sections: dict[str, list[tuple[Passage, set[str]]]] = {}
+        skeletons = {s.slug: s for s in load_skeletons()}
         for slug, course in catalog.courses.items():
-            materials = read_materials(course, MAX_FILE_BYTES)
+            if Path(course.path).is_dir():
+                materials = read_materials(course, MAX_FILE_BYTES)
+                passages = [p for doc in materials.documents for p in _sections(doc.text, doc.metadata)]
+            else:
+                passages = passages_of(skeletons[slug]) if slug in skeletons else []
             self._sections[slug] = [
                 (passage, content_words(f"{passage.title} {passage.section or ''} {passage.text}"))
-                for doc in materials.documents
-                for passage in _sections(doc.text, doc.metadata)
+                for passage in passages
             ]
 
     def retrieve(self, course_slug: str, query: str, k: int = 3) -> list[Passage]:

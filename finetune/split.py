@@ -21,7 +21,7 @@ from pathlib import Path
 import msgspec
 
 from finetune.conversation import Conversation, Example, read_jsonl, write_jsonl
-from finetune.personas import Matrix, Persona, build_personas, load_matrix
+from finetune.personas import Matrix, Persona, build_personas, load_matrix, training_catalog
 from services.coursepack import load_catalog
 from services.settings import load_settings
 
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     root = args.data_dir / "finetune"
     conversations = read_jsonl(root / "curated.jsonl", Conversation)
     matrix = load_matrix()
-    personas = build_personas(load_catalog(Path(settings.corpus_dir)), matrix)
+    personas = build_personas(training_catalog(load_catalog(Path(settings.corpus_dir))), matrix)
     counts = write_splits(conversations, personas, matrix, root / "data", seed=matrix.seed)
     print(f"{'split':<8}{'personas':>10}{'conversations':>15}{'examples':>10}")
     for split, row in counts.items():

@@ -34,6 +34,8 @@ import yaml
 from services.settings import load_settings
 
 CONFIG_PATH = Path(__file__).with_name("lora.yaml")
+# The committed adapter the inference launcher serves by default (services/inference/server.py).
+ADAPTER_DIR = Path(__file__).with_name("adapter")
 OPENBLAS = Path("/usr/lib/x86_64-linux-gnu/libopenblas.so.0")
 BASE_MODEL_NAME = "smollm2-135m-instruct-f32"
 FUSED_NAME = "intake-finetuned"
@@ -334,6 +336,18 @@ def _first_last(loss: dict[str, Any]) -> str:
     return f"{train[0]['loss']} -> {train[-1]['loss']}" if train else "not reported"
 
 
+def portable_config(path: Path) -> None:
+    """The adapter's config without this machine's paths (it is committed; the server reads only the
+    LoRA fields, the base model comes from ``INTAKE_MODEL``)."""
+    config = json.loads(path.read_text())
+    config |= {
+        "model": BASE_MODEL_NAME,
+        "data": "<data_dir>/finetune/data",
+        "adapter_path": "finetune/adapter",
+    }
+    path.write_text(json.dumps(config, indent=4, sort_keys=True) + "\n")
+
+
 def fuse(model: str, adapters: Path, out: Path) -> None:
     subprocess.run(
         [
@@ -361,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iters", type=int, default=None)
     parser.add_argument("--adapter-path", type=Path, default=None)
     parser.add_argument("--save-path", type=Path, default=None, help="fused model folder")
-    parser.add_argument("--no-fuse", action="store_true")
+    parser.add_argument("--fuse", action="store_true", help="also write a fused float32 model folder")
     parser.add_argument(
         "--minutes",
         type=float,
@@ -373,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         os.execve(sys.executable, [sys.executable, "-m", "finetune.train", *(argv or sys.argv[1:])], env)
     root = options.data_dir / "finetune"
     model = options.model or str(options.data_dir / "models" / BASE_MODEL_NAME)
-    adapters = options.adapter_path or root / "adapters"
+    adapters = options.adapter_path or ADAPTER_DIR
     fused = options.save_path or options.data_dir / "models" / FUSED_NAME
     config = yaml.safe_load(options.config.read_text())
     args = training_args(
@@ -388,6 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     started = time.monotonic()
     loss = train(args, root / "loss.json", options.minutes * 60 or None)
+    portable_config(adapters / "adapter_config.json")
     plot_loss(loss, root / "loss.png")
     print(
         f"trained {loss['train'][-1]['iteration'] if loss['train'] else 0} of {args.iters} iterations "
@@ -395,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         f"loss {_first_last(loss)}; "
         f"curve: {root / 'loss.json'}, {root / 'loss.png'}"
     )
-    if not options.no_fuse:
+    if options.fuse:
         fuse(model, adapters, fused)
         print(f"fused model: {fused}\nserve it with: INTAKE_MODEL={fused} make run")
     return 0

@@ -43,7 +43,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     inference_port: Port = 8081
     model: str = ""  # empty: the embedded default model built into the data folder
     model_name: str = "default_model"  # the name clients send to mlx_lm.server
-    adapter_path: str = ""
+    # "auto": the committed LoRA adapter (finetune/adapter) when serving the embedded model; "none": no
+    # adapter; else an adapter folder (services/inference/server.py ``adapter_for``)
+    adapter_path: str = "auto"
     inference_timeout_s: Annotated[float, Meta(gt=0)] = 60.0
     probe_timeout_s: Annotated[float, Meta(gt=0)] = 20.0
 

@@ -15,7 +15,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import NoReturn
 
-from services.settings import Settings, load_settings
+from services.settings import REPO_ROOT, Settings, load_settings
+
+# The fine-tuned interviewer ``make finetune`` writes and the repository commits: served by default.
+COMMITTED_ADAPTER = REPO_ROOT / "finetune" / "adapter"
 
 # Debian's libopenblas0-pthread: MLX's CPU matmul is ~13x faster with it preloaded (see DESIGN.md).
 OPENBLAS_PATHS = (
@@ -45,11 +48,28 @@ def build_command(settings: Settings) -> list[str]:
     command = [sys.executable, "-m", "mlx_lm", "server", "--model", settings.model_path]
     command += ["--host", "127.0.0.1", "--port", str(settings.inference_port)]
     command += ["--log-level", settings.log_level.upper()]
-    if settings.adapter_path:
-        command += ["--adapter-path", settings.adapter_path]
+    if adapter := adapter_for(settings):
+        command += ["--adapter-path", adapter]
     for flag, value in SERVER_FLAGS.items():
         command += [flag, value]
     return command
+
+
+def adapter_for(settings: Settings, committed: Path = COMMITTED_ADAPTER) -> str | None:
+    """The LoRA adapter to serve, from ``INTAKE_ADAPTER_PATH``.
+
+    ``auto`` (the default, also when the variable is empty) serves the committed adapter, but only on
+    the embedded base model it was trained on: with ``INTAKE_MODEL`` set, another model is served plain.
+    ``none`` serves the base model without an adapter; anything else is an adapter folder.
+    """
+    value = settings.adapter_path.strip()
+    if value.lower() == "none":
+        return None
+    if value.lower() != "auto":
+        return value
+    if settings.model or not (committed / "adapters.safetensors").is_file():
+        return None
+    return str(committed)
 
 
 def build_environment(settings: Settings, environ: Mapping[str, str]) -> dict[str, str]:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import msgspec
 
 from finetune.conversation import Conversation
-from finetune.curate import check_conversation, curate
+from finetune.curate import check_conversation, curate, foreign_titles
+from services.coursepack import Catalog, Course, load_catalog
 from services.gateway.intake.models import ChatMessage
+from services.gateway.intake.wording import RECAP_CUE
 
 
 def _good(conversations: list[Conversation]) -> Conversation:
@@ -82,3 +84,38 @@ def test_duplicates_rejected(conversations: list[Conversation]) -> None:
     accepted, report = curate([conv, twin])
     assert [c.id for c in accepted] == [conv.id]
     assert report.rejects[0].id == "twin" and report.rejects[0].reasons[0].startswith("duplicate")
+
+
+def test_another_courses_title_rejected(conversations: list[Conversation], catalog: Catalog) -> None:
+    """A question naming a title from another course (here the held-out course's) fails own_course; the
+    same conversation with its own course's titles passes."""
+    conv = _good(conversations)
+    slug = conv.persona.course_slug
+    titles = foreign_titles([*catalog.courses.values(), _course_of(conv)])[slug]
+    stranger = catalog.courses["phil210"].assignments[0].title
+    assert stranger in titles
+    messages = list(conv.messages)
+    messages[2] = ChatMessage("assistant", f"Which part of {stranger} is giving you trouble?")
+    assert not check_conversation(conv, foreign={slug: titles})
+    reasons = check_conversation(_copy(conv, messages=messages), foreign={slug: titles})
+    assert [r for r in reasons if r.startswith("own_course")]
+
+
+def test_recap_is_not_held_to_the_question_rules(conversations: list[Conversation]) -> None:
+    """The recap (a template quoting the student, question marks and all) is not a model turn: a long
+    recap with the student's own question in it does not fail one_question or no_homework."""
+    conv = _good(conversations)
+    messages = list(conv.messages)
+    recap = next(i for i, m in enumerate(messages) if RECAP_CUE in m.text)
+    quoted = " ".join(["the hard part: why does my loop never stop? and what is a loop?"] * 6)
+    messages[recap] = ChatMessage(
+        "assistant", f"Here's what I'll pass on: {quoted}. {RECAP_CUE}, or is there something to fix?"
+    )
+    assert not _checks(_copy(conv, messages=messages)) & {"one_question", "no_homework"}
+
+
+def _course_of(conv: Conversation) -> Course:
+    from finetune.personas import training_catalog
+    from services.settings import REPO_ROOT
+
+    return training_catalog(load_catalog(REPO_ROOT / "corpus")).courses[conv.persona.course_slug]

@@ -11,9 +11,9 @@ from finetune.split import assign_splits, write_splits
 from services.coursepack import Catalog
 
 
-def test_each_persona_in_exactly_one_split(catalog: Catalog, matrix: Matrix) -> None:
+def test_each_persona_in_exactly_one_split(training: Catalog, matrix: Matrix) -> None:
     """Every persona gets one split, and the test set holds every style."""
-    personas = build_personas(catalog, matrix)
+    personas = build_personas(training, matrix)
     where = assign_splits(personas, matrix.split, matrix.seed)
     assert set(where) == {p.id for p in personas}
     test_styles = {p.style for p in personas if where[p.id] == "test"}
@@ -21,10 +21,10 @@ def test_each_persona_in_exactly_one_split(catalog: Catalog, matrix: Matrix) -> 
 
 
 def test_written_splits_share_no_persona(
-    conversations: list[Conversation], catalog: Catalog, matrix: Matrix, tmp_path: Path
+    conversations: list[Conversation], training: Catalog, matrix: Matrix, tmp_path: Path
 ) -> None:
     """One persona never lands in two files; lines are {"messages", "train_on"}, one per conversation."""
-    personas = build_personas(catalog, matrix, 16)
+    personas = build_personas(training, matrix, len(conversations))
     counts = write_splits(conversations, personas, matrix, tmp_path, seed=matrix.seed)
     owners = json.loads((tmp_path / "personas.json").read_text())
     seen: dict[str, str] = {}

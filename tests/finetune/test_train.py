@@ -46,6 +46,9 @@ def test_lora_trains_records_loss_and_fuses(
             str(tmp_path),
             "--model",
             str(converted_model),
+            "--adapter-path",
+            str(tmp_path / "finetune" / "adapters"),
+            "--fuse",
             "--save-path",
             str(fused),
             "--minutes",
@@ -58,7 +61,11 @@ def test_lora_trains_records_loss_and_fuses(
     loss = json.loads((tmp_path / "finetune" / "loss.json").read_text())
     assert [r["iteration"] for r in loss["train"]] == [1, 2]
     assert loss["val"] and loss["mask_prompt"] is True
-    assert (tmp_path / "finetune" / "adapters" / "adapters.safetensors").is_file()
+    adapters = tmp_path / "finetune" / "adapters"
+    assert (adapters / "adapters.safetensors").is_file()
+    config = json.loads((adapters / "adapter_config.json").read_text())
+    assert config["fine_tune_type"] == "lora" and config["num_layers"] == 8
+    assert str(tmp_path) not in json.dumps(config)  # committed as is: no machine paths
     assert (tmp_path / "finetune" / "loss.png").stat().st_size > 1000
     assert json.loads((fused / "config.json").read_text())["rope_theta"] == 100000.0
 

@@ -1,12 +1,33 @@
-"""What the launcher hands to mlx_lm.server: flags and environment (no server is started here)."""
+"""What the launcher hands to mlx_lm.server: flags, adapter and environment (no server started here)."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from services.inference.server import OPENBLAS_PATHS, build_command, build_environment
-from services.settings import Settings
+import pytest
+
+from services.inference.server import (
+    COMMITTED_ADAPTER,
+    OPENBLAS_PATHS,
+    adapter_for,
+    build_command,
+    build_environment,
+)
+from services.settings import Settings, load_settings
+
+
+def _args(command: list[str]) -> dict[str, str]:
+    return dict(zip(command[4::2], command[5::2], strict=True))
+
+
+@pytest.fixture
+def committed(tmp_path: Path) -> Path:
+    """A committed-adapter folder with its weights file, standing in for finetune/adapter."""
+    folder = tmp_path / "adapter"
+    folder.mkdir()
+    (folder / "adapters.safetensors").write_bytes(b"weights")
+    return folder
 
 
 def test_command_serves_the_configured_model_on_loopback(tmp_path: Path) -> None:
@@ -14,10 +35,44 @@ def test_command_serves_the_configured_model_on_loopback(tmp_path: Path) -> None
     settings = Settings(data_dir=str(tmp_path), inference_port=8123, adapter_path="/adapters/x")
     command = build_command(settings)
     assert command[:4] == [sys.executable, "-m", "mlx_lm", "server"]
-    args = dict(zip(command[4::2], command[5::2], strict=True))
+    args = _args(command)
     assert args["--model"] == str(tmp_path / "models" / "smollm2-135m-instruct-f32")
     assert (args["--host"], args["--port"], args["--adapter-path"]) == ("127.0.0.1", "8123", "/adapters/x")
     assert "--prompt-cache-size" in args
+
+
+def test_the_committed_adapter_is_served_by_default() -> None:
+    """With nothing set, the launcher serves the embedded model with the repository's fine-tuned adapter,
+    which must exist (make finetune writes it; it is committed)."""
+    assert (COMMITTED_ADAPTER / "adapters.safetensors").is_file()
+    assert (COMMITTED_ADAPTER / "adapter_config.json").is_file()
+    args = _args(build_command(load_settings({})))
+    assert args["--adapter-path"] == str(COMMITTED_ADAPTER)
+
+
+def test_default_adapter_choice(committed: Path, tmp_path: Path) -> None:
+    """Unset or empty INTAKE_ADAPTER_PATH means the committed adapter on the embedded model; "none" (any
+    case) means the plain base model; an INTAKE_MODEL override is served plain unless an adapter is named."""
+    assert load_settings({}).adapter_path == "auto"
+    assert load_settings({"INTAKE_ADAPTER_PATH": ""}).adapter_path == "auto"
+    assert adapter_for(load_settings({}), committed) == str(committed)
+    assert adapter_for(load_settings({"INTAKE_ADAPTER_PATH": "none"}), committed) is None
+    assert adapter_for(load_settings({"INTAKE_ADAPTER_PATH": "None"}), committed) is None
+    other = load_settings({"INTAKE_MODEL": "/models/bigger"})
+    assert adapter_for(other, committed) is None
+    named = load_settings({"INTAKE_MODEL": "/models/bigger", "INTAKE_ADAPTER_PATH": "/a/b"})
+    assert adapter_for(named, committed) == "/a/b"
+    assert adapter_for(load_settings({}), tmp_path / "missing") is None  # no adapter trained yet
+
+
+def test_command_without_adapter_when_disabled(tmp_path: Path) -> None:
+    """INTAKE_ADAPTER_PATH=none (the evaluation's "base" run) leaves --adapter-path off the command line,
+    while the same settings otherwise do carry it."""
+    plain = build_command(load_settings({"INTAKE_DATA_DIR": str(tmp_path), "INTAKE_ADAPTER_PATH": "none"}))
+    default = build_command(load_settings({"INTAKE_DATA_DIR": str(tmp_path)}))
+    assert "--adapter-path" not in plain
+    assert "--adapter-path" in default
+    assert _args(plain)["--model"] == _args(default)["--model"]
 
 
 def test_environment_is_offline_with_an_existing_hub_folder(tmp_path: Path) -> None:
