@@ -144,7 +144,8 @@ def quiet_saq_logs() -> None:
     warnings, drop its per-job lines (ours, above, say the same without personal data)."""
     saq = logging.getLogger("saq")
     saq.setLevel(logging.WARNING)
-    saq.addFilter(lambda record: not str(record.msg).startswith(("Error processing job", "Retrying")))
+    noise = ("Error processing job", "Retrying", "Some tasks did not finish within the shutdown grace")
+    saq.addFilter(lambda record: not str(record.msg).startswith(noise))
 
 
 async def _serve() -> None:

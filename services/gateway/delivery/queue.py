@@ -131,8 +131,12 @@ class Jobs:
         return {INTAKE_QUEUE: self.intake, MODEL_QUEUE: self.model}
 
     async def aclose(self) -> None:
-        await self.intake.disconnect()
-        await self.model.disconnect()
+        """Close the queues' connections; a Redis that is already gone must not break the shutdown."""
+        for queue in self.queues.values():
+            try:
+                await queue.disconnect()
+            except Exception:  # SAQ unsubscribes over the network first; without Redis that fails
+                await queue.redis.aclose()
 
     # --- enqueue -----------------------------------------------------------------------------------
 

@@ -145,6 +145,26 @@ async def open_gateway(
 
 
 @asynccontextmanager
+async def open_live_app(
+    tmp_path: Path, redis_url: str, *, model: ChatModel | None = None, **overrides: Any
+) -> AsyncIterator[tuple[Services, httpx.AsyncClient]]:
+    """The real app in this test's own event loop (``AsyncTestClient`` runs it in another), so requests
+    can really overlap: (the app's own Services, an HTTP client for it)."""
+    settings = make_settings(tmp_path, redis_url, **overrides)
+
+    async def app_services(settings: Settings) -> Services:
+        return open_test_services(settings, model)
+
+    app = create_app(settings, services_factory=app_services)
+    async with app.lifespan():
+        services: Services = app.state.services
+        await services.redis.flushdb()
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield services, http
+
+
+@asynccontextmanager
 async def open_wired_gateway(
     tmp_path: Path, redis_url: str, smtp: SmtpCapture, calcom: FakeCalcom, **overrides: Any
 ) -> AsyncIterator[Gateway]:
@@ -161,7 +181,10 @@ async def open_wired_gateway(
 
 
 async def post_webhook(
-    client: AsyncTestClient, body: bytes, signature: str | None = "auto", secret: str = SECRET
+    client: AsyncTestClient | httpx.AsyncClient,
+    body: bytes,
+    signature: str | None = "auto",
+    secret: str = SECRET,
 ) -> httpx.Response:
     headers = {"content-type": "application/json", "x-cal-webhook-version": "2021-10-20"}
     if signature == "auto":

@@ -324,3 +324,26 @@ def _summary(uid: str, start: str) -> Summary:
         "turns": 5,
     }
     return Summary(**fields)
+
+
+async def test_the_job_queue_ui_needs_a_staff_session(client: AsyncTestClient[Litestar]) -> None:
+    """SAQ's UI at /staff/queue, its API and its assets: 401 problem JSON without a staff login."""
+    for path in ("/staff/queue", "/staff/queue/api/queues", "/staff/queue/static/app.js"):
+        response = await client.get(path)
+        assert response.status_code == 401, path
+        assert response.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_the_job_queue_ui_shows_both_queues_to_staff(
+    staff: AsyncTestClient[Litestar], redis_url: str, settings: Settings
+) -> None:
+    """Logged in: the UI page, its script, and both queues (intake, model) with a dead job's counts."""
+    page = await staff.get("/staff/queue")
+    assert page.status_code == 200 and "/staff/queue/static/app.js" in page.text
+    assert (await staff.get("/staff/queue/static/app.js")).status_code == 200
+    record = await seed_intake(redis_url, settings)
+    job = await _dead_job(settings, record, "connection refused")
+    queues = (await staff.get("/staff/queue/api/queues")).json()["queues"]
+    assert sorted(q["name"] for q in queues) == ["intake", "model"]
+    detail = (await staff.get(f"/staff/queue/api/queues/intake/jobs/{job.id}")).json()["job"]
+    assert detail["status"] == "failed" and detail["function"] == "invite_email"

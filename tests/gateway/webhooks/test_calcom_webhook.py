@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 
+from services.gateway import locks
+from services.gateway.container import Services
+from services.gateway.delivery import jobs as job_kinds
 from services.gateway.delivery.queue import QueuedJob, partial_due_at
 from services.gateway.intake.models import ChatMessage, IntakeRecord
 from services.gateway.intake.store import parse_time
@@ -21,11 +26,13 @@ from tests.gateway.delivery.harness import (
     jobs_of,
     make_summary,
     open_gateway,
+    open_live_app,
     post_webhook,
     record_for,
     sample,
     store_of,
     upcoming,
+    wait_for,
 )
 
 OLD_UID = "b7Yx2Lq9Kd1pQmRw3sT8vZ"
@@ -406,3 +413,77 @@ async def test_ack_body_is_a_struct(gw: Gateway) -> None:
     """The 2xx body decodes as ``Ack`` (a documented wire shape)."""
     response = await deliver(gw.client, sample("booking_created"))
     assert msgspec.json.decode(response.content, type=Ack).status == "created"
+
+
+# --- lost or doubled work ------------------------------------------------------------------------------
+
+
+async def test_a_copy_arriving_while_the_first_is_handled_is_409_not_dropped(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """The first delivery waits for its booking (another event holds it); a copy arriving meanwhile is
+    409 (Cal.com sends it again) instead of a 2xx ``duplicate`` that would lose it if the first failed."""
+    body = encode(sample("booking_created"))
+    async with open_live_app(tmp_path, redis_url) as (services, http):
+        other_event = await locks.acquire(services.redis, f"calcom:lock:{OLD_UID}", ttl_s=30)
+        assert other_event is not None
+        first = asyncio.create_task(post_webhook(http, body))
+
+        async def first_is_processing() -> bool:
+            return bool([k async for k in services.redis.scan_iter("calcom:processing:*")])
+
+        await wait_for(first_is_processing)
+        copy = await post_webhook(http, body)
+        await other_event.release()
+        _assert_problem(copy, 409)
+        assert (await first).json() == {"status": "created"}
+        assert (await post_webhook(http, body)).json() == {"status": "duplicate"}
+        assert len(await services.intakes.tokens()) == 1
+
+
+async def test_a_creation_interrupted_after_the_record_is_finished_by_cal_coms_retry(
+    gw: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process dies right after the intake record is written (here: queueing its jobs fails once).
+    Cal.com's retry of the same delivery is not a ``duplicate``: it queues the invitation and says
+    ``created``."""
+    services: Services = gw.client.app.state.services
+    real = services.jobs.start_intake
+    failures: list[str] = []
+
+    async def dies_once(record: Any) -> None:
+        if not failures:
+            failures.append("died")
+            raise ConnectionError("the gateway died here")
+        await real(record)
+
+    monkeypatch.setattr(services.jobs, "start_intake", dies_once)
+    body = encode(upcoming("booking_created"))
+    assert (await post_webhook(gw.client, body)).status_code == 500
+    record = await record_for(gw.services, OLD_UID)
+    assert await jobs_of(gw.services, record.token) == [], "half-created: the record, no jobs"
+    assert (await post_webhook(gw.client, body)).json() == {"status": "created"}
+    kinds = sorted(j.kind for j in await jobs_of(gw.services, record.token))
+    assert kinds == ["invite_email", "partial_summary", "prepare"]
+    assert not await gw.services.intakes.setup_pending(record.token)
+    assert (await post_webhook(gw.client, body)).json() == {"status": "duplicate"}
+
+
+async def test_the_worker_finishes_an_interrupted_creation_without_a_retry(
+    gw: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cal.com may never retry: the worker's ``finish_setups`` cron queues the jobs of an intake whose
+    creation stopped half-way, and leaves complete intakes alone."""
+    services: Services = gw.client.app.state.services
+
+    async def dies(record: Any) -> None:
+        raise ConnectionError("the gateway died here")
+
+    monkeypatch.setattr(services.jobs, "start_intake", dies)
+    assert (await post_webhook(gw.client, encode(upcoming("booking_created")))).status_code == 500
+    record = await record_for(gw.services, OLD_UID)
+    monkeypatch.setattr(job_kinds, "SETUP_GRACE_S", 0.0)
+    assert await job_kinds.finish_setups({"services": gw.services}) == 1  # type: ignore[typeddict-item]
+    kinds = sorted(j.kind for j in await jobs_of(gw.services, record.token))
+    assert kinds == ["invite_email", "partial_summary", "prepare"]
+    assert await job_kinds.finish_setups({"services": gw.services}) == 0  # type: ignore[typeddict-item]
