@@ -10,19 +10,12 @@ a correcting one and the recap is wrong.
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Callable
 
 from finetune.eval_students import CourseQuestion, EvalStudent
-from finetune.matching import assignments_named, content_stems
+from finetune.matching import assignments_named, content_stems, is_recap, sentences
 from services.coursepack import Course
 
-RECAP_CUES = (
-    "did i get that right",
-    "did i get this right",
-    "did i get it right",
-    "did i get everything right",
-)
 # Words in a question that tell which slot it asks for; checked in this order (first hit wins). Bare
 # "due" is not a deadline cue: questions may name the assignment with its due date.
 SLOT_CUES: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -135,10 +128,9 @@ def question_kind(
     text: str, course: Course, questions: list[CourseQuestion], cues: dict[str, list[str]]
 ) -> str | None:
     """``"recap"``, a course question id, an interview slot, or None when nothing tells."""
-    lowered = text.lower()
-    if any(cue in lowered for cue in RECAP_CUES):
+    if is_recap(text):
         return "recap"
-    asked = _question_part(lowered)
+    asked = _question_part(text)
     for question in questions:
         if _asks_course_question(asked, question, cues.get(question.id, [])):
             return question.id
@@ -150,11 +142,10 @@ def question_kind(
     return None
 
 
-def _question_part(lowered: str) -> str:
-    """The sentences that ask something (a preface like "Thanks, Lab 6 is due Monday." tells nothing)."""
-    sentences = re.split(r"(?<=[.!?])\s+", lowered.strip())
-    asked = [s for s in sentences if s.endswith("?")]
-    return " ".join(asked) if asked else lowered
+def _question_part(text: str) -> str:
+    """The sentences that ask something, lower-cased (a preface like "Lab 6 is due Monday." tells nothing)."""
+    asked = [s for s in sentences(text) if s.endswith("?")]
+    return " ".join(asked or [text]).lower()
 
 
 def _asks_course_question(asked: str, question: CourseQuestion, cues: list[str]) -> bool:

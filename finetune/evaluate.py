@@ -499,6 +499,7 @@ def format_table(results: Sequence[EvalResults]) -> str:
         ("file", "relevant file cited"),
         ("request_type", "request type right"),
         ("schema_valid", "summary schema-valid"),
+        ("clean_summary", "summary free of junk/boilerplate"),
         ("conversation", "conversation rule met"),
     ]:
         row(name, [f"{r.rates.get(key, 0):.0%}" for r in reports])

@@ -13,6 +13,14 @@ from collections.abc import Iterable
 from services.coursepack import Course
 
 _TOKEN = re.compile(r"[a-z0-9]+")
+_ABBREVIATIONS = ("dr.", "prof.", "mr.", "mrs.", "ms.", "e.g.", "i.e.", "vs.", "etc.", "st.")
+# How the interview's recap asks the student to confirm it (the gateway's contract for the last turn).
+RECAP_CUES = (
+    "did i get that right",
+    "did i get this right",
+    "did i get it right",
+    "did i get everything right",
+)
 _SUFFIXES = (("ies", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", ""))
 # Words too common to tell two texts apart (questions, summaries and injections all use them).
 _STOP = """a an and are as at be been but by can could did do does for from had has have how i if in into is
@@ -21,6 +29,22 @@ was we were what when where which who why will with would you your yours also ju
 another want like know see get got make made use used anyway before after still very student students
 course professor class please thanks thank"""
 STOPWORDS = frozenset(_STOP.split())
+
+
+def sentences(text: str) -> list[str]:
+    """Sentences of a message; a title abbreviation ("Dr. Marsh") does not end one, a line break does."""
+    protected = text
+    for abbreviation in _ABBREVIATIONS:
+        protected = re.sub(
+            rf"\b{re.escape(abbreviation)}", lambda m: m.group(0).replace(".", "\0"), protected, flags=re.I
+        )
+    parts = re.split(r"(?<=[.!?])\s+|\n+", protected)
+    return [p.replace("\0", ".").strip() for p in parts if p.strip()]
+
+
+def is_recap(text: str) -> bool:
+    lowered = text.lower()
+    return any(cue in lowered for cue in RECAP_CUES)
 
 
 def tokens(text: str) -> list[str]:

@@ -116,7 +116,10 @@ def test_junk_injection_and_recap_cases_are_real(eval_set: EvalSet) -> None:
         before, _, after = host.partition(s.injection)
         assert len(before.split()) >= 3 and len(after.split()) >= 2, s.id  # inside a normal answer
     for s in (s for s in eval_set.students if "asks_answer" in s.cases):
-        assert any(re.search(r"\b(?:just|tell|give|write|answer|calculate|for me)\b", i.text, re.I) for i in s.inserts), s.id
+        assert any(
+            re.search(r"\b(?:just|tell|give|write|answer|calculate|for me)\b", i.text, re.I)
+            for i in s.inserts
+        ), s.id
     correcting = [s for s in eval_set.students if "recap_correction" in s.cases]
     assert any(s.correct_assignment for s in correcting) and any(s.correct_stuck_on for s in correcting)
 

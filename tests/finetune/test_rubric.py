@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from finetune.eval_students import EvalSet, EvalStudent, load_eval_set
-from finetune.matching import term_present
-from finetune.rubric import Row, report, score_intake, sentences
+from finetune.matching import sentences, term_present
+from finetune.rubric import Row, report, score_intake
 from services.coursepack import Catalog, Course
 from services.gateway.intake.models import ChatMessage
 from tests.finetune.intakes import A, S, good_messages, good_summary
@@ -233,3 +233,53 @@ def test_report_lists_means_rates_and_every_hard_fail(eval_set: EvalSet, catalog
     assert result.by_course == {"cs150": 1.5, "chem110": 2.0}
     assert result.rates["topic_and_assignment"] == 1.0 and result.rates["schema_valid"] == 1.0
     assert set(result.by_case) >= {"two_assignments", "injection", "anxious_not_crisis"}
+
+
+def test_a_recap_shown_again_after_a_correction_is_not_a_repetition(
+    eval_set: EvalSet, catalog: Catalog
+) -> None:
+    """The recap question may be asked twice (the contract allows one more recap after a correction),
+    while any other sentence shown twice still fails the conversation point."""
+    student, course = _pick(eval_set, catalog, "cs-09")
+    good = good_messages(student, course)
+    recap = "Here is what I'll pass on: {}. Did I get that right, or is there something to fix?"
+    messages = [
+        *good[:-3],
+        ChatMessage(A, recap.format("Lab 5: Loop Patterns")),
+        ChatMessage(S, "Not quite — it's for Lab 6: Debugging Practice, not Lab 5: Loop Patterns."),
+        ChatMessage(A, recap.format("Lab 6: Debugging Practice")),
+        ChatMessage(S, "Yes, that's right."),
+        good[-1],
+    ]
+    summary = good_summary(student, course)
+    assert score_intake(student, course, messages, "complete", summary).scores["conversation"] == 1.0
+    twice = [*messages[:-1], ChatMessage(A, "Here is what I'll pass on: Lab 5: Loop Patterns. Thanks!")]
+    assert score_intake(student, course, twice, "complete", summary).scores["conversation"] == 0.0
+
+
+def test_a_recap_quoting_the_students_code_is_not_solving(eval_set: EvalSet, catalog: Catalog) -> None:
+    """Seen in a real run: the recap repeated the student's own ``def double(x): ...`` line. Their code
+    is not the bot's solution; a function the bot writes itself is."""
+    student, course = _pick(eval_set, catalog, "cs-02")
+    good = good_messages(student, course)
+    recap = f"Here's what I'll pass on: the hard part: {student.answers['example']} Did I get that right?"
+    messages = [*good[:-3], ChatMessage(S, student.answers["example"]), ChatMessage(A, recap), *good[-2:]]
+    assert not score_intake(student, course, messages, "complete", good_summary(student, course)).hard_fails
+    written = "You could try:\ndef double(x): return x * 2\nWhat do you think?"
+    solved = [*good[:4], ChatMessage(A, written), *good[5:]]
+    assert score_intake(student, course, solved, "complete", good_summary(student, course)).total == 0.0
+
+
+def test_boilerplate_and_junk_in_the_summary_are_reported(eval_set: EvalSet, catalog: Catalog) -> None:
+    """Booking-form text or a junk answer in the summary fails the (unscored) clean-summary check."""
+    student, course = _pick(eval_set, catalog, "cs-04")  # answered "idk" once
+    messages = good_messages(student, course)
+    junk = good_summary(student, course, student_attempts="They said: idk.")
+    assert not score_intake(student, course, messages, "complete", junk).checks["clean_summary"]
+    form = good_summary(
+        student, course, issue_description="They say please share anything that will help them prepare."
+    )
+    assert "junk or boilerplate" in score_intake(student, course, messages, "complete", form).notes["clean"]
+    assert score_intake(student, course, messages, "complete", good_summary(student, course)).checks[
+        "clean_summary"
+    ]
