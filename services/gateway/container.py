@@ -59,7 +59,7 @@ def open_openai(settings: Settings, http_client: httpx.AsyncClient | None = None
         api_key="not-needed-locally",
         timeout=settings.inference_timeout_s,
         max_retries=0,
-        http_client=http_client,
+        http_client=http_client,  # type: ignore[arg-type]  # openai takes an httpx client as well as its own
     )
 
 

@@ -14,6 +14,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import cast
 
 import msgspec
 import redis.asyncio as aioredis
@@ -108,7 +109,12 @@ class IntakeStore:
         """
         record.updated_at = now_iso()
         start = parse_time(record.booking.start_time).timestamp()
-        args = [msgspec.json.encode(record), record.token, self._ttl_seconds(record), start]
+        args: list[bytes | str | int | float] = [
+            msgspec.json.encode(record),
+            record.token,
+            self._ttl_seconds(record),
+            start,
+        ]
         version = await self._save(
             keys=self._keys(record), args=[*args, "" if expect is None else str(expect)]
         )
@@ -136,8 +142,14 @@ class IntakeStore:
         """
         record.updated_at = now_iso()
         start = parse_time(record.booking.start_time).timestamp()
-        args = [msgspec.json.encode(record), record.token, self._ttl_seconds(record), start, time.time()]
-        token = _text(await self._create(keys=[*self._keys(record), _SETUP], args=args))
+        args: list[bytes | str | int | float] = [
+            msgspec.json.encode(record),
+            record.token,
+            self._ttl_seconds(record),
+            start,
+            time.time(),
+        ]
+        token = _text(cast(bytes, await self._create(keys=[*self._keys(record), _SETUP], args=args)))
         return token, token == record.token
 
     async def setup_pending(self, token: str) -> bool:
@@ -149,7 +161,7 @@ class IntakeStore:
     async def pending_setups(self, older_than_s: float, limit: int = 50) -> list[str]:
         """Intakes whose setup started over ``older_than_s`` ago and never finished (a crash mid-way)."""
         raw = await self._redis.zrangebyscore(_SETUP, "-inf", time.time() - older_than_s, 0, limit)
-        return [_text(t) for t in raw]
+        return [_text(t) for t in raw if isinstance(t, (bytes, str))]
 
     async def move_booking(self, record: IntakeRecord, old_uid: str, *, expect: int | None = None) -> bool:
         """After a reschedule: the old booking uid no longer resolves; the record keeps its token."""
