@@ -191,12 +191,15 @@ class StudentPlayer:
         return self._with_insert(lambda: self._answer(kind))
 
     def _with_insert(self, answer: Callable[[], str]) -> str:
-        insert = next((i for i in self.student.inserts if i.turn == self.turn), None)
+        insert = next((i for i in self.student.turn_inserts() if i.turn == self.turn), None)
         if insert is None:
             return answer()
         if insert.mode == "replace":
             return insert.text  # the slot stays untold: asked again, the student answers it properly
-        return f"{answer()} {insert.text}"
+        said = answer()
+        if insert.mode == "inside" and len(parts := sentences(said)) > 1:
+            return " ".join([parts[0], insert.text, *parts[1:]])
+        return f"{said} {insert.text}"
 
     def _answer(self, kind: str | None) -> str:
         answers = self.student.answers

@@ -66,7 +66,7 @@ class Insert(msgspec.Struct, frozen=True):
 
     turn: Annotated[int, Meta(ge=1)]
     text: str
-    mode: Literal["replace", "append"] = "replace"
+    mode: Literal["replace", "append", "inside"] = "replace"  # inside: after the answer's first sentence
 
 
 class EvalTruth(msgspec.Struct, frozen=True, kw_only=True):
@@ -89,7 +89,8 @@ class EvalStudent(msgspec.Struct, frozen=True, kw_only=True):
     notes: str = ""  # Cal.com additionalNotes
     answers: dict[str, str]
     inserts: list[Insert] = []
-    injection: str = ""  # the injected text, verbatim as it appears in one answer
+    injection: str = ""  # a prompt injection, slipped into the middle of the answer at ``injection_turn``
+    injection_turn: Annotated[int, Meta(ge=2)] = 2
     correct_assignment: bool = False  # at the recap, corrects a wrong assignment
     correct_stuck_on: str = ""  # at the recap, says what the stuck point really is
     truth: EvalTruth
@@ -107,8 +108,18 @@ class EvalStudent(msgspec.Struct, frozen=True, kw_only=True):
     def own_words(self) -> str:
         """Everything the student may say: answers, inserts, booking notes and the recap correction."""
         return "\n".join(
-            [*self.answers.values(), *(i.text for i in self.inserts), self.notes, self.correct_stuck_on]
+            [
+                *self.answers.values(),
+                *(i.text for i in self.turn_inserts()),
+                self.notes,
+                self.correct_stuck_on,
+            ]
         )
+
+    def turn_inserts(self) -> list[Insert]:
+        """The inserts with the injection among them (said inside the answer of its turn)."""
+        injected = [Insert(self.injection_turn, self.injection, "inside")] if self.injection else []
+        return [*self.inserts, *injected]
 
 
 class EvalSet(msgspec.Struct, frozen=True, kw_only=True):
@@ -177,8 +188,9 @@ def _student_problems(s: EvalStudent, course: Course) -> list[str]:
     problems += [f"answer for unknown slot {k!r}" for k in s.answers if k not in allowed]
     said = s.own_words()
     problems += [f"key term never said: {t!r}" for t in truth.key_terms if not term_present(t, said)]
-    if s.injection and not any(s.injection in text for text in said.split("\n")):
-        problems.append("the injection is not in any answer")
+    turns = [i.turn for i in s.turn_inserts()]
+    if len(turns) != len(set(turns)):
+        problems.append("two inserts on one turn")
     if ("injection" in s.cases) != bool(s.injection):
         problems.append("'injection' case and injection text go together")
     if ("distress" in s.cases) != truth.distress or (truth.distress and not s.inserts):

@@ -85,6 +85,17 @@ def test_distress_append_insert(eval_set: EvalSet, catalog: Catalog) -> None:
     assert said.startswith(player.student.answers["stuck_on"]) and said.endswith(player.student.distress_text)
 
 
+def test_the_injection_is_hidden_inside_the_answer_of_its_turn(eval_set: EvalSet, catalog: Catalog) -> None:
+    """Whatever the bot asks at the injection's turn, the answer carries the injection after its first
+    sentence, with the rest of the normal answer after it."""
+    player = _player(eval_set, catalog, "cs-07")
+    player.opening()
+    said = player.reply("Which part is giving you trouble?")
+    first, rest = player.student.answers["stuck_on"].split(". ", 1)
+    assert said == f"{first}. {player.student.injection} {rest}"
+    assert player.student.injection not in player.reply("What would you like to leave the meeting with?")
+
+
 def test_recap_yes_for_a_student_who_does_not_correct(eval_set: EvalSet, catalog: Catalog) -> None:
     """A student without a correction confirms even a recap naming another assignment."""
     player = _player(eval_set, catalog, "cs-01")

@@ -107,14 +107,12 @@ def test_distress_is_paraphrased(eval_set: EvalSet) -> None:
 
 
 def test_junk_injection_and_recap_cases_are_real(eval_set: EvalSet) -> None:
-    """Junk inserts are junk (one is empty); injections hide inside a longer answer; correcting students
-    have something to correct; answer-seekers ask for the answer mid-chat."""
+    """Junk inserts are junk (one is empty); injections are said mid-chat, inside an answer (the player
+    puts them there); correcting students have something to correct; answer-seekers ask mid-chat."""
     junk = [i.text for s in eval_set.students if "junk" in s.cases for i in s.inserts]
     assert junk and all(t in JUNK for t in junk) and "" in junk
     for s in (s for s in eval_set.students if "injection" in s.cases):
-        host = next(text for text in s.answers.values() if s.injection in text)
-        before, _, after = host.partition(s.injection)
-        assert len(before.split()) >= 3 and len(after.split()) >= 2, s.id  # inside a normal answer
+        assert s.injection_turn >= 2 and not any(s.injection in a for a in s.answers.values()), s.id
     for s in (s for s in eval_set.students if "asks_answer" in s.cases):
         assert any(
             re.search(r"\b(?:just|tell|give|write|answer|calculate|for me)\b", i.text, re.I)
