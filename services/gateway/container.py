@@ -13,13 +13,16 @@ from pathlib import Path
 
 import httpx
 import redis.asyncio as aioredis
+import redis.exceptions
 from openai import AsyncOpenAI
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
 
 from services.coursepack import Catalog, load_catalog
 from services.gateway.delivery.queue import Jobs
 from services.gateway.intake.llm import OpenAIChatModel
 from services.gateway.intake.store import IntakeStore
-from services.gateway.ports import ChatModel, CourseRetriever, SummaryDelivery
+from services.gateway.ports import ChatModel, CourseRetriever, MessageReader, SummaryDelivery
 from services.settings import Settings
 
 
@@ -35,6 +38,7 @@ class Services:
     intakes: IntakeStore
     jobs: Jobs
     session_secret: bytes  # signs staff cookies; INTAKE_SESSION_SECRET, else random per process
+    reader: MessageReader | None = None  # the message classifier and course map; None: rules only
 
     @property
     def summaries(self) -> SummaryDelivery:
@@ -63,6 +67,17 @@ def open_openai(settings: Settings, http_client: httpx.AsyncClient | None = None
     )
 
 
+def open_redis(settings: Settings) -> aioredis.Redis:
+    """A Redis client that rides out a Redis restart: a pooled connection the old server closed (or a
+    server still loading its append-only file) is retried with backoff instead of failing the request."""
+    return aioredis.from_url(
+        settings.redis_url,
+        decode_responses=False,
+        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=5),
+        retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
+    )
+
+
 def build_services(
     settings: Settings,
     *,
@@ -70,9 +85,10 @@ def build_services(
     retriever: CourseRetriever | None,
     model: ChatModel | None = None,
     openai: AsyncOpenAI | None = None,
+    reader: MessageReader | None = None,
 ) -> Services:
     """Every adapter, from what the caller chose (the course catalog, retrieval, the model)."""
-    redis = aioredis.from_url(settings.redis_url, decode_responses=False)
+    redis = open_redis(settings)
     openai = openai or open_openai(settings)
     secret = settings.session_secret.encode() or secrets.token_bytes(32)
     return Services(
@@ -84,14 +100,18 @@ def build_services(
         retriever=retriever,
         model=model or OpenAIChatModel(openai, settings.model_name),
         intakes=IntakeStore(redis, settings.retention_days),
-        jobs=Jobs(redis, settings, broker=aioredis.from_url(settings.redis_url)),
+        jobs=Jobs(redis, settings, broker=open_redis(settings)),  # SAQ blocks on its own connections
         session_secret=secret,
+        reader=reader,
     )
 
 
 async def open_services(settings: Settings) -> Services:
     """What the gateway and the worker run with: the corpus catalog and the real retriever."""
-    from services.indexer.retrieval import open_retriever  # heavy imports: only when serving
+    from services.gateway.intake.reader import EmbeddingReader  # heavy imports: only when serving
+    from services.indexer.retrieval import open_retriever
 
     catalog = load_catalog(Path(settings.corpus_dir))
-    return build_services(settings, catalog=catalog, retriever=open_retriever(settings))
+    return build_services(
+        settings, catalog=catalog, retriever=open_retriever(settings), reader=EmbeddingReader()
+    )

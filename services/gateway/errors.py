@@ -15,9 +15,11 @@ from typing import Any
 import httpx
 import openai
 import redis.exceptions
+import structlog
 from litestar.plugins.problem_details import ProblemDetailsException
 
 PROBLEM_BASE = "https://office-hours-intake.invalid/problems/"
+log = structlog.get_logger()
 
 
 class IntakeError(ProblemDetailsException):
@@ -106,10 +108,12 @@ class NotConfigured(IntakeError):
 
 
 def _timeout(exc: Exception) -> IntakeError:
+    log.warning("upstream_timed_out", error=type(exc).__name__)
     return UpstreamTimeout(f"A service we depend on did not answer in time ({type(exc).__name__}).")
 
 
 def _failed(exc: Exception) -> IntakeError:
+    log.warning("upstream_failed", error=type(exc).__name__)
     return UpstreamError(f"A service we depend on failed ({type(exc).__name__}). Try again in a minute.")
 
 

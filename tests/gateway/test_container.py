@@ -3,6 +3,7 @@ dependency is a 502/504 problem (never a bare 500), and the error families are w
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,13 +14,16 @@ import pytest
 import structlog
 from litestar.testing import AsyncTestClient
 
+from services.coursepack import Catalog
 from services.gateway import errors
 from services.gateway.app import create_app
-from services.gateway.container import open_openai
+from services.gateway.container import build_services, open_openai
+from services.gateway.delivery.queue import JobArgs
 from services.gateway.intake.llm import OpenAIChatModel
 from services.gateway.ports import PromptMessage
 from services.settings import Settings
-from tests.fixtures.ports import free_port
+from tests.fixtures.ports import free_port, port_open, wait_until
+from tests.fixtures.redis import REDIS_SERVER
 from tests.gateway.staff.harness import make_settings, seed_intake, services_factory
 
 
@@ -110,3 +114,28 @@ def test_client_errors_are_4xx_and_upstream_errors_502_or_504() -> None:
         openai.APITimeoutError(request=httpx.Request("GET", "/"))
     )
     assert isinstance(problem, errors.UpstreamTimeout)
+
+
+async def test_the_services_ride_out_a_redis_restart(tmp_path: Path) -> None:
+    """Redis killed and restarted (supervisord does that in a second): the next store read and job
+    enqueue work, although every pooled connection was closed by the old server."""
+    port = free_port()
+    start = [str(REDIS_SERVER), "--port", str(port), "--save", "", "--dir", str(tmp_path)]
+    server = subprocess.Popen(start, stdout=subprocess.DEVNULL)
+    services = build_services(
+        make_settings(tmp_path, f"redis://127.0.0.1:{port}/0"), catalog=Catalog({}, []), retriever=None
+    )
+    try:
+        wait_until(lambda: port_open(port), 10, "redis")
+        assert await services.intakes.get("some-token") is None
+        assert await services.jobs.enqueue("invite_email", "b1", args=JobArgs(token="t1"))
+        server.kill()
+        server.wait()
+        server = subprocess.Popen(start, stdout=subprocess.DEVNULL)
+        wait_until(lambda: port_open(port), 10, "redis again")
+        assert await services.intakes.get("some-token") is None
+        assert await services.jobs.enqueue("invite_email", "b2", args=JobArgs(token="t1"))
+    finally:
+        await services.aclose()
+        server.kill()
+        server.wait()
