@@ -199,7 +199,8 @@ class StudentPlayer:
         said = answer()
         if insert.mode == "inside" and len(parts := sentences(said)) > 1:
             return " ".join([parts[0], insert.text, *parts[1:]])
-        return f"{said} {insert.text}"
+        joiner = " " if said.rstrip()[-1:] in {".", "!", "?", ""} else ". "
+        return f"{said.rstrip()}{joiner}{insert.text}"
 
     def _answer(self, kind: str | None) -> str:
         answers = self.student.answers

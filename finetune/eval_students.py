@@ -151,7 +151,10 @@ def load_eval_set(path: Path = EVAL_STUDENTS_PATH) -> EvalSet:
 
 
 def course_questions(course: Course) -> list[CourseQuestion]:
-    """The course's ``[[questions]]``, read from its course.toml (whether or not the Course type has them)."""
+    """The course's ``[[questions]]``: from the loaded Course, or read from its course.toml by an older
+    loader that does not know them yet."""
+    if hasattr(course, "questions"):
+        return msgspec.convert(msgspec.to_builtins(course.questions), list[CourseQuestion])
     path = Path(course.path) / "course.toml"
     if not path.is_file():
         return []
