@@ -581,7 +581,7 @@ def models_to_compare(spec: str, data_dir: Path) -> list[StackModel]:
                 raise SystemExit(f"--models {item}: {path} is not a model folder")
             chosen.append(StackModel(label, Path(path).resolve()))
         elif item == "base":
-            chosen.append(StackModel("base", base.resolve(), {"INTAKE_ADAPTER_PATH": ""}))
+            chosen.append(StackModel("base", base.resolve(), {"INTAKE_ADAPTER_PATH": "none"}))
         elif item == "default":
             chosen.append(StackModel("default", None))
         else:
@@ -686,9 +686,9 @@ def evaluate_on_own_stack(
     from services import stack
 
     env = stack_environment(which, args.data_dir, args.corpus)
-    served = env.get("INTAKE_MODEL", "the stack's default model")
-    if env.get("INTAKE_ADAPTER_PATH"):
-        served += f" + adapter {env['INTAKE_ADAPTER_PATH']}"
+    served = env.get("INTAKE_MODEL", "the stack's default (embedded model, committed adapter if any)")
+    adapter = env.get("INTAKE_ADAPTER_PATH", "")
+    served += " (no adapter)" if adapter == "none" else f" + adapter {adapter}" if adapter else ""
     print(f"== {which.label}: starting a stack serving {served} (first start indexes the corpus)", flush=True)
     started = time.monotonic()
     try:

@@ -137,7 +137,7 @@ def test_models_base_default_or_a_folder(tmp_path: Path) -> None:
     base, default, mine = models_to_compare(
         f"base, default, mine={tmp_path / 'models' / BASE_MODEL_NAME}", tmp_path
     )
-    assert base.label == "base" and base.model and base.settings == {"INTAKE_ADAPTER_PATH": ""}
+    assert base.label == "base" and base.model and base.settings == {"INTAKE_ADAPTER_PATH": "none"}
     assert default.label == "default" and default.model is None
     assert mine.label == "mine" and mine.model == (tmp_path / "models" / BASE_MODEL_NAME).resolve()
     with pytest.raises(SystemExit, match="finetuned"):
@@ -146,7 +146,7 @@ def test_models_base_default_or_a_folder(tmp_path: Path) -> None:
 
 def test_each_model_gets_a_stack_of_its_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The stacks never inherit the operator's SMTP or Cal.com settings; base serves the base folder with
-    an empty adapter path; default sets no model or adapter and finds the embedded model through its
+    adapter 'none'; default sets no model or adapter and finds the embedded model through its
     data folder's models/ link."""
     monkeypatch.setenv("INTAKE_SMTP_HOST", "smtp.university.example")
     monkeypatch.setenv("INTAKE_CALCOM_API_KEY", "cal_live_secret")
@@ -155,7 +155,7 @@ def test_each_model_gets_a_stack_of_its_own(tmp_path: Path, monkeypatch: pytest.
     env = stack_environment(base, tmp_path, REPO_ROOT / "corpus")
     assert "INTAKE_SMTP_HOST" not in env and "INTAKE_CALCOM_API_KEY" not in env
     assert env["INTAKE_MODEL"] == str((tmp_path / "models" / BASE_MODEL_NAME).resolve())
-    assert env["INTAKE_ADAPTER_PATH"] == "" and env["INTAKE_DATA_DIR"] == str(
+    assert env["INTAKE_ADAPTER_PATH"] == "none" and env["INTAKE_DATA_DIR"] == str(
         (tmp_path / "eval" / "stack").resolve()
     )
     env = stack_environment(default, tmp_path, REPO_ROOT / "corpus")
