@@ -53,6 +53,7 @@ _TOMBSTONE = "calcom:booking:{}"
 _LOCK = "calcom:lock:{}"
 _PROCESSING_TTL_S = 60
 _LOCK_WAIT_S = 3.0
+_INTAKE_WAIT_S = 2.0
 
 log = structlog.get_logger()
 T = TypeVar("T")
@@ -219,15 +220,16 @@ class _Handlers:
         A compare-and-set write: a chat turn stored meanwhile is kept, and the turn's own write after
         this one sees the new booking instead of putting the old one back.
         """
-        for _ in range(20):
-            fresh, version = await self.store.get_versioned(record.token)
-            record = fresh or record
-            notes = new.notes or record.booking.notes
-            record.booking = msgspec.structs.replace(new, notes=notes)
-            if await self.store.move_booking(record, old_uid, expect=version if fresh else None):
-                break
-        else:
-            raise Conflict("This intake is changing too fast right now; send the delivery again shortly.")
+        async with self._quiet(record.token):
+            for _ in range(20):
+                fresh, version = await self.store.get_versioned(record.token)
+                record = fresh or record
+                notes = new.notes or record.booking.notes
+                record.booking = msgspec.structs.replace(new, notes=notes)
+                if await self.store.move_booking(record, old_uid, expect=version if fresh else None):
+                    break
+            else:
+                raise Conflict("This intake is changing too fast; send the delivery again shortly.")
         if record.status in ("invited", "active"):
             await self.jobs.schedule_partial(record)
         elif record.summary is not None and record.status != "cancelled":
@@ -262,7 +264,8 @@ class _Handlers:
             fresh.summary = None
             fresh.replies = {}
 
-        await self.store.update(record.token, close)
+        async with self._quiet(record.token):
+            await self.store.update(record.token, close)
         cancelled_jobs = await self.jobs.cancel_for(record.token)
         log.info("intake_cancelled", booking_uid=record.booking.uid, cancelled_jobs=cancelled_jobs)
 
@@ -317,3 +320,15 @@ class _Handlers:
 
     async def _set_tombstone(self, uid: str, fate: str) -> None:
         await self.redis.set(_TOMBSTONE.format(uid), fate.encode(), ex=_keep_s(self.services))
+
+    @asynccontextmanager
+    async def _quiet(self, token: str) -> AsyncIterator[None]:
+        """Hold the intake's turn lock if we can get it soon, so a route that writes under it without a
+        version check (consent, rating) does not overwrite the change; after a short wait proceed anyway:
+        the compare-and-set write already protects against a chat turn that runs for minutes."""
+        lock = await self.store.try_turn_lock(token, _INTAKE_WAIT_S)
+        try:
+            yield
+        finally:
+            if lock is not None:
+                await lock.release()
