@@ -38,7 +38,6 @@ class Services:
     intakes: IntakeStore
     jobs: Jobs
     session_secret: bytes  # signs staff cookies; INTAKE_SESSION_SECRET, else random per process
-    reader: MessageReader | None = None  # the learned half of reading a message; None: rules only
     reader: MessageReader | None = None  # the message classifier and course map; None: rules only
 
     @property
