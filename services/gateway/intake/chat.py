@@ -63,7 +63,7 @@ def chat_model(services: Services) -> ChatModel:
 
 
 def interviewer(services: Services) -> Interviewer:
-    return Interviewer(services.model, services.retriever, services.settings)
+    return Interviewer(services.model, services.retriever, services.settings, reader=services.reader)
 
 
 def course_of(services: Services, record: IntakeRecord) -> Course:

@@ -71,8 +71,8 @@ def update(state: InterviewState, course: Course, obs: Observation, today: dt.da
         facts.attempts = "Nothing yet."
     else:
         _add_sentences(facts, obs)
-    if obs.answering and obs.answering.startswith("q:") and obs.clean_text:
-        facts.custom = {**facts.custom, obs.answering[2:]: clip(obs.clean_text, 300)}
+    if obs.answering and obs.answering.startswith("q:") and (answer := obs.said(obs.answering)):
+        facts.custom = {**facts.custom, obs.answering[2:]: clip(answer, 300)}
     facts.assignment_evidence = _add(facts.assignment_evidence, obs.assignment_evidence)
     facts.topic_evidence = _add(facts.topic_evidence, obs.topic_evidence)
     if obs.no_assignment:

@@ -110,9 +110,10 @@ def read(
     if guard.kind == "distress":
         return Observation(answering=answering, guard="distress", rule=guard.rule)
     confirms = answering == "recap" and bool(_CONFIRM.match(text)) and not _CORRECTION.search(text[3:])
-    junk = not text or is_non_answer(text)
-    if junk or confirms:
-        return Observation(answering=answering, guard=guard.kind, rule=guard.rule, junk=junk, confirms=confirms)
+    if confirms:
+        return Observation(answering=answering, guard=guard.kind, rule=guard.rule, confirms=True)
+    if not text or is_non_answer(text):
+        return Observation(answering=answering, guard=guard.kind, rule=guard.rule, junk=True)
     labelled, dropped = _sentences(text, answering, heard.understanding, from_notes)
     role = "notes" if from_notes else (answering or "")
     return Observation(
@@ -225,7 +226,7 @@ _FORM_LABEL = re.compile(
     re.I,
 )
 _BOILERPLATE = re.compile(
-    r"^\W*(?:n/?a|none|-+|booked (?:via|through|with)\b.*|sent from my \w+.*|"
+    r"^\W*(?:n/?a|none|-+|please share anything (?:that|to) (?:will )?help(?:s)? (?:us )?prepare\b.*|booked (?:via|through|with)\b.*|sent from my \w+.*|"
     r"this (?:meeting|event) (?:was|is) (?:scheduled|booked)\b.*|powered by cal\.com.*)\W*$",
     re.I,
 )

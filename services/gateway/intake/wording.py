@@ -28,10 +28,14 @@ def subject(facts: Facts, course: Course) -> str:
 
 
 def _section_name(facts: Facts) -> str | None:
+    """A short name for the matched course section, quoted; long error-pattern headings read badly."""
     section = facts.section
     if not section:
         return None
-    return section.heading or section.title
+    for name in (section.heading, section.title):
+        if name and len(name.split()) <= 6:
+            return f"“{name.strip().rstrip('.:?')}”"
+    return None
 
 
 def upcoming_assignments(course: Course, today: dt.date, n: int = 2) -> list[Assignment]:
@@ -68,7 +72,7 @@ def question(slot: str, course: Course, booking: Booking, facts: Facts, today: d
     instructor = course.instructor_name
     if slot.startswith("q:"):
         asked = next((q.ask for q in course.questions if q.id == slot[2:]), "Can you tell me a bit more?")
-        return asked if variant == 0 else f"Could you answer this one briefly? {asked}"
+        return asked if variant == 0 else "No problem if you're unsure: what do you see on your side, roughly?"
     if slot == "recap":
         return recap(course, facts, today, again=variant > 0)
     choices = [a.title for a in upcoming_assignments(course, today)]
@@ -88,7 +92,7 @@ def question(slot: str, course: Course, booking: Booking, facts: Facts, today: d
             f"Which one is the meeting about: {or_list(_titles(course, facts.ambiguous))}?",
         ),
         "stuck_on": (
-            f"In {section}, which step is giving you the most trouble?"
+            f"Thinking of {section} in the course notes, which step is giving you the most trouble?"
             if section and facts.stuck_on
             else f"Which part of {what} is giving you the most trouble?"
             if what != "this"

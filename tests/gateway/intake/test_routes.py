@@ -292,7 +292,7 @@ async def test_interview_completes_with_summary_and_delivery(
     assert view["status"] == "complete" and view["turn"] == last[1]["turn"]
     summary = view["summary"]
     assert summary["status"] == "complete" and summary["course"] == "STAT 150"
-    assert summary["transcript_url"] == f"{settings.public_url}/staff/intakes/{token}"
+    assert not {"transcript_url", "professor_prep_note", "difficulty", "urgency"} & set(summary)  # student view
     jobs = await client.app.state.services.jobs.jobs_for(token)
     assert [j.kind for j in jobs] == ["summarize"]
 
