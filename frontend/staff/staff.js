@@ -165,7 +165,7 @@
       const dt = document.createElement("dt");
       dt.textContent = "Materials";
       const dd = document.createElement("dd");
-      dd.textContent = summary.suggested_materials.map((m) => m.title + " (" + m.source + ")").join("; ");
+      dd.textContent = summary.suggested_materials.map((m) => m.title + (m.section ? " › " + m.section : "") + " (" + m.source + ")").join("; ");
       dl.append(dt, dd);
     }
     const flags = summary.flags || {};
@@ -199,7 +199,7 @@
     $("meta").textContent = when(view.appointment_start) + " · status " + view.status + " · turn " + view.turn + " of at most " + view.max_turns +
       (detail.student_rating ? " · student found the chat " + (detail.student_rating === "up" ? "helpful" : "not helpful") : "");
     renderMessages(view.messages);
-    renderSummary(view.summary);
+    renderSummary(detail.summary || view.summary);
     renderDelivery(detail);
     const open = !["complete", "partial", "escalated", "cancelled"].includes(view.status);
     $("takeover").textContent = detail.intake.taken_over ? "Hand back to the assistant" : "Take over";

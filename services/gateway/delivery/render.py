@@ -60,7 +60,10 @@ def summary_text(summary: Summary) -> str:
     lines += [f"{label}: {value}" for label, value in _fields(summary) if value]
     if summary.suggested_materials:
         lines += ["", "Suggested materials:"]
-        lines += [f"- {m.title} ({m.source}): {m.why}" for m in summary.suggested_materials]
+        lines += [
+            f"- {m.title}{f' > {m.section}' if m.section else ''} ({m.source}): {m.why}"
+            for m in summary.suggested_materials
+        ]
     lines += ["", f"Turns: {summary.turns}"]
     if summary.transcript_url:
         lines.append(f"Transcript (staff): {summary.transcript_url}")
@@ -76,7 +79,8 @@ def summary_html(summary: Summary) -> str:
         if value
     )
     materials = "".join(
-        f"<li><b>{esc(m.title)}</b> <code>{esc(m.source)}</code> — {esc(m.why)}</li>"
+        f"<li><b>{esc(m.title)}</b>{f' › {esc(m.section)}' if m.section else ''} <code>{esc(m.source)}</code>"
+        f" — {esc(m.why)}</li>"
         for m in summary.suggested_materials
     )
     parts = [

@@ -27,7 +27,7 @@ from msgspec import Meta
 from services.gateway.container import Services
 from services.gateway.errors import Conflict, Gone, NotConfigured, NotFound, Unauthorized, Unprocessable
 from services.gateway.intake import chat
-from services.gateway.intake.models import ChatMessage, IntakeRecord, IntakeView
+from services.gateway.intake.models import ChatMessage, IntakeRecord, IntakeView, Summary
 from services.gateway.staff import auth
 from services.settings import REPO_ROOT
 
@@ -95,6 +95,7 @@ class StaffIntakeDetail(msgspec.Struct, frozen=True, kw_only=True):
     student_rating: str | None
     professor_rating: str | None
     transcript_url: str
+    summary: Summary | None = None  # the professor's full summary (the student's view leaves fields out)
 
 
 class TakeOverIn(msgspec.Struct, frozen=True):
@@ -348,6 +349,7 @@ async def _detail(services: Services, record: IntakeRecord) -> StaffIntakeDetail
         student_rating=record.student_rating,
         professor_rating=record.professor_rating,
         transcript_url=chat.transcript_url(services.settings, record.token),
+        summary=record.summary,
     )
 
 
