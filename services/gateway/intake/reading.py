@@ -176,7 +176,9 @@ def _sentences(
         default = answering
     out: list[tuple[str, str]] = []
     dropped = 0
-    for raw in [c for s in sentences(text) for c in _clauses(s)]:
+    whole = [s for s in sentences(text) if guardrails.screen(s).kind != "injection"]
+    dropped += len(sentences(text)) - len(whole)  # an injected sentence goes whole, not clause by clause
+    for raw in [c for s in whole for c in _clauses(s)]:
         sentence = _without_boilerplate(raw)
         kind = guardrails.screen(sentence).kind
         if kind == "injection":
