@@ -223,7 +223,7 @@ def recap(course: Course, facts: Facts, today: dt.date, *, again: bool = False) 
     if goal := _short(facts.goal, 90):
         parts.append(f"from the meeting: {goal}")
     body = "; ".join(parts) if parts else "you'd like help in the meeting"
-    lead = "Here's the corrected version" if again else f"Here's what I'll pass on to {course.instructor_name}"
+    lead = "Here's the updated recap" if again else f"Here's what I'll pass on to {course.instructor_name}"
     return f"{lead}: {body}. {RECAP_CUE}, or is there something to fix?"
 
 
