@@ -248,6 +248,8 @@ def _garbled(text: str) -> bool:
     words = text.lower().split()
     if any(len(w) > 30 for w in words):
         return True
+    if any(words[i] == words[i + 1] and len(words[i].strip(".,;:!?")) > 2 for i in range(len(words) - 1)):
+        return True  # "about about": the small model stuttering
     return any(words[i] == words[i + 1] == words[i + 2] for i in range(len(words) - 2))
 
 

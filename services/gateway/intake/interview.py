@@ -175,7 +175,7 @@ class Interviewer:
         today = self._today(course)
         pending = state.asked[-1] if state.asked else None
         state.messages.append(ChatMessage("student", text))
-        heard = await self._hear(course, text, pending)
+        heard = await self._hear(course, text, pending, state.facts.stuck_on)
         obs = reading.read(text, course, answering=pending, heard=heard)
         if obs.guard == "distress":
             state.flags = msgspec.structs.replace(state.flags, distress=True, escalated_to_human=True)
@@ -227,7 +227,9 @@ class Interviewer:
         log.info("interview_turn", turn=state.turn, slot=slot, variant=variant, retries=state.model_retries)
         yield TurnOutcome(status="active", reply=reply, finished=False)
 
-    async def _hear(self, course: Course, text: str, pending: str | None) -> reading.Heard:
+    async def _hear(
+        self, course: Course, text: str, pending: str | None, stuck_so_far: str | None = None
+    ) -> reading.Heard:
         """The I/O half of reading a message: classifier, course map and chunk retrieval, each optional."""
         if not text.strip():
             return reading.Heard()
@@ -242,7 +244,8 @@ class Interviewer:
                 log.warning("interview_reader_failed", error=type(exc).__name__)
         passages: list[Passage] = []
         if pending not in {"attempts", "goal", "deadline", "recap"} and len(text.split()) >= 3:
-            passages = await self._retrieve(course, clip(text, 300), 3)
+            query = f"{clip(text, 300)} {clip(stuck_so_far or '', 150)}".strip()  # the stuck point so far
+            passages = await self._retrieve(course, query, 3)
         return reading.Heard(understanding=understanding, passages=passages, similarity=similarity)
 
     def _record(self, state: InterviewState, user: str, reply: str) -> None:

@@ -77,7 +77,7 @@ def update(state: InterviewState, course: Course, obs: Observation, today: dt.da
     facts.topic_evidence = _add(facts.topic_evidence, obs.topic_evidence)
     if obs.no_assignment:
         facts.no_assignment = True
-    if obs.section and (facts.section is None or obs.answering in {"stuck_on", "example", "recap"}):
+    if obs.section and (facts.section is None or obs.said("stuck_on")):
         facts.section = obs.section
     for sentence in [s for k, s in obs.sentences if k in {"deadline", "assignment", "context"}] + (
         [obs.clean_text] if obs.answering == "deadline" else []
@@ -99,8 +99,8 @@ def _add_sentences(facts: Facts, obs: Observation) -> None:
         facts.goal = _join(facts.goal, goal)
     if context := obs.said("context"):
         facts.context = _join(facts.context, context)
-    if obs.answering == "deadline" and not facts.deadline and obs.clean_text:
-        facts.deadline = clip(obs.clean_text, 80)
+    if obs.answering == "deadline" and not facts.deadline and (said := obs.said("deadline")):
+        facts.deadline = clip(said, 80)
 
 
 def _apply_correction(facts: Facts, obs: Observation) -> None:
@@ -241,8 +241,18 @@ def _filler_useful(slot: str, state: InterviewState, course: Course) -> bool:
     if slot == "stuck_on":
         return asked < MAX_ASKS_PER_SLOT  # one step deeper into the stuck point (names the section)
     if slot == "deadline":
-        return asked == 0 and not facts.deadline and dates.due_date(facts, course) is None
+        return asked == 0 and _deadline_open(facts, course)
     return asked == 0
+
+
+def _deadline_open(facts: Facts, course: Course) -> bool:
+    """A deadline is worth asking for only about graded work whose due date the course pack lacks."""
+    return (
+        not facts.deadline
+        and dates.due_date(facts, course) is None
+        and not facts.no_assignment
+        and (facts.assignment is not None or facts.request_type in {"assignment", "exam_prep", "draft_feedback"})
+    )
 
 
 def _candidates(facts: Facts, course: Course) -> list[str]:
@@ -302,12 +312,7 @@ def _wanted(slot: str, state: InterviewState, course: Course) -> bool:
     if slot == "goal":
         return not facts.goal
     if slot == "deadline":
-        return (
-            not facts.deadline
-            and dates.due_date(facts, course) is None
-            and facts.request_type not in {"concept"}
-            and not facts.no_assignment
-        )
+        return _deadline_open(facts, course)
     return False  # example, anything_else: fillers only (see ``decide``)
 
 

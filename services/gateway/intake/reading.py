@@ -37,9 +37,13 @@ _PAST = re.compile(
     re.I,
 )
 _NEGATION = re.compile(r"\b(?:not|isn'?t|wasn'?t|instead of|rather than|never)\b", re.I)
+_KINDS = (
+    r"(?:assignments?|homework|problem sets?|psets?|labs?|lab reports?|reports?|essays?|papers?|projects?|"
+    r"responses?|exercises?|quiz(?:zes)?|exams?|graded|specific)"
+)
 _NO_ASSIGNMENT = re.compile(
-    r"\b(?:not|isn'?t|wasn'?t|no)\s+(?:really\s+)?(?:for|about|on|part of)\s+(?:an?\s+|any\s+|the\s+)?"
-    r"(?:assignment|homework|problem set|pset|lab|essay|project|graded|specific)|"
+    r"\b(?:not|isn'?t|wasn'?t|no|nothing)\s+(?:really\s+|actually\s+)?(?:for|about|on|part of|related to|to do with)\s+"
+    r"(?:an?\s+|any\s+|the\s+|one\s+|my\s+)?(?:(?:of\s+)?(?:the|my|our)\s+)?" + _KINDS + r"|"
     r"\bno (?:assignment|homework)\b|\bnot graded\b|\bjust (?:the )?(?:lecture|reading|concept|in general)\b",
     re.I,
 )
@@ -125,7 +129,7 @@ def read(
         assignment_evidence=_assignment_evidence(course, labelled, role, heard),
         topic_evidence=_topic_evidence(course, labelled, heard),
         no_assignment=any(_NO_ASSIGNMENT.search(s) for _, s in labelled),
-        section=_section(course, heard.passages) if _about_problem(labelled) else None,
+        section=_section(course, heard.passages, labelled) if _about_problem(labelled) else None,
         dropped=dropped,
     )
 
@@ -212,12 +216,24 @@ def _clauses(sentence: str) -> list[str]:
     return [c.strip() for c in _CLAUSE_BREAK.split(sentence) if c and c.strip()]
 
 
+_STUCK_CUE = re.compile(
+    r"\b(?:stuck|confus\w*|don'?t (?:understand|get|know (?:how|why|when|which|what|whether))|"
+    r"do not (?:understand|get)|never know|can'?t (?:figure|tell|see|get)|struggl\w*|lost on|"
+    r"(?:keeps?|keep) (?:getting|failing|coming out)|doesn'?t (?:work|make sense)|which (?:rule|formula|one) do i)\b",
+    re.I,
+)
+
+
 def _cued(sentence: str, default: str) -> str:
     """The slot a cue phrase gives a sentence volunteered while answering something else."""
     if default not in {"attempts"} and _ATTEMPT_CUE.search(sentence) and not _GOAL_CUE.search(sentence):
         return "attempts"
     if default not in {"goal"} and _GOAL_CUE.search(sentence):
         return "goal"
+    if default in {"deadline", "context", "assignment", "goal"} and (
+        _STUCK_CUE.search(sentence) or (sentence.endswith("?") and len(sentence.split()) >= 6)
+    ):
+        return "stuck_on"  # the real question, said while answering something else
     return default
 
 
@@ -228,15 +244,24 @@ _FORM_LABEL = re.compile(
     re.I,
 )
 _BOILERPLATE = re.compile(
-    r"^\W*(?:n/?a|none|-+|please share anything (?:that|to) (?:will )?help(?:s)? (?:us )?prepare\b.*|booked (?:via|through|with)\b.*|sent from my \w+.*|"
+    r"^\W*(?:n/?a|none|-+|\(?optional\)?|what would you like to discuss\??|please share anything (?:that|to) (?:will )?help(?:s)? (?:us )?prepare\b.*|booked (?:via|through|with)\b.*|sent from my \w+.*|"
     r"this (?:meeting|event) (?:was|is) (?:scheduled|booked)\b.*|powered by cal\.com.*)\W*$",
     re.I,
 )
 
 
+_GREETING = re.compile(
+    r"^\W*(?:hi|hello|hey|dear|good (?:morning|afternoon|evening))\b[\s,]*"
+    r"(?:(?:professor|prof\.?|dr\.?|mr\.?|ms\.?|mrs\.?|teacher|sir|ma'?am|there|all)\s*)?"
+    r"(?:[A-Z][\w'-]+\s*)?[,!.:-]+\s*",
+    re.I,
+)
+
+
 def _without_boilerplate(sentence: str) -> str:
-    """A sentence without booking-form labels ("Additional notes:") and mail footers; "" if nothing is left."""
-    sentence = _FORM_LABEL.sub("", sentence).strip()
+    """A sentence without booking-form labels ("Additional notes:"), greetings ("Hi Dr. Ruiz,") and mail
+    footers; "" if nothing is left."""
+    sentence = _GREETING.sub("", _FORM_LABEL.sub("", sentence).strip()).strip()
     return "" if _BOILERPLATE.match(sentence) else sentence
 
 
@@ -289,12 +314,14 @@ def _about_problem(labelled: Sequence[tuple[str, str]]) -> bool:
     return any(k in {"stuck_on", "assignment"} for k, _ in labelled)
 
 
-def _section(course: Course, passages: Sequence[Passage]) -> Section | None:
-    """The best chunk's section, preferring notes and error patterns over the assignment sheets."""
+def _section(course: Course, passages: Sequence[Passage], labelled: Sequence[tuple[str, str]]) -> Section | None:
+    """The best chunk's section that shares words with the stuck point, notes before assignment sheets."""
     sheets = {a.file for a in course.assignments if a.file}
+    said = content_words(" ".join(s for k, s in labelled if k in {"stuck_on", "assignment"}))
     ranked = sorted(passages, key=lambda p: (p.source in sheets, -p.score))
     for passage in ranked:
-        if passage.source:
+        shared = said & content_words(f"{passage.title} {passage.section or ''} {passage.text}")
+        if passage.source and len(shared) >= 2:
             return Section(
                 source=passage.source,
                 title=passage.title or passage.source,

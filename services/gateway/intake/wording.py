@@ -114,7 +114,7 @@ def question(slot: str, course: Course, booking: Booking, facts: Facts, today: d
             "What would make the meeting a success for you?",
         ),
         "deadline": (
-            f"When is {what} due for you?" if what != "this" else "When is it due?",
+            f"When is {what} due for you?" if facts.assignment else "When is it due?",
             "Is there a deadline coming up for this?",
         ),
         "example": (

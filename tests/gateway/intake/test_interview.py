@@ -329,14 +329,14 @@ async def test_summarize_uses_a_grounded_model_draft_and_repairs_the_rest() -> N
     model.enqueue(
         'Here: {"issue_description": "Mina gets lost with p-values on problem set 3. She mixes up alpha and the '
         'p-value.", "student_attempts": "She went skydiving.", "student_goal": "Explain her answer by herself.",'
-        ' "professor_prep_note": "Review the P-values notes and problem set 3 question 2, and bring the t-test notes."}',
+        ' "professor_prep_note": "Review Problem Set 3: Hypothesis Tests question 2 and bring the t-test notes."}',
         '{"student_attempts": "Nothing useful"}',
     )
     retries = state.model_retries
     s = await iv.summarize(state, COURSE, make_booking(), "complete", "u")
     assert s.issue_description.startswith("Mina gets lost with p-values")
     assert "skydiving" not in s.student_attempts and "re-read" in s.student_attempts
-    assert s.professor_prep_note.startswith("Review the P-values notes")
+    assert s.professor_prep_note.startswith("Review Problem Set 3: Hypothesis Tests question 2")
     assert state.model_retries == retries + 1
     assert s.topic == "hypothesis-testing" and s.assignment == "ps3"
 
