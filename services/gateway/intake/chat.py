@@ -63,7 +63,13 @@ def chat_model(services: Services) -> ChatModel:
 
 
 def interviewer(services: Services) -> Interviewer:
-    return Interviewer(services.model, services.retriever, services.settings, reader=services.reader)
+    return Interviewer(
+        services.model,
+        services.retriever,
+        services.settings,
+        reader=services.reader,
+        courses=list(services.catalog.courses.values()),
+    )
 
 
 def course_of(services: Services, record: IntakeRecord) -> Course:

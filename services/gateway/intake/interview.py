@@ -31,13 +31,12 @@ import datetime as dt
 import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
-from pathlib import Path
 from typing import cast
 
 import msgspec
 import structlog
 
-from services.coursepack import Course, load_catalog
+from services.coursepack import Course
 from services.gateway.intake import guardrails, policy, prompt, reading, summary, wording
 from services.gateway.intake.models import (
     Booking,
@@ -100,11 +99,13 @@ class Interviewer:
         settings: Settings,
         *,
         reader: MessageReader | None = None,
+        courses: Sequence[Course] = (),
         today: Callable[[Course], dt.date] | None = None,
     ) -> None:
         self.model = model
         self.retriever = retriever
         self.reader = reader
+        self.courses = list(courses)  # the catalog: another course's terms in a draft reject its sentence
         self.settings = settings
         self._today = today or summary.today_for
 
@@ -398,12 +399,7 @@ class Interviewer:
         """The model's polish of the free text, sentence by sentence: each sentence it writes is checked
         against the intake's evidence, and a field left with too few usable sentences keeps the composed
         text. Fields that failed are re-asked once (one extra call for all of them)."""
-        try:  # other courses' vocabulary is refused unless this course shares it
-            catalog = await asyncio.to_thread(load_catalog, Path(self.settings.corpus_dir))
-            others = [c for c in catalog.courses.values() if c.slug != course.slug]
-        except Exception as exc:
-            log.warning("summary_catalog_failed", error=type(exc).__name__)
-            others = []
+        others = [c for c in self.courses if c.slug != course.slug]  # their vocabulary is refused
         proof = summary.evidence_for(state, course, booking, base, others)
         sent = prompt.messages([*state.prompt, {"role": "user", "content": prompt.SUMMARY_REQUEST}])
         text = await self._complete_json(sent)
