@@ -439,6 +439,61 @@ async def test_distress_escalates_at_once(
     assert view["summary"]["flags"]["distress"] is True
 
 
+# --- recap ------------------------------------------------------------------------------------------
+
+
+async def _chat_until_recap(client: AsyncTestClient[Litestar], token: str, answers: list[str]) -> str:
+    """Answer in order until the bot's message is the recap; returns the recap text."""
+    for answer in answers:
+        events = parse_sse((await send(client, token, answer, str(uuid.uuid4()))).text)
+        assert events[-1][1]["status"] == "active", events
+        if "Did I get that right" in reply_text(events):
+            return reply_text(events)
+    raise AssertionError("no recap before the answers ran out")
+
+
+RECAP_ANSWERS = [
+    "I'm stuck on problem set 3, I can't tell when to reject the null hypothesis with the p-value.",
+    "I re-read the lecture notes and redid problem 2 twice.",
+    "I want to understand the decision rule so I can finish on my own.",
+    "It's due Friday.",
+    "Nothing else.",
+    "Really nothing.",
+    "ok",
+]
+
+
+async def test_the_student_confirms_the_recap_and_the_chat_completes(
+    client: AsyncTestClient[Litestar], redis_url: str, settings: Settings
+) -> None:
+    """The recap names the assignment and the student's stuck point; "yes" completes the intake."""
+    token = await consented(redis_url, settings, client)
+    recap = await _chat_until_recap(client, token, RECAP_ANSWERS)
+    assert "Problem Set 3: Hypothesis Tests" in recap and "reject the null hypothesis" in recap
+    assert recap.count("?") == 1 and "prep" not in recap.lower()
+    events = parse_sse((await send(client, token, "Yes, that's right.", str(uuid.uuid4()))).text)
+    assert events[-1][1]["status"] == "complete"
+    view = (await client.get(f"/api/intakes/{token}")).json()
+    assert view["summary"]["assignment"] == "ps3"
+
+
+async def test_a_recap_correction_updates_the_summary(
+    client: AsyncTestClient[Litestar], redis_url: str, settings: Settings
+) -> None:
+    """Correcting the recap ("it's problem set 4, not 3") moves the summary's assignment and is acknowledged."""
+    token = await consented(redis_url, settings, client)
+    await _chat_until_recap(client, token, RECAP_ANSWERS)
+    fix = "Not quite, it's actually for problem set 4, not problem set 3."
+    events = parse_sse((await send(client, token, fix, str(uuid.uuid4()))).text)
+    assert events[-1][1]["status"] == "complete"
+    assert "updated the summary with your correction" in reply_text(events)
+    view = (await client.get(f"/api/intakes/{token}")).json()
+    assert view["summary"]["assignment"] == "ps4"
+    record = await load(redis_url, settings, token)
+    assert record and record.summary and record.summary.assignment == "ps4"
+    assert "Problem Set 4" in record.summary.professor_prep_note
+
+
 # --- rating -----------------------------------------------------------------------------------------
 
 
