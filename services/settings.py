@@ -83,6 +83,23 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     cloudflared_token: str = ""
 
+    # protection: requests per minute (0 switches a limit off); per intake link ("token") and per client
+    # address (behind the tunnel: its CF-Connecting-IP). Chat covers consent, messages and rating.
+    rate_limit_chat_per_token: Annotated[int, Meta(ge=0)] = 30
+    rate_limit_chat_per_client: Annotated[int, Meta(ge=0)] = 600
+    rate_limit_webhook_per_client: Annotated[int, Meta(ge=0)] = 1200
+    rate_limit_login_per_client: Annotated[int, Meta(ge=0)] = 30
+    readiness_cache_s: Annotated[float, Meta(ge=0)] = 5.0  # /readyz answers, failures too, are reused
+    # the gateway's circuit breaker around the model: consecutive failures before it opens, and how long
+    # it stays open before one trial call
+    breaker_failures: PositiveInt = 3
+    breaker_cooldown_s: Annotated[float, Meta(gt=0)] = 30.0
+    # the inference watchdog: a generation probe every interval; restart after this many failures in a row
+    watchdog_interval_s: Annotated[float, Meta(gt=0)] = 20.0
+    watchdog_failures: PositiveInt = 3
+    watchdog_probe_timeout_s: Annotated[float, Meta(gt=0)] = 60.0
+    watchdog_grace_s: Annotated[float, Meta(ge=0)] = 300.0
+
     # indexer: files above the cap are skipped with a warning; chunk sizes are MiniLM word pieces
     index_max_file_bytes: PositiveInt = 2 * 1024 * 1024
     index_chunk_tokens: Annotated[int, Meta(ge=32, le=240)] = 200

@@ -14,10 +14,13 @@ import socket
 import subprocess
 import sys
 import time
+import xmlrpc.client
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx
+from supervisor.xmlrpc import SupervisorTransport
 
 from services.gateway.staff.password import hash_password
 from services.settings import REPO_ROOT, SettingsError, load_settings
@@ -86,13 +89,15 @@ def isolated_env(data_dir: Path, model: Path, corpus: Path, **settings: str) -> 
     return stack_env(base)
 
 
-def up(env: Mapping[str, str], timeout: float = 180.0) -> None:
-    """Start supervisord (or the stopped programs); wait until ready and the corpus is indexed."""
+def up(env: Mapping[str, str], timeout: float = 180.0, progress: bool = False) -> None:
+    """Start supervisord (or the stopped programs); wait until ready and the corpus is indexed.
+
+    With ``progress`` (``make run``), say what is still being waited for whenever that changes."""
     if _running(env):
         ctl(env, "start", "all")
     else:
         subprocess.run([str(BIN / "supervisord"), "-c", str(CONFIG)], env=dict(env), check=True)
-    wait_ready(env, timeout, indexed=True)
+    wait_ready(env, timeout, indexed=True, progress=progress)
 
 
 def down(env: Mapping[str, str]) -> None:
@@ -114,23 +119,72 @@ def ctl(env: Mapping[str, str], *args: str, check: bool = False) -> subprocess.C
     )
 
 
-def wait_ready(env: Mapping[str, str], timeout: float, indexed: bool = False) -> dict:
+def wait_ready(env: Mapping[str, str], timeout: float, indexed: bool = False, progress: bool = False) -> dict:
     """Poll ``/readyz`` until every check is green (and, if ``indexed``, the first index build is done)."""
     url = f"http://127.0.0.1:{env['INTAKE_PORT']}/readyz"
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
     last: object = "no answer"
+    shown = ""
     while time.monotonic() < deadline:
+        body: dict | None = None
         try:
             response = httpx.get(url, timeout=30)
             body = response.json()
             indexer_state = (body.get("indexer") or {}).get("state")
             if response.status_code == 200 and (not indexed or indexer_state == "ready"):
+                if progress:
+                    print(f"[{time.monotonic() - started:4.0f}s] ready", flush=True)
                 return body
             last = body
         except (httpx.HTTPError, ValueError) as exc:
             last = repr(exc)
+        if progress and (line := progress_line(_program_states(env), body)) != shown:
+            print(f"[{time.monotonic() - started:4.0f}s] {line}", flush=True)
+            shown = line
         time.sleep(1)
     raise TimeoutError(f"stack not ready after {timeout:.0f}s: {last}")
+
+
+def progress_line(programs: Mapping[str, str], readiness: Mapping[str, Any] | None) -> str:
+    """What the stack is still doing, from supervisord's program states and ``/readyz``'s details."""
+    parts = []
+    if starting := [name for name, state in programs.items() if state in ("STARTING", "BACKOFF")]:
+        parts.append("starting " + ", ".join(starting))
+    if failed := [name for name, state in programs.items() if state in ("FATAL", "EXITED")]:
+        parts.append("not running: " + ", ".join(failed) + " (see .data/logs/)")
+    if readiness is None:
+        parts.append("gateway not answering yet" if "gateway" not in starting else "")
+    else:
+        checks = readiness.get("checks") or {}
+        if waiting := [name for name, check in checks.items() if not check.get("ok")]:
+            parts.append("waiting for " + ", ".join(waiting))
+        parts.append(_indexer_line(readiness.get("indexer") or {}))
+    return " · ".join(p for p in parts if p) or "waiting"
+
+
+def _indexer_line(indexer: Mapping[str, Any]) -> str:
+    state = indexer.get("state")
+    if state == "ready" or state is None:
+        return "" if state else "indexer starting"
+    progress = indexer.get("progress") or {}
+    courses = [f"{slug} {p['done']}/{p['total']} chunks" for slug, p in sorted(progress.items())]
+    if courses:
+        return "indexing " + ", ".join(courses)
+    return {"waiting_for_chroma": "indexer waiting for Chroma", "error": "indexer error (see /readyz)"}.get(
+        state, f"indexer {state}"
+    )
+
+
+def _program_states(env: Mapping[str, str]) -> dict[str, str]:
+    """Program name -> supervisord state, over its socket (no supervisorctl process per poll)."""
+    transport = SupervisorTransport(None, None, f"unix://{env['STACK_SOCKET']}")
+    try:
+        proxy = xmlrpc.client.ServerProxy("http://127.0.0.1", transport=transport)
+        infos: list[dict[str, Any]] = proxy.supervisor.getAllProcessInfo()  # type: ignore[assignment]
+    except (OSError, xmlrpc.client.Error):
+        return {}
+    return {str(i["name"]): str(i["statename"]) for i in infos}
 
 
 def _running(env: Mapping[str, str]) -> bool:
@@ -180,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     if options.command == "up":
-        up(env, options.timeout)
+        up(env, options.timeout, progress=True)
     elif options.command == "down":
         down(env)
     elif options.command == "env":

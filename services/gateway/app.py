@@ -2,7 +2,10 @@
 
 ``Services`` is opened once in the lifespan and handed to every handler that asks for
 ``services: Services`` (Litestar dependency injection). The job queue's UI (SAQ's, served through
-litestar-saq's controller) lives at ``/staff/queue`` behind the staff login.
+litestar-saq's controller) lives at ``/staff/queue`` behind the staff login. Middleware, outermost
+first: the request id, the rate limits (their counts live in Redis, through the Services' client), then
+Litestar's Prometheus request metrics. The OpenAPI schema is published at ``/schema`` (JSON; also
+``/schema/openapi.json`` and ``/schema/openapi.yaml``).
 """
 
 from __future__ import annotations
@@ -18,8 +21,11 @@ from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.openapi.config import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, YamlRenderPlugin
 from litestar.plugins.problem_details import ProblemDetailsConfig, ProblemDetailsPlugin
 from litestar.static_files import create_static_files_router
+from litestar.stores.redis import RedisStore
 from litestar.types import ControllerRouterHandler
 from litestar_saq.config import SAQConfig, TaskQueues
 from litestar_saq.controllers import build_controller
@@ -29,6 +35,9 @@ from services.gateway.errors import PROBLEM_MAP
 from services.gateway.health.routes import ROUTES as HEALTH_ROUTES
 from services.gateway.intake.routes import ROUTES as INTAKE_ROUTES
 from services.gateway.logs import configure_logging, request_id_middleware
+from services.gateway.metrics import prometheus_config
+from services.gateway.ratelimit import STORE as RATE_LIMIT_STORE
+from services.gateway.ratelimit import rate_limits
 from services.gateway.staff.auth import operator_guard
 from services.gateway.staff.routes import ROUTES as STAFF_ROUTES
 from services.gateway.webhooks.routes import ROUTES as WEBHOOK_ROUTES
@@ -67,6 +76,8 @@ def create_app(settings: Settings, services_factory: ServicesFactory = open_serv
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         services = await services_factory(settings)
         app.state.services = services
+        counts = RedisStore(services.redis, namespace="intake:ratelimit", handle_client_shutdown=False)
+        app.stores.register(RATE_LIMIT_STORE, counts, allow_override=True)
         for problem in services.catalog.problems:
             log.warning("course_pack_rejected", problem=str(problem))
         log.info("gateway_started", courses=sorted(services.catalog.courses), port=settings.port)
@@ -99,7 +110,9 @@ def _litestar(
         },
         signature_namespace={"Services": Services, **SAQConfig().signature_namespace},
         lifespan=[lifespan],
-        middleware=[request_id_middleware],
+        # a refusal raised by a limiter is rendered outside the Prometheus middleware (which would count
+        # it as a 200), so limiters go first and count their refusals themselves (intake_rate_limited)
+        middleware=[request_id_middleware, *rate_limits(settings), prometheus_config().middleware],
         plugins=[
             ProblemDetailsPlugin(
                 ProblemDetailsConfig(
@@ -109,8 +122,18 @@ def _litestar(
         ],
         cors_config=CORSConfig(allow_origins=[]),
         request_max_body_size=max(settings.max_webhook_bytes, 64 * 1024),
-        openapi_config=None,
+        openapi_config=openapi_config(),
         debug=False,
+    )
+
+
+def openapi_config() -> OpenAPIConfig:
+    """The schema as JSON at ``/schema`` (and YAML): no documentation UI that loads scripts from a CDN."""
+    return OpenAPIConfig(
+        title="Office Hours Intake gateway",
+        version="1",
+        path="/schema",
+        render_plugins=[JsonRenderPlugin(path=["/", "/openapi.json"]), YamlRenderPlugin()],
     )
 
 

@@ -19,6 +19,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
 from services.coursepack import Catalog, load_catalog
+from services.gateway.breaker import CircuitBreaker
 from services.gateway.delivery.queue import Jobs
 from services.gateway.intake.llm import OpenAIChatModel
 from services.gateway.intake.store import IntakeStore
@@ -67,6 +68,11 @@ def open_openai(settings: Settings, http_client: httpx.AsyncClient | None = None
     )
 
 
+def open_breaker(settings: Settings) -> CircuitBreaker:
+    """The model's circuit breaker: one per process, shared by every student."""
+    return CircuitBreaker(settings.breaker_failures, settings.breaker_cooldown_s)
+
+
 def open_redis(settings: Settings) -> aioredis.Redis:
     """A Redis client that rides out a Redis restart: a pooled connection the old server closed (or a
     server still loading its append-only file) is retried with backoff instead of failing the request."""
@@ -98,7 +104,7 @@ def build_services(
         http=httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0)),
         catalog=catalog,
         retriever=retriever,
-        model=model or OpenAIChatModel(openai, settings.model_name),
+        model=model or OpenAIChatModel(openai, settings.model_name, breaker=open_breaker(settings)),
         intakes=IntakeStore(redis, settings.retention_days),
         jobs=Jobs(redis, settings, broker=open_redis(settings)),  # SAQ blocks on its own connections
         session_secret=secret,

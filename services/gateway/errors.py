@@ -1,7 +1,8 @@
 """One error hierarchy for the API, rendered as RFC 9457 problem JSON by Litestar's problem-details plugin.
 
 Two families under ``IntakeError``: ``ClientError`` (4xx: the request cannot be served as sent) and
-``UpstreamError`` (502, and ``UpstreamTimeout`` 504: Redis, inference, Chroma or Cal.com failed us).
+``UpstreamError`` (502, and ``UpstreamTimeout`` 504: Redis, inference, Chroma or Cal.com failed us;
+``ModelUnavailable`` 503: the circuit breaker keeps calls away from a failing model).
 ``NotConfigured`` (503) is the one other case: a feature the operator has switched off. Exceptions of the
 client libraries that escape a handler are mapped onto the upstream family in ``PROBLEM_MAP``, so a
 dependency outage is a 502/504 problem, never a bare 500.
@@ -98,6 +99,13 @@ class UpstreamError(IntakeError):
 
 class UpstreamTimeout(UpstreamError):
     status, slug, title_text = 504, "upstream-timeout", "An upstream service timed out"
+
+
+class ModelUnavailable(UpstreamError):
+    """The circuit breaker is open: the model failed repeatedly, so it is not called for a while. Raised
+    before any network call; the interview catches it and asks the policy's own question instead."""
+
+    status, slug, title_text = 503, "model-unavailable", "The model is resting after repeated failures"
 
 
 # --- switched off by the operator (503) -------------------------------------------------------------

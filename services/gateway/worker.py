@@ -26,6 +26,7 @@ from saq.job import CronJob, Job, Status
 from saq.queue.redis import RedisQueue
 from saq.worker import Worker
 
+from services.gateway import metrics
 from services.gateway.container import Services, open_services
 from services.gateway.delivery import jobs
 from services.gateway.logs import configure_logging
@@ -109,11 +110,14 @@ async def _report(services: Services, job: Job) -> None:
     if job.status == Status.COMPLETE:
         ms = (job.completed - job.started) if job.started else None
         log.info("job_delivered", **fields, ms=ms, note=str(job.result)[:200])
+        await metrics.count_job(services.redis, job.function, "delivered")
     elif job.status == Status.QUEUED:
         delay = await services.jobs.retry_delay_s(job)
         log.info("job_retry_scheduled", **fields, attempt=job.attempts, delay_s=delay, error=_error(job))
+        await metrics.count_job(services.redis, job.function, "retry")
     elif job.status in (Status.FAILED, Status.ABORTED):
         log.warning("job_dead", **fields, error=_error(job))
+        await metrics.count_job(services.redis, job.function, "dead")
     await services.jobs.finished(job)
 
 

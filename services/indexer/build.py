@@ -24,7 +24,7 @@ from llama_index.retrievers.bm25 import BM25Retriever
 from llama_index.vector_stores.chroma import ChromaVectorStore
 
 from services.coursepack import Catalog, Course, load_catalog
-from services.indexer.embedding import MiniLMEmbedding, load_minilm
+from services.indexer.embedding import load_minilm
 from services.indexer.materials import EMBED_KEYS, read_materials
 from services.indexer.status import CourseStatus, CourseVersion, StatusBoard, now_iso
 from services.indexer.stores import (
@@ -42,6 +42,7 @@ log = structlog.get_logger("indexer")
 
 BM25_CANDIDATES = 10
 ADD_BATCH = 1000
+EMBED_BATCH = 32  # chunks per progress report: about 4 s of embedding on 2 cores
 _SECTION = re.compile(r"\A(#{1,6})\s+(.+?)\s*#*\s*$", re.MULTILINE)
 _SENTENCE = re.compile(r".+?(?:[.!?]+[\"')\]]*(?:\s+|$)|\n\s*|$)", re.DOTALL)
 
@@ -88,15 +89,17 @@ def pipeline_signature(settings: Settings) -> str:
     return f"minilm-l6-v2/md-sections/split-{settings.index_chunk_tokens}-{settings.index_chunk_overlap}/v1"
 
 
-def make_pipeline(settings: Settings, embed: MiniLMEmbedding) -> IngestionPipeline:
-    """Heading-aware split, then ~200-word-piece chunks (MiniLM reads at most 256) with a small overlap."""
+def make_pipeline(settings: Settings) -> IngestionPipeline:
+    """Heading-aware split, then ~200-word-piece chunks (MiniLM reads at most 256) with a small overlap.
+
+    Embedding is not part of it: ``Indexer`` embeds the chunks in batches and reports its progress."""
     splitter = SentenceSplitter(
         chunk_size=settings.index_chunk_tokens,
         chunk_overlap=settings.index_chunk_overlap,
         tokenizer=load_minilm().count_tokens,
         chunking_tokenizer_fn=split_sentences,
     )
-    return IngestionPipeline(transformations=[MarkdownNodeParser(), _Sections(), splitter, embed])
+    return IngestionPipeline(transformations=[MarkdownNodeParser(), _Sections(), splitter])
 
 
 def split_sentences(text: str) -> list[str]:
@@ -204,7 +207,7 @@ class Indexer:
             manifest.files.pop(path)
         todo = [docs[p] for p in added + changed]
         if todo:
-            nodes = make_pipeline(self.settings, self.embed).run(documents=todo)
+            nodes = self._embed(course.slug, make_pipeline(self.settings).run(documents=todo))
             add_nodes(store, list(nodes))
             for doc in todo:
                 count = sum(1 for n in nodes if n.ref_doc_id == doc.doc_id)
@@ -242,6 +245,13 @@ class Indexer:
             seconds=version.seconds,
         )
         return version
+
+    def _embed(self, slug: str, nodes: Sequence[BaseNode]) -> Sequence[BaseNode]:
+        """Embed in batches, publishing how far the course got (a first build takes minutes)."""
+        for start in range(0, len(nodes), EMBED_BATCH):
+            self.embed(nodes[start : start + EMBED_BATCH])
+            self.board.embedding(slug, min(start + EMBED_BATCH, len(nodes)), len(nodes))
+        return nodes
 
     def _rebuild_bm25(self, files: CourseFiles, collection: Any) -> None:
         """BM25 over exactly what Chroma holds, so the two halves of the hybrid never disagree."""

@@ -43,9 +43,17 @@ class CourseStatus(msgspec.Struct):
     updated_at: str
 
 
+class Progress(msgspec.Struct):
+    """Chunks embedded so far in a course's running build (embedding is the slow step)."""
+
+    done: int
+    total: int
+
+
 class IndexerStatus(msgspec.Struct, kw_only=True):
     state: State
     courses: dict[str, CourseStatus] = {}
+    progress: dict[str, Progress] = {}  # courses being embedded right now
     problems: list[str] = []
     error: str | None = None
     updated_at: str = ""
@@ -73,7 +81,12 @@ class StatusBoard:
     def record(self, version: CourseVersion) -> None:
         courses = dict(self.status.courses)
         courses[version.slug] = CourseStatus(version.version, version.chunks, version.built_at)
-        self.update(courses=courses)
+        progress = {slug: p for slug, p in self.status.progress.items() if slug != version.slug}
+        self.update(courses=courses, progress=progress)
+
+    def embedding(self, slug: str, done: int, total: int) -> None:
+        """``make run`` shows this while it waits: indexing n of N chunks per course."""
+        self.update(progress={**self.status.progress, slug: Progress(done, total)})
 
     def _publish(self) -> None:
         if self._redis is None:

@@ -5,13 +5,15 @@ Status codes chosen (documented for the README):
 - message before consent, after the chat closed (complete/partial/escalated), or while another tab's
   turn is running: 409;
 - empty or whitespace-only message, malformed JSON: 422;
-- message over ``INTAKE_MAX_MESSAGE_CHARS`` characters, or a body over the byte cap: 413.
+- message over ``INTAKE_MAX_MESSAGE_CHARS`` characters, or a body over the byte cap: 413;
+- consent, messages and rating over the chat's rate limits (per link and per client): 429.
 The token is a capability: it is never logged and never written into a page (the page reads it from
 its own address), and the page asks browsers not to send it on as a referrer.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -30,6 +32,8 @@ from services.gateway.errors import Conflict, Gone, NotFound, PayloadTooLarge, U
 from services.gateway.intake import chat
 from services.gateway.intake.models import IntakeRecord, IntakeView, MessageIn
 from services.gateway.intake.store import IntakeStore, now_iso
+from services.gateway.metrics import observe_turn
+from services.gateway.ratelimit import LIMIT
 from services.settings import REPO_ROOT
 
 FRONTEND = REPO_ROOT / "frontend"
@@ -43,6 +47,7 @@ PAGE_HEADERS = {
 }
 API_HEADERS = {"Cache-Control": "no-store"}
 _SMALL_BODY_BYTES = 1024
+_CHAT_LIMIT = {LIMIT: "chat"}
 log = structlog.get_logger()
 
 
@@ -73,7 +78,7 @@ async def intake_state(token: FromPath[str], state: State) -> Response[IntakeVie
 _CONSENT_WAIT_S = 20.0
 
 
-@post("/api/intakes/{token:str}/consent", status_code=200)
+@post("/api/intakes/{token:str}/consent", status_code=200, opt=_CHAT_LIMIT)
 async def consent(token: FromPath[str], state: State) -> Response[IntakeView]:
     """Record consent, prepare the interview and append the opening question (idempotent)."""
     services: Services = state.services
@@ -90,9 +95,10 @@ async def consent(token: FromPath[str], state: State) -> Response[IntakeView]:
     return _view(services, record)
 
 
-@post("/api/intakes/{token:str}/messages", status_code=200)
+@post("/api/intakes/{token:str}/messages", status_code=200, opt=_CHAT_LIMIT)
 async def send_message(token: FromPath[str], request: Request, state: State) -> ServerSentEvent:
     """One student message in, the reply out as ``text/event-stream`` (see the module doc for errors)."""
+    started = time.perf_counter()
     services: Services = state.services
     settings = services.settings
     store = chat.intake_store(services)
@@ -114,10 +120,11 @@ async def send_message(token: FromPath[str], request: Request, state: State) -> 
     except BaseException:
         await lock.aclose()
         raise
-    return _stream(chat.TurnRunner(services, record, text, body.client_turn_id, lock).start())
+    turn = chat.TurnRunner(services, record, text, body.client_turn_id, lock).start()
+    return _stream(observe_turn(turn, started))
 
 
-@post("/api/intakes/{token:str}/rating", status_code=200)
+@post("/api/intakes/{token:str}/rating", status_code=200, opt=_CHAT_LIMIT)
 async def rate_chat(token: FromPath[str], request: Request, state: State) -> Response[IntakeView]:
     """The student's thumbs up/down, once the chat is over; a second rating replaces the first."""
     services: Services = state.services

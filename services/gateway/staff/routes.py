@@ -28,6 +28,8 @@ from services.gateway.container import Services
 from services.gateway.errors import Conflict, Gone, NotConfigured, NotFound, Unauthorized, Unprocessable
 from services.gateway.intake import chat
 from services.gateway.intake.models import ChatMessage, IntakeRecord, IntakeView, Summary
+from services.gateway.peers import client_address
+from services.gateway.ratelimit import LIMIT
 from services.gateway.staff import auth
 from services.settings import REPO_ROOT
 
@@ -126,12 +128,12 @@ async def login_page(services: NamedDependency[Services]) -> Response[bytes]:
     return _login("", 200)
 
 
-@post("/staff/login", media_type=MediaType.HTML)
+@post("/staff/login", media_type=MediaType.HTML, opt={LIMIT: "login"})
 async def login(request: Request, services: NamedDependency[Services]) -> Response[bytes] | Redirect:
     disabled = auth.staff_enabled(services)
     if disabled:
         return _login(disabled, 503, form=False)
-    client = request.client.host if request.client else "unknown"
+    client = client_address(request)
     if await auth.throttled(services, client):
         log.warning("staff_login_throttled")
         return _login("Too many attempts. Wait a few minutes, then try again.", 429)

@@ -4,7 +4,8 @@ Order matters: the body is read in a bounded way (413 past ``max_webhook_bytes``
 checked over the exact raw bytes (401), and only then parsed (400 not JSON / 422 not a Cal.com webhook).
 Unknown triggers and event types of no known course are acknowledged (2xx) and logged, so Cal.com does
 not disable the subscription; a copy of a delivery that is being handled right now is 409 (send it
-again). Only the handling in ``handling.py`` touches Redis.
+again); a client over the webhook rate limit gets 429. Every outcome is counted (``intake_webhooks``).
+Only the handling in ``handling.py`` touches Redis.
 """
 
 from __future__ import annotations
@@ -14,16 +15,24 @@ from litestar.di import NamedDependency
 from litestar.types import ControllerRouterHandler
 
 from services.gateway.container import Services
-from services.gateway.errors import BadRequest, PayloadTooLarge
+from services.gateway.errors import BadRequest, IntakeError, PayloadTooLarge
+from services.gateway.metrics import WEBHOOKS
+from services.gateway.ratelimit import LIMIT
 from services.gateway.webhooks.handling import Ack, decode_envelope, handle_webhook
 from services.gateway.webhooks.signature import SIGNATURE_HEADER, verify_signature
 
 
-@post("/webhooks/calcom", status_code=200)
+@post("/webhooks/calcom", status_code=200, opt={LIMIT: "webhook"})
 async def calcom_webhook(request: Request, services: NamedDependency[Services]) -> Ack:
-    body = await read_bounded(request, services.settings.max_webhook_bytes)
-    verify_signature(services.settings, body, request.headers.get(SIGNATURE_HEADER))
-    return await handle_webhook(services, decode_envelope(body), body)
+    try:
+        body = await read_bounded(request, services.settings.max_webhook_bytes)
+        verify_signature(services.settings, body, request.headers.get(SIGNATURE_HEADER))
+        ack = await handle_webhook(services, decode_envelope(body), body)
+    except IntakeError as exc:
+        WEBHOOKS.labels(outcome=str(exc.status_code)).inc()
+        raise
+    WEBHOOKS.labels(outcome=ack.status).inc()
+    return ack
 
 
 async def read_bounded(request: Request, limit: int) -> bytes:
