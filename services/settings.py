@@ -95,9 +95,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     breaker_failures: PositiveInt = 3
     breaker_cooldown_s: Annotated[float, Meta(gt=0)] = 30.0
     # the inference watchdog: a generation probe every interval; restart after this many failures in a row
-    watchdog_interval_s: Annotated[float, Meta(gt=0)] = 20.0
+    watchdog_interval_s: Annotated[float, Meta(gt=0)] = 30.0
     watchdog_failures: PositiveInt = 3
-    watchdog_probe_timeout_s: Annotated[float, Meta(gt=0)] = 60.0
+    watchdog_probe_timeout_s: Annotated[float, Meta(gt=0)] = 90.0
     watchdog_grace_s: Annotated[float, Meta(ge=0)] = 300.0
 
     # indexer: files above the cap are skipped with a warning; chunk sizes are MiniLM word pieces
