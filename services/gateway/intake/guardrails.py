@@ -175,43 +175,40 @@ def support_reply(course: Course) -> str:
     return "\n".join(lines)
 
 
-def homework_reply(course: Course, next_question: str) -> str:
-    """Declines kindly and turns the request back into the interview."""
-    return (
-        f"I can't do the work for you, but I can help {course.instructor_name} help you in the meeting. "
-        f"{next_question}"
-    )
+_GUARD_WORDING: dict[str, tuple[str, ...]] = {
+    # a second and third phrasing, so a student who tries twice never reads the same sentence again
+    "homework": (
+        "I can't do the work for you, but I can help {instructor} help you in the meeting.",
+        "Working it out is what the meeting with {instructor} is for; I'm just collecting what they need.",
+        "I won't give answers here, but your notes will help {instructor} get straight to it.",
+    ),
+    "injection": (
+        "I can't share that. I'm only here to help you get ready for your meeting with {instructor}.",
+        "That's not something I can do; let's stick to getting you ready for {instructor}.",
+        "I'll skip that part and keep to your meeting with {instructor}.",
+    ),
+    "off_topic": (
+        "Let's keep this about your {code} meeting so it's worth your time.",
+        "Back to your {code} meeting for now.",
+        "Let's save that for later and finish getting you ready for {code}.",
+    ),
+    "reschedule": (
+        "To move or cancel the meeting, use the reschedule or cancel link in your booking confirmation email; "
+        "{instructor} will see the change.",
+        "The booking confirmation email has the link to move or cancel the meeting.",
+        "Changes to the booking go through the link in your confirmation email.",
+    ),
+}
 
 
-def injection_reply(course: Course, next_question: str) -> str:
-    """Nothing about instructions or other students is shared; the interview simply goes on."""
-    return (
-        f"I can't share that. I'm only here to help you get ready for your meeting with "
-        f"{course.instructor_name}. {next_question}"
-    )
+def guard_reply(kind: Kind, course: Course, next_question: str, times: int = 0) -> str:
+    """The template answer to a guarded message, carrying the interview's next question.
 
-
-def off_topic_reply(course: Course, next_question: str) -> str:
-    """A friendly redirect back to the meeting."""
-    return f"Let's keep this about your {course.code} meeting so it's worth your time. {next_question}"
-
-
-def reschedule_reply(course: Course, next_question: str) -> str:
-    """Bookings are changed on Cal.com, not in this chat; the interview goes on."""
-    return (
-        "To move or cancel the meeting, use the reschedule or cancel link in your booking confirmation "
-        f"email; {course.instructor_name} will see the change. {next_question}"
-    )
-
-
-def guard_reply(kind: Kind, course: Course, next_question: str) -> str:
-    """The template answer to a guarded message, carrying the interview's next question."""
-    replies = {
-        "homework": homework_reply,
-        "injection": injection_reply,
-        "reschedule": reschedule_reply,
-    }
-    return replies.get(kind, off_topic_reply)(course, next_question)
+    ``times``: how often this kind was answered already in the chat (each time a new phrasing).
+    """
+    wording = _GUARD_WORDING.get(kind, _GUARD_WORDING["off_topic"])
+    lead = wording[min(times, len(wording) - 1)].format(instructor=course.instructor_name, code=course.code)
+    return f"{lead} {next_question}"
 
 
 # ---------------------------------------------------------------- checking model output

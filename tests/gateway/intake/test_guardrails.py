@@ -109,12 +109,10 @@ def test_template_replies_carry_support_resources_and_the_next_question() -> Non
     course = make_course()
     support = guardrails.support_reply(course)
     assert "Campus Counseling" in support and "555-0199" in support and "988" in support
-    for reply in (
-        guardrails.homework_reply(course, "What have you tried so far?"),
-        guardrails.injection_reply(course, "What have you tried so far?"),
-        guardrails.off_topic_reply(course, "What have you tried so far?"),
-    ):
-        assert reply.endswith("What have you tried so far?")
+    for kind in ("homework", "injection", "off_topic", "reschedule"):
+        replies = [guardrails.guard_reply(kind, course, "What have you tried so far?", n) for n in range(3)]  # type: ignore[arg-type]
+        assert all(r.endswith("What have you tried so far?") for r in replies)
+        assert len(set(replies)) == 3, "a second and third attempt read a new sentence"
 
 
 SYSTEM = (
