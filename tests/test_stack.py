@@ -18,7 +18,7 @@ from tests.fixtures.stack import Stack
 
 pytestmark = pytest.mark.slow
 
-PROGRAMS = ["redis", "chroma", "inference", "indexer", "gateway", "worker"]
+PROGRAMS = ["redis", "chroma", "inference", "watchdog", "indexer", "gateway", "worker"]
 
 
 def test_stack_comes_up_ready(stack: Stack) -> None:
@@ -73,6 +73,40 @@ def _pings(client: redis.Redis) -> bool:
         return bool(client.ping())
     except redis.exceptions.ConnectionError:
         return False
+
+
+def test_the_watchdog_restarts_an_inference_server_that_stopped_generating(stack: Stack) -> None:
+    """SIGSTOP freezes inference with its port open (a hung generator): a watchdog with short settings
+    restarts it through supervisorctl, and the stack is ready again. (The stack's own watchdog has the
+    slow defaults and stays out of the way.)"""
+    frozen = stack.pid("inference")
+    fast = {"INTAKE_WATCHDOG_INTERVAL_S": "1", "INTAKE_WATCHDOG_PROBE_TIMEOUT_S": "2"}
+    fast |= {"INTAKE_WATCHDOG_FAILURES": "2", "INTAKE_WATCHDOG_GRACE_S": "20"}
+    watchdog = subprocess.Popen(
+        [sys.executable, "-m", "services.inference.watchdog"],
+        env={**stack.env, **fast},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    os.kill(frozen, signal.SIGSTOP)
+    try:
+        wait_until(lambda: stack.pid("inference") not in (0, frozen), 90, "inference restarted")
+    finally:
+        watchdog.terminate()
+        output, _ = watchdog.communicate(timeout=30)
+        if _alive(frozen):
+            os.kill(frozen, signal.SIGCONT)
+    assert "inference_restarting" in output
+    stack.ready(timeout=120)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def test_bad_setting_is_named() -> None:
