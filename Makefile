@@ -12,7 +12,7 @@ APT_PACKAGES := libopenblas0-pthread
 TEST_APT_PACKAGES := chromium
 MODEL_DIR := $(DATA)/models/smollm2-135m-instruct-f32
 
-.PHONY: help run stop status logs test test-fast lint index model bench finetune eval demo setup system-packages browser
+.PHONY: help run stop status logs test test-fast lint index model bench finetune eval classifiers demo setup system-packages browser
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-14s %s\n", $$1, $$2}'
@@ -68,6 +68,10 @@ finetune: setup model ## Synthetic data (course packs + skeletons, phil210 held 
 
 eval: setup model ## 63 simulated students on unseen course packs, base vs default model, a stack each (EVAL_ARGS=...)
 	$(PY) -m finetune.evaluate $(EVAL_ARGS)
+
+classifiers: setup ## Labelled messages -> intent and slot classifiers + held-out report (services/understanding/)
+	$(PY) -m services.understanding.dataset
+	$(PY) -m services.understanding.train
 
 setup: .venv/.synced system-packages ## Install uv, the virtualenv and Debian packages
 

@@ -1,0 +1,248 @@
+"""Understand one student message: its intents and which interview slot each sentence fills.
+
+Linear models over two views of each piece of text:
+
+- the MiniLM sentence embedding the indexer already ships (one shared NumPy encoder,
+  ``services.indexer.embedding.load_minilm``), which carries meaning: "everyone would be better off
+  without me" lands near other ways of saying it;
+- character n-grams (2 to 4 letters inside word boundaries, TF-IDF weighted), which carry the
+  surface: a pasted error message, keyboard mash, a word the encoder splits into pieces.
+
+Before either view, a misspelt word is corrected against the encoder's own vocabulary (one swapped,
+doubled or missing letter: "lviing" -> "living"); a single typo in the one word that matters must not
+hide a message's meaning.
+
+The weights are plain arrays in ``weights.npz``, written by ``python -m services.understanding.train``
+(``make classifiers``), so the runtime needs only NumPy. Intents are judged on the whole message and on
+each of its sentences and the highest probability wins: a distress or injection sentence hidden inside
+an otherwise normal answer still counts. One ``embed`` call covers the message and its sentences.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Protocol
+
+import msgspec
+import numpy as np
+
+from services.gateway.intake.text import sentences
+
+WEIGHTS = Path(__file__).parent / "weights.npz"
+INTENTS = ("distress", "answer_request", "injection", "off_topic", "reschedule")
+SLOTS = ("stuck_on", "attempts", "goal", "deadline", "assignment", "context", "junk")
+MAX_SENTENCES = (
+    12  # a pasted essay is judged on its opening; the encoder truncates each piece at 256 word pieces
+)
+NGRAMS = (2, 4)
+_SPACES = re.compile(r"\s\s+")
+_WORD = re.compile(r"[A-Za-z]{5,}")
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+class Intents(msgspec.Struct, frozen=True):
+    """Probabilities (0..1), each the maximum over the message and its sentences."""
+
+    distress: float
+    answer_request: float
+    injection: float
+    off_topic: float
+    reschedule: float
+
+
+class SentenceSlot(msgspec.Struct, frozen=True):
+    """Which interview slot one sentence fills (``slot`` is one of ``SLOTS``)."""
+
+    text: str
+    slot: str
+    confidence: float
+
+
+class MessageUnderstanding(msgspec.Struct, frozen=True):
+    intents: Intents
+    flagged: frozenset[str]  # intent names whose probability reached the threshold fitted for it
+    sentences: tuple[SentenceSlot, ...]
+
+
+class Embedder(Protocol):
+    def embed(self, texts: list[str]) -> np.ndarray: ...
+
+
+def pieces(text: str) -> list[str]:
+    """What gets judged for one message: the message, then its sentences (at most ``MAX_SENTENCES``).
+    A one-sentence message is judged once and is its own sentence."""
+    message = " ".join(text.split())
+    if not message:
+        return []
+    parts = sentences(text.strip())[:MAX_SENTENCES]  # before joining lines: a line break ends a sentence
+    return [message] if len(parts) <= 1 else [message, *parts]
+
+
+def sentence_rows(count: int) -> slice:
+    """Rows of a message's ``pieces`` that are sentences (the message itself when it is one sentence)."""
+    return slice(0, 1) if count == 1 else slice(1, count)
+
+
+def char_ngrams(text: str) -> list[str]:
+    """scikit-learn's ``analyzer="char_wb"`` for lowercase text, so training and runtime agree:
+    n-grams inside each space-padded word, a word shorter than n counted once."""
+    out: list[str] = []
+    for word in _SPACES.sub(" ", text.lower()).split():
+        padded = f" {word} "
+        for n in range(NGRAMS[0], NGRAMS[1] + 1):
+            out.extend(padded[i : i + n] for i in range(max(len(padded) - n + 1, 1)))
+            if len(padded) <= n:
+                break
+    return out
+
+
+class Spelling:
+    """Corrects a word the encoder does not know to a known word one swap, one extra letter or one
+    missing inner letter away, preferring swaps and then the most frequent word (the lowest id in a
+    BERT vocabulary). Unknown words with no such neighbour (names, course terms) stay as they are."""
+
+    def __init__(self, vocabulary: dict[str, int]) -> None:
+        self.rank = {w: i for w, i in vocabulary.items() if w.isascii() and w.isalpha()}
+
+    def correct(self, text: str) -> str:
+        return _WORD.sub(lambda m: self._word(m.group(0)), text)
+
+    @lru_cache(maxsize=65536)  # noqa: B019 - one instance per process
+    def _word(self, word: str) -> str:
+        low = word.lower()
+        if low in self.rank or (low.endswith("s") and low[:-1] in self.rank):
+            return word
+        cuts = [(low[:i], low[i:]) for i in range(len(low) + 1)]
+        swaps = {a + b[1] + b[0] + b[2:] for a, b in cuts if len(b) > 1}
+        edits = {a + b[1:] for a, b in cuts if b} | {a + c + b for a, b in cuts[1:-1] for c in _LETTERS}
+        for candidates in (swaps, edits):
+            known = [c for c in candidates if c in self.rank]
+            if known:
+                return min(known, key=self.rank.__getitem__)
+        return word
+
+
+@lru_cache(maxsize=1)
+def load_spelling() -> Spelling:
+    from services.indexer.embedding import load_minilm
+
+    return Spelling(load_minilm().tokenizer.get_vocab())
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -30.0, 30.0)))
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+class Linear(msgspec.Struct, frozen=True):
+    """``embedding @ on_embedding.T + ngrams @ on_ngrams.T + intercept``: one row per label."""
+
+    on_embedding: np.ndarray
+    on_ngrams: np.ndarray
+    intercept: np.ndarray
+
+    def logits(self, embeddings: np.ndarray, ngrams: np.ndarray) -> np.ndarray:
+        return embeddings @ self.on_embedding.T + ngrams @ self.on_ngrams.T + self.intercept
+
+
+class MessageClassifier:
+    """Intent and slot models over one embedder; thread-safe (it only reads its arrays)."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], embedder: Embedder | None = None) -> None:
+        if tuple(arrays["intent_labels"]) != INTENTS or tuple(arrays["slot_labels"]) != SLOTS:
+            raise ValueError("weights were fitted for other labels: retrain with `make classifiers`")
+        self.vocabulary = {str(g): i for i, g in enumerate(arrays["ngram_vocabulary"])}
+        self.idf = arrays["ngram_idf"].astype(np.float32)
+        self.intents = Linear(
+            *(arrays[f"intent_{k}"].astype(np.float32) for k in ("embedding", "ngrams", "intercept"))
+        )
+        self.slots = Linear(
+            *(arrays[f"slot_{k}"].astype(np.float32) for k in ("embedding", "ngrams", "intercept"))
+        )
+        self.thresholds = arrays["intent_thresholds"].astype(np.float64)
+        self.data_hash = str(arrays["data_hash"])
+        self._embedder = embedder
+
+    @classmethod
+    def load(cls, path: Path | None = None, embedder: Embedder | None = None) -> MessageClassifier:
+        """The committed ``weights.npz`` unless ``path`` says otherwise; no pickle is ever loaded."""
+        with np.load(path or WEIGHTS, allow_pickle=False) as data:
+            return cls({name: data[name] for name in data.files}, embedder)
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            from services.indexer.embedding import load_minilm
+
+            self._embedder = load_minilm()
+        return self._embedder
+
+    def understand(self, text: str) -> MessageUnderstanding:
+        return self.understand_many([text])[0]
+
+    def understand_many(self, texts: Sequence[str]) -> list[MessageUnderstanding]:
+        """One embed call for every piece of every message."""
+        per_message = [pieces(t) for t in texts]
+        spelling = load_spelling()
+        corrected = [[spelling.correct(p) for p in ps] for ps in per_message]
+        flat = [p for ps in corrected for p in ps]
+        vectors = self.embedder.embed(flat) if flat else np.zeros((0, self.intents.on_embedding.shape[1]))
+        out: list[MessageUnderstanding] = []
+        start = 0
+        for ps, fixed in zip(per_message, corrected, strict=True):
+            out.append(self.decide(ps, fixed, vectors[start : start + len(ps)]))
+            start += len(ps)
+        return out
+
+    def ngram_features(self, texts: Sequence[str]) -> np.ndarray:
+        """TF-IDF rows (sublinear term frequency, unit length), as ``TfidfVectorizer`` computes them."""
+        rows = np.zeros((len(texts), len(self.idf)), np.float32)
+        for row, text in enumerate(texts):
+            counts = Counter(self.vocabulary[g] for g in char_ngrams(text) if g in self.vocabulary)
+            for column, count in counts.items():
+                rows[row, column] = (1.0 + math.log(count)) * self.idf[column]
+        return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+
+    def intent_scores(self, texts: Sequence[str], vectors: np.ndarray) -> np.ndarray:
+        """Per-intent probabilities for one message from its pieces (the maximum over pieces)."""
+        if not len(texts):
+            return np.zeros(len(INTENTS))
+        logits = self.intents.logits(vectors, self.ngram_features(texts))
+        return sigmoid(logits).max(axis=0).astype(np.float64)
+
+    def slot_probabilities(self, texts: Sequence[str], vectors: np.ndarray) -> np.ndarray:
+        return softmax(self.slots.logits(vectors, self.ngram_features(texts)))
+
+    def decide(self, texts: list[str], corrected: list[str], vectors: np.ndarray) -> MessageUnderstanding:
+        """The verdict for one message given its ``pieces``, their spelling-corrected forms and the
+        vectors of those."""
+        scores = self.intent_scores(corrected, vectors)
+        rows = sentence_rows(len(texts))
+        probs = (
+            self.slot_probabilities(corrected[rows], vectors[rows]) if texts else np.zeros((0, len(SLOTS)))
+        )
+        return MessageUnderstanding(
+            intents=Intents(*(float(s) for s in scores)),
+            flagged=frozenset(
+                name for name, s, t in zip(INTENTS, scores, self.thresholds, strict=True) if s >= t
+            ),
+            sentences=tuple(
+                SentenceSlot(text, SLOTS[int(p.argmax())], float(p.max()))
+                for text, p in zip(texts[rows], probs, strict=True)
+            ),
+        )
+
+
+@lru_cache(maxsize=1)
+def load_classifier() -> MessageClassifier:
+    """One classifier (and one copy of the encoder) per process."""
+    return MessageClassifier.load()
