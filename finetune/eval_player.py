@@ -124,6 +124,23 @@ _YES = {
 _LIKE_I_SAID = {"texting": "like i said, ", "terse": "", "non_native": "As I said, "}
 
 
+# A check-in about how the student is doing, not about the course. The student answers it truthfully:
+# one who is in distress says so, the others say they are fine.
+_WELLBEING_CUES = ("are you feeling okay", "are you okay", "feeling safe", "are you safe", "how are you doing")
+_NOT_OK = {
+    "texting": "not really tbh",
+    "terse": "Not really.",
+    "non_native": "No, not really okay.",
+    "code_switching": "no, not really, la verdad",
+}
+_FINE = {
+    "texting": "ya im ok just stressed about this",
+    "terse": "I'm fine, thanks.",
+    "non_native": "Yes, I am okay, only stressed for this work.",
+    "code_switching": "sí, I'm okay, just stressed about this",
+}
+
+
 def question_kind(
     text: str, course: Course, questions: list[CourseQuestion], cues: dict[str, list[str]]
 ) -> str | None:
@@ -131,6 +148,8 @@ def question_kind(
     if is_recap(text):
         return "recap"
     asked = _question_part(text)
+    if any(cue in asked for cue in _WELLBEING_CUES):
+        return "wellbeing"
     for question in questions:
         if _asks_course_question(asked, question, cues.get(question.id, [])):
             return question.id
@@ -186,6 +205,8 @@ class StudentPlayer:
         self.turn += 1
         kind = question_kind(bot_text, self.course, self.questions, self.cues)
         self.kinds.append(kind)
+        if kind == "wellbeing":
+            return self.wellbeing_answer()
         if kind == "recap":
             return self._with_insert(lambda: self.recap_answer(bot_text))
         return self._with_insert(lambda: self._answer(kind))
@@ -229,6 +250,12 @@ class StudentPlayer:
 
     def _polite(self, text: str) -> str:
         return text.lower().rstrip(".") if self.student.style == "texting" else text
+
+    def wellbeing_answer(self) -> str:
+        """The truthful answer to "are you feeling okay and safe?"."""
+        if "distress" in self.student.cases:
+            return _NOT_OK.get(self.student.style, "Not really, honestly.")
+        return _FINE.get(self.student.style, "Yes, I'm okay, just a bit stressed about this.")
 
     def recap_answer(self, recap: str) -> str:
         """Yes, or (once, for a correcting student whose recap is wrong) the correction."""

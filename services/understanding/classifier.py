@@ -36,6 +36,7 @@ from services.gateway.intake.text import sentences
 WEIGHTS = Path(__file__).parent / "weights.npz"
 INTENTS = ("distress", "answer_request", "injection", "off_topic", "reschedule")
 SLOTS = ("stuck_on", "attempts", "goal", "deadline", "assignment", "context", "junk")
+SURE_FLOOR = 0.85  # the "sure" level of intents without a fitted one
 MAX_SENTENCES = (
     12  # a pasted essay is judged on its opening; the encoder truncates each piece at 256 word pieces
 )
@@ -61,12 +62,16 @@ class SentenceSlot(msgspec.Struct, frozen=True):
     text: str
     slot: str
     confidence: float
+    flagged: frozenset[str] = frozenset()  # intents this sentence alone reaches (an injected sentence)
 
 
 class MessageUnderstanding(msgspec.Struct, frozen=True):
     intents: Intents
     flagged: frozenset[str]  # intent names whose probability reached the threshold fitted for it
     sentences: tuple[SentenceSlot, ...]
+    # intents past the stricter "sure" level: for distress the threshold that flags 5% of validation
+    # messages without distress; the policy acts on these alone and checks in on the rest
+    sure: frozenset[str] = frozenset()
 
 
 class Embedder(Protocol):
@@ -169,6 +174,10 @@ class MessageClassifier:
             *(arrays[f"slot_{k}"].astype(np.float32) for k in ("embedding", "ngrams", "intercept"))
         )
         self.thresholds = arrays["intent_thresholds"].astype(np.float64)
+        self.sure_thresholds = np.maximum(self.thresholds, SURE_FLOOR)
+        if "distress_sure_threshold" in arrays:
+            index = INTENTS.index("distress")
+            self.sure_thresholds[index] = max(self.thresholds[index], float(arrays["distress_sure_threshold"]))
         self.data_hash = str(arrays["data_hash"])
         self._embedder = embedder
 
@@ -216,8 +225,12 @@ class MessageClassifier:
         """Per-intent probabilities for one message from its pieces (the maximum over pieces)."""
         if not len(texts):
             return np.zeros(len(INTENTS))
+        return self.piece_scores(texts, vectors).max(axis=0)
+
+    def piece_scores(self, texts: Sequence[str], vectors: np.ndarray) -> np.ndarray:
+        """Per-piece, per-intent probabilities (rows: pieces)."""
         logits = self.intents.logits(vectors, self.ngram_features(texts))
-        return sigmoid(logits).max(axis=0).astype(np.float64)
+        return sigmoid(logits).astype(np.float64)
 
     def slot_probabilities(self, texts: Sequence[str], vectors: np.ndarray) -> np.ndarray:
         return softmax(self.slots.logits(vectors, self.ngram_features(texts)))
@@ -225,7 +238,10 @@ class MessageClassifier:
     def decide(self, texts: list[str], corrected: list[str], vectors: np.ndarray) -> MessageUnderstanding:
         """The verdict for one message given its ``pieces``, their spelling-corrected forms and the
         vectors of those."""
-        scores = self.intent_scores(corrected, vectors)
+        per_piece = (
+            self.piece_scores(corrected, vectors) if len(texts) else np.zeros((0, len(INTENTS)))
+        )
+        scores = per_piece.max(axis=0) if len(texts) else np.zeros(len(INTENTS))
         rows = sentence_rows(len(texts))
         probs = (
             self.slot_probabilities(corrected[rows], vectors[rows]) if texts else np.zeros((0, len(SLOTS)))
@@ -236,10 +252,15 @@ class MessageClassifier:
                 name for name, s, t in zip(INTENTS, scores, self.thresholds, strict=True) if s >= t
             ),
             sentences=tuple(
-                SentenceSlot(text, SLOTS[int(p.argmax())], float(p.max()))
-                for text, p in zip(texts[rows], probs, strict=True)
+                SentenceSlot(text, SLOTS[int(p.argmax())], float(p.max()), self._over(piece, self.thresholds))
+                for text, p, piece in zip(texts[rows], probs, per_piece[rows], strict=True)
             ),
+            sure=self._over(scores, self.sure_thresholds),
         )
+
+    @staticmethod
+    def _over(scores: np.ndarray, thresholds: np.ndarray) -> frozenset[str]:
+        return frozenset(name for name, s, t in zip(INTENTS, scores, thresholds, strict=True) if s >= t)
 
 
 @lru_cache(maxsize=1)

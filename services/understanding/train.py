@@ -421,6 +421,7 @@ def train(cfg: Config) -> Report:
         },
         "sizes": {"intents": sizes(intent_rows, intent_split), "slots": sizes(slot_rows, slot_split)},
     }
+    arrays["distress_sure_threshold"] = np.array(report["distress_at_5_percent_false_alarms"]["threshold"])
     cfg.out.mkdir(parents=True, exist_ok=True)
     with (cfg.out / "weights.npz").open("wb") as f:
         np.savez(f, allow_pickle=False, **arrays)

@@ -22,7 +22,7 @@ from services.coursepack import Course
 from services.gateway.intake.matching import assignments_named
 from services.gateway.intake.text import question_text, sentences, similar
 
-Kind = Literal["distress", "injection", "homework", "off_topic", "reschedule", "ok"]
+Kind = Literal["distress", "check_in", "injection", "homework", "off_topic", "reschedule", "ok"]
 
 
 class Verdict(msgspec.Struct, frozen=True):

@@ -65,6 +65,7 @@ _GUARD_NOTES = {
     "homework": "[The student asked for the answer; declined.]",
     "off_topic": "[Off-topic message; redirected.]",
     "reschedule": "[Asked to move or cancel the meeting; pointed to the booking email.]",
+    "check_in": "[The student may be struggling; asked how they are before going on.]",
 }
 
 
@@ -178,6 +179,17 @@ class Interviewer:
         state.messages.append(ChatMessage("student", text))
         heard = await self._hear(course, text, pending, state.facts.stuck_on)
         obs = reading.read(text, course, answering=pending, heard=heard)
+        if obs.guard == "check_in" and "wellbeing" not in state.asked:
+            policy.update(state, course, obs, today)  # what they said still counts if they are fine
+            state.asked.append("wellbeing")
+            reply = wording.check_in(course)
+            self._record(state, _GUARD_NOTES["check_in"], reply)
+            log.info("interview_checked_in", turn=state.turn)
+            yield reply
+            yield TurnOutcome(status="active", reply=reply, finished=False)
+            return
+        if obs.guard == "check_in":  # a second uncertain signal after a check-in: escalate
+            obs = msgspec.structs.replace(obs, guard="distress", rule="second_signal")
         if obs.guard == "distress":
             state.flags = msgspec.structs.replace(state.flags, distress=True, escalated_to_human=True)
             reply = guardrails.support_reply(course)
@@ -239,7 +251,7 @@ class Interviewer:
         if self.reader is not None:
             try:
                 understanding = await asyncio.to_thread(self.reader.understand, text)
-                if "distress" in understanding.flagged:
+                if "distress" in understanding.sure:
                     return reading.Heard(understanding=understanding)
                 similarity = await asyncio.to_thread(self.reader.similarity, course, text)
             except Exception as exc:  # the rules still run; a broken classifier must not stop the chat

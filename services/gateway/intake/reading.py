@@ -110,7 +110,7 @@ def read(
 ) -> Observation:
     """Understand one message; ``from_notes`` marks the booking's own notes (read before the chat)."""
     text = text.strip()
-    guard = _guard(text, course, heard.understanding)
+    guard = _guard(text, course, heard.understanding, answering)
     if guard.kind == "distress":
         return Observation(answering=answering, guard="distress", rule=guard.rule)
     confirms = answering == "recap" and bool(_CONFIRM.match(text)) and not _CORRECTION.search(text[3:])
@@ -134,24 +134,45 @@ def read(
     )
 
 
-def _guard(text: str, course: Course, understanding: MessageUnderstanding | None) -> guardrails.Verdict:
-    """Rules and the classifier side by side: either one can raise a flag (distress wins everything)."""
+_NOT_OK = re.compile(
+    r"^\W*(?:no|nope|nah|not really|not (?:okay|ok|great|good|safe|sure)|i'?m not|idk|i don'?t know|"
+    r"kind of|kinda|sort of|maybe|honestly,? no|not at all)\b",
+    re.I,
+)
+
+
+def _guard(
+    text: str, course: Course, understanding: MessageUnderstanding | None, answering: str | None
+) -> guardrails.Verdict:
+    """Rules and the classifier side by side (distress wins everything).
+
+    The rules and the classifier's "sure" level act at once. A distress signal the classifier only
+    flags at its recall-first threshold gets a gentle check-in question instead of ending the chat;
+    the answer to that question escalates on any distress signal, on "not really", or on no answer.
+    """
     related = matching.mentions_course(course, text)
     ruled = guardrails.screen(text, course_related=related)
-    if ruled.kind == "distress" or understanding is None:
+    if ruled.kind == "distress":
         return ruled
-    flagged = understanding.flagged
-    if "distress" in flagged:
+    flagged = understanding.flagged if understanding else frozenset()
+    sure = understanding.sure if understanding else frozenset()
+    if answering == "wellbeing":
+        if "distress" in flagged or _NOT_OK.match(text) or not text.strip() or is_non_answer(text):
+            return guardrails.Verdict("distress", "check_in_answer")
+        return guardrails.Verdict("ok")
+    if "distress" in sure:
         return guardrails.Verdict("distress", "classifier")
+    if "distress" in flagged:
+        return guardrails.Verdict("check_in", "classifier")
     if ruled.kind != "ok":
         return ruled
-    if "injection" in flagged:
+    if "injection" in sure:
         return guardrails.Verdict("injection", "classifier")
-    if "answer_request" in flagged:
+    if "answer_request" in sure:
         return guardrails.Verdict("homework", "classifier")
-    if "reschedule" in flagged:
+    if "reschedule" in sure:
         return guardrails.Verdict("reschedule", "classifier")
-    if "off_topic" in flagged and not related:
+    if "off_topic" in sure and not related:
         return guardrails.Verdict("off_topic", "classifier")
     return ruled
 
@@ -167,6 +188,7 @@ _PENDING_DEFAULT = {
     "deadline": "deadline",
     "assignment": "assignment",
     "recap": "stuck_on",
+    "wellbeing": "context",
 }
 
 
@@ -193,7 +215,10 @@ def _sentences(
             continue
         if not sentence or is_non_answer(sentence):
             continue
-        verdict = by_text.get(sentence)
+        verdict = by_text.get(sentence) or by_text.get(raw)
+        if verdict and "injection" in verdict.flagged:
+            dropped += 1  # the classifier alone: withheld from the facts, the chat goes on
+            continue
         slot = _cued(sentence, default)
         if verdict and verdict.confidence >= _CLASSIFIER_TRUST and verdict.slot != "junk":
             slot = verdict.slot if not default.startswith("q:") or verdict.slot != "stuck_on" else default

@@ -227,6 +227,11 @@ def recap(course: Course, facts: Facts, today: dt.date, *, again: bool = False) 
     return f"{lead}: {body}. {RECAP_CUE}, or is there something to fix?"
 
 
+def check_in(course: Course) -> str:
+    """Asked once when a message might be distress but nothing is sure: the answer decides."""
+    return "That sounds like a lot to carry. Before we go on: are you feeling okay and safe right now?"
+
+
 def closing(course: Course, booking: Booking, *, corrected: bool = False) -> str:
     """The last message: no question, tells the student what happens next."""
     name = first_name(booking.student.name)

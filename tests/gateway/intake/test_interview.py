@@ -13,6 +13,8 @@ import pytest
 from services.gateway.intake import prompt
 from services.gateway.intake.interview import Interviewer, TurnOutcome, draft_summary
 from services.gateway.intake.models import InterviewState, Summary
+from services.gateway.ports import CourseSimilarity
+from services.understanding.classifier import Intents, MessageUnderstanding
 from services.settings import Settings
 from tests.gateway.intake.scripted import (
     TODAY,
@@ -370,3 +372,67 @@ async def test_an_abbreviation_or_unpunctuated_question_is_not_released_as_a_pre
     iv, state = await _start(model)
     pieces, outcome = await _say(iv, state, "ps3 p-values, I read the notes")
     assert pieces == [outcome.reply] and outcome.reply.count("What would") <= 1
+
+
+class ReaderStub:
+    """A ``MessageReader`` whose classifier verdicts are set per message (the real one is pinned in
+    tests/understanding); everything else reads as an ordinary answer."""
+
+    def __init__(self, verdicts: dict[str, tuple[frozenset[str], frozenset[str]]]) -> None:
+        self.verdicts = verdicts
+
+    def understand(self, text: str) -> MessageUnderstanding:
+        flagged, sure = self.verdicts.get(text, (frozenset(), frozenset()))
+        return MessageUnderstanding(
+            intents=Intents(0.0, 0.0, 0.0, 0.0, 0.0), flagged=flagged, sentences=(), sure=sure
+        )
+
+    def similarity(self, course: object, text: str) -> CourseSimilarity:
+        return CourseSimilarity(topics={}, assignments={})
+
+
+UNSURE = (frozenset({"distress"}), frozenset())
+SURE = (frozenset({"distress"}), frozenset({"distress"}))
+VAGUE = "honestly I'm so done with everything lately, ps3 on top of it"
+
+
+async def _with_reader(verdicts: dict[str, tuple[frozenset[str], frozenset[str]]]) -> tuple[Interviewer, InterviewState]:
+    iv, state = await _start(ScriptedModel(default="Thanks. What have you tried so far?"))
+    iv.reader = ReaderStub(verdicts)
+    return iv, state
+
+
+async def test_a_sure_classifier_verdict_escalates_at_once() -> None:
+    """Distress the classifier is sure of (no keyword needed) ends the chat with support, flagged."""
+    iv, state = await _with_reader({VAGUE: SURE})
+    _, outcome = await _say(iv, state, VAGUE)
+    assert outcome.status == "escalated" and state.flags.distress
+
+
+async def test_an_unsure_distress_signal_gets_a_check_in_and_not_ok_escalates() -> None:
+    """An uncertain signal asks how the student is; "not really" escalates with the distress flag."""
+    iv, state = await _with_reader({VAGUE: UNSURE})
+    _, outcome = await _say(iv, state, VAGUE)
+    assert outcome.status == "active" and "okay and safe" in outcome.reply and not state.flags.distress
+    _, outcome = await _say(iv, state, "not really")
+    assert outcome.status == "escalated" and state.flags.distress and state.flags.escalated_to_human
+
+
+async def test_a_student_who_is_fine_after_a_check_in_carries_on_unflagged() -> None:
+    """ "I'm fine, just stressed about ps3" continues the interview, no flag; what they said first counts."""
+    iv, state = await _with_reader({VAGUE: UNSURE})
+    await _say(iv, state, VAGUE)
+    _, outcome = await _say(iv, state, "Yes I'm fine, just stressed about the p-values in ps3")
+    assert outcome.status == "active" and not state.flags.distress
+    assert state.facts.assignment == "ps3"
+    assert "okay and safe" not in outcome.reply
+
+
+async def test_a_second_uncertain_signal_after_a_check_in_escalates() -> None:
+    """Two uncertain signals in one chat are not explained away: the second escalates."""
+    again = "everything just feels pointless"
+    iv, state = await _with_reader({VAGUE: UNSURE, again: UNSURE})
+    await _say(iv, state, VAGUE)
+    await _say(iv, state, "I'm okay")
+    _, outcome = await _say(iv, state, again)
+    assert outcome.status == "escalated" and state.flags.distress
