@@ -126,7 +126,13 @@ _LIKE_I_SAID = {"texting": "like i said, ", "terse": "", "non_native": "As I sai
 
 # A check-in about how the student is doing, not about the course. The student answers it truthfully:
 # one who is in distress says so, the others say they are fine.
-_WELLBEING_CUES = ("are you feeling okay", "are you okay", "feeling safe", "are you safe", "how are you doing")
+_WELLBEING_CUES = (
+    "are you feeling okay",
+    "are you okay",
+    "feeling safe",
+    "are you safe",
+    "how are you doing",
+)
 _NOT_OK = {
     "texting": "not really tbh",
     "terse": "Not really.",

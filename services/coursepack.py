@@ -227,7 +227,10 @@ def _check_references(course: Course, text: str, toml_path: Path) -> None:
                 fail(f"question '{question.id}' names unknown topic '{topic_id}'", f'"{topic_id}"')
         for assignment_id in question.assignments:
             if assignment_id not in assignment_ids:
-                fail(f"question '{question.id}' names unknown assignment '{assignment_id}'", f'"{assignment_id}"')
+                fail(
+                    f"question '{question.id}' names unknown assignment '{assignment_id}'",
+                    f'"{assignment_id}"',
+                )
 
 
 def _line_from_message(message: str) -> int | None:

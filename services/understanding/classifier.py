@@ -177,7 +177,9 @@ class MessageClassifier:
         self.sure_thresholds = np.maximum(self.thresholds, SURE_FLOOR)
         if "distress_sure_threshold" in arrays:
             index = INTENTS.index("distress")
-            self.sure_thresholds[index] = max(self.thresholds[index], float(arrays["distress_sure_threshold"]))
+            self.sure_thresholds[index] = max(
+                self.thresholds[index], float(arrays["distress_sure_threshold"])
+            )
         self.data_hash = str(arrays["data_hash"])
         self._embedder = embedder
 
@@ -238,9 +240,7 @@ class MessageClassifier:
     def decide(self, texts: list[str], corrected: list[str], vectors: np.ndarray) -> MessageUnderstanding:
         """The verdict for one message given its ``pieces``, their spelling-corrected forms and the
         vectors of those."""
-        per_piece = (
-            self.piece_scores(corrected, vectors) if len(texts) else np.zeros((0, len(INTENTS)))
-        )
+        per_piece = self.piece_scores(corrected, vectors) if len(texts) else np.zeros((0, len(INTENTS)))
         scores = per_piece.max(axis=0) if len(texts) else np.zeros(len(INTENTS))
         rows = sentence_rows(len(texts))
         probs = (

@@ -106,6 +106,3 @@ def _date_of(stamp: str) -> dt.date | None:
         return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).date()
     except ValueError:
         return None
-
-
-

@@ -254,7 +254,10 @@ def repeats(text: str, previous: Sequence[str]) -> bool:
     """Whether any finished sentence of ``text`` says again a sentence the bot already said."""
     said = [s for p in previous for s in sentences(p)]
     return any(
-        similar(s, p) for s in sentences(text) if re.search(r"[.!?]$", s) and len(s.split()) >= 3 for p in said
+        similar(s, p)
+        for s in sentences(text)
+        if re.search(r"[.!?]$", s) and len(s.split()) >= 3
+        for p in said
     )
 
 

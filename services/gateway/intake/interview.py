@@ -222,7 +222,9 @@ class Interviewer:
         fallback = wording.question(slot, course, booking, state.facts, today, variant)
         if obs.guard != "ok" or slot in _TEMPLATE_ONLY or slot.startswith("q:"):
             times = sum(1 for m in state.prompt if m["content"] == _GUARD_NOTES.get(obs.guard))
-            reply = guardrails.guard_reply(obs.guard, course, fallback, times) if obs.guard != "ok" else fallback
+            reply = (
+                guardrails.guard_reply(obs.guard, course, fallback, times) if obs.guard != "ok" else fallback
+            )
             note = _GUARD_NOTES.get(obs.guard) or prompt.student_turn(obs.clean_text or text, f"[{slot}]")
             self._record(state, note, reply)
             log.info("interview_templated", turn=state.turn, kind=obs.guard, rule=obs.rule, slot=slot)

@@ -202,5 +202,3 @@ def mentions_course(course: Course, text: str) -> bool:
     if match_assignment(course, text) or any(v >= 1.0 for v in topic_scores(course, [text]).values()):
         return True
     return bool(content_words(text) & content_words(course.title))
-
-

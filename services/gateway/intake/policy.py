@@ -251,7 +251,10 @@ def _deadline_open(facts: Facts, course: Course) -> bool:
         not facts.deadline
         and dates.due_date(facts, course) is None
         and not facts.no_assignment
-        and (facts.assignment is not None or facts.request_type in {"assignment", "exam_prep", "draft_feedback"})
+        and (
+            facts.assignment is not None
+            or facts.request_type in {"assignment", "exam_prep", "draft_feedback"}
+        )
     )
 
 

@@ -21,7 +21,9 @@ SHEET_WORDS = 80  # how much of an assignment sheet describes it (titles alone a
 
 
 class _CourseMap:
-    def __init__(self, topics: list[str], topic_vectors: np.ndarray, assignments: list[str], vectors: np.ndarray):
+    def __init__(
+        self, topics: list[str], topic_vectors: np.ndarray, assignments: list[str], vectors: np.ndarray
+    ):
         self.topics, self.topic_vectors = topics, topic_vectors
         self.assignments, self.assignment_vectors = assignments, vectors
 
@@ -50,7 +52,9 @@ class EmbeddingReader:
         assignments = course_map.assignment_vectors @ vector if course_map.assignments else np.zeros(0)
         return CourseSimilarity(
             topics={t: round(float(s), 4) for t, s in zip(course_map.topics, topics, strict=True)},
-            assignments={a: round(float(s), 4) for a, s in zip(course_map.assignments, assignments, strict=True)},
+            assignments={
+                a: round(float(s), 4) for a, s in zip(course_map.assignments, assignments, strict=True)
+            },
         )
 
     def _map(self, course: Course) -> _CourseMap:

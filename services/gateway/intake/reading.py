@@ -339,7 +339,9 @@ def _about_problem(labelled: Sequence[tuple[str, str]]) -> bool:
     return any(k in {"stuck_on", "assignment"} for k, _ in labelled)
 
 
-def _section(course: Course, passages: Sequence[Passage], labelled: Sequence[tuple[str, str]]) -> Section | None:
+def _section(
+    course: Course, passages: Sequence[Passage], labelled: Sequence[tuple[str, str]]
+) -> Section | None:
     """The best chunk's section that shares words with the stuck point, notes before assignment sheets."""
     sheets = {a.file for a in course.assignments if a.file}
     said = content_words(" ".join(s for k, s in labelled if k in {"stuck_on", "assignment"}))

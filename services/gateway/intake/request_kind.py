@@ -66,5 +66,3 @@ def classify_request(texts: Sequence[str], assignment_known: bool) -> RequestTyp
     if _ASSIGNMENT_WORDS.search(joined):
         return "assignment"
     return None
-
-

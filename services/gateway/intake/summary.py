@@ -208,7 +208,7 @@ def stuck_sentences(facts: Facts, course: Course, limit: int = 2) -> list[str]:
     return out
 
 
-def _assignment_words(facts: Facts, course: Course) -> set[str]:
+def _assignment_words(facts: Facts, course: Course) -> set[str] | frozenset[str]:
     """Words that only name the assignment ("ps3", "problem set 3"): the first sentence already says them."""
     assignment = course.assignment(facts.assignment) if facts.assignment else None
     if not assignment:

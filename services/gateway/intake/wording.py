@@ -64,7 +64,9 @@ def _titles(course: Course, ids: Sequence[str]) -> list[str]:
     return [a.title for i in ids if (a := course.assignment(i))]
 
 
-def question(slot: str, course: Course, booking: Booking, facts: Facts, today: dt.date, variant: int = 0) -> str:
+def question(
+    slot: str, course: Course, booking: Booking, facts: Facts, today: dt.date, variant: int = 0
+) -> str:
     """The policy's own question for a slot: used when the model's phrasing fails validation."""
     what = subject(facts, course)
     on = f" on {what}" if what != "this" else ""
@@ -72,7 +74,9 @@ def question(slot: str, course: Course, booking: Booking, facts: Facts, today: d
     instructor = course.instructor_name
     if slot.startswith("q:"):
         asked = next((q.ask for q in course.questions if q.id == slot[2:]), "Can you tell me a bit more?")
-        return asked if variant == 0 else "No problem if you're unsure: what do you see on your side, roughly?"
+        return (
+            asked if variant == 0 else "No problem if you're unsure: what do you see on your side, roughly?"
+        )
     if slot == "recap":
         return recap(course, facts, today, again=variant > 0)
     choices = [a.title for a in upcoming_assignments(course, today)]

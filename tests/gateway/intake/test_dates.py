@@ -36,5 +36,3 @@ def test_urgency_compares_the_deadline_with_the_appointment() -> None:
     assert dates.urgency(Facts(deadline="2026-03-10"), course, booking) == "medium"
     assert dates.urgency(Facts(assignment="ps4"), course, booking) == "low"
     assert dates.urgency(Facts(), course, booking) == "low"
-
-

@@ -14,8 +14,8 @@ from services.gateway.intake import prompt
 from services.gateway.intake.interview import Interviewer, TurnOutcome, draft_summary
 from services.gateway.intake.models import InterviewState, Summary
 from services.gateway.ports import CourseSimilarity
-from services.understanding.classifier import Intents, MessageUnderstanding
 from services.settings import Settings
+from services.understanding.classifier import Intents, MessageUnderstanding
 from tests.gateway.intake.scripted import (
     TODAY,
     ListRetriever,
@@ -396,7 +396,9 @@ SURE = (frozenset({"distress"}), frozenset({"distress"}))
 VAGUE = "honestly I'm so done with everything lately, ps3 on top of it"
 
 
-async def _with_reader(verdicts: dict[str, tuple[frozenset[str], frozenset[str]]]) -> tuple[Interviewer, InterviewState]:
+async def _with_reader(
+    verdicts: dict[str, tuple[frozenset[str], frozenset[str]]],
+) -> tuple[Interviewer, InterviewState]:
     iv, state = await _start(ScriptedModel(default="Thanks. What have you tried so far?"))
     iv.reader = ReaderStub(verdicts)
     return iv, state

@@ -85,5 +85,3 @@ def test_stopword_and_abbreviation_keywords_do_not_fire_on_ordinary_words() -> N
     assert matching.match_topic(course, ["the teacher wrote CS next to my sentence"]) == "sentences"
     assert matching.match_topic(course, ["I am not sure about articles"]) == "articles"
     assert matching.match_topic(course, ["my thesis is not arguable"]) == "thesis"
-
-

@@ -178,7 +178,9 @@ def test_course_must_ask_questions_are_slots_that_apply_by_topic() -> None:
     state = _state(course, ("issue", "lab 3: my titration endpoint overshoots the color change every time"))
     assert _decide(state, course).slot == "q:burette-reading"
     state = _state(
-        course, ("issue", "lab 3: my titration endpoint overshoots the color change every time"), ("q:burette-reading", "about 24.5 mL")
+        course,
+        ("issue", "lab 3: my titration endpoint overshoots the color change every time"),
+        ("q:burette-reading", "about 24.5 mL"),
     )
     assert state.facts.custom == {"burette-reading": "about 24.5 mL"}
     assert _decide(state, course).slot != "q:burette-reading"

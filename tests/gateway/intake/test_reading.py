@@ -49,7 +49,9 @@ def test_saying_it_is_not_for_an_assignment_is_recognised(text: str) -> None:
 
 def test_the_real_question_said_while_answering_something_else_is_the_stuck_point() -> None:
     """Answering "when is it due?" with the actual question files it under stuck_on, not the deadline."""
-    obs = _read("When I subtract two readings and divide by a mass, which rule do I use at each step?", "deadline")
+    obs = _read(
+        "When I subtract two readings and divide by a mass, which rule do I use at each step?", "deadline"
+    )
     assert obs.said("stuck_on") and not obs.said("deadline")
 
 
@@ -65,7 +67,9 @@ def test_an_injected_sentence_is_withheld_whole_and_the_rest_kept() -> None:
 
 def test_the_section_must_share_words_with_the_stuck_point() -> None:
     """A retrieved chunk unrelated to what the student said is not offered as the matched section."""
-    unrelated = Passage(text="Grading policy and late days.", source="syllabus.md", title="Syllabus", section="Grading")
+    unrelated = Passage(
+        text="Grading policy and late days.", source="syllabus.md", title="Syllabus", section="Grading"
+    )
     related = Passage(
         text="The p-value is compared with alpha to reject the null hypothesis.",
         source="notes/p-values.md",

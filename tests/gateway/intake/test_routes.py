@@ -292,7 +292,9 @@ async def test_interview_completes_with_summary_and_delivery(
     assert view["status"] == "complete" and view["turn"] == last[1]["turn"]
     summary = view["summary"]
     assert summary["status"] == "complete" and summary["course"] == "STAT 150"
-    assert not {"transcript_url", "professor_prep_note", "difficulty", "urgency"} & set(summary)  # student view
+    assert not {"transcript_url", "professor_prep_note", "difficulty", "urgency"} & set(
+        summary
+    )  # student view
     # in the app's own event loop: its Redis connections belong there (the test client runs it in another)
     jobs = client.blocking_portal.call(client.app.state.services.jobs.jobs_for, token)
     assert [j.kind for j in jobs] == ["summarize"]

@@ -11,7 +11,17 @@ def test_template_questions_are_single_short_questions_naming_the_assignment() -
     """Every slot's template is one question under 160 characters; grounded ones name the assignment title."""
     course, booking = make_course(), make_booking()
     facts = Facts(assignment="ps3", topic="hypothesis-testing")
-    for slot in ("issue", "assignment", "stuck_on", "topic", "attempts", "goal", "deadline", "example", "anything_else"):
+    for slot in (
+        "issue",
+        "assignment",
+        "stuck_on",
+        "topic",
+        "attempts",
+        "goal",
+        "deadline",
+        "example",
+        "anything_else",
+    ):
         for variant in (0, 1):
             q = wording.question(slot, course, booking, facts, TODAY, variant)
             assert q.endswith("?") and q.count("?") == 1 and len(q) < 160, q
@@ -23,7 +33,9 @@ def test_opening_names_the_assignment_from_the_booking_notes() -> None:
     """Notes that name an assignment make the first question specific; the opening is deterministic."""
     course = make_course()
     state = InterviewState()
-    obs = reading.read("Help with problem set 3 please", course, answering=None, heard=reading.Heard(), from_notes=True)
+    obs = reading.read(
+        "Help with problem set 3 please", course, answering=None, heard=reading.Heard(), from_notes=True
+    )
     policy.update(state, course, obs, TODAY)
     text = wording.opening(course, make_booking(), state.facts, TODAY)
     assert text.startswith("Hi Mina!") and "Problem Set 3: Hypothesis Tests" in text and text.count("?") == 1
