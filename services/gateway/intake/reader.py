@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import msgspec
 import numpy as np
 
 from services.coursepack import Course
@@ -33,7 +34,7 @@ class EmbeddingReader:
 
     def __init__(self, classifier: MessageClassifier | None = None) -> None:
         self._classifier = classifier
-        self._maps: dict[tuple[str, int], _CourseMap] = {}
+        self._maps: dict[tuple[str, bytes], _CourseMap] = {}
         self._lock = threading.Lock()
 
     @property
@@ -58,7 +59,9 @@ class EmbeddingReader:
         )
 
     def _map(self, course: Course) -> _CourseMap:
-        key = (course.slug, hash((tuple(course.topics), tuple(course.assignments))))
+        # the course's encoded topics and assignments: a reloaded course pack gets a new map (the Structs
+        # themselves cannot be hashed: they hold lists)
+        key = (course.slug, msgspec.json.encode([course.topics, course.assignments]))
         with self._lock:
             if key not in self._maps:
                 self._maps[key] = _build_map(course)
