@@ -248,6 +248,9 @@ def intent_metrics(scores: np.ndarray, truth: np.ndarray, thresholds: np.ndarray
     }
 
 
+SURE_FALSE_ALARMS = 0.01  # below this the interview checks in with the student instead of escalating
+
+
 def distress_at_false_alarm_rate(
     scores: np.ndarray, truth: np.ndarray, validation: np.ndarray, test: np.ndarray, rate: float
 ) -> Report:
@@ -324,6 +327,18 @@ def markdown(report: Report) -> str:
         f"({other['threshold']:.4f}) would give test recall {other['test_recall']:.4f} at a false-alarm "
         f"rate of {other['test_false_alarm_rate']:.4f}.",
         "",
+        *(
+            [
+                "How the interview uses it: the rules and a probability at or above the *sure* level "
+                f"({sure['threshold']:.4f}, flagging 1% of validation messages without distress; on the test "
+                f"split recall {sure['test_recall']:.4f}, false alarms {sure['test_false_alarm_rate']:.4f}) "
+                "escalate at once; a message between the fitted threshold and the sure level gets one "
+                "check-in question, and the answer escalates on any further signal or on 'not really'.",
+                "",
+            ]
+            if (sure := report.get("distress_sure"))
+            else []
+        ),
         "## Sentence slots (held-out test split)",
         "",
         "| slot | precision | recall | F1 | support |",
@@ -421,7 +436,10 @@ def train(cfg: Config) -> Report:
         },
         "sizes": {"intents": sizes(intent_rows, intent_split), "slots": sizes(slot_rows, slot_split)},
     }
-    arrays["distress_sure_threshold"] = np.array(report["distress_at_5_percent_false_alarms"]["threshold"])
+    # the level the interview acts on without asking first: 1% of validation messages without distress
+    sure = distress_at_false_alarm_rate(scores[:, d], y_intent[:, d], validation, test, SURE_FALSE_ALARMS)
+    report["distress_sure"] = sure
+    arrays["distress_sure_threshold"] = np.array(sure["threshold"])
     cfg.out.mkdir(parents=True, exist_ok=True)
     with (cfg.out / "weights.npz").open("wb") as f:
         np.savez(f, allow_pickle=False, **arrays)
