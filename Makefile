@@ -10,9 +10,10 @@ PY := $(CURDIR)/.venv/bin/python
 UNAME := $(shell uname -s)
 APT_PACKAGES := libopenblas0-pthread
 TEST_APT_PACKAGES := chromium
+SCALE_APT_PACKAGES := haproxy
 MODEL_DIR := $(DATA)/models/smollm2-135m-instruct-f32
 
-.PHONY: help run stop status logs test test-fast lint index model bench finetune eval classifiers demo setup system-packages browser
+.PHONY: help run stop status logs test test-fast lint index model bench finetune eval classifiers demo setup system-packages browser bench-load chaos fuzz scale-out proxy
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-14s %s\n", $$1, $$2}'
@@ -60,6 +61,18 @@ bench: setup model ## Benchmarks against the running stack (see bench/)
 	$(PY) -m bench.inference_speed
 	$(PY) -m bench.retrieval
 
+bench-load: setup model ## 50 students through whole intakes at once + signed webhooks/s, on a stack of its own (LOAD_ARGS=...)
+	$(PY) -m bench.load $(LOAD_ARGS)
+
+chaos: setup model ## Faults on a stack of its own: kill -9 mid-stream, Redis restart, Cal.com/SMTP/Chroma down, junk model
+	$(PY) -m pytest -p no:cacheprovider -m chaos -ra --durations=10 tests/chaos
+
+fuzz: setup ## schemathesis on every /schema operation (FUZZ_SCHEMA_EXAMPLES each) + 10,000 mutated signed webhooks
+	$(PY) -m pytest -p no:cacheprovider -m "fuzz or not slow" -ra tests/fuzz
+
+scale-out: setup model proxy ## Two gateways, two workers, two inference servers behind HAProxy pass the journey
+	$(PY) -m pytest -p no:cacheprovider -m scale -ra tests/test_scale_out.py
+
 finetune: setup model ## Synthetic data (course packs + skeletons, phil210 held out) -> curation -> splits -> LoRA adapter in finetune/adapter
 	$(PY) -m finetune.generate
 	$(PY) -m finetune.curate
@@ -91,6 +104,11 @@ endif
 browser: ## Debian's Chromium for the browser tests (Playwright drives it; no browser download)
 ifeq ($(UNAME),Linux)
 	@command -v chromium >/dev/null || $(call apt_install,$(TEST_APT_PACKAGES))
+endif
+
+proxy: ## Debian's HAProxy (the department deployment's front door; the scale-out test uses it)
+ifeq ($(UNAME),Linux)
+	@command -v haproxy >/dev/null || $(call apt_install,$(SCALE_APT_PACKAGES))
 endif
 
 define apt_install
