@@ -141,6 +141,13 @@ _NOT_OK = re.compile(
 )
 
 
+_OK = re.compile(
+    r"^\W*(?:yes|yeah|yep|ya|yup|sí|si|i'?m (?:ok(?:ay)?|fine|good|alright|all right|safe)|i am (?:ok(?:ay)?|fine|good|safe)|"
+    r"ok(?:ay)?|fine|all good|i'?ll be (?:ok(?:ay)?|fine)|no worries)\b",
+    re.I,
+)
+
+
 def _guard(
     text: str, course: Course, understanding: MessageUnderstanding | None, answering: str | None
 ) -> guardrails.Verdict:
@@ -156,10 +163,12 @@ def _guard(
         return ruled
     flagged = understanding.flagged if understanding else frozenset()
     sure = understanding.sure if understanding else frozenset()
-    if answering == "wellbeing":
-        if "distress" in flagged or _NOT_OK.match(text) or not text.strip() or is_non_answer(text):
+    if answering == "wellbeing":  # the student was asked directly: their answer decides, the rules still apply
+        if _NOT_OK.match(text) or not text.strip() or is_non_answer(text):
             return guardrails.Verdict("distress", "check_in_answer")
-        return guardrails.Verdict("ok")
+        if _OK.match(text) or "distress" not in sure:
+            return guardrails.Verdict("ok")  # "yes, I'm okay, just stressed": stress is what they came for
+        return guardrails.Verdict("distress", "check_in_answer")
     if "distress" in sure:
         return guardrails.Verdict("distress", "classifier")
     if "distress" in flagged:

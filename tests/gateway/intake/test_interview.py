@@ -438,3 +438,13 @@ async def test_a_second_uncertain_signal_after_a_check_in_escalates() -> None:
     await _say(iv, state, "I'm okay")
     _, outcome = await _say(iv, state, again)
     assert outcome.status == "escalated" and state.flags.distress
+
+
+async def test_okay_but_stressed_after_a_check_in_is_not_distress() -> None:
+    """Asked directly, "Yes, I'm okay, just a bit stressed" carries on even when the classifier scores the
+    stress in it as distress (seen: 0.95); "not really", no answer or a rule still escalate."""
+    fine = "Yes, I'm okay, just a bit stressed about this."
+    iv, state = await _with_reader({VAGUE: UNSURE, fine: SURE})
+    await _say(iv, state, VAGUE)
+    _, outcome = await _say(iv, state, fine)
+    assert outcome.status == "active" and not state.flags.distress
