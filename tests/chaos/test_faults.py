@@ -19,6 +19,7 @@ from contextlib import contextmanager
 import httpx
 import pytest
 
+from services.gateway.intake.store import TURN_LEASE_S
 from tests.chaos import harness as h
 from tests.chaos.conftest import ChaosStack
 from tests.chaos.junk_model import running_junk_model
@@ -80,7 +81,8 @@ def test_inference_killed_mid_stream(stack: ChaosStack) -> None:
 def test_gateway_killed_mid_stream(stack: ChaosStack) -> None:
     """kill -9 of the gateway while it streams a reply: the phone's stream breaks; once supervisord
     restarted the gateway, the page resends the same ``client_turn_id`` and gets one answer (a replay
-    if the turn was stored, else the turn run once), and the message is in the transcript once."""
+    if the turn was stored, else the turn run once) within a turn-lock lease, and the message is in the
+    transcript once."""
     _, token = _new_intake(stack, "gateway", 71002)
     killed: list[int] = []
     with stack.client() as client:
@@ -93,6 +95,7 @@ def test_gateway_killed_mid_stream(stack: ChaosStack) -> None:
         started = time.monotonic()
         again = h.resend_until_answered(client, token, h.LINES[0], TURN_1, within_s=300)
         waited = time.monotonic() - started
+        assert waited < TURN_LEASE_S + 30  # the dead gateway's turn lock lapsed with its lease
         assert again.reply.strip() and again.done is not None
         replay = h.send(client, token, h.LINES[0], TURN_1)
         assert replay.reply == again.reply and replay.done == again.done  # the stored answer, not a new turn

@@ -30,6 +30,9 @@ _LOCK = "intake:lock:{}"
 _ALL = "intake:all"  # sorted set token -> appointment start (epoch), for staff lists
 _SETUP = "intake:setup"  # sorted set token -> creation epoch, while its jobs are not all queued
 _UPDATE_ATTEMPTS = 20
+# the turn lock is a lease renewed while its turn runs: after a gateway dies mid-turn, the page's resend
+# (same client_turn_id) runs the turn once this has passed, not when the turn's whole deadline has
+TURN_LEASE_S = 15.0
 _decoder = msgspec.json.Decoder(IntakeRecord)
 
 # KEYS record, by_booking, all, version; ARGV json, token, ttl, start, expected version ('' = any)
@@ -201,7 +204,8 @@ class IntakeStore:
         def busy() -> Conflict:
             return Conflict("Another reply for this chat is already being written. Wait for it, then retry.")
 
-        async with locks.hold(self._redis, _LOCK.format(token), ttl_s=ttl_s, wait_s=wait_s, busy=busy):
+        key = _LOCK.format(token)
+        async with locks.hold(self._redis, key, ttl_s=ttl_s, wait_s=wait_s, busy=busy, lease_s=TURN_LEASE_S):
             yield
 
     async def try_turn_lock(self, token: str, wait_s: float, ttl_s: int = 30) -> locks.RedisLock | None:
