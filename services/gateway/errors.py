@@ -14,9 +14,11 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import msgspec
 import openai
 import redis.exceptions
 import structlog
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.plugins.problem_details import ProblemDetailsException
 
 PROBLEM_BASE = "https://office-hours-intake.invalid/problems/"
@@ -113,6 +115,29 @@ class ModelUnavailable(UpstreamError):
 
 class NotConfigured(IntakeError):
     status, slug, title_text = 503, "not-configured", "This feature is turned off"
+
+
+class Problem(msgspec.Struct, frozen=True):
+    """The RFC 9457 body of every error answer (``application/problem+json``), for the OpenAPI schema."""
+
+    status: int
+    title: str
+    detail: str
+    type: str
+
+
+def problems(*errors: type[IntakeError]) -> dict[int, ResponseSpec]:
+    """The OpenAPI ``responses`` of a route that answers with these errors, so the published schema lists
+    every status a client can get (a route's decorator: ``responses=problems(NotFound, Gone)``)."""
+    return {
+        error.status: ResponseSpec(
+            data_container=Problem,
+            description=error.title_text,
+            media_type="application/problem+json",
+            generate_examples=False,
+        )
+        for error in errors
+    }
 
 
 def _timeout(exc: Exception) -> IntakeError:

@@ -21,6 +21,7 @@ from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.di import NamedDependency
 from litestar.handlers.base import BaseRouteHandler
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.plugins.prometheus import PrometheusController
 from litestar.types import ControllerRouterHandler, Guard
 
@@ -87,7 +88,14 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/readyz")
+@get(
+    "/readyz",
+    responses={
+        503: ResponseSpec(
+            Verdict, description="Degraded: a check failed (same body as 200)", generate_examples=False
+        )
+    },
+)
 async def readyz(request: Request[Any, Any, Any], state: State) -> Response[Readiness | Verdict]:
     shared: SharedCheck | None = state.get("readiness")
     if shared is None:

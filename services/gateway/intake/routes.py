@@ -24,11 +24,21 @@ import structlog
 from litestar import Request, Response, get, post
 from litestar.datastructures import State
 from litestar.enums import MediaType
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from services.gateway.container import Services
-from services.gateway.errors import Conflict, Gone, NotFound, PayloadTooLarge, Unprocessable, UpstreamError
+from services.gateway.errors import (
+    Conflict,
+    Gone,
+    NotFound,
+    PayloadTooLarge,
+    TooManyRequests,
+    Unprocessable,
+    UpstreamError,
+    problems,
+)
 from services.gateway.intake import chat
 from services.gateway.intake.models import IntakeRecord, IntakeView, MessageIn
 from services.gateway.intake.store import IntakeStore, now_iso
@@ -48,6 +58,10 @@ PAGE_HEADERS = {
 API_HEADERS = {"Cache-Control": "no-store"}
 _SMALL_BODY_BYTES = 1024
 _CHAT_LIMIT = {LIMIT: "chat"}
+_PAGE_ERRORS = {
+    404: ResponseSpec(None, description="Unknown link: a readable page", media_type=MediaType.HTML),
+    410: ResponseSpec(None, description="Cancelled booking: a readable page", media_type=MediaType.HTML),
+}
 log = structlog.get_logger()
 
 
@@ -57,7 +71,7 @@ class RatingIn(msgspec.Struct, frozen=True):
     value: Literal["up", "down"]
 
 
-@get("/i/{token:str}", media_type=MediaType.HTML)
+@get("/i/{token:str}", media_type=MediaType.HTML, responses=_PAGE_ERRORS)
 async def chat_page(token: FromPath[str], state: State) -> Response[bytes]:
     """The chat page, or a readable page for a link that is unknown or whose booking was cancelled."""
     record = await _store(state).get(token)
@@ -68,7 +82,7 @@ async def chat_page(token: FromPath[str], state: State) -> Response[bytes]:
     return _page("chat.html", 200)
 
 
-@get("/api/intakes/{token:str}")
+@get("/api/intakes/{token:str}", responses=problems(NotFound))
 async def intake_state(token: FromPath[str], state: State) -> Response[IntakeView]:
     services: Services = state.services
     record = await _load(services, token)
@@ -78,7 +92,12 @@ async def intake_state(token: FromPath[str], state: State) -> Response[IntakeVie
 _CONSENT_WAIT_S = 20.0
 
 
-@post("/api/intakes/{token:str}/consent", status_code=200, opt=_CHAT_LIMIT)
+@post(
+    "/api/intakes/{token:str}/consent",
+    status_code=200,
+    opt=_CHAT_LIMIT,
+    responses=problems(NotFound, Conflict, Gone, TooManyRequests, UpstreamError),
+)
 async def consent(token: FromPath[str], state: State) -> Response[IntakeView]:
     """Record consent, prepare the interview and append the opening question (idempotent)."""
     services: Services = state.services
@@ -95,7 +114,12 @@ async def consent(token: FromPath[str], state: State) -> Response[IntakeView]:
     return _view(services, record)
 
 
-@post("/api/intakes/{token:str}/messages", status_code=200, opt=_CHAT_LIMIT)
+@post(
+    "/api/intakes/{token:str}/messages",
+    status_code=200,
+    opt=_CHAT_LIMIT,
+    responses=problems(NotFound, Conflict, Gone, PayloadTooLarge, Unprocessable, TooManyRequests),
+)
 async def send_message(token: FromPath[str], request: Request, state: State) -> ServerSentEvent:
     """One student message in, the reply out as ``text/event-stream`` (see the module doc for errors)."""
     started = time.perf_counter()
@@ -124,7 +148,12 @@ async def send_message(token: FromPath[str], request: Request, state: State) -> 
     return _stream(observe_turn(turn, started))
 
 
-@post("/api/intakes/{token:str}/rating", status_code=200, opt=_CHAT_LIMIT)
+@post(
+    "/api/intakes/{token:str}/rating",
+    status_code=200,
+    opt=_CHAT_LIMIT,
+    responses=problems(NotFound, Conflict, Gone, PayloadTooLarge, Unprocessable, TooManyRequests),
+)
 async def rate_chat(token: FromPath[str], request: Request, state: State) -> Response[IntakeView]:
     """The student's thumbs up/down, once the chat is over; a second rating replaces the first."""
     services: Services = state.services

@@ -20,12 +20,23 @@ from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency
 from litestar.enums import MediaType
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath
 from litestar.response import Redirect
 from msgspec import Meta
 
 from services.gateway.container import Services
-from services.gateway.errors import Conflict, Gone, NotConfigured, NotFound, Unauthorized, Unprocessable
+from services.gateway.errors import (
+    Conflict,
+    Gone,
+    NotConfigured,
+    NotFound,
+    PayloadTooLarge,
+    TooManyRequests,
+    Unauthorized,
+    Unprocessable,
+    problems,
+)
 from services.gateway.intake import chat
 from services.gateway.intake.models import ChatMessage, IntakeRecord, IntakeView, Summary
 from services.gateway.peers import client_address
@@ -44,6 +55,21 @@ PAGE_HEADERS = {
 }
 _BODY_CAP = 8 * 1024
 log = structlog.get_logger()
+
+# what the published schema says each kind of staff route can answer
+_DISABLED = {
+    503: ResponseSpec(
+        None, description="Staff pages are off (no staff password set)", media_type=MediaType.HTML
+    )
+}
+_PAGE_ANSWERS = {303: ResponseSpec(None, description="No staff session: to /staff/login"), **_DISABLED}
+_LOGIN_ANSWERS = {
+    401: ResponseSpec(None, description="Wrong password: the login page again", media_type=MediaType.HTML),
+    **problems(TooManyRequests),
+    **_DISABLED,
+}
+_API = problems(Unauthorized, NotConfigured)
+_CHANGE = {**_API, **problems(NotFound, Conflict, Gone, PayloadTooLarge, Unprocessable)}
 
 
 class StaffIntakeRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -115,12 +141,12 @@ class ProfessorRatingIn(msgspec.Struct, frozen=True):
 # --- pages ------------------------------------------------------------------------------------------
 
 
-@get("/staff", media_type=MediaType.HTML)
+@get("/staff", media_type=MediaType.HTML, status_code=303)
 async def staff_home() -> Redirect:
     return Redirect("/staff/intakes", status_code=303)
 
 
-@get("/staff/login", media_type=MediaType.HTML)
+@get("/staff/login", media_type=MediaType.HTML, responses=_DISABLED)
 async def login_page(services: NamedDependency[Services]) -> Response[bytes]:
     disabled = auth.staff_enabled(services)
     if disabled:
@@ -128,7 +154,9 @@ async def login_page(services: NamedDependency[Services]) -> Response[bytes]:
     return _login("", 200)
 
 
-@post("/staff/login", media_type=MediaType.HTML, opt={LIMIT: "login"})
+@post(
+    "/staff/login", media_type=MediaType.HTML, status_code=303, opt={LIMIT: "login"}, responses=_LOGIN_ANSWERS
+)
 async def login(request: Request, services: NamedDependency[Services]) -> Response[bytes] | Redirect:
     disabled = auth.staff_enabled(services)
     if disabled:
@@ -148,19 +176,19 @@ async def login(request: Request, services: NamedDependency[Services]) -> Respon
     return Redirect("/staff/intakes", status_code=303, cookies=[_cookie(services, cookie)])
 
 
-@post("/staff/logout", media_type=MediaType.HTML)
+@post("/staff/logout", media_type=MediaType.HTML, status_code=303)
 async def logout(request: Request, services: NamedDependency[Services]) -> Redirect:
     await auth.close_session(services, request.cookies.get(auth.COOKIE))
     gone = _cookie(services, "", max_age=0)
     return Redirect("/staff/login", status_code=303, cookies=[gone])
 
 
-@get("/staff/intakes", media_type=MediaType.HTML)
+@get("/staff/intakes", media_type=MediaType.HTML, responses=_PAGE_ANSWERS)
 async def list_page(request: Request, services: NamedDependency[Services]) -> Response[bytes] | Redirect:
     return await _page(request, services, "list.html")
 
 
-@get("/staff/intakes/{token:str}", media_type=MediaType.HTML)
+@get("/staff/intakes/{token:str}", media_type=MediaType.HTML, responses=_PAGE_ANSWERS)
 async def detail_page(
     token: FromPath[str], request: Request, services: NamedDependency[Services]
 ) -> Response[bytes] | Redirect:
@@ -170,7 +198,7 @@ async def detail_page(
 # --- JSON for the pages -----------------------------------------------------------------------------
 
 
-@get("/staff/api/intakes")
+@get("/staff/api/intakes", responses=_API)
 async def list_intakes(request: Request, services: NamedDependency[Services]) -> list[StaffIntakeRow]:
     await _authorized(request, services)
     store = services.intakes
@@ -178,7 +206,7 @@ async def list_intakes(request: Request, services: NamedDependency[Services]) ->
     return [_row(services, r) for r in records if r is not None]
 
 
-@get("/staff/api/intakes/{token:str}")
+@get("/staff/api/intakes/{token:str}", responses={**_API, **problems(NotFound)})
 async def intake_detail(
     token: FromPath[str], request: Request, services: NamedDependency[Services]
 ) -> Response[StaffIntakeDetail]:
@@ -187,7 +215,7 @@ async def intake_detail(
     return Response(await _detail(services, record), headers={"Cache-Control": "no-store"})
 
 
-@post("/staff/api/intakes/{token:str}/takeover", status_code=200)
+@post("/staff/api/intakes/{token:str}/takeover", status_code=200, responses=_CHANGE)
 async def take_over(
     token: FromPath[str], request: Request, services: NamedDependency[Services]
 ) -> StaffIntakeDetail:
@@ -203,7 +231,7 @@ async def take_over(
     return await _detail(services, record)
 
 
-@post("/staff/api/intakes/{token:str}/messages", status_code=200)
+@post("/staff/api/intakes/{token:str}/messages", status_code=200, responses=_CHANGE)
 async def staff_message(
     token: FromPath[str], request: Request, services: NamedDependency[Services]
 ) -> StaffIntakeDetail:
@@ -225,7 +253,7 @@ async def staff_message(
     return await _detail(services, record)
 
 
-@post("/staff/api/intakes/{token:str}/rating", status_code=200)
+@post("/staff/api/intakes/{token:str}/rating", status_code=200, responses=_CHANGE)
 async def rate_summary(
     token: FromPath[str], request: Request, services: NamedDependency[Services]
 ) -> StaffIntakeDetail:
@@ -242,7 +270,7 @@ async def rate_summary(
     return await _detail(services, record)
 
 
-@get("/staff/api/deliveries/failed")
+@get("/staff/api/deliveries/failed", responses=_API)
 async def failed_deliveries(
     request: Request, services: NamedDependency[Services]
 ) -> Response[list[FailedDelivery]]:
@@ -268,7 +296,11 @@ async def failed_deliveries(
     return Response(rows, headers={"Cache-Control": "no-store"})
 
 
-@post("/staff/api/deliveries/{job_id:str}/retry", status_code=200)
+@post(
+    "/staff/api/deliveries/{job_id:str}/retry",
+    status_code=200,
+    responses={**_API, **problems(NotFound, Conflict)},
+)
 async def retry_delivery(
     job_id: FromPath[str], request: Request, services: NamedDependency[Services]
 ) -> RetriedDelivery:

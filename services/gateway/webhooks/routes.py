@@ -15,14 +15,28 @@ from litestar.di import NamedDependency
 from litestar.types import ControllerRouterHandler
 
 from services.gateway.container import Services
-from services.gateway.errors import BadRequest, IntakeError, PayloadTooLarge
+from services.gateway.errors import (
+    BadRequest,
+    Conflict,
+    IntakeError,
+    PayloadTooLarge,
+    TooManyRequests,
+    Unauthorized,
+    Unprocessable,
+    problems,
+)
 from services.gateway.metrics import WEBHOOKS
 from services.gateway.ratelimit import LIMIT
 from services.gateway.webhooks.handling import Ack, decode_envelope, handle_webhook
 from services.gateway.webhooks.signature import SIGNATURE_HEADER, verify_signature
 
 
-@post("/webhooks/calcom", status_code=200, opt={LIMIT: "webhook"})
+@post(
+    "/webhooks/calcom",
+    status_code=200,
+    opt={LIMIT: "webhook"},
+    responses=problems(BadRequest, Unauthorized, Conflict, PayloadTooLarge, Unprocessable, TooManyRequests),
+)
 async def calcom_webhook(request: Request, services: NamedDependency[Services]) -> Ack:
     try:
         body = await read_bounded(request, services.settings.max_webhook_bytes)
