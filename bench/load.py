@@ -52,6 +52,7 @@ RAISED_LIMITS = {  # per client: every simulated student shares 127.0.0.1
     "INTAKE_RATE_LIMIT_CHAT_PER_CLIENT": "1000000",
     "INTAKE_RATE_LIMIT_WEBHOOK_PER_CLIENT": "1000000",
 }
+CHECK_IN = "are you feeling okay"  # the interview's wellbeing question (lower case)
 FIRST_NAMES = ["Ana", "Ben", "Chen", "Dara", "Eli", "Farah", "Gus", "Hana", "Ivan", "Jo", "Kemal", "Lin"]
 
 
@@ -128,6 +129,7 @@ class Tally:
     statuses: Counter[int] = field(default_factory=Counter)
     sse_errors: Counter[str] = field(default_factory=Counter)
     silent_turns: int = 0  # a turn whose stream carried no reply text
+    check_ins: int = 0  # "are you feeling okay?" questions (the distress classifier's uncertain flag)
     outcomes: Counter[str] = field(default_factory=Counter)  # how each intake ended
     failures: list[str] = field(default_factory=list)
 
@@ -138,7 +140,7 @@ class Tally:
 
 async def sse(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str, dict[str, Any]]]:
     """(event, data) pairs of a ``text/event-stream`` body."""
-    event, data = "message", []
+    event, data = "message", list[str]()
     async for line in lines:
         if not line.strip():
             if data:
@@ -160,6 +162,7 @@ class Student:
         self.token = token
         self.lines = lines
         self.tally = tally
+        self.last_reply = ""
 
     async def run(self, think_s: float, rng: random.Random) -> str:
         page = await self.client.get(f"/i/{self.token}")
@@ -170,6 +173,9 @@ class Student:
         status = "active"
         for line in self.lines:
             status = await self.turn(line)
+            if status == "active" and CHECK_IN in self.last_reply.lower():
+                self.tally.check_ins += 1  # answered as a student who is fine would, then on with the script
+                status = await self.turn("Yes, I'm okay, just a bit stressed about this assignment.")
             if status != "active":
                 return status
             await asyncio.sleep(think_s * rng.uniform(0.5, 1.5))
@@ -196,14 +202,17 @@ class Student:
     async def _read_turn(self, response: httpx.Response, started: float) -> str:
         first: float | None = None
         status = "no_done"
+        reply = []
         async for event, data in sse(response.aiter_lines()):
-            if event == "token" and first is None and data.get("text"):
-                first = time.perf_counter() - started
+            if event == "token" and data.get("text"):
+                reply.append(str(data["text"]))
+                first = first if first is not None else time.perf_counter() - started
             elif event == "error":
                 self.tally.sse_errors[str(data.get("code"))] += 1
             elif event == "done":
                 status = str(data.get("status"))
         self.tally.turn_s.append(time.perf_counter() - started)
+        self.last_reply = "".join(reply)
         if first is None:
             self.tally.silent_turns += 1
         else:
@@ -255,7 +264,7 @@ async def book(client: httpx.AsyncClient, target: Target, course: Course, n: int
         token = await r.get(f"intake:booking:{uid}")
     if not token:
         raise RuntimeError(f"booking {uid} made no intake: {response.text}")
-    return token.decode()
+    return token.decode() if isinstance(token, bytes) else str(token)
 
 
 async def students(target: Target, count: int, think_s: float, seed: int) -> tuple[Tally, float]:
@@ -380,7 +389,7 @@ def describe(label: str, tally: Tally, wall_s: float, students: int) -> dict[str
         f"{label}: {students} students, {sum(tally.outcomes.values())} finished in {wall_s:.0f}s "
         f"({dict(tally.outcomes)}); turns {len(tally.turn_s)}; first token p50 {first['p50']}s "
         f"p95 {first['p95']}s; turn p50 {turn['p50']}s p95 {turn['p95']}s; HTTP {dict(tally.statuses)}; "
-        f"SSE errors {dict(tally.sse_errors)}; silent turns {tally.silent_turns}",
+        f"SSE errors {dict(tally.sse_errors)}; silent {tally.silent_turns}; check-ins {tally.check_ins}",
         flush=True,
     )
     for failure in tally.failures[:10]:
@@ -396,6 +405,7 @@ def describe(label: str, tally: Tally, wall_s: float, students: int) -> dict[str
         "sse_errors": sum(tally.sse_errors.values()),
         "sse_error_codes": dict(tally.sse_errors),
         "silent_turns": tally.silent_turns,
+        "check_ins": tally.check_ins,
         "http": {str(k): v for k, v in sorted(tally.statuses.items())},
     }
 
