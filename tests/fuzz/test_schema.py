@@ -13,6 +13,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
+import requests
 
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402  (after the skip: a dev dependency)
@@ -20,13 +21,14 @@ from hypothesis import strategies as st  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
 from schemathesis.specs.openapi.checks import status_code_conformance  # noqa: E402
 
-from tests.fuzz.conftest import FuzzGateway  # noqa: E402
+from tests.fuzz.conftest import STAFF_PASSWORD, FuzzGateway  # noqa: E402
 
 
 def fuzz_schema(gateway: FuzzGateway, examples: int) -> tuple[Counter[str], list[str]]:
     """Every operation of the published schema, ``examples`` generated requests each; the statuses seen
     (``METHOD path status``) and every failed check (with the request that failed it)."""
     tokens = [gateway.new_intake(n) for n in range(3)]
+    staff = _staff_session(gateway)
     schema = schemathesis.openapi.from_url(f"{gateway.url}/schema")
     seen: Counter[str] = Counter()
     failures: list[str] = []
@@ -43,9 +45,11 @@ def fuzz_schema(gateway: FuzzGateway, examples: int) -> tuple[Counter[str], list
         def call(case: Any, real: bool, pick: str) -> None:
             if real and case.path_parameters and "token" in case.path_parameters:
                 case.path_parameters["token"] = pick
+            logged_in = real and case.path.startswith("/staff/") and case.path != "/staff/logout"
+            as_staff = {"session": staff} if logged_in else {}
             try:
                 response = case.call_and_validate(
-                    checks=[_no_server_error, status_code_conformance], timeout=60
+                    checks=[_no_server_error, status_code_conformance], timeout=60, **as_staff
                 )
                 seen[f"{case.method.upper()} {case.path} {response.status_code}"] += 1
             except (AssertionError, BaseExceptionGroup) as exc:  # schemathesis' failures: report them all
@@ -53,6 +57,16 @@ def fuzz_schema(gateway: FuzzGateway, examples: int) -> tuple[Counter[str], list
 
         call()
     return seen, failures
+
+
+def _staff_session(gateway: FuzzGateway) -> requests.Session:
+    """A logged-in staff member, so half the staff requests get past the login (never used to log out)."""
+    session = requests.Session()
+    response = session.post(
+        f"{gateway.url}/staff/login", data={"password": STAFF_PASSWORD}, allow_redirects=False, timeout=30
+    )
+    assert response.status_code == 303, response.text
+    return session
 
 
 def _no_server_error(ctx: Any, response: Any, case: Any) -> bool | None:
