@@ -197,6 +197,24 @@ def assignments_named(said_text: str, course: Course) -> set[str]:
     return found
 
 
+def topic_of_source(course: Course, source: str, title: str = "") -> str | None:
+    """The topic a course file is about, by its file name and title ("notes/lists-and-dictionaries.md" ->
+    "lists-dicts"); None for files about no single topic (a syllabus, an assignment sheet)."""
+    if any(a.file == source for a in course.assignments):
+        return None
+    stem = source.rsplit("/", 1)[-1].rsplit(".", 1)[0].replace("-", " ").replace("_", " ")
+    said = content_words(f"{stem} {title}")
+    overlap = {
+        t.id: len(said & content_words(f"{t.id.replace('-', ' ')} {t.title} {' '.join(t.keywords[:6])}"))
+        for t in course.topics
+    }
+    ranked = sorted(overlap.values(), reverse=True)
+    best = max(overlap, key=lambda k: overlap[k]) if overlap else None
+    if best is None or ranked[0] == 0 or (len(ranked) > 1 and ranked[0] == ranked[1]):
+        return None
+    return best
+
+
 def mentions_course(course: Course, text: str) -> bool:
     """Whether a message touches the course at all (used to avoid calling course talk "off-topic")."""
     if match_assignment(course, text) or any(v >= 1.0 for v in topic_scores(course, [text]).values()):

@@ -43,6 +43,7 @@ SLOT_ORDER: tuple[str, ...] = (
 MAX_ASKS_PER_SLOT = 2
 VAGUE_WORDS = 4  # a stuck point with fewer content words than this gets one more, more specific ask
 _FACT_CHARS = 600
+SECTION_TOPIC_WEIGHT = 2.5  # course packs keep one notes file per topic, and retrieval found that file
 
 
 class Decision(msgspec.Struct, frozen=True):
@@ -171,17 +172,17 @@ def _topic(facts: Facts, course: Course) -> str | None:
         for topic_id in assignment.topics:
             if scores.get(topic_id, 0.0) > 0:
                 scores[topic_id] += 0.75
-    if facts.section:
-        for topic in course.topics:
-            if content_words(topic.title) & content_words(f"{facts.section.title} {facts.section.heading}"):
-                scores[topic.id] = scores.get(topic.id, 0.0) + 0.5
+    if facts.section and (
+        owner := matching.topic_of_source(course, facts.section.source, facts.section.title)
+    ):
+        scores[owner] = scores.get(owner, 0.0) + SECTION_TOPIC_WEIGHT  # the notes the stuck point matched
     best = matching.best_of(scores, floor=1.0, margin=0.25)
     if best:
         return best
     if assignment and assignment.topics:
         own = {t: scores.get(t, 0.0) for t in assignment.topics}
         return max(own, key=lambda t: own[t])
-    return max(scores, key=lambda t: scores[t]) if scores and max(scores.values()) >= 1.0 else facts.topic
+    return max(scores, key=lambda t: scores[t]) if scores and max(scores.values()) > 0 else facts.topic
 
 
 # ---------------------------------------------------------------- deciding

@@ -163,7 +163,9 @@ def _guard(
         return ruled
     flagged = understanding.flagged if understanding else frozenset()
     sure = understanding.sure if understanding else frozenset()
-    if answering == "wellbeing":  # the student was asked directly: their answer decides, the rules still apply
+    if (
+        answering == "wellbeing"
+    ):  # the student was asked directly: their answer decides, the rules still apply
         if _NOT_OK.match(text) or not text.strip() or is_non_answer(text):
             return guardrails.Verdict("distress", "check_in_answer")
         if _OK.match(text) or "distress" not in sure:
@@ -336,8 +338,13 @@ def _clause_scores(course: Course, sentence: str) -> dict[str, float]:
 
 
 def _topic_evidence(course: Course, labelled: Sequence[tuple[str, str]], heard: Heard) -> dict[str, float]:
-    about = [s for k, s in labelled if k not in {"attempts", "goal", "deadline"}]
+    """What the stuck point is about; answers to a course question (an error message, a failing test) and
+    background count half: they name the tools more than the topic."""
+    about = [s for k, s in labelled if k in {"stuck_on", "assignment"}]
+    aside = [s for k, s in labelled if k == "context" or k.startswith("q:")]
     evidence = matching.topic_scores(course, about) if about else {}
+    for topic_id, score in (matching.topic_scores(course, aside) if aside else {}).items():
+        evidence[topic_id] = evidence.get(topic_id, 0.0) + score / 2
     if heard.similarity and about:
         for topic_id, cosine in heard.similarity.topics.items():
             evidence[topic_id] = evidence.get(topic_id, 0.0) + 4.0 * max(0.0, cosine - 0.3)

@@ -85,3 +85,15 @@ def test_stopword_and_abbreviation_keywords_do_not_fire_on_ordinary_words() -> N
     assert matching.match_topic(course, ["the teacher wrote CS next to my sentence"]) == "sentences"
     assert matching.match_topic(course, ["I am not sure about articles"]) == "articles"
     assert matching.match_topic(course, ["my thesis is not arguable"]) == "thesis"
+
+
+def test_a_notes_file_belongs_to_the_topic_its_name_says() -> None:
+    """ "notes/regression.md" is the regression topic's file; a sheet or a syllabus belongs to no topic."""
+    course = make_course()
+    assert matching.topic_of_source(course, "notes/regression.md", "Linear regression") == "regression"
+    assert matching.topic_of_source(course, "notes/p-values.md", "P-values and significance") == (
+        "hypothesis-testing"
+    )
+    assert matching.topic_of_source(course, "syllabus.md", "Syllabus") is None
+    sheet = next(a.file for a in course.assignments if a.file)
+    assert matching.topic_of_source(course, sheet, "Problem Set 3") is None
