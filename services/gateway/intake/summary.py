@@ -126,7 +126,7 @@ def issue_text(state: InterviewState, course: Course, booking: Booking, status: 
     """2–4 sentences for the professor: who and what, where exactly they are stuck, what they tried."""
     facts = state.facts
     name = first_name(booking.student.name) or "The student"
-    stuck = stuck_sentences(facts, course)
+    stuck = stuck_sentences(facts, course, limit=3)
     if status == "no_intake" or (not state.turn and not facts.stuck_on):
         first = f"{name} did not complete the intake chat before the meeting."
         known = (
@@ -141,12 +141,14 @@ def issue_text(state: InterviewState, course: Course, booking: Booking, status: 
     elif status == "partial":
         answers = f"{state.turn} answer" + ("" if state.turn == 1 else "s")
         chosen["note"] = f"The intake chat was not finished ({answers})."
+    # the student's own details carry their key terms; what they tried has its own field
+    for key, sentence in zip(("stuck2", "stuck3"), stuck[1:], strict=False):
+        if len(chosen) < 4:
+            chosen[key] = sentence
     tried = _tried_sentence(facts, course)
     if tried and len(chosen) < 4:
         chosen["tried"] = tried
-    if len(stuck) > 1 and len(chosen) < 4:
-        chosen["stuck2"] = stuck[1]
-    order = ("about", "stuck", "stuck2", "tried", "note")
+    order = ("about", "stuck", "stuck2", "stuck3", "tried", "note")
     return " ".join(chosen[k] for k in order if k in chosen)
 
 
@@ -187,7 +189,8 @@ def stuck_sentences(facts: Facts, course: Course, limit: int = 2) -> list[str]:
     exact words matter to the professor.
     """
     named = _assignment_words(facts, course)
-    pool = [s for s in clean_sentences(facts.stuck_on or facts.example) if informative(s) - named]
+    said = " ".join(x for x in (facts.stuck_on, facts.example) if x)
+    pool = [s for s in dict.fromkeys(clean_sentences(said)) if informative(s) - named]
     if not pool:
         return []
     focus = _course_terms(course)
