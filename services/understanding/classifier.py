@@ -43,6 +43,34 @@ MAX_SENTENCES = (
 NGRAMS = (2, 4)
 _SPACES = re.compile(r"\s\s+")
 _WORD = re.compile(r"[A-Za-z]{5,}")
+# Contractions typed without the apostrophe ("im", "cant", "dont"): the encoder reads "im" and "i'm" as
+# different words, so texting style would move a message away from its meaning.
+_CONTRACTIONS = {
+    "im": "I'm",
+    "ive": "I've",
+    "dont": "don't",
+    "cant": "can't",
+    "wont": "won't",
+    "didnt": "didn't",
+    "doesnt": "doesn't",
+    "isnt": "isn't",
+    "wasnt": "wasn't",
+    "arent": "aren't",
+    "havent": "haven't",
+    "hasnt": "hasn't",
+    "wouldnt": "wouldn't",
+    "couldnt": "couldn't",
+    "shouldnt": "shouldn't",
+    "youre": "you're",
+    "theyre": "they're",
+    "thats": "that's",
+    "whats": "what's",
+    "theres": "there's",
+    "wanna": "want to",
+    "gonna": "going to",
+    "idk": "I don't know",
+}
+_CONTRACTION = re.compile(r"\b(" + "|".join(_CONTRACTIONS) + r")\b", re.IGNORECASE)
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 
@@ -115,6 +143,7 @@ class Spelling:
         self.rank = {w: i for w, i in vocabulary.items() if w.isascii() and w.isalpha()}
 
     def correct(self, text: str) -> str:
+        text = _CONTRACTION.sub(lambda m: _CONTRACTIONS[m.group(0).lower()], text)
         return _WORD.sub(lambda m: self._word(m.group(0)), text)
 
     @lru_cache(maxsize=65536)  # noqa: B019 - one instance per process

@@ -198,3 +198,12 @@ def test_an_empty_message_embeds_nothing() -> None:
     embedder = CountingEmbedder()
     result = MessageClassifier.load(embedder=embedder).understand("  \n ")
     assert (embedder.calls, result.sentences, result.flagged) == ([], (), frozenset())
+
+
+def test_contractions_typed_without_apostrophes_are_restored() -> None:
+    """Texting style ("im", "cant", "idk") reads like the written form before either view sees it;
+    a lone letter such as the "u" of a u-substitution is left alone."""
+    from services.understanding.classifier import load_spelling
+
+    fixed = load_spelling().correct("im fine, i just cant get the u substitution, idk")
+    assert fixed == "I'm fine, i just can't get the u substitution, I don't know"
