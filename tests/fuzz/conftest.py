@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,9 @@ class FuzzGateway:
 
     def new_intake(self, n: int) -> str:
         """A real intake (signed booking), so fuzzed chat requests can reach past the token lookup."""
-        payload = harness.booking(f"fuzz-{n}-{os.getpid()}", 90_000 + n, harness.student(f"fuzz{n}"))
+        payload = harness.booking(
+            f"fuzz-{n}-{uuid.uuid4().hex[:12]}", 90_000 + n, harness.student(f"fuzz{n}")
+        )
         return harness.book(self.url, self.redis_url, payload)
 
 
