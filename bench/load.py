@@ -29,6 +29,7 @@ import random
 import secrets
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 import uuid
@@ -470,6 +471,7 @@ async def ingest(env: dict[str, str], target: Target, options: argparse.Namespac
         health_rate, health_statuses = await flood(target.url, health, options.connections)
         prepared = list(deliveries(target, options.deliveries))
         rate, statuses = await flood(target.url, prepared, options.connections)
+        proxied = await _through_proxy(env, target, options) if options.proxy else {}
     finally:
         stack_cli.ctl(env, "start", "worker")
     print(
@@ -482,9 +484,76 @@ async def ingest(env: dict[str, str], target: Target, options: argparse.Namespac
         "connections": options.connections,
         "per_s": round(rate),
         "statuses": {str(k): v for k, v in sorted(statuses.items())},
-        "server_errors": sum(n for s, n in statuses.items() if s >= 500),
+        "server_errors": sum(n for s, n in statuses.items() if s >= 500) + proxied.get("server_errors", 0),
         "healthz_per_s": round(health_rate),
+        **({"two_gateways_behind_haproxy": proxied} if proxied else {}),
     }
+
+
+async def _through_proxy(env: dict[str, str], target: Target, options: argparse.Namespace) -> dict[str, Any]:
+    """The same flood through HAProxy (``config/haproxy.cfg``) over the stack's gateway and a second one."""
+    with gateways_behind_proxy(env) as url:
+        rate, statuses = await flood(
+            url, list(deliveries(Target(url, *_rest(target)), options.deliveries)), options.connections
+        )
+    print(f"ingest through HAProxy, two gateways: {rate:.0f}/s {dict(statuses)}", flush=True)
+    return {
+        "per_s": round(rate),
+        "statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "server_errors": sum(n for s, n in statuses.items() if s >= 500),
+    }
+
+
+def _rest(target: Target) -> tuple[str, str, list[Course]]:
+    return target.secret, target.redis_url, target.courses
+
+
+@contextlib.contextmanager
+def gateways_behind_proxy(env: dict[str, str]) -> Iterator[str]:
+    """A second gateway on the stack's Redis and HAProxy in front of both; the proxy's URL."""
+    haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    if not Path(haproxy).exists():
+        raise SystemExit("--proxy needs HAProxy: `make proxy` installs Debian's")
+    port, proxy, spare = stack_cli.free_port(), stack_cli.free_port(), stack_cli.free_port()
+    inference = f"127.0.0.1:{env['INTAKE_INFERENCE_PORT']}"
+    proxy_env = {
+        **env,
+        "INTAKE_PROXY_BIND": f"127.0.0.1:{proxy}",
+        "INTAKE_PROXY_INFERENCE_BIND": f"127.0.0.1:{spare}",
+        "INTAKE_GATEWAY_1": f"127.0.0.1:{env['INTAKE_PORT']}",
+        "INTAKE_GATEWAY_2": f"127.0.0.1:{port}",
+        "INTAKE_INFERENCE_1": inference,
+        "INTAKE_INFERENCE_2": inference,
+    }
+    gateway = subprocess.Popen(
+        [sys.executable, "-m", "services.gateway.app"],
+        env={**env, "INTAKE_PORT": str(port)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    balancer = subprocess.Popen(
+        [haproxy, "-db", "-f", str(REPO_ROOT / "config" / "haproxy.cfg")],
+        env=proxy_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not _answers(f"http://127.0.0.1:{port}/healthz") and time.monotonic() < deadline:
+            time.sleep(0.5)
+        time.sleep(3)  # HAProxy puts a server in after two passed checks a second apart
+        yield f"http://127.0.0.1:{proxy}"
+    finally:
+        for proc in (balancer, gateway):
+            proc.terminate()
+            proc.wait(30)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def _cpus() -> int:
@@ -502,6 +571,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deliveries", type=int, default=3000)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--no-peer", dest="peer", action="store_false", help="skip the one-student run")
+    parser.add_argument("--proxy", action="store_true", help="ingest also through HAProxy over two gateways")
     parser.add_argument("--corpus", type=Path, default=REPO_ROOT / "corpus")
     parser.add_argument("--data", type=Path, default=DATA / "bench" / "load", help="the stack's data folder")
     parser.add_argument("--seed", type=int, default=7)
