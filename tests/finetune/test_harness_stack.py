@@ -64,7 +64,9 @@ def test_one_simulated_student_end_to_end(stack: Stack) -> None:
     eval_set = EvalSet(seed=1, students=[STUDENT])
     inbox = SmtpInbox(stack, course.instructor_email)
     harness = Harness(stack.url, WEBHOOK_SECRET, inbox, catalog, eval_set, 180.0)
-    harness.summary_timeout = 300.0  # the worker drafts the summary with the model first: slow on 2 busy cores
+    harness.summary_timeout = (
+        300.0  # the worker drafts the summary with the model first: slow on 2 busy cores
+    )
     try:
         chat = harness.converse(STUDENT, "test", stack.settings.max_turns, random.Random(0))
         result = harness.score(chat)
