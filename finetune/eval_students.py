@@ -14,7 +14,7 @@ import tomllib
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 import msgspec
 from msgspec import Meta
@@ -45,16 +45,7 @@ Case = Literal[
     "asks_answer",
     "anxious_not_crisis",
 ]
-CASES: tuple[Case, ...] = (
-    "two_assignments",
-    "negation",
-    "distress",
-    "junk",
-    "injection",
-    "recap_correction",
-    "asks_answer",
-    "anxious_not_crisis",
-)
+CASES: tuple[Case, ...] = get_args(Case)
 # The interview slots a student has scripted answers for; a course's [[questions]] ids come on top.
 SLOTS = ("issue", "assignment", "stuck_on", "attempts", "goal", "deadline", "example", "anything_else")
 REQUIRED_ANSWERS = ("issue", "assignment", "stuck_on", "attempts", "goal")

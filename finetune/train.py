@@ -11,7 +11,7 @@ base, so nothing is de-quantized). Serve it with ``INTAKE_MODEL=<data_dir>/model
 run``, or serve the unfused adapter with ``INTAKE_ADAPTER_PATH=<data_dir>/finetune/adapters``.
 
 On Linux the process re-executes itself once with OpenBLAS preloaded and one BLAS thread: MLX's CPU
-matmul is an order of magnitude faster that way (DESIGN.md).
+matmul is an order of magnitude faster that way (measured: see the README's section on the embedded model).
 
 Usage: ``python -m finetune.train [--iters N] [--no-fuse] [--data-dir DIR]``
 """

@@ -20,7 +20,7 @@ from services.settings import REPO_ROOT, Settings, load_settings
 # The fine-tuned interviewer ``make finetune`` writes and the repository commits: served by default.
 COMMITTED_ADAPTER = REPO_ROOT / "finetune" / "adapter"
 
-# Debian's libopenblas0-pthread: MLX's CPU matmul is ~13x faster with it preloaded (see DESIGN.md).
+# Debian's libopenblas0-pthread: MLX's CPU matmul is ~13x faster with it preloaded (README).
 OPENBLAS_PATHS = (
     "/usr/lib/x86_64-linux-gnu/libopenblas.so.0",
     "/usr/lib/aarch64-linux-gnu/libopenblas.so.0",

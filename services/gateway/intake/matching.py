@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 
 from services.coursepack import Assignment, Course
 from services.gateway.intake.text import (
@@ -66,7 +67,15 @@ def labels(text: str) -> set[tuple[str, int]]:
 def _keyword_weights(
     items: Sequence[tuple[str, list[str]]],
 ) -> dict[str, list[tuple[tuple[str, ...], float]]]:
-    """Per item: (phrase stems, weight). Multi-word phrases weigh more; words shared by items weigh less."""
+    """Per item: (phrase stems, weight), computed once per course (every sentence of every turn asks)."""
+    return _weights_of(tuple((key, tuple(texts)) for key, texts in items))
+
+
+@lru_cache(maxsize=64)
+def _weights_of(
+    items: tuple[tuple[str, tuple[str, ...]], ...],
+) -> dict[str, list[tuple[tuple[str, ...], float]]]:
+    """Multi-word phrases weigh more; words shared by items weigh less. Callers must not mutate the result."""
     phrases: dict[str, list[tuple[str, ...]]] = {}
     for key, texts in items:
         seen: list[tuple[str, ...]] = []

@@ -1,6 +1,6 @@
 """Wire and storage shapes of an intake: the Redis record, chat messages, SSE events and summary v1.
 
-These are public contracts (DESIGN.md): change them only with a migration note in the README.
+These are public contracts (README, "Contracts"): change them only with a migration note there.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from services.gateway.ports import CourseSimilarity, Passage
 
 if TYPE_CHECKING:
     from services.understanding.classifier import MessageUnderstanding
-from services.gateway.intake.text import clip, content_words, is_confused, is_non_answer, sentences
+from services.gateway.intake.text import STUCK_CUE, clip, content_words, is_confused, is_non_answer, sentences
 
 SentenceSlot = str  # stuck_on | attempts | goal | deadline | assignment | context | junk
 _CLASSIFIER_TRUST = 0.55  # below this the pending question decides what a sentence answers
@@ -252,14 +252,6 @@ def _clauses(sentence: str) -> list[str]:
     return [c.strip() for c in _CLAUSE_BREAK.split(sentence) if c and c.strip()]
 
 
-_STUCK_CUE = re.compile(
-    r"\b(?:stuck|confus\w*|don'?t (?:understand|get|know (?:how|why|when|which|what|whether))|"
-    r"do not (?:understand|get)|never know|can'?t (?:figure|tell|see|get)|struggl\w*|lost on|"
-    r"(?:keeps?|keep) (?:getting|failing|coming out)|doesn'?t (?:work|make sense)|which (?:rule|formula|one) do i)\b",
-    re.I,
-)
-
-
 def _cued(sentence: str, default: str) -> str:
     """The slot a cue phrase gives a sentence volunteered while answering something else."""
     if default not in {"attempts"} and _ATTEMPT_CUE.search(sentence) and not _GOAL_CUE.search(sentence):
@@ -267,7 +259,7 @@ def _cued(sentence: str, default: str) -> str:
     if default not in {"goal"} and _GOAL_CUE.search(sentence):
         return "goal"
     if default in {"deadline", "context", "assignment", "goal"} and (
-        _STUCK_CUE.search(sentence) or (sentence.endswith("?") and len(sentence.split()) >= 6)
+        STUCK_CUE.search(sentence) or (sentence.endswith("?") and len(sentence.split()) >= 6)
     ):
         return "stuck_on"  # the real question, said while answering something else
     return default

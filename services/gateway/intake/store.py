@@ -110,18 +110,17 @@ class IntakeStore:
         With ``expect`` the write happens only if nobody wrote since that version was read (False if
         someone did); without it the write is unconditional.
         """
-        record.updated_at = now_iso()
-        start = parse_time(record.booking.start_time).timestamp()
-        args: list[bytes | str | int | float] = [
-            msgspec.json.encode(record),
-            record.token,
-            self._ttl_seconds(record),
-            start,
-        ]
+        args = self._script_args(record)
         version = await self._save(
             keys=self._keys(record), args=[*args, "" if expect is None else str(expect)]
         )
         return int(version) > 0
+
+    def _script_args(self, record: IntakeRecord) -> list[bytes | str | int | float]:
+        """What the save and create scripts take: the record (stamped now), its token, TTL and start."""
+        record.updated_at = now_iso()
+        start = parse_time(record.booking.start_time).timestamp()
+        return [msgspec.json.encode(record), record.token, self._ttl_seconds(record), start]
 
     async def update(self, token: str, apply: Callable[[IntakeRecord], bool | None]) -> IntakeRecord | None:
         """Read, change with ``apply`` and write back, again on the fresh record if someone wrote meanwhile.
@@ -143,15 +142,7 @@ class IntakeStore:
         The new intake is marked *setup pending* in the same step; ``setup_done`` clears the mark once its
         jobs are queued, and ``pending_setups`` finds intakes whose setup was interrupted.
         """
-        record.updated_at = now_iso()
-        start = parse_time(record.booking.start_time).timestamp()
-        args: list[bytes | str | int | float] = [
-            msgspec.json.encode(record),
-            record.token,
-            self._ttl_seconds(record),
-            start,
-            time.time(),
-        ]
+        args = [*self._script_args(record), time.time()]
         token = _text(cast(bytes, await self._create(keys=[*self._keys(record), _SETUP], args=args)))
         return token, token == record.token
 

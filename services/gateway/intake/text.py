@@ -317,6 +317,13 @@ _NOTHING_MORE = re.compile(
     r"(?:i )?think (?:that'?s|so)(?: it| all)?|for now|really|:\)|!+))*\W*$",
     re.I,
 )
+# Phrases that say where a student is stuck (used to file a sentence and to pick the telling one).
+STUCK_CUE = re.compile(
+    r"\b(?:stuck|confus\w*|don'?t (?:understand|get|know (?:how|why|when|which|what|whether))|"
+    r"do not (?:understand|get)|never know|can'?t (?:figure|tell|see|get)|struggl\w*|lost on|"
+    r"(?:keeps?|keep) (?:getting|failing|coming out)|doesn'?t (?:work|make sense)|which (?:rule|formula|one) do i)\b",
+    re.I,
+)
 _CONFUSED = re.compile(
     r"\b(?:what do you mean|what does that mean|i don'?t understand (?:the|your) question|"
     r"what are you asking|can you (?:explain|rephrase)|huh\??$|meaning\?$)",

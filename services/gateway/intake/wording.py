@@ -78,7 +78,7 @@ def question(
             asked if variant == 0 else "No problem if you're unsure: what do you see on your side, roughly?"
         )
     if slot == "recap":
-        return recap(course, facts, today, again=variant > 0)
+        return recap(course, facts, today)
     choices = [a.title for a in upcoming_assignments(course, today)]
     templates: dict[str, tuple[str, str]] = {
         "issue": (
@@ -197,7 +197,9 @@ def second_person(text: str) -> str:
     return out
 
 
-_STUCK_CUE = re.compile(
+# Words that make a sentence the telling one to say back (broader than the reading's stuck cue: "wrong",
+# "error" and "problem" mark the sentence worth repeating, not which slot it fills).
+_TELLING = re.compile(
     r"\b(?:stuck|confus\w*|don'?t (?:understand|get)|can'?t|cannot|wrong|error|fails?|problem|trouble|hard|lost)\b",
     re.I,
 )
@@ -208,12 +210,12 @@ def _short(text: str | None, limit: int = 110) -> str | None:
     if not text:
         return None
     parts = sentences(text) or [text]
-    first = max(parts, key=lambda s: (bool(_STUCK_CUE.search(s)), min(len(s.split()), 18)))
+    first = max(parts, key=lambda s: (bool(_TELLING.search(s)), min(len(s.split()), 18)))
     first = re.sub(r"^(?:so|well|um+|uh+|ok(?:ay)?|yeah|basically|honestly|like)[, ]+", "", first, flags=re.I)
     return clip(second_person(first.rstrip(".!")), limit)
 
 
-def recap(course: Course, facts: Facts, today: dt.date, *, again: bool = False) -> str:
+def recap(course: Course, facts: Facts, today: dt.date) -> str:
     """A plain-language recap for the student (never the professor-only fields), ending in one question."""
     parts = []
     assignment = course.assignment(facts.assignment) if facts.assignment else None
@@ -227,8 +229,7 @@ def recap(course: Course, facts: Facts, today: dt.date, *, again: bool = False) 
     if goal := _short(facts.goal, 90):
         parts.append(f"from the meeting: {goal}")
     body = "; ".join(parts) if parts else "you'd like help in the meeting"
-    lead = "Here's the updated recap" if again else f"Here's what I'll pass on to {course.instructor_name}"
-    return f"{lead}: {body}. {RECAP_CUE}, or is there something to fix?"
+    return f"Here's what I'll pass on to {course.instructor_name}: {body}. {RECAP_CUE}, or is there something to fix?"
 
 
 def check_in(course: Course) -> str:

@@ -1,7 +1,7 @@
 """The student chat API and page through the real app, on a real Redis; the model is scripted.
 
 The interview logic itself is pinned in test_interview.py; here we pin what the HTTP contract promises
-(DESIGN.md): status codes, the event stream's shape, replay of a retried turn, and what is stored.
+(the README's "Contracts" section): status codes, the event stream's shape, replay of a retried turn, and what is stored.
 """
 
 from __future__ import annotations
