@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -140,28 +140,57 @@ def score_intake(
 
 
 def _conversation(messages: Sequence[ChatMessage]) -> tuple[bool, str]:
+    problems = conversation_problems(messages)
+    turns = bot_turns(messages)
+    note = "; ".join(text for _, text in problems)
+    return not problems, note or f"{turns} bot turns, one question each, nothing repeated"
+
+
+def bot_turns(messages: Sequence[ChatMessage]) -> int:
+    """Bot messages after the student's first one (the greeting does not count)."""
     first_student = next((i for i, m in enumerate(messages) if m.role == "student"), len(messages))
-    turns = sum(1 for m in messages[first_student:] if m.role == "assistant")
-    bot = [m.text for m in messages if m.role == "assistant"]
-    many = [t for t in bot if sum(s.endswith("?") for s in sentences(t)) > 1]
+    return sum(1 for m in messages[first_student:] if m.role == "assistant")
+
+
+def several_questions(text: str) -> bool:
+    """More than one sentence of the message ends with a question mark."""
+    return sum(s.endswith("?") for s in sentences(text)) > 1
+
+
+def repeated_sentences(bot: Sequence[str]) -> list[tuple[int, str]]:
+    """(index of the bot message, sentence) for each sentence of three or more words shown before
+    (the recap excepted: after a correction it may be shown, and asked, once more by contract)."""
     seen: set[str] = set()
-    repeated: list[str] = []
-    for text in bot:
+    repeated: list[tuple[int, str]] = []
+    for index, text in enumerate(bot):
         for sentence in sentences(text):
             key = " ".join(tokens(sentence))
             if is_recap(sentence):
-                continue  # after a correction the recap may be shown (and asked) once more, by contract
+                continue
             if len(key.split()) >= 3 and key in seen:
-                repeated.append(sentence)
+                repeated.append((index, sentence))
             seen.add(key)
+    return repeated
+
+
+def conversation_problems(messages: Sequence[ChatMessage]) -> list[tuple[str, str]]:
+    """The conversation point's problems as (key, note): turn count, several questions, a repeat."""
+    turns = bot_turns(messages)
+    bot = [m.text for m in messages if m.role == "assistant"]
+    many = [t for t in bot if several_questions(t)]
+    repeated = repeated_sentences(bot)
     problems = []
     if not MIN_BOT_TURNS <= turns <= MAX_BOT_TURNS:
-        problems.append(f"{turns} bot turns after the greeting (want {MIN_BOT_TURNS}-{MAX_BOT_TURNS})")
+        problems.append(
+            ("turn_count", f"{turns} bot turns after the greeting (want {MIN_BOT_TURNS}-{MAX_BOT_TURNS})")
+        )
     if many:
-        problems.append(f"{len(many)} message(s) with several questions: {many[0][:80]!r}")
+        problems.append(
+            ("several_questions", f"{len(many)} message(s) with several questions: {many[0][:80]!r}")
+        )
     if repeated:
-        problems.append(f"repeated sentence: {repeated[0][:80]!r}")
-    return not problems, "; ".join(problems) or f"{turns} bot turns, one question each, nothing repeated"
+        problems.append(("repeated_sentence", f"repeated sentence: {repeated[0][1][:80]!r}"))
+    return problems
 
 
 # ---------------------------------------------------------------- accuracy
@@ -426,3 +455,219 @@ def report(rows: Sequence[Row]) -> Report:
 
 def _mean(values: Sequence[float]) -> float:
     return round(sum(values) / len(values), 3) if values else 0.0
+
+
+# ---------------------------------------------------------------- live intakes (no ground truth)
+
+# The gateway assesses every finished intake with the checks above that need no ground truth: one
+# question per message, nothing repeated, nothing solved, nothing leaked, the turn count, and two that only
+# make sense live: relevance (a question is about the course or what the student said) and grounding (the
+# summary's student fields say what the student said). Bump the version whenever a live check changes:
+# averages are kept per version, so a change of rubric never reads as a change of model.
+RUBRIC_VERSION = "live-1"
+Severity = Literal["minor", "major", "critical"]
+Kind = Literal["interaction", "multi_turn", "session_summary"]
+_PENALTY: dict[Severity, float] = {"minor": 0.25, "major": 0.5, "critical": 1.0}
+GROUNDED_FIELDS = ("issue_description", "student_attempts", "student_goal")
+# Words an interview question or a composed summary uses whatever the course ("What have you tried?",
+# "They are stuck on ..."): they neither make a question relevant nor a summary sentence unfounded.
+_INTERVIEW_WORDS = """tri try trying attempt stuck hard hardest part trouble problem issue help goal leave
+meeting understand understood better due deadline when date exam test quiz assignment homework lab project
+essay paper draft question error message example step part point work working right fix wrong start
+thing clear clearer exact exactly which where sure confus confusing feel going say said word words mean
+meant pass send summary look read prepare professor instructor picture anything else tell more detail
+detail specific specifically figure topic concept idea lecture note notes reading section chapter code
+output expect expected result answer know thank thanks wait back get got give need needs want wants would
+like stat stated intake chat first last next today tomorrow week monday tuesday wednesday thursday friday
+stopped early seemed distress because saturday sunday january february march april may june july august september october november december
+"""
+_GENERIC = content_stems(_INTERVIEW_WORDS)
+
+
+class Finding(msgspec.Struct, frozen=True, kw_only=True):
+    """One thing wrong, with a stable key (averaged and counted) and a note for the staff page."""
+
+    key: str
+    message: str
+    severity: Severity
+
+
+class Judgement(msgspec.Struct, frozen=True, kw_only=True):
+    """One assessment of a live intake: a bot message, the whole conversation, or the summary."""
+
+    kind: Kind
+    score: float  # 0-1: 1 minus the findings' penalties (minor 0.25, major 0.5, critical 1)
+    explanation: str
+    errors: list[Finding] = []
+    turn: int | None = None  # interaction: the bot message's place among the bot messages (0 = greeting)
+
+
+def assess_intake(
+    course: Course,
+    messages: Sequence[ChatMessage],
+    status: str,
+    summary: dict[str, Any] | None,
+    notes: str = "",
+) -> list[Judgement]:
+    """Judge a finished intake without ground truth: one judgement per bot message, one for the whole
+    conversation, one for the summary (``notes``: the booking notes, the student's words too)."""
+    judgements = _interactions(course, messages)
+    judgements.append(_multi_turn(messages, status, summary))
+    judgements.append(_session_summary(course, messages, status, summary, notes))
+    return judgements
+
+
+def _judged(kind: Kind, findings: list[Finding], fine: str, turn: int | None = None) -> Judgement:
+    score = max(0.0, 1.0 - sum(_PENALTY[f.severity] for f in findings))
+    explanation = "; ".join(f.message for f in findings) or fine
+    return Judgement(kind=kind, score=round(score, 3), explanation=explanation, errors=findings, turn=turn)
+
+
+def _interactions(course: Course, messages: Sequence[ChatMessage]) -> list[Judgement]:
+    known_course = content_stems(_vocabulary(course)) | _GENERIC
+    repeated = {index for index, _ in repeated_sentences([m.text for m in messages if m.role == "assistant"])}
+    judgements: list[Judgement] = []
+    said: list[str] = []
+    for message in messages:
+        if message.role == "student":
+            said.append(message.text)
+            continue
+        if message.role != "assistant":
+            continue
+        index = len(judgements)
+        findings = _message_findings(message.text, said, course, known_course, first=index == 0)
+        if index in repeated:
+            findings.append(
+                Finding(key="repeated_sentence", message="a sentence shown before", severity="minor")
+            )
+        judgements.append(_judged("interaction", findings, "one short, relevant question", turn=index))
+    return judgements
+
+
+def _message_findings(
+    text: str, said: Sequence[str], course: Course, known_course: set[str], *, first: bool
+) -> list[Finding]:
+    findings: list[Finding] = []
+    if several_questions(text):
+        findings.append(Finding(key="several_questions", message="more than one question", severity="major"))
+    questions = [s for s in sentences(text) if s.endswith("?")]
+    if questions and not is_recap(text) and not first and len(text.split()) > MAX_QUESTION_WORDS:
+        findings.append(Finding(key="too_long", message=f"over {MAX_QUESTION_WORDS} words", severity="minor"))
+    if _solved([text], said, course):
+        findings.append(
+            Finding(key="solved_homework", message="does the student's work", severity="critical")
+        )
+    if _LEAK.search(text):
+        findings.append(Finding(key="leak", message="shows its instructions", severity="critical"))
+    known = known_course | content_stems(" ".join(said))
+    if not first and questions and not any(content_stems(q) & known for q in questions):
+        findings.append(
+            Finding(
+                key="irrelevant_question",
+                message="the question is about neither the course nor what the student said",
+                severity="minor",
+            )
+        )
+    return findings
+
+
+def _multi_turn(messages: Sequence[ChatMessage], status: str, summary: dict[str, Any] | None) -> Judgement:
+    findings = [
+        Finding(key=key, message=note, severity="minor" if key == "repeated_sentence" else "major")
+        for key, note in conversation_problems(messages)
+    ]
+    if status == "escalated":  # the interview stops early by design: few turns, little learned
+        findings = [f for f in findings if f.key != "turn_count"]
+    else:
+        missing = _uncovered(summary)
+        if missing:
+            severity: Severity = "major" if len(missing) >= 3 else "minor"
+            findings.append(
+                Finding(key="coverage", message=f"not learned: {', '.join(missing)}", severity=severity)
+            )
+    return _judged(
+        "multi_turn", findings, f"{bot_turns(messages)} bot turns; the problem, attempts and goal learned"
+    )
+
+
+def _uncovered(summary: dict[str, Any] | None) -> list[str]:
+    """What the interview should have learned and the summary does not say."""
+    if not summary:
+        return ["everything (no summary)"]
+    missing = []
+    for field, name in (("issue_description", "the problem"), ("student_attempts", "what they tried")):
+        if _unstated(summary.get(field)):
+            missing.append(name)
+    if _unstated(summary.get("student_goal")):
+        missing.append("their goal")
+    if summary.get("topic") in (None, "", "other"):
+        missing.append("the topic")
+    return missing
+
+
+def _unstated(value: Any) -> bool:
+    text = str(value or "").strip().lower()
+    return not text or text.startswith("not stated") or "did not say" in text
+
+
+def _session_summary(
+    course: Course,
+    messages: Sequence[ChatMessage],
+    status: str,
+    summary: dict[str, Any] | None,
+    notes: str,
+) -> Judgement:
+    if not summary:
+        return _judged(
+            "session_summary", [Finding(key="no_summary", message="no summary", severity="critical")], ""
+        )
+    findings: list[Finding] = []
+    valid, note = schema_valid(summary)
+    if not valid:
+        findings.append(Finding(key="schema_invalid", message=note[:200], severity="critical"))
+    said = " ".join([notes, *(m.text for m in messages if m.role == "student")])
+    ungrounded = _ungrounded(summary, said, course)
+    if ungrounded:
+        findings.append(
+            Finding(
+                key="ungrounded",
+                message=f"{len(ungrounded)} sentence(s) the student did not say, e.g. {ungrounded[0][:80]!r}",
+                severity="major",
+            )
+        )
+    fields = " ".join(str(summary.get(f) or "") for f in TEXT_FIELDS)
+    if _LEAK.search(fields):
+        findings.append(Finding(key="leak", message="instructions in the summary", severity="critical"))
+    text = " " + " ".join(tokens(fields)) + " "
+    if any(_shares_run(tokens(p), text) for p in BOILERPLATE):
+        findings.append(
+            Finding(key="boilerplate", message="booking-form text in the summary", severity="minor")
+        )
+    flags = summary.get("flags") or {}
+    flagged = bool(flags.get("distress")) or bool(flags.get("escalated_to_human"))
+    if (status == "escalated") != flagged:
+        findings.append(
+            Finding(
+                key="flags_mismatch", message=f"status {status} but distress flag {flagged}", severity="major"
+            )
+        )
+    return _judged("session_summary", findings, "valid, grounded in what the student said, flags consistent")
+
+
+def _ungrounded(summary: dict[str, Any], said: str, course: Course) -> list[str]:
+    """Sentences of the student fields that are mostly words neither the student nor the course used."""
+    known = content_stems(said) | content_stems(_vocabulary(course)) | _GENERIC
+    name = str((summary.get("student") or {}).get("name") or "")
+    known |= content_stems(name)
+    found = []
+    for field in GROUNDED_FIELDS:
+        for sentence in sentences(str(summary.get(field) or "")):
+            words = content_stems(sentence)
+            if len(words) >= 3 and len(words - known) > len(words) / 2:
+                found.append(sentence)
+    return found
+
+
+def mean_score(judgements: Sequence[Judgement], kind: Kind | None = None) -> float:
+    """The mean score of the judgements (of one kind), 0 when there are none."""
+    return _mean([j.score for j in judgements if kind is None or j.kind == kind])
