@@ -47,6 +47,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # adapter; else an adapter folder (services/inference/server.py ``adapter_for``)
     adapter_path: str = "auto"
     inference_timeout_s: Annotated[float, Meta(gt=0)] = 60.0
+    # the model's name in call records and assessments; empty: the model folder's name (+ the adapter's)
+    model_id: str = ""
+    # comparing models on real traffic: a share (0-1) of new intakes goes to a second OpenAI-compatible
+    # server, assigned once per intake from a hash of its token and kept for its whole conversation
+    model_b_url: str = ""  # empty: no second model
+    model_b_name: str = "default_model"  # the name sent to it
+    model_b_id: str = ""  # its name in records; empty: "b:<host:port>/<name>"
+    model_b_share: Annotated[float, Meta(ge=0, le=1)] = 0.0
     probe_timeout_s: Annotated[float, Meta(gt=0)] = 20.0
 
     calcom_webhook_secret: str = ""
@@ -99,6 +107,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     watchdog_failures: PositiveInt = 3
     watchdog_probe_timeout_s: Annotated[float, Meta(gt=0)] = 90.0
     watchdog_grace_s: Annotated[float, Meta(ge=0)] = 300.0
+
+    # analytics (services/analytics): a host whose own reschedules exceed this share of their bookings is
+    # flagged; the consumer folds up to ``analytics_batch`` events per round trip and takes over entries
+    # another consumer left pending longer than ``analytics_claim_idle_s``; the hosts' weekly report runs
+    # on ``analytics_report_cron`` (SAQ cron syntax, UTC)
+    analytics_reschedule_threshold: Annotated[float, Meta(ge=0, le=1)] = 0.15
+    analytics_batch: Annotated[int, Meta(ge=1, le=10_000)] = 500
+    analytics_claim_idle_s: Annotated[float, Meta(gt=0)] = 10.0
+    analytics_report_cron: str = "0 7 * * 1"
 
     # indexer: files above the cap are skipped with a warning; chunk sizes are MiniLM word pieces
     index_max_file_bytes: PositiveInt = 2 * 1024 * 1024
