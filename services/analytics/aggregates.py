@@ -13,7 +13,8 @@ meets an event whose state has gone.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import msgspec
 import redis.asyncio as aioredis
@@ -147,7 +148,7 @@ class Aggregates:
         return deleted
 
 
-def _typed(raw: dict[bytes, bytes]) -> dict[str, int | str]:
+def _typed(raw: Mapping[Any, Any]) -> dict[str, int | str]:
     out: dict[str, int | str] = {}
     for key, value in raw.items():
         name = key.decode()

@@ -27,6 +27,7 @@ import signal
 import socket
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import redis.asyncio as aioredis
 import redis.exceptions
@@ -99,16 +100,18 @@ class Consumer:
     async def step(self, *, wait: bool = True) -> int:
         """Read (waiting up to ``block_ms`` for one) and fold a batch of new entries; returns how many."""
         block = self.block_ms if wait else None
-        reply = await self.redis.xreadgroup(GROUP, self.name, {STREAM: ">"}, count=self.batch, block=block)
-        entries = reply[0][1] if reply else []
+        reply: Any = await self.redis.xreadgroup(
+            GROUP, self.name, {STREAM: ">"}, count=self.batch, block=block
+        )
+        entries = _entries(reply)
         await self.fold(entries)
         return len(entries)
 
     async def drain_own_pending(self) -> None:
         """Entries this consumer name read but never acknowledged (a restart under the same name)."""
         while True:
-            reply = await self.redis.xreadgroup(GROUP, self.name, {STREAM: "0"}, count=self.batch)
-            entries = [e for e in (reply[0][1] if reply else []) if e[1]]
+            reply: Any = await self.redis.xreadgroup(GROUP, self.name, {STREAM: "0"}, count=self.batch)
+            entries = [e for e in _entries(reply) if e[1]]
             if not entries:
                 return
             await self.fold(entries)
@@ -117,7 +120,7 @@ class Consumer:
         """Take over entries another consumer left pending too long (it died mid-batch), and fold them."""
         claimed, start = 0, "0-0"
         while True:
-            reply = await self.redis.xautoclaim(
+            reply: Any = await self.redis.xautoclaim(
                 STREAM, GROUP, self.name, min_idle_time=self.claim_idle_ms, start_id=start, count=self.batch
             )
             start, entries = reply[0], [e for e in reply[1] if e[1]]
@@ -159,6 +162,14 @@ class Consumer:
             name = info["name"].decode() if isinstance(info["name"], bytes) else info["name"]
             if name != self.name and info["pending"] == 0 and info["idle"] > _STALE_CONSUMER_MS:
                 await self.redis.xgroup_delconsumer(STREAM, GROUP, name)
+
+
+def _entries(reply: Any) -> list[Entry]:
+    """The entries of a one-stream XREADGROUP reply (a list of [stream, entries], or a dict in RESP3)."""
+    if not reply:
+        return []
+    streams = list(reply.values()) if isinstance(reply, dict) else [r[1] for r in reply]
+    return list(streams[0]) if streams else []
 
 
 async def rebuild(redis: aioredis.Redis, settings: Settings) -> int:
