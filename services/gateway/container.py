@@ -22,8 +22,13 @@ from services.coursepack import Catalog, load_catalog
 from services.gateway.breaker import CircuitBreaker
 from services.gateway.delivery.queue import Jobs
 from services.gateway.intake.llm import OpenAIChatModel
+from services.gateway.intake.models import IntakeRecord
 from services.gateway.intake.store import IntakeStore
 from services.gateway.ports import ChatModel, CourseRetriever, MessageReader, SummaryDelivery
+from services.gateway.quality.assess import AssessmentStore
+from services.gateway.quality.assignment import assign_model, default_model_id, model_b_id
+from services.gateway.quality.calls import CallLog
+from services.gateway.quality.recording import RecordingChatModel
 from services.settings import Settings
 
 
@@ -39,17 +44,42 @@ class Services:
     intakes: IntakeStore
     jobs: Jobs
     session_secret: bytes  # signs staff cookies; INTAKE_SESSION_SECRET, else random per process
+    calls: CallLog  # a record of every model call
+    assessments: AssessmentStore  # the rubric's assessment of every finished intake
     reader: MessageReader | None = None  # the message classifier and course map; None: rules only
+    model_b: ChatModel | None = None  # the second model a share of new intakes goes to (INTAKE_MODEL_B_*)
 
     @property
     def summaries(self) -> SummaryDelivery:
         """Where the chat hands a finished interview (the queue, through its port)."""
         return self.jobs
 
+    def model_for(self, record: IntakeRecord | None) -> ChatModel:
+        """The one place a model is chosen: the intake's own (A, or B for the share ``INTAKE_MODEL_B_SHARE``
+        of intakes, as written on its record), every call recorded against the intake. ``None``: the
+        default model, recorded without an intake."""
+        model_id = self.model_id_of(record) if record is not None else default_model_id(self.settings)
+        inner = self.model
+        if model_id == model_b_id(self.settings) and self.model_b is not None:
+            inner = self.model_b
+        elif model_id != default_model_id(self.settings):
+            model_id = default_model_id(self.settings)  # its model was taken away: the default goes on
+        return RecordingChatModel(inner, self.calls, model_id, record.token if record else "")
+
+    def model_id_of(self, record: IntakeRecord) -> str:
+        """The model id on the record; one set up before it had one gets it now (the same hash)."""
+        if not record.model:
+            record.model = assign_model(self.settings, record.token)
+        return record.model
+
     async def aclose(self) -> None:
+        await self.calls.drain()
         await self.jobs.aclose()
         await self.redis.aclose()
         await self.openai.close()
+        client = getattr(self.model_b, "client", None)
+        if isinstance(client, AsyncOpenAI):
+            await client.close()
         await self.http.aclose()
 
     def reload_catalog(self) -> Catalog:
@@ -66,6 +96,19 @@ def open_openai(settings: Settings, http_client: httpx.AsyncClient | None = None
         max_retries=0,
         http_client=http_client,  # type: ignore[arg-type]  # openai takes an httpx client as well as its own
     )
+
+
+def open_model_b(settings: Settings) -> ChatModel | None:
+    """The second model (``INTAKE_MODEL_B_URL``), with a client and a circuit breaker of its own."""
+    if not settings.model_b_url:
+        return None
+    client = AsyncOpenAI(
+        base_url=settings.model_b_url,
+        api_key="not-needed-locally",
+        timeout=settings.inference_timeout_s,
+        max_retries=0,
+    )
+    return OpenAIChatModel(client, settings.model_b_name, breaker=open_breaker(settings))
 
 
 def open_breaker(settings: Settings) -> CircuitBreaker:
@@ -92,6 +135,7 @@ def build_services(
     model: ChatModel | None = None,
     openai: AsyncOpenAI | None = None,
     reader: MessageReader | None = None,
+    model_b: ChatModel | None = None,
 ) -> Services:
     """Every adapter, from what the caller chose (the course catalog, retrieval, the model)."""
     redis = open_redis(settings)
@@ -106,9 +150,12 @@ def build_services(
         retriever=retriever,
         model=model or OpenAIChatModel(openai, settings.model_name, breaker=open_breaker(settings)),
         intakes=IntakeStore(redis, settings.retention_days),
+        calls=CallLog(redis, settings.retention_days),
+        assessments=AssessmentStore(redis, settings.retention_days),
         jobs=Jobs(redis, settings, broker=open_redis(settings)),  # SAQ blocks on its own connections
         session_secret=secret,
         reader=reader,
+        model_b=model_b or open_model_b(settings),
     )
 
 

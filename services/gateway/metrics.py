@@ -185,3 +185,69 @@ async def observe_turn(
             TURN_SECONDS.observe(time.perf_counter() - started)
             TURNS.labels(outcome=outcome).inc()
         yield event
+
+
+# --- model calls and assessments, read from Redis at scrape time -------------------------------------
+
+
+class QualitySnapshot(msgspec.Struct, kw_only=True):
+    """What the model-call log and the assessments say (``quality/exported.py`` fills it): the same on
+    every gateway, whichever process (gateway or worker) made the calls. Labels are model ids, purposes,
+    statuses and rubric versions: never a token or anything a student wrote."""
+
+    calls: list[tuple[str, str, str, int]] = []  # model, purpose, status, calls (all time)
+    tokens: list[tuple[str, str, str, int]] = []  # model, purpose, prompt|completion|cached, tokens
+    latency: list[tuple[str, str, str, str, float]] = []  # model, purpose, first_token|total, quantile, s
+    scores: list[tuple[str, str, str, float]] = []  # rubric version, model, kind, mean score
+    assessed: list[tuple[str, str, int]] = []  # rubric version, model, intakes
+    redis_up: bool = True
+
+
+class QualityCollector:
+    def __init__(self) -> None:
+        self.snapshot = QualitySnapshot()
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self.snapshot
+        calls = CounterMetricFamily(
+            "intake_model_call_records",
+            "Model calls in the call log by model, purpose and status (every process's calls)",
+            labels=["model", "purpose", "status"],
+        )
+        for model, purpose, status, count in snap.calls:
+            calls.add_metric([model, purpose, status], count)
+        tokens = CounterMetricFamily(
+            "intake_model_call_tokens",
+            "Tokens in the call log by model, purpose and kind (prompt, completion, cached)",
+            labels=["model", "purpose", "kind"],
+        )
+        for model, purpose, kind, count in snap.tokens:
+            tokens.add_metric([model, purpose, kind], count)
+        latency = GaugeMetricFamily(
+            "intake_model_call_latency_seconds",
+            "Today's (UTC) model-call latency percentiles by model and purpose: first token and whole call",
+            labels=["model", "purpose", "kind", "quantile"],
+        )
+        for model, purpose, kind, quantile, seconds in snap.latency:
+            latency.add_metric([model, purpose, kind, quantile], seconds)
+        scores = GaugeMetricFamily(
+            "intake_assessment_score",
+            "Mean rubric score (0-1) of assessed intakes by rubric version, model and kind",
+            labels=["rubric_version", "model", "kind"],
+        )
+        for rubric, model, kind, score in snap.scores:
+            scores.add_metric([rubric, model, kind], score)
+        assessed = CounterMetricFamily(
+            "intake_assessed_intakes",
+            "Intakes assessed by rubric version and model",
+            labels=["rubric_version", "model"],
+        )
+        for rubric, model, count in snap.assessed:
+            assessed.add_metric([rubric, model], count)
+        up = GaugeMetricFamily("intake_quality_redis_up", "1 when the last scrape could read the call log")
+        up.add_metric([], 1 if snap.redis_up else 0)
+        yield from (calls, tokens, latency, scores, assessed, up)
+
+
+QUALITY = QualityCollector()
+REGISTRY.register(QUALITY)  # type: ignore[arg-type]  # a collector only needs ``collect``

@@ -15,6 +15,7 @@ import structlog
 from saq.job import Job
 from saq.types import Context
 
+from finetune.rubric import RUBRIC_VERSION
 from services.coursepack import Course
 from services.gateway import locks
 from services.gateway.container import Services
@@ -25,6 +26,7 @@ from services.gateway.intake import chat
 from services.gateway.intake.interview import draft_summary
 from services.gateway.intake.models import IntakeRecord, Person, Summary, SummaryStatus
 from services.gateway.intake.store import now_iso
+from services.gateway.quality.assess import judge, prompt_version_of
 
 SETUP_GRACE_S = 30.0  # an intake whose setup is pending longer than this was interrupted
 log = structlog.get_logger()
@@ -110,7 +112,7 @@ async def prepare(services: Services, args: JobArgs) -> str:
             return "skipped"
         course = _course(services, record)
         try:
-            await chat.interviewer(services).prepare(record.interview, course, record.booking)
+            await chat.interviewer(services, record).prepare(record.interview, course, record.booking)
         except Exception as exc:  # an optimisation only: the chat prepares itself on consent
             log.warning("interview_prepare_failed", booking_uid=record.booking.uid, error=type(exc).__name__)
             return "skipped: preparation failed, the chat will prepare on consent"
@@ -174,6 +176,8 @@ async def _summarize(services: Services, record: IntakeRecord, status: SummarySt
     if summary.status == "partial" and kept.status != "partial":
         return "skipped: the intake finished meanwhile"
     await services.jobs.deliver_summary(kept, summary, calcom=_calcom_channel(services, kept))
+    if summary.status != "no_intake":
+        await services.jobs.assess(kept, RUBRIC_VERSION)
     return f"summary {summary.status}"
 
 
@@ -183,7 +187,7 @@ async def _write_summary(
     url = chat.transcript_url(services.settings, record.token)
     if status == "complete":
         try:
-            iv = chat.interviewer(services)
+            iv = chat.interviewer(services, record)
             return await asyncio.wait_for(
                 iv.summarize(record.interview, course, record.booking, status, url),
                 services.settings.inference_timeout_s * 3,
@@ -285,6 +289,23 @@ async def _mark_delivered(services: Services, token: str) -> None:
     await services.intakes.update(token, mark)
 
 
+# --- quality ---------------------------------------------------------------------------------------
+
+
+async def assess(services: Services, args: JobArgs) -> str:
+    """The rubric's assessment of a finished intake, kept with the intake and counted per model."""
+    record = await services.intakes.get(args.token)
+    if record is None or record.status == "cancelled" or record.summary is None:
+        return "skipped: no finished intake"
+    course = _course(services, record)
+    calls = await services.calls.for_intake(record.token)
+    result = judge(record, course, services.model_id_of(record), prompt_version_of(calls))
+    if not await services.assessments.save(record.token, result):
+        return "skipped: already assessed"
+    log.info("intake_assessed", booking_uid=record.booking.uid, model=result.model, **result.means)
+    return f"assessed: {len(result.assessments)} records"
+
+
 def minimal_summary(record: IntakeRecord, course: Course, status: SummaryStatus, url: str) -> Summary:
     """The last resort when drafting fails: still valid schema v1, still tells the professor who is coming."""
     notes = record.booking.notes[:1000] or "The student did not describe the problem."
@@ -315,6 +336,7 @@ RUNNERS: dict[str, Runner] = {
     "partial_summary": partial_summary,
     "summary_email": summary_email,
     "summary_calcom": summary_calcom,
+    "assess": assess,
 }
 
 

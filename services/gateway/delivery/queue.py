@@ -3,8 +3,8 @@ backoff and, when it keeps failing, leaves *dead* (SAQ status ``failed``) for st
 
 Two queues, so model summaries never hold up the rest: ``model`` has only the complete-intake summaries
 (the model refines them: a minute or more each on a CPU); ``intake`` has everything else (preparing the
-interview, the invitation, partial / escalated summaries, both delivery channels). The worker runs each
-with its own concurrency.
+interview, the invitation, partial / escalated summaries, both delivery channels, the rubric's assessment
+of a finished intake). The worker runs each with its own concurrency.
 
 Every job's key is its kind and what it is about (``invite_email.<booking uid>``,
 ``summary_email.<booking uid>.<summary status>``): SAQ refuses a second job whose key is still queued,
@@ -32,10 +32,11 @@ from saq.queue.redis import RedisQueue
 from services.gateway.intake.models import Booking, IntakeRecord, Summary, SummaryStatus
 from services.gateway.intake.store import IntakeStore, parse_time
 from services.gateway.logs import current_request_id
+from services.gateway.quality.assignment import assign_model
 from services.settings import Settings
 
 JobKind = Literal[
-    "prepare", "invite_email", "summarize", "partial_summary", "summary_email", "summary_calcom"
+    "prepare", "invite_email", "summarize", "partial_summary", "summary_email", "summary_calcom", "assess"
 ]
 JobState = Literal["pending", "running", "delivered", "dead"]
 INTAKE_QUEUE = "intake"
@@ -208,6 +209,18 @@ class Jobs:
         if calcom:
             await self.enqueue("summary_calcom", *about, args=args)
 
+    async def assess(self, record: IntakeRecord, rubric_version: str) -> None:
+        """The rubric's assessment of a finished intake, once per rubric version."""
+        args = JobArgs(token=record.token, course_slug=record.course_slug)
+        await self.enqueue("assess", record.booking.uid, rubric_version, args=args)
+
+    def assign_model(self, record: IntakeRecord) -> bool:
+        """Write the intake's model (A or B) on a record that has none; False when it has one."""
+        if record.model:
+            return False
+        record.model = assign_model(self._settings, record.token)
+        return True
+
     async def write_note(self, record: IntakeRecord, summary: Summary) -> None:
         """Only the Cal.com note (after a reschedule, onto the new booking)."""
         args = JobArgs(
@@ -333,7 +346,7 @@ class Jobs:
 
     def _max_attempts(self, kind: JobKind) -> int:
         # a failed preparation or summary has a fallback, so retrying it for hours buys nothing
-        if kind in ("prepare", "summarize", "partial_summary"):
+        if kind in ("prepare", "summarize", "partial_summary", "assess"):
             return 3
         return self._settings.outbox_max_attempts
 
@@ -373,8 +386,11 @@ def _iso(epoch_ms: int) -> str:
 
 
 async def finish_setup(store: IntakeStore, jobs: Jobs, token: str) -> None:
-    """Queue a new intake's jobs (each idempotent by key), then clear its *setup pending* mark."""
+    """Write the intake's model on it and queue its jobs (each idempotent by key), then clear its *setup
+    pending* mark."""
     record = await store.get(token)
+    if record is not None and not record.model and record.status != "cancelled":
+        record = await store.update(token, jobs.assign_model) or record
     if record is not None and record.status != "cancelled":
         await jobs.start_intake(record)
     await store.setup_done(token)

@@ -29,6 +29,9 @@ from services.gateway import metrics
 from services.gateway.container import Services
 from services.gateway.errors import Forbidden
 from services.gateway.peers import is_local
+from services.gateway.quality import exported
+from services.gateway.quality.assignment import default_model_id
+from services.gateway.quality.recording import record_probe
 from services.inference.probe import probe_generation
 
 INDEXER_STATUS_KEY = "intake:indexer:status"
@@ -136,6 +139,7 @@ class MetricsController(PrometheusController):
     @get()
     async def get(self, services: NamedDependency[Services]) -> Response[bytes]:
         await metrics.QUEUE.refresh(services.jobs, services.redis)
+        await exported.refresh(services.calls, services.assessments)
         return await PrometheusController.get.fn(self)  # type: ignore[no-any-return]
 
 
@@ -161,6 +165,7 @@ async def _inference_check(services: Services) -> Check:
     """A tiny real completion: a hung generator keeps the port open."""
     settings = services.settings
     result = await probe_generation(settings.inference_url, settings.model_name, settings.probe_timeout_s)
+    record_probe(services.calls, default_model_id(settings), result.ok, result.latency_s)
     return Check(result.ok, round(result.latency_s * 1000, 1), result.error)
 
 

@@ -57,14 +57,17 @@ def intake_store(services: Services) -> IntakeStore:
     return services.intakes
 
 
-def chat_model(services: Services) -> ChatModel:
-    """The model adapter, built once at start-up (tests pass a scripted one to ``build_services``)."""
-    return services.model
+def chat_model(services: Services, record: IntakeRecord | None = None) -> ChatModel:
+    """The intake's model, chosen in one place: ``services.model_for(record)`` (the default model, or the
+    second one for the share of intakes written on their record; tests pass scripted ones to
+    ``build_services``). It records every call in the model-call log against the intake, so build the
+    interviewer through here with the record, whatever the streaming does."""
+    return services.model_for(record)
 
 
-def interviewer(services: Services) -> Interviewer:
+def interviewer(services: Services, record: IntakeRecord | None = None) -> Interviewer:
     return Interviewer(
-        services.model,
+        chat_model(services, record),
         services.retriever,
         services.settings,
         reader=services.reader,
@@ -235,7 +238,7 @@ class TurnRunner:
         course = course_of(self.services, self.record)
         state = copy_state(self.record.interview)
         outcome = await asyncio.wait_for(
-            self._stream(interviewer(self.services), state, course),
+            self._stream(interviewer(self.services, self.record), state, course),
             timeout=self.services.settings.inference_timeout_s * 3 + 10,  # the interviewer has its own
         )
         record = await self._commit(state, course, outcome)

@@ -48,6 +48,7 @@ from services.gateway.intake.models import (
 )
 from services.gateway.intake.text import clip, ends_with_abbreviation, question_text
 from services.gateway.ports import ChatModel, CourseRetriever, MessageReader, Passage, PromptMessage
+from services.gateway.purpose import calling
 from services.settings import Settings
 
 log = structlog.get_logger()
@@ -157,10 +158,11 @@ class Interviewer:
         Never raises: a failed warm-up only costs latency on the first answer.
         """
         try:
-            await asyncio.wait_for(
-                self.model.complete(prompt.messages(state.prompt), max_tokens=1),
-                self.settings.inference_timeout_s,
-            )
+            with calling("warm_up"):
+                await asyncio.wait_for(
+                    self.model.complete(prompt.messages(state.prompt), max_tokens=1),
+                    self.settings.inference_timeout_s,
+                )
         except Exception as exc:
             log.warning("interview_warm_failed", error=type(exc).__name__)
 
@@ -354,6 +356,10 @@ class Interviewer:
             log.warning("interview_model_failed", error=type(exc).__name__)
 
     def _open_stream(self, sent: Sequence[PromptMessage], greedy: bool) -> AsyncIterator[str]:
+        with calling("interview_retry" if greedy else "interview_question"):
+            return self._started_stream(sent, greedy)
+
+    def _started_stream(self, sent: Sequence[PromptMessage], greedy: bool) -> AsyncIterator[str]:
         max_tokens, stop = self.settings.reply_max_tokens, prompt.STOP
         if greedy:
             try:  # adapters that support it (OpenAIChatModel) retry with temperature 0
@@ -417,7 +423,8 @@ class Interviewer:
         others = [c for c in self.courses if c.slug != course.slug]  # their vocabulary is refused
         proof = summary.evidence_for(state, course, booking, base, others)
         sent = prompt.messages([*state.prompt, {"role": "user", "content": prompt.SUMMARY_REQUEST}])
-        text = await self._complete_json(sent)
+        with calling("summary_draft"):
+            text = await self._complete_json(sent)
         usable = summary.usable_fields(summary.parse_draft(text), proof, state, course)
         missing = [f for f in summary.draftable(state) if f not in usable]
         if missing:
@@ -427,9 +434,9 @@ class Interviewer:
                 PromptMessage("assistant", text),
                 PromptMessage("user", prompt.summary_retry(missing)),
             ]
-            again = summary.usable_fields(
-                summary.parse_draft(await self._complete_json(retry)), proof, state, course
-            )
+            with calling("summary_retry"):
+                redrafted = await self._complete_json(retry)
+            again = summary.usable_fields(summary.parse_draft(redrafted), proof, state, course)
             usable |= {f: again[f] for f in missing if f in again}
         log.info("summary_drafted", model_fields=len(usable), retries=state.model_retries)
         return summary.merge(base, usable)

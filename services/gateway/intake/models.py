@@ -217,3 +217,4 @@ class IntakeRecord(msgspec.Struct, kw_only=True):
     student_rating: Literal["up", "down"] | None = None
     professor_rating: Literal["useful", "not_useful"] | None = None
     taken_over: bool = False  # a staff member is answering instead of the model
+    model: str = ""  # the model id that runs the intake (``Services.model_for``), written at set-up

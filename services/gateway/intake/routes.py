@@ -173,7 +173,7 @@ async def rate_chat(token: FromPath[str], request: Request, state: State) -> Res
 
 async def _start_interview(services: Services, store: IntakeStore, record: IntakeRecord) -> None:
     course = chat.course_of(services, record)
-    iv = chat.interviewer(services)
+    iv = chat.interviewer(services, record)
     if not record.interview.prompt:
         try:
             await iv.prepare(record.interview, course, record.booking)
