@@ -26,21 +26,36 @@ OPENBLAS_PATHS = (
     "/usr/lib/aarch64-linux-gnu/libopenblas.so.0",
 )
 
-# Sized for intake traffic: a handful of students chatting at once, each prompt a strict extension of
-# their previous one. One cache entry per conversation (mlx-lm drops an entry's prefixes when the longer
-# prompt is stored), ~46 KB of float32 KV cache per token for SmolLM2-135M, so a 2,000-token intake is
-# ~90 MB and 2 GB holds about 20 full conversations. Prompt reading is the CPU's bottleneck: batching
-# many prompts makes everyone wait for all of them, while 2 lets a short turn pass a long first prompt.
-# Prefill in 256-token steps costs the same CPU as 2048 (measured) and lets running replies stream
-# between steps. Decoding batches well: 4 streams gave ~4x the tokens of one.
+# Sized for intake traffic on two CPU cores (figures: README, Benchmarks). Each course's system prompt is
+# one shared prefix and each conversation one cache entry (mlx-lm drops an entry's prefixes when the
+# longer prompt is stored, and reuses a longer entry trimmed), so the cache needs about one entry per
+# student chatting plus one per course: 64 entries. SmolLM2-135M keeps ~46 KB of float32 KV cache per
+# token, so a 1,000-token intake is ~46 MB and 4 GB holds the lot. Prompt reading is the CPU's
+# bottleneck: batching many prompts makes everyone wait for all of them, while 2 lets a short turn pass a
+# long first prompt. Prefill in 256-token steps costs the same CPU as 2048 (measured) and lets running
+# replies stream between steps. Decoding batches well (4 streams gave ~4x the tokens of one); the
+# gateway's line (INTAKE_GENERATION_SLOTS) keeps the number of replies in flight near what this sustains.
 SERVER_FLAGS: dict[str, str] = {
-    "--prompt-cache-size": "32",
-    "--prompt-cache-bytes": "2GB",
+    "--prompt-cache-size": "64",
+    "--prompt-cache-bytes": "4GB",
     "--decode-concurrency": "8",
     "--prompt-concurrency": "2",
     "--prefill-step-size": "256",
     "--max-tokens": "512",
 }
+# Apple Silicon runs MLX on the GPU: prompt reading is cheap there and large prefill steps use it well,
+# so more prompts and replies go together; a 3B 4-bit model's fp16 KV cache is ~110 KB per token, hence
+# the same byte cap with fewer, longer entries still fitting a 16 GB machine.
+MAC_SERVER_FLAGS: dict[str, str] = SERVER_FLAGS | {
+    "--decode-concurrency": "16",
+    "--prompt-concurrency": "4",
+    "--prefill-step-size": "2048",
+}
+
+
+def server_flags(platform: str = sys.platform) -> dict[str, str]:
+    """The flags for this machine: the CPU ones on Linux, the Metal ones on macOS."""
+    return MAC_SERVER_FLAGS if platform == "darwin" else SERVER_FLAGS
 
 
 def build_command(settings: Settings) -> list[str]:
@@ -50,7 +65,7 @@ def build_command(settings: Settings) -> list[str]:
     command += ["--log-level", settings.log_level.upper()]
     if adapter := adapter_for(settings):
         command += ["--adapter-path", adapter]
-    for flag, value in SERVER_FLAGS.items():
+    for flag, value in server_flags().items():
         command += [flag, value]
     return command
 
