@@ -19,6 +19,7 @@
     introTitle: $("intro-title"), introLead: $("intro-lead"), introWho: $("intro-who"),
     introRetention: $("intro-retention"), introLength: $("intro-length"), agree: $("agree"),
     messages: $("messages"), thinking: $("thinking"), chatTitle: $("chat-title"),
+    queue: $("queue"), queueText: $("queue-text"),
     error: $("error"), errorText: $("error-text"), retry: $("retry"),
     finishedTitle: $("finished-title"), finishedText: $("finished-text"), rate: $("rate"),
     rateThanks: $("rate-thanks"), composer: $("composer"), input: $("input"), send: $("send"),
@@ -95,7 +96,7 @@
   }
 
   // One attempt at a turn. Returns {done, error}; throws Problem (HTTP error) or TypeError (network).
-  async function attemptTurn(text, clientTurnId, onToken) {
+  async function attemptTurn(text, clientTurnId, onToken, onQueue) {
     const res = await fetch(api + "/messages", {
       method: "POST",
       headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
@@ -105,6 +106,7 @@
     const result = { done: null, error: null };
     await readEvents(res, (name, data) => {
       if (name === "token" && typeof data.text === "string") onToken(data.text);
+      else if (name === "queue" && Number.isInteger(data.position)) onQueue(data.position);
       else if (name === "error") result.error = data;
       else if (name === "done") result.done = data;
     });
@@ -239,6 +241,19 @@
     retryAction = null;
   }
 
+  // The model is busy with other students: a steady line, not a spinner, says where this student is.
+  function queueText(position) {
+    if (position <= 1) return "You're next. The assistant is finishing another student's reply; your message is saved.";
+    return "You're number " + position + " in line. The assistant answers one group of students at a time; your message is saved.";
+  }
+
+  function showQueue(position, answering) {
+    if (answering) return;
+    show(el.thinking, false);
+    el.queueText.textContent = queueText(position);
+    show(el.queue, true);
+  }
+
   function announce(text) {
     el.announcer.textContent = "";
     // a fresh text node after a tick makes screen readers announce even a repeated sentence
@@ -335,10 +350,12 @@
     let gotToken = false;
     const thinkingTimer = setTimeout(() => { if (!gotToken) show(el.thinking, true); }, THINKING_AFTER_MS);
     const onToken = (piece) => {
-      if (!gotToken) { gotToken = true; show(el.thinking, false); }
+      if (!gotToken) { gotToken = true; show(el.thinking, false); show(el.queue, false); }
       bubble.textContent += piece;
       scrollToEnd();
     };
+
+    const onQueue = (position) => showQueue(position, gotToken);
 
     let outcome = null;
     let failure = null;
@@ -346,7 +363,7 @@
       try {
         bubble.textContent = "";
         gotToken = false;
-        outcome = await attemptTurn(clean, id, onToken);
+        outcome = await attemptTurn(clean, id, onToken, onQueue);
         break;
       } catch (err) {
         if (err instanceof Problem) {
@@ -369,6 +386,7 @@
     }
     clearTimeout(thinkingTimer);
     show(el.thinking, false);
+    show(el.queue, false);
 
     if (outcome && !outcome.error) {
       clearPending();

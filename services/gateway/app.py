@@ -10,6 +10,7 @@ Litestar's Prometheus request metrics. The OpenAPI schema is published at ``/sch
 
 from __future__ import annotations
 
+import asyncio
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -34,6 +35,7 @@ from services.gateway.container import Services, open_services
 from services.gateway.errors import PROBLEM_MAP
 from services.gateway.health.routes import ROUTES as HEALTH_ROUTES
 from services.gateway.intake.routes import ROUTES as INTAKE_ROUTES
+from services.gateway.intake.warming import keep_courses_warm
 from services.gateway.logs import configure_logging, request_id_middleware
 from services.gateway.metrics import prometheus_config
 from services.gateway.ratelimit import STORE as RATE_LIMIT_STORE
@@ -81,9 +83,11 @@ def create_app(settings: Settings, services_factory: ServicesFactory = open_serv
         for problem in services.catalog.problems:
             log.warning("course_pack_rejected", problem=str(problem))
         log.info("gateway_started", courses=sorted(services.catalog.courses), port=settings.port)
+        warming = asyncio.create_task(keep_courses_warm(services))  # each course's prompt prefix, cached
         try:
             yield
         finally:
+            warming.cancel()
             await services.aclose()
 
     with warnings.catch_warnings():

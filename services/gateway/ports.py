@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Protocol
 
 import msgspec
@@ -71,3 +72,14 @@ class SummaryDelivery(Protocol):
     """Where the chat hands a finished interview over: the summary is refined and delivered by a job."""
 
     async def summary_ready(self, token: str, booking_uid: str, *, escalated: bool) -> None: ...
+
+
+class GenerationSlots(Protocol):
+    """The line for a generation slot, so the model server is never asked for more than it sustains.
+
+    ``async with slots.acquire() as positions:`` takes a ticket; ``async for position in positions``
+    yields the place in line (1 = next) whenever it changes, and ends once the slot is held; leaving the
+    block gives the slot (or the unserved ticket) back.
+    """
+
+    def acquire(self) -> AbstractAsyncContextManager[AsyncIterator[int]]: ...

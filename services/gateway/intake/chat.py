@@ -20,7 +20,7 @@ from litestar.response import ServerSentEventMessage
 from services.coursepack import Course
 from services.gateway.container import Services
 from services.gateway.errors import Conflict, PayloadTooLarge, Unprocessable
-from services.gateway.intake.interview import Interviewer, TurnOutcome, draft_summary
+from services.gateway.intake.interview import Interviewer, Queued, TurnOutcome, draft_summary
 from services.gateway.intake.models import (
     ChatMessage,
     DoneEvent,
@@ -33,6 +33,7 @@ from services.gateway.intake.models import (
     SummaryStatus,
     TokenEvent,
 )
+from services.gateway.intake.queueing import GenerationLine
 from services.gateway.intake.store import IntakeStore
 from services.gateway.ports import ChatModel
 from services.settings import Settings
@@ -65,11 +66,26 @@ def chat_model(services: Services, record: IntakeRecord | None = None) -> ChatMo
     return services.model_for(record)
 
 
+def generation_line(services: Services) -> GenerationLine | None:
+    """The line for the model shared by every gateway (``INTAKE_GENERATION_SLOTS``; 0: none). It holds no
+    state of its own (everything is in Redis), so building one per turn costs nothing."""
+    settings = services.settings
+    if not settings.generation_slots:
+        return None
+    return GenerationLine(
+        services.redis,
+        limit=settings.generation_slots,
+        max_wait_s=settings.generation_wait_s,
+        lease_s=settings.inference_timeout_s * 2 + 30,
+    )
+
+
 def interviewer(services: Services, record: IntakeRecord | None = None) -> Interviewer:
     return Interviewer(
         chat_model(services, record),
         services.retriever,
         services.settings,
+        slots=generation_line(services),
         reader=services.reader,
         courses=list(services.catalog.courses.values()),
     )
@@ -143,8 +159,18 @@ def copy_state(state: InterviewState) -> InterviewState:
     return msgspec.json.decode(msgspec.json.encode(state), type=InterviewState)
 
 
+class QueueEvent(msgspec.Struct, frozen=True):
+    """SSE ``queue``: the model is busy; the student's place in line (1 = next), sent when it changes."""
+
+    position: int
+
+
 def token_event(text: str) -> ServerSentEventMessage:
     return _event("token", TokenEvent(text))
+
+
+def queue_event(position: int) -> ServerSentEventMessage:
+    return _event("queue", QueueEvent(position))
 
 
 def done_event(status: IntakeStatus, turn: int) -> ServerSentEventMessage:
@@ -253,6 +279,8 @@ class TurnRunner:
         async for item in iv.turn(state, course, self.record.booking, self.text):
             if isinstance(item, TurnOutcome):
                 outcome = item
+            elif isinstance(item, Queued):
+                self.queue.put_nowait(queue_event(item.position))
             elif item:
                 streamed += item
                 self.queue.put_nowait(token_event(item))

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 import msgspec
+import regex as _regex  # type: ignore[import-untyped]
 
 from services.coursepack import Course
 from services.gateway.intake.matching import assignments_named
@@ -322,3 +323,160 @@ def check_reply(
     if slot in _SLOT_WORDS and q and not re.search(rf"\b(?:{_SLOT_WORDS[slot]})", q, re.I):
         problems.append("off_slot")
     return problems
+
+
+# ---------------------------------------------------------------- releasing a reply while it streams
+
+# Word runs this long shared with the system prompt are a leak; with an earlier bot message, a repeat.
+LEAK_RUN_WORDS = 7
+REPEAT_RUN_WORDS = 5
+# The same patterns as above, with the ``regex`` module (it ships with transformers, which is pinned):
+# its partial matching says whether the end of a text could still become a match once more words come.
+_PARTIAL = [_regex.compile(p.pattern, _regex.I) for p in (_SOLUTION, _LEAK, _ROLE)]
+_WORD = re.compile(r"[A-Za-z0-9']+")
+_SENTENCE_START = re.compile(r"(?:^|[.!?…][\"')\]]*\s+)(?=\S)")
+
+
+class Release(msgspec.Struct, frozen=True):
+    """How much of a streaming reply may be shown now (``safe`` characters), or why it must stop."""
+
+    safe: int
+    problems: list[str]
+
+
+class PrefixGuard:
+    """The checks that decide on a prefix, so a reply can be shown word by word and never taken back.
+
+    ``check(text)`` runs the hard checks of ``check_partial`` (solution, leak, role markers, garbled,
+    length) on everything received, plus a leak run of 7 words shared with the system prompt, a repeat
+    run of 5 words shared with an earlier bot message (or a sentence that so far is the start of one),
+    and a single assignment named that is not the one identified. It releases text only up to the
+    earliest point where one of these could still be completed by words not yet received: the word in
+    progress, a pattern's partial match, a run shorter than its limit, the unfinished start of an
+    assignment's name, and a question sentence (it starts with a question word) until it has three words
+    and one of the slot's words. Checks that need the whole reply (one question, its slot, a paraphrased
+    repeat) are ``check_reply``'s, at the question mark.
+    """
+
+    def __init__(
+        self,
+        *,
+        system_prompt: str,
+        previous: Sequence[str] = (),
+        slot: str | None = None,
+        course: Course | None = None,
+        assignment: str | None = None,
+    ) -> None:
+        self.system_prompt = system_prompt
+        self.previous = list(previous)
+        self.slot_words = re.compile(rf"\b(?:{_SLOT_WORDS[slot]})", re.I) if slot in _SLOT_WORDS else None
+        self.course = course
+        self.assignment = assignment
+        self._leak_runs = _runs(_words(system_prompt), LEAK_RUN_WORDS)
+        self._repeat_runs = _runs([w for p in previous for w in _words(p)], REPEAT_RUN_WORDS)
+        self._said = [_words(s) for p in previous for s in sentences(p)]
+        self._names = _assignment_names(course) if course is not None else []
+
+    def check(self, text: str) -> Release:
+        problems = self._problems(text)
+        if problems:
+            return Release(0, problems)
+        return Release(self._safe(text), [])
+
+    def _problems(self, text: str) -> list[str]:
+        problems = []
+        if _SOLUTION.search(text):
+            problems.append("solution")
+        words = _words(text)
+        if _LEAK.search(text) or _longest_run(words, self._leak_runs, LEAK_RUN_WORDS) >= LEAK_RUN_WORDS:
+            problems.append("leak")
+        if _longest_run(words, self._repeat_runs, REPEAT_RUN_WORDS) >= REPEAT_RUN_WORDS:
+            problems.append("repeat")
+        if _ROLE.search(text):
+            problems.append("role_marker")
+        if text.strip() and _garbled(text):
+            problems.append("garbled")
+        if len(text) > MAX_REPLY_CHARS:
+            problems.append("too_long")
+        if self.course is not None:
+            named = assignments_named(text, self.course)
+            if len(named) == 1 and named != {self.assignment}:
+                problems.append("wrong_assignment")
+        return problems
+
+    def _safe(self, text: str) -> int:
+        """The end of what may be shown: before every place where a check could still fire."""
+        spans = [(m.start(), m.end()) for m in _WORD.finditer(text)]
+        holds = [len(text) if text[-1:].isspace() else (spans[-1][0] if spans else 0)]  # the word in progress
+        for pattern in _PARTIAL:
+            match = pattern.search(text, partial=True)
+            if match is not None and match.partial:
+                holds.append(match.start())
+        words = [text[a:b].lower() for a, b in spans]
+        for runs, limit in ((self._leak_runs, LEAK_RUN_WORDS), (self._repeat_runs, REPEAT_RUN_WORDS)):
+            if k := _suffix_run(words, runs, limit):
+                holds.append(spans[-k][0])
+        start = _sentence_start(text)
+        sentence = [w for (a, _), w in zip(spans, words, strict=True) if a >= start]
+        if sentence and any(said[: len(sentence)] == sentence for said in self._said):
+            holds.append(start)  # so far word for word an earlier sentence
+        if k := _name_prefix(words, self._names):
+            holds.append(spans[-k][0])
+        if _INTERROGATIVE.match(text[start:]) and (
+            len(sentence) < 3 or (self.slot_words is not None and not self.slot_words.search(text[start:]))
+        ):
+            holds.append(start)
+        return max(0, min(holds))
+
+
+_INTERROGATIVE = re.compile(
+    r"(?:what|which|how|when|where|why|who|could|can|would|will|do|does|did|is|are|have|has|should)\b", re.I
+)
+
+
+def _words(text: str) -> list[str]:
+    return [w.lower() for w in _WORD.findall(text)]
+
+
+def _runs(words: Sequence[str], limit: int) -> set[tuple[str, ...]]:
+    """Every run of 1..limit words of a text (the n-grams a reply may not share in full)."""
+    return {tuple(words[i : i + n]) for n in range(1, limit + 1) for i in range(len(words) - n + 1)}
+
+
+def _longest_run(words: Sequence[str], runs: set[tuple[str, ...]], limit: int) -> int:
+    """The longest run of ``words`` (up to ``limit``) that the reference also has, anywhere."""
+    best = 0
+    for i in range(len(words)):
+        n = best + 1
+        while n <= limit and i + n <= len(words) and tuple(words[i : i + n]) in runs:
+            best = n
+            n += 1
+    return best
+
+
+def _suffix_run(words: Sequence[str], runs: set[tuple[str, ...]], limit: int) -> int:
+    """How many of the last words could still grow into a shared run of ``limit`` words."""
+    for k in range(min(limit - 1, len(words)), 0, -1):
+        if tuple(words[-k:]) in runs:
+            return k
+    return 0
+
+
+def _sentence_start(text: str) -> int:
+    starts = [m.end() for m in _SENTENCE_START.finditer(text)]
+    return starts[-1] if starts else 0
+
+
+def _assignment_names(course: Course) -> list[tuple[str, ...]]:
+    """Each assignment's title and the part before its colon, as words (what ``assignments_named`` finds)."""
+    names = {tuple(_words(n)) for a in course.assignments for n in (a.title, a.title.split(":")[0])}
+    return [n for n in names if n]
+
+
+def _name_prefix(words: Sequence[str], names: Sequence[tuple[str, ...]]) -> int:
+    """How many of the last words are the unfinished start of an assignment's name."""
+    for k in range(min(len(words), max((len(n) for n in names), default=0)), 0, -1):
+        tail = tuple(words[-k:])
+        if any(len(n) > k and n[:k] == tail for n in names):
+            return k
+    return 0

@@ -15,13 +15,17 @@ Lifecycle, as the routes drive it::
 All methods mutate ``state`` in place; the caller persists it afterwards.
 
 Streaming contract: the pieces a turn yields always concatenate to ``TurnOutcome.reply`` — the
-student never sees text that is later taken back. To get there, model output is released sentence
-by sentence, and only once the sentence passed the checks: a short preface sentence ("Thanks, that
-helps.") is released as soon as it is complete, the question when its "?" arrives and the whole
-reply passed ``guardrails.check_reply``. A reply that fails is retried once (greedy); if that fails
-too, the policy's template question for the slot is streamed instead (``state.model_retries`` counts
-the failed attempts). Guardrail cases (distress, homework, injection, off-topic) and the closing
-message are answered from templates without calling the model.
+student never sees text that is later taken back. Model words are released as they arrive, with the
+short look-ahead ``guardrails.PrefixGuard`` needs: the word in progress, the start of a solution or leak
+phrase, a run of words shared with the system prompt or an earlier question, the start of an
+assignment's name, a question until it asks for the slot. What fails a prefix check is never shown:
+the reply ends with what was shown and the policy's template question. At the first '?' the whole
+reply passes ``guardrails.check_reply``; if it fails before any of the question was shown, it is
+retried once (greedy, only when the first attempt was quick: ``RETRY_BUDGET_S``) or replaced by the
+template (``state.model_retries`` counts the failed attempts). While the model is busy with other
+students the turn waits in a line (``GenerationSlots``) and yields ``Queued`` places. Guardrail cases
+(distress, homework, injection, off-topic) and the closing message are answered from templates without
+calling the model.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import datetime as dt
 import re
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import cast
 
 import msgspec
@@ -46,8 +51,15 @@ from services.gateway.intake.models import (
     Summary,
     SummaryStatus,
 )
-from services.gateway.intake.text import clip, ends_with_abbreviation, question_text
-from services.gateway.ports import ChatModel, CourseRetriever, MessageReader, Passage, PromptMessage
+from services.gateway.intake.text import clip, question_text
+from services.gateway.ports import (
+    ChatModel,
+    CourseRetriever,
+    GenerationSlots,
+    MessageReader,
+    Passage,
+    PromptMessage,
+)
 from services.gateway.purpose import calling
 from services.settings import Settings
 
@@ -55,10 +67,9 @@ log = structlog.get_logger()
 
 MAX_CONTEXT_SOURCES = 5
 RETRY_BUDGET_S = 4.0  # retry a rejected reply only if the first attempt was this quick
-_PREFACE = re.compile(r"^(.+?[.!])\s+(?=\S)")
-_INTERROGATIVE = re.compile(
-    r"^(?:what|which|how|when|where|why|who|could|can|would|will|do|does|did|is|are|have|has|should)\b", re.I
-)
+DRAIN_S = 5.0  # after the cut at '?', how long the server may finish the reply (for its prompt cache)
+_SENTENCE_END = re.compile(r"[.!?…][\"')\]]*\s*$")
+_drains: set[asyncio.Task[None]] = set()  # keeps the drain tasks from being garbage-collected
 _TEMPLATE_ONLY = frozenset({"recap", "which_assignment"})  # exact wording matters more than variety
 _GUARD_NOTES = {
     "distress": "[The student seems to be in distress. Support resources were shown; the interview stopped.]",
@@ -83,12 +94,23 @@ class TurnOutcome(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class _Attempt:
-    """One streamed model reply: what was released to the student and what is held back."""
+    """One streamed model reply: what was shown to the student so far and what was received."""
 
     def __init__(self) -> None:
-        self.released = ""  # preface sentences already yielded
-        self.tail = ""  # text up to the question mark, not yet yielded
-        self.problems: list[str] = []
+        self.released = ""  # yielded to the student: always a prefix of ``text``
+        self.text = ""  # the reply received, cut after its first '?'
+        self.problems: list[str] = []  # what the prefix checks (or the call) found; never in ``released``
+
+    @property
+    def mid_sentence(self) -> bool:
+        """Part of an unfinished sentence is on the student's screen: the reply can only go on from it."""
+        return bool(self.released.strip()) and not _SENTENCE_END.search(self.released)
+
+
+class Queued(msgspec.Struct, frozen=True):
+    """Yielded by ``Interviewer.turn`` while the turn waits for a generation slot: the place in line."""
+
+    position: int
 
 
 class Interviewer:
@@ -103,8 +125,11 @@ class Interviewer:
         reader: MessageReader | None = None,
         courses: Sequence[Course] = (),
         today: Callable[[Course], dt.date] | None = None,
+        slots: GenerationSlots | None = None,
     ) -> None:
         self.model = model
+        self.slots = slots  # the line for a generation slot, shared by every gateway (None: no line)
+        self.drain_s = DRAIN_S
         self.retriever = retriever
         self.reader = reader
         self.courses = list(courses)  # the catalog: another course's terms in a draft reject its sentence
@@ -122,22 +147,43 @@ class Interviewer:
         """
         if state.prompt:
             return
-        query = " ".join(x for x in (booking.notes, booking.title) if x.strip()) or course.title
-        passages = await self._retrieve(course, query, 4)
-        chosen = prompt.choose_passages(course, booking, passages)
-        state.context_sources = [p.source for p in chosen]
+        system, chosen = await self.course_prompt(course)
+        note_passage = None
+        if booking.notes.strip():
+            found = await self._retrieve(
+                course, " ".join(x for x in (booking.notes, booking.title) if x.strip()), 3
+            )
+            note_passage = next((p for p in found if p.source not in {c.source for c in chosen}), None)
+        state.context_sources = [p.source for p in ([note_passage] if note_passage else []) + chosen]
         if booking.notes.strip():
             heard = await self._hear(course, booking.notes, None)
             obs = reading.read(booking.notes, course, answering=None, heard=heard, from_notes=True)
             if obs.guard == "ok":
                 policy.update(state, course, obs, self._today(course))
-        state.prompt = [{"role": "system", "content": prompt.system_prompt(course, booking, chosen)}]
+        state.prompt = [
+            {"role": "system", "content": system},
+            {"role": "user", "content": prompt.booking_turn(booking, note_passage)},
+        ]
         log.info(
             "interview_prepared",
             course=course.slug,
-            passages=len(chosen),
-            system_tokens=prompt.estimate_tokens(state.prompt[0]["content"]),
+            passages=len(chosen) + (note_passage is not None),
+            system_tokens=prompt.estimate_tokens(system),
         )
+
+    async def course_prompt(self, course: Course) -> tuple[str, list[Passage]]:
+        """The course's system prompt (the same for all its students while the index is unchanged)."""
+        passages = await self._retrieve(course, prompt.course_query(course), 4)
+        chosen = prompt.choose_passages(course, passages)
+        return prompt.system_prompt(course, chosen), chosen
+
+    async def warm_course(self, system: str) -> bool:
+        """Put a course's system prompt (``course_prompt``) into the server's prompt cache.
+
+        Takes a generation slot only if one is free now (a busy server reads it with the next student
+        anyway). Never raises; True when the server answered.
+        """
+        return await self._warm([PromptMessage("system", system), PromptMessage("user", "[Warm-up.]")])
 
     def opening(self, state: InterviewState, course: Course, booking: Booking) -> str:
         """The first assistant message (greeting + first question): deterministic, instant, no model.
@@ -157,23 +203,32 @@ class Interviewer:
 
         Never raises: a failed warm-up only costs latency on the first answer.
         """
+        await self._warm(prompt.messages(state.prompt))
+
+    async def _warm(self, sent: Sequence[PromptMessage]) -> bool:
         try:
-            with calling("warm_up"):
-                await asyncio.wait_for(
-                    self.model.complete(prompt.messages(state.prompt), max_tokens=1),
-                    self.settings.inference_timeout_s,
-                )
+            async with self._slot() as positions:
+                async for _ in positions:
+                    log.info("interview_warm_skipped")  # the line is busy: no extra work for the server
+                    return False
+                with calling("warm_up"):
+                    await asyncio.wait_for(
+                        self.model.complete(sent, max_tokens=1), self.settings.inference_timeout_s
+                    )
+                return True
         except Exception as exc:
             log.warning("interview_warm_failed", error=type(exc).__name__)
+            return False
 
     # ------------------------------------------------------------ turns
 
     async def turn(
         self, state: InterviewState, course: Course, booking: Booking, text: str
-    ) -> AsyncIterator[str | TurnOutcome]:
+    ) -> AsyncIterator[str | Queued | TurnOutcome]:
         """Handle one student message: understand once, decide once, word once, check once.
 
-        Yields reply pieces, then exactly one ``TurnOutcome``. Mutates ``state``.
+        Yields reply pieces (``Queued`` places in line while waiting for the model), then exactly one
+        ``TurnOutcome``. Mutates ``state``.
         """
         text = text.strip()[: self.settings.max_message_chars]
         today = self._today(course)
@@ -238,7 +293,8 @@ class Interviewer:
         user = prompt.student_turn(obs.clean_text or text, steer, material)
         pieces: list[str] = []
         async for piece in self._ask_model(state, user, slot, fallback, course):
-            pieces.append(piece)
+            if isinstance(piece, str):
+                pieces.append(piece)
             yield piece
         reply = "".join(pieces)
         self._record(state, user, reply)
@@ -274,86 +330,125 @@ class Interviewer:
 
     async def _ask_model(
         self, state: InterviewState, user: str, slot: str, fallback: str, course: Course
-    ) -> AsyncIterator[str]:
-        """Stream a validated model question, retried once, else the template; pieces == final reply."""
+    ) -> AsyncIterator[str | Queued]:
+        """Stream a checked model question word by word; pieces always add up to the final reply.
+
+        Words are shown once the prefix checks (``guardrails.PrefixGuard``) let them go, so a problem
+        they find is never on screen: the reply then ends with what was shown and the policy's question.
+        At the question mark ``check_reply`` judges the whole reply: if nothing of the question was
+        shown yet, a failed reply is retried once (greedy, only when the first try was quick) or replaced
+        by the policy's question; once the question is partly on screen it is kept (logged).
+        """
         sent = prompt.messages([*state.prompt, {"role": "user", "content": user}])
         system = state.prompt[0]["content"] if state.prompt and state.prompt[0]["role"] == "system" else ""
         previous = [m.text for m in state.messages if m.role == "assistant"]
+        guard = guardrails.PrefixGuard(
+            system_prompt=system,
+            previous=previous,
+            slot=slot,
+            course=course,
+            assignment=state.facts.assignment,
+        )
         released = ""
-        started = time.monotonic()
-        for attempt_no in range(2):
-            if attempt_no and time.monotonic() - started > RETRY_BUDGET_S:
-                break  # a slow model's retry would keep the student waiting: the template is instant
-            attempt = _Attempt()
-            async for piece in self._stream_attempt(
-                sent, attempt, system, previous, allow_preface=attempt_no == 0, greedy=attempt_no > 0
-            ):
-                yield piece
-            released += attempt.released
-            tail = attempt.tail if attempt_no == 0 else question_text(attempt.tail)
-            candidate = _join(released, tail)
-            problems = attempt.problems or guardrails.check_reply(
-                candidate,
-                system_prompt=system,
-                previous=previous,
-                slot=slot,
-                course=course,
-                assignment=state.facts.assignment,
-            )
-            if not problems:
-                yield _lead(released, tail)
-                return
-            state.model_retries += 1
-            log.info("interview_reply_rejected", attempt=attempt_no, problems=problems, slot=slot)
+        async with self._slot() as positions:
+            async for position in positions:
+                yield Queued(position)
+            started = time.monotonic()
+            for attempt_no in range(2):
+                if attempt_no and time.monotonic() - started > RETRY_BUDGET_S:
+                    break  # a slow model's retry would keep the student waiting: the template is instant
+                attempt = _Attempt()
+                async for piece in self._stream_attempt(
+                    sent, attempt, guard, show=attempt_no == 0, greedy=attempt_no > 0
+                ):
+                    yield piece
+                text = attempt.text if attempt_no == 0 else question_text(attempt.text)
+                hard = attempt.problems or guard.check(text).problems
+                problems = hard or guardrails.check_reply(
+                    _join(released, text),
+                    system_prompt=system,
+                    previous=previous,
+                    slot=slot,
+                    course=course,
+                    assignment=state.facts.assignment,
+                )
+                if not problems:
+                    yield _lead(released, text) if attempt_no else text[len(attempt.released) :].rstrip()
+                    return
+                if attempt.mid_sentence:  # cannot be taken back: go on from what is on screen
+                    yield self._finish_shown(attempt, text, hard, problems, fallback, slot)
+                    return
+                released += attempt.released
+                state.model_retries += 1
+                log.info("interview_reply_rejected", attempt=attempt_no, problems=problems, slot=slot)
         yield _lead(released, fallback)
+
+    def _finish_shown(
+        self, attempt: _Attempt, text: str, hard: list[str], problems: list[str], fallback: str, slot: str
+    ) -> str:
+        """The rest of a reply whose unfinished sentence is already on screen."""
+        log.info("interview_reply_kept", problems=problems, hard=bool(hard), slot=slot)
+        if hard:  # the checked words stay; what failed never shows, the policy asks instead
+            return f"… {fallback}"
+        rest = text[len(attempt.released) :].rstrip()
+        if "?" in text:
+            return rest  # a question the end checks did not like, but it passed every prefix check
+        return f"{rest}{' ' if _SENTENCE_END.search(text) else '… '}{fallback}"  # stopped without a question
 
     async def _stream_attempt(
         self,
         sent: Sequence[PromptMessage],
         attempt: _Attempt,
-        system: str,
-        previous: Sequence[str],
+        guard: guardrails.PrefixGuard,
         *,
-        allow_preface: bool,
+        show: bool,
         greedy: bool,
     ) -> AsyncIterator[str]:
-        """Read one model reply up to its first '?', releasing checked preface sentences on the way."""
+        """Read one model reply up to its first '?', yielding (with ``show``) what the prefix checks allow."""
         buffer = ""
         try:
             async with asyncio.timeout(self.settings.inference_timeout_s):
                 stream = self._open_stream(sent, greedy)
+                cut = False
                 try:
                     async for piece in stream:
                         buffer = (buffer + piece).lstrip()
                         if "?" in buffer:
-                            attempt.tail = _cut_question(buffer)
+                            attempt.text = _cut_question(buffer)
+                            cut = True
                             return
-                        if problems := guardrails.check_partial(
-                            attempt.released + buffer, system_prompt=system, previous=previous
-                        ):
-                            attempt.problems = problems
-                            return
-                        while allow_preface and (m := _PREFACE.match(buffer)):
-                            sentence = m.group(1)
-                            if ends_with_abbreviation(sentence) or _INTERROGATIVE.match(sentence):
-                                break  # "…with Dr." or a question missing its "?": wait for more
-                            if len(attempt.released) + len(sentence) > guardrails.MAX_PREFACE_CHARS:
-                                attempt.problems = ["rambling"]
-                                return
-                            out = _lead(attempt.released, sentence)
+                        release = guard.check(buffer)
+                        if release.problems:
+                            attempt.problems = release.problems
+                            break
+                        if show and release.safe > len(attempt.released):
+                            out = buffer[len(attempt.released) : release.safe]
                             attempt.released += out
-                            buffer = buffer[m.end() :]
                             yield out
-                        if not allow_preface and len(buffer) > guardrails.MAX_REPLY_CHARS:
-                            attempt.problems = ["too_long"]
-                            return
                 finally:
-                    # stops generation on the server as soon as we have the question
-                    await cast(AsyncGenerator[str, None], stream).aclose()
-            attempt.tail = buffer.strip()
+                    await self._close(stream, drain=cut)
+            attempt.text = buffer
         except Exception as exc:
+            attempt.text = attempt.text or buffer
             attempt.problems = [f"model_error:{type(exc).__name__}"]
             log.warning("interview_model_failed", error=type(exc).__name__)
+
+    async def _close(self, stream: AsyncIterator[str], *, drain: bool) -> None:
+        """Close the model stream; after a good cut, let the server finish the reply in the background.
+
+        mlx_lm.server stores a conversation in its prompt cache only when the generation ends by itself
+        (a closed connection drops it), so reading the few tokens after the '?' lets the next turn read
+        only the student's new message. The drain has its own short deadline and never holds the turn.
+        """
+        generator = cast(AsyncGenerator[str, None], stream)
+        if not drain or self.drain_s <= 0:
+            await generator.aclose()
+            return
+        _drains.add(task := asyncio.create_task(_drain(generator, self.drain_s)))
+        task.add_done_callback(_drains.discard)
+
+    def _slot(self) -> AbstractAsyncContextManager[AsyncIterator[int]]:
+        return self.slots.acquire() if self.slots is not None else _no_line()
 
     def _open_stream(self, sent: Sequence[PromptMessage], greedy: bool) -> AsyncIterator[str]:
         with calling("interview_retry" if greedy else "interview_question"):
@@ -456,14 +551,38 @@ class Interviewer:
 draft_summary = summary.build_summary
 
 
+@asynccontextmanager
+async def _no_line() -> AsyncIterator[AsyncIterator[int]]:
+    yield _nothing()
+
+
+async def _nothing() -> AsyncIterator[int]:
+    return
+    yield  # an async generator that yields nothing
+
+
 def _cut_question(text: str) -> str:
     """Everything up to and including the first '?' (one question only; the rest is never shown)."""
     return text[: text.index("?") + 1].strip()
 
 
 def _lead(before: str, text: str) -> str:
-    """``text`` with a separating space when something was already released."""
-    return f" {text.strip()}" if before and text.strip() else text.strip()
+    """``text`` with a separating space when something was already released (and did not end with one)."""
+    if before and not before[-1].isspace() and text.strip():
+        return f" {text.strip()}"
+    return text.strip()
+
+
+async def _drain(generator: AsyncGenerator[str, None], deadline_s: float) -> None:
+    """Read a model stream to its end (or the deadline), then close it; never raises."""
+    try:
+        async with asyncio.timeout(deadline_s):
+            async for _ in generator:
+                pass
+    except Exception as exc:
+        log.debug("interview_drain_stopped", error=type(exc).__name__)
+    finally:
+        await generator.aclose()
 
 
 def _join(before: str, text: str) -> str:

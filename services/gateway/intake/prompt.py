@@ -1,9 +1,15 @@
-"""Prompt assembly: one short fixed system prompt per course + booking, then an append-only conversation.
+"""Prompt assembly: one fixed system prompt per course, the booking in the first turn, then an
+append-only conversation.
 
 On this CPU every prompt token costs ~15 ms, and mlx_lm.server reuses the longest cached prefix, so:
 
-* the system prompt is built once (``prepare``) and never changes — budget ~250 tokens including
-  2–3 retrieved snippets of ~50 tokens each;
+* the system prompt depends on the course only (course, tone, and 2–3 snippets of its materials chosen
+  by a query built from the course itself), so every student of a course starts with the same tokens and
+  the server's prompt cache holds one prefix per course (warmed at start-up and after a re-index);
+  budget ~250 tokens;
+* what is specific to one booking (the student's first name, their note, one snippet matching it) is
+  the first ``user`` message (``booking_turn``), followed by the opening question as ``assistant``: a new
+  student's first answer reads only their own part;
 * each turn appends ``user`` (the student's words, clipped, plus a bracketed steer such as
   ``[Ask what they have already tried. ...]``) and ``assistant`` (the reply as shown), and the steer
   stays in the stored prompt, so every prompt is a strict extension of the previous one;
@@ -25,6 +31,7 @@ from services.gateway.ports import Passage, PromptMessage
 
 SYSTEM_BUDGET_TOKENS = 250
 SNIPPET_TOKENS = 50
+BOOKING_NOTE_TOKENS = 40
 TONE_CHARS = 180
 STUDENT_CHARS = (
     600  # what of one student message goes into the prompt (~150 tokens); the transcript keeps all
@@ -63,11 +70,10 @@ def snippet(passage: Passage, tokens: int = SNIPPET_TOKENS) -> str:
     return trim(f"{passage.title}: {body}", tokens)
 
 
-def system_prompt(course: Course, booking: Booking, passages: Sequence[Passage], *, _fit: bool = True) -> str:
-    """The fixed system prompt for one intake; passages are the 2–3 chosen at the start (``choose_passages``)."""
-    name = booking.student.name.split()[0] if booking.student.name.strip() else "the student"
+def system_prompt(course: Course, passages: Sequence[Passage], *, _fit: bool = True) -> str:
+    """The fixed system prompt of a course: identical for all its students (passages: ``course_query``'s)."""
     lines = [
-        f"You help {name} get ready for office hours in {course.code} {course.title} "
+        f"You help a student get ready for office hours in {course.code} {course.title} "
         f"with {course.instructor_name}.",
         "Ask ONE short question per turn so the student explains their problem. "
         "Never solve it, never give answers or corrected text.",
@@ -83,20 +89,32 @@ def system_prompt(course: Course, booking: Booking, passages: Sequence[Passage],
     return text
 
 
-def choose_passages(
-    course: Course, booking: Booking, passages: Sequence[Passage], k: int = 3
-) -> list[Passage]:
+def course_query(course: Course) -> str:
+    """What the course's own materials are searched with for its system prompt: the same for every student."""
+    return " ".join([course.title, *(a.title for a in course.assignments), *(t.title for t in course.topics)])
+
+
+def choose_passages(course: Course, passages: Sequence[Passage], k: int = 3) -> list[Passage]:
     """At most ``k`` passages from distinct sources that fit the system prompt budget, best first."""
     chosen: list[Passage] = []
     for passage in passages:
         if len(chosen) >= k or any(p.source == passage.source for p in chosen):
             continue
-        if (
-            estimate_tokens(system_prompt(course, booking, [*chosen, passage], _fit=False))
-            <= SYSTEM_BUDGET_TOKENS
-        ):
+        if estimate_tokens(system_prompt(course, [*chosen, passage], _fit=False)) <= SYSTEM_BUDGET_TOKENS:
             chosen.append(passage)
     return chosen
+
+
+def booking_turn(booking: Booking, passage: Passage | None = None) -> str:
+    """The first user message: who booked and what their note says (plus one matching snippet), so the
+    system prompt before it stays the course's own."""
+    name = booking.student.name.split()[0] if booking.student.name.strip() else "the student"
+    parts = [f"[Booking: {name} booked office hours."]
+    if booking.notes.strip():
+        parts.append(f'Their note: "{trim(booking.notes, BOOKING_NOTE_TOKENS)}"')
+    if passage is not None:
+        parts.append(f"Material: {snippet(passage, 40)}")
+    return " ".join(parts) + "]"
 
 
 def student_turn(text: str, steer: str, material: str | None = None) -> str:

@@ -62,15 +62,17 @@ async def _converse(iv: Interviewer, state: InterviewState, answers: list[str]) 
 
 
 async def test_prepare_retrieves_once_and_builds_a_short_grounded_system_prompt() -> None:
-    """Booking notes drive retrieval; chosen sources are recorded; facts from the notes are kept."""
+    """Booking notes find a passage for the first turn; chosen sources are recorded; facts from the notes
+    are kept; the note and the opening follow the course's system prompt."""
     retriever = ListRetriever(make_passages())
     _, state = await _start(notes="need help with ps3 p-values", retriever=retriever)
-    assert retriever.queries and "ps3" in retriever.queries[0]
-    assert state.context_sources[0] == "assignments/ps3.md"
+    assert any("ps3" in query for query in retriever.queries)
+    assert "assignments/ps3.md" in state.context_sources
     assert state.prompt[0]["role"] == "system" and prompt.estimate_tokens(state.prompt[0]["content"]) <= 250
     assert state.facts.assignment == "ps3"
     assert "Problem Set 3: Hypothesis Tests" in state.messages[0].text  # the opening names it
-    assert state.prompt[1] == {"role": "assistant", "content": state.messages[0].text}
+    assert state.prompt[1]["role"] == "user" and "need help with ps3" in state.prompt[1]["content"]
+    assert state.prompt[2] == {"role": "assistant", "content": state.messages[0].text}
 
 
 async def test_prepare_survives_a_broken_retriever() -> None:
@@ -131,13 +133,14 @@ async def test_junk_replies_are_retried_then_replaced_by_the_template_and_never_
 
 
 async def test_a_good_preface_sentence_survives_a_failed_question() -> None:
-    """A checked preface is streamed early; if the question then fails, the template completes it."""
+    """A checked preface is streamed word by word; if the question then fails (here: it repeats the
+    opening's, held back until it became clear), the template completes it."""
     model = ScriptedModel(
         "Thanks, that helps. What would you like help with?", "What would you like help with?"
     )
     iv, state = await _start(model)
     pieces, outcome = await _say(iv, state, "ps3 p-values")
-    assert pieces[0] == "Thanks, that helps."
+    assert pieces[0] == "Thanks, " and "".join(pieces[:-1]).strip() == "Thanks, that helps."
     assert outcome.reply.startswith("Thanks, that helps. ") and outcome.reply.endswith("most trouble?")
 
 
@@ -367,11 +370,12 @@ async def test_warm_sends_the_prompt_with_one_token_and_swallows_errors() -> Non
 
 
 async def test_an_abbreviation_or_unpunctuated_question_is_not_released_as_a_preface() -> None:
-    """ "…with Dr." is not a finished sentence and "What is it." is a question: neither is streamed early."""
+    """ "…with Dr." is not a finished sentence: the question goes on after it, shown once."""
     model = ScriptedModel("What would you like to get out of your meeting with Dr. Okafor today?")
     iv, state = await _start(model)
     pieces, outcome = await _say(iv, state, "ps3 p-values, I read the notes")
-    assert pieces == [outcome.reply] and outcome.reply.count("What would") <= 1
+    assert outcome.reply == "What would you like to get out of your meeting with Dr. Okafor today?"
+    assert len(pieces) > 1  # streamed, and "Dr." did not end a sentence
 
 
 class ReaderStub:

@@ -1,0 +1,56 @@
+"""Each course's system prompt kept in the model server's prompt cache: at start-up, after a re-index
+(the retrieved materials, hence the prompt, changed) and every ``REFRESH_S`` (the server may have been
+restarted, or evicted it). A new student's first answer then reads only their own part.
+
+Every gateway runs the loop; a Redis key per course and prompt (``SET NX EX``) lets one of them do each
+warm-up. Only with a retriever: that is what a re-index changes (tests and a stack without an index have
+nothing to keep warm).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+import redis.exceptions
+import structlog
+
+from services.gateway.container import Services
+from services.gateway.intake import chat
+
+log = structlog.get_logger()
+
+CHECK_S = 30.0
+REFRESH_S = 600.0
+_KEY = "intake:gen:warm:{}:{}"
+
+
+async def keep_courses_warm(services: Services, check_s: float = CHECK_S) -> None:
+    """Runs until cancelled (the gateway's lifespan starts it)."""
+    if services.retriever is None:
+        return
+    while True:
+        for course in list(services.catalog.courses.values()):
+            try:
+                await warm_course_once(services, course.slug)
+            except Exception as exc:  # one course's trouble never stops the others
+                log.warning("course_warm_failed", course=course.slug, error=type(exc).__name__)
+        await asyncio.sleep(check_s)
+
+
+async def warm_course_once(services: Services, slug: str) -> bool:
+    """Warm one course's current system prompt unless a gateway did so within ``REFRESH_S``."""
+    course = services.catalog.courses[slug]
+    iv = chat.interviewer(services)
+    system, _ = await iv.course_prompt(course)
+    digest = hashlib.sha256(system.encode()).hexdigest()[:16]
+    try:
+        if not await services.redis.set(_KEY.format(slug, digest), b"1", nx=True, ex=int(REFRESH_S)):
+            return False
+    except redis.exceptions.RedisError:
+        pass  # without Redis every gateway warms: harmless, only repeated work
+    warmed = await iv.warm_course(system)
+    if not warmed:
+        await services.redis.delete(_KEY.format(slug, digest))  # try again at the next check
+    log.info("course_warmed" if warmed else "course_warm_skipped", course=slug, prompt=digest)
+    return warmed

@@ -1,0 +1,108 @@
+"""Releasing a model reply while it streams: the prefix checks hold back exactly what could still fail,
+so the student sees words early and never sees text that is later taken back."""
+
+from __future__ import annotations
+
+from services.gateway.intake.guardrails import PrefixGuard
+from services.gateway.intake.interview import Interviewer, TurnOutcome
+from services.gateway.intake.models import InterviewState
+from services.settings import Settings
+from tests.gateway.intake.scripted import (
+    TODAY,
+    ListRetriever,
+    ScriptedModel,
+    make_booking,
+    make_course,
+    make_passages,
+)
+
+COURSE = make_course()
+SYSTEM = (
+    "You help a student get ready for office hours. Never solve it, never give answers or corrected text."
+)
+
+
+def _shown(guard: PrefixGuard, text: str) -> str:
+    release = guard.check(text)
+    assert not release.problems, release.problems
+    return text[: release.safe]
+
+
+def test_finished_words_of_a_harmless_preface_are_released_at_once() -> None:
+    """Only the word still being typed is held: a preface streams word by word."""
+    guard = PrefixGuard(system_prompt=SYSTEM)
+    assert _shown(guard, "Thanks, that hel") == "Thanks, that "
+    assert _shown(guard, "Thanks, that helps. ") == "Thanks, that helps. "
+
+
+def test_the_start_of_a_solution_phrase_is_held_until_it_is_decided() -> None:
+    """ "The answer" could become "the answer is": held; "is" decides it is a solution, nothing shown."""
+    guard = PrefixGuard(system_prompt=SYSTEM)
+    assert _shown(guard, "Good. The answer ") == "Good. "
+    assert guard.check("Good. The answer is ").problems == ["solution"]
+    assert _shown(guard, "Good. The answer key ") == "Good. The answer key "  # no longer a solution
+
+
+def test_a_run_of_the_system_prompt_is_held_and_seven_words_are_a_leak() -> None:
+    """Words that continue the system prompt are held until the run breaks or reaches seven words."""
+    guard = PrefixGuard(system_prompt=SYSTEM)
+    assert _shown(guard, "OK. Never solve it, never ") == "OK. "
+    assert "leak" in guard.check("OK. Never solve it, never give answers or ").problems
+    assert _shown(guard, "OK. Never solve it, maybe ") == "OK. Never solve it, maybe "
+
+
+def test_a_sentence_that_so_far_repeats_an_earlier_one_is_held() -> None:
+    """An earlier bot question is held word for word while it matches, and five shared words repeat it."""
+    guard = PrefixGuard(system_prompt=SYSTEM, previous=["Hi! What would you like help with today?"])
+    assert _shown(guard, "Sure. What would you ") == "Sure. "
+    assert guard.check("Sure. What would you like help ").problems == ["repeat"]
+
+
+def test_a_question_is_held_until_it_asks_for_the_slot() -> None:
+    """A question sentence shows once it has three words and one of the slot's words."""
+    guard = PrefixGuard(system_prompt=SYSTEM, slot="attempts")
+    assert _shown(guard, "Thanks. What have you ") == "Thanks. "
+    assert _shown(guard, "Thanks. What have you already tried ") == "Thanks. What have you already tried "
+
+
+def test_an_assignment_name_is_held_until_complete_and_a_wrong_one_fails() -> None:
+    """ "Problem Set" may become the wrong assignment: held; "Problem Set 4" is the wrong one."""
+    guard = PrefixGuard(system_prompt=SYSTEM, course=COURSE, assignment="ps3")
+    assert _shown(guard, "Tell me about Problem Set ") == "Tell me about "
+    assert guard.check("Tell me about Problem Set 4 ").problems == ["wrong_assignment"]
+    assert _shown(guard, "Tell me about Problem Set 3 and ") == "Tell me about Problem Set 3 and "
+
+
+async def _turn(model: ScriptedModel, text: str) -> tuple[list[str], TurnOutcome]:
+    iv = Interviewer(model, ListRetriever(make_passages()), Settings(), today=lambda c: TODAY)
+    state = InterviewState()
+    await iv.prepare(state, COURSE, make_booking())
+    iv.opening(state, COURSE, make_booking())
+    pieces: list[str] = []
+    outcome = None
+    async for item in iv.turn(state, COURSE, make_booking(), text):
+        if isinstance(item, TurnOutcome):
+            outcome = item
+        elif isinstance(item, str):
+            pieces.append(item)
+    assert outcome is not None and "".join(pieces) == outcome.reply  # nothing shown is ever taken back
+    return pieces, outcome
+
+
+async def test_a_good_question_streams_in_several_pieces() -> None:
+    """The reply reaches the student word by word, not as one block at the question mark."""
+    model = ScriptedModel(
+        default="Thanks for explaining that so clearly. Which part of it is hardest for you?"
+    )
+    pieces, outcome = await _turn(model, "ps3, p-values confuse me")
+    assert outcome.reply == "Thanks for explaining that so clearly. Which part of it is hardest for you?"
+    assert len(pieces) >= 5 and pieces[0] == "Thanks "
+
+
+async def test_a_problem_after_shown_words_ends_with_the_policy_question_not_a_take_back() -> None:
+    """A solution that starts mid-sentence: the words before it stay, the policy's question follows, and
+    the model is not asked again (its unfinished sentence is on screen)."""
+    model = ScriptedModel("So you could say that the answer is 0.05 here. Which part?")
+    _, outcome = await _turn(model, "ps3, p-values confuse me")
+    assert outcome.reply.startswith("So you could say that … ") and "answer is" not in outcome.reply
+    assert outcome.reply.endswith("?") and len(model.calls) == 1
