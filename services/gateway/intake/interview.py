@@ -67,6 +67,7 @@ log = structlog.get_logger()
 
 MAX_CONTEXT_SOURCES = 5
 RETRY_BUDGET_S = 4.0  # retry a rejected reply only if the first attempt was this quick
+MAX_CHECK_INS = 2  # "are you okay?" at most twice; an uncertain sign after that escalates
 DRAIN_S = 5.0  # after the cut at '?', how long the server may finish the reply (for its prompt cache)
 _SENTENCE_END = re.compile(r"[.!?…][\"')\]]*\s*$")
 _drains: set[asyncio.Task[None]] = set()  # keeps the drain tasks from being garbage-collected
@@ -236,16 +237,19 @@ class Interviewer:
         state.messages.append(ChatMessage("student", text))
         heard = await self._hear(course, text, pending, state.facts.stuck_on)
         obs = reading.read(text, course, answering=pending, heard=heard)
-        if obs.guard == "check_in" and "wellbeing" not in state.asked:
+        check_ins = state.asked.count("wellbeing")
+        if obs.guard == "check_in" and check_ins < MAX_CHECK_INS:
+            # asked again (once) when a student who said they were okay shows another uncertain sign:
+            # an anxious student is not escalated for being anxious twice, and a "not really" still is
             policy.update(state, course, obs, today)  # what they said still counts if they are fine
             state.asked.append("wellbeing")
-            reply = wording.check_in(course)
+            reply = wording.check_in(course, again=check_ins > 0)
             self._record(state, _GUARD_NOTES["check_in"], reply)
             log.info("interview_checked_in", turn=state.turn)
             yield reply
             yield TurnOutcome(status="active", reply=reply, finished=False)
             return
-        if obs.guard == "check_in":  # a second uncertain signal after a check-in: escalate
+        if obs.guard == "check_in":  # uncertain signals past every check-in: escalate
             obs = msgspec.structs.replace(obs, guard="distress", rule="second_signal")
         if obs.guard == "distress":
             state.flags = msgspec.structs.replace(state.flags, distress=True, escalated_to_human=True)

@@ -1,12 +1,16 @@
 """``MessageReader`` on the MiniLM embeddings we ship: the message classifier plus a course map.
 
-The course map is one embedding per topic (title and keywords) and per assignment (title, keywords and
-the opening of its sheet), computed once per course and process, so a student's stuck point can be
-compared with every part of the course in one matrix product. CPU-bound: call from a worker thread.
+The course map is one embedding per topic (title and keywords) plus one per section of the notes file the
+topic owns (a pack keeps one notes file per topic: its sections say in the course's own words what the
+topic covers, e.g. a "boundary values" section under conditionals), and one per assignment (title,
+keywords and the opening of its sheet), computed once per course and process, so a student's stuck point
+can be compared with every part of the course in one matrix product; a topic's similarity is its best
+vector's. CPU-bound: call from a worker thread.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 
@@ -14,19 +18,35 @@ import msgspec
 import numpy as np
 
 from services.coursepack import Course
+from services.gateway.intake.matching import topic_of_source
 from services.gateway.ports import CourseSimilarity
 from services.indexer.embedding import load_minilm
 from services.understanding.classifier import MessageClassifier, MessageUnderstanding, load_classifier
 
 SHEET_WORDS = 80  # how much of an assignment sheet describes it (titles alone are too short to embed well)
+SECTION_WORDS = 120  # how much of a notes section is embedded (the model reads 256 tokens at most)
+MAX_FILE_BYTES = 2 * 1024 * 1024
+_HEADING = re.compile(r"\n(?=#{2,3} )")
 
 
 class _CourseMap:
     def __init__(
-        self, topics: list[str], topic_vectors: np.ndarray, assignments: list[str], vectors: np.ndarray
+        self,
+        topics: list[str],
+        topic_vectors: np.ndarray,
+        owners: np.ndarray,
+        assignments: list[str],
+        vectors: np.ndarray,
     ):
-        self.topics, self.topic_vectors = topics, topic_vectors
+        self.topics, self.topic_vectors, self.owners = topics, topic_vectors, owners  # owners: row -> topic
         self.assignments, self.assignment_vectors = assignments, vectors
+
+    def topic_similarity(self, vector: np.ndarray) -> np.ndarray:
+        """Per topic, the best cosine over its title vector and its notes sections."""
+        best = np.full(len(self.topics), -1.0, dtype=np.float32)
+        if len(self.topic_vectors):
+            np.maximum.at(best, self.owners, self.topic_vectors @ vector)
+        return best
 
 
 class EmbeddingReader:
@@ -49,7 +69,7 @@ class EmbeddingReader:
     def similarity(self, course: Course, text: str) -> CourseSimilarity:
         course_map = self._map(course)
         vector = load_minilm().embed([text])[0]
-        topics = course_map.topic_vectors @ vector if course_map.topics else np.zeros(0)
+        topics = course_map.topic_similarity(vector) if course_map.topics else np.zeros(0)
         assignments = course_map.assignment_vectors @ vector if course_map.assignments else np.zeros(0)
         return CourseSimilarity(
             topics={t: round(float(s), 4) for t, s in zip(course_map.topics, topics, strict=True)},
@@ -70,6 +90,10 @@ class EmbeddingReader:
 
 def _build_map(course: Course) -> _CourseMap:
     topic_texts = [f"{t.title}. {', '.join(t.keywords)}" for t in course.topics]
+    owners = list(range(len(topic_texts)))
+    for owner, text in _notes_sections(course):
+        topic_texts.append(text)
+        owners.append(owner)
     assignment_texts = [
         f"{a.title}. {', '.join(a.keywords)}. {_sheet_opening(course, a.file)}" for a in course.assignments
     ]
@@ -79,9 +103,30 @@ def _build_map(course: Course) -> _CourseMap:
     return _CourseMap(
         [t.id for t in course.topics],
         vectors[:n] if vectors is not None else empty,
+        np.array(owners, dtype=np.intp),
         [a.id for a in course.assignments],
         vectors[n:] if vectors is not None else empty,
     )
+
+
+def _notes_sections(course: Course) -> list[tuple[int, str]]:
+    """(topic index, "file title. heading and opening words") for each section of a file one topic owns."""
+    if not course.path or not Path(course.path).is_dir():
+        return []
+    from services.indexer.materials import read_materials  # the indexer's own reader: every file format
+
+    index = {t.id: i for i, t in enumerate(course.topics)}
+    out: list[tuple[int, str]] = []
+    for doc in read_materials(course, MAX_FILE_BYTES).documents:
+        title = str(doc.metadata.get("title", ""))
+        owner = topic_of_source(course, str(doc.metadata.get("source", "")), title)
+        if owner is None:
+            continue
+        for part in _HEADING.split(doc.text):
+            words = part.replace("#", " ").split()[:SECTION_WORDS]
+            if len(words) >= 8:
+                out.append((index[owner], f"{title}. {' '.join(words)}"))
+    return out
 
 
 def _sheet_opening(course: Course, file: str | None) -> str:

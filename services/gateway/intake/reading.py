@@ -127,7 +127,7 @@ def read(
         confused=is_confused(text),
         sentences=tuple(labelled),
         assignment_evidence=_assignment_evidence(course, labelled, role, heard),
-        topic_evidence=_topic_evidence(course, labelled, heard),
+        topic_evidence=_topic_evidence(course, labelled, heard, answering),
         no_assignment=any(_NO_ASSIGNMENT.search(s) for _, s in labelled),
         section=_section(course, heard.passages, labelled) if _about_problem(labelled) else None,
         dropped=dropped,
@@ -166,11 +166,11 @@ def _guard(
     if (
         answering == "wellbeing"
     ):  # the student was asked directly: their answer decides, the rules still apply
-        if _NOT_OK.match(text) or not text.strip() or is_non_answer(text):
+        if _NOT_OK.match(text) or not text.strip():
             return guardrails.Verdict("distress", "check_in_answer")
-        if _OK.match(text) or "distress" not in sure:
+        if _OK.match(text) or ("distress" not in sure and not is_non_answer(text)):
             return guardrails.Verdict("ok")  # "yes, I'm okay, just stressed": stress is what they came for
-        return guardrails.Verdict("distress", "check_in_answer")
+        return guardrails.Verdict("distress", "check_in_answer")  # "...", "?", or sure distress
     if "distress" in sure:
         return guardrails.Verdict("distress", "classifier")
     if "distress" in flagged:
@@ -329,17 +329,25 @@ def _clause_scores(course: Course, sentence: str) -> dict[str, float]:
     return out
 
 
-def _topic_evidence(course: Course, labelled: Sequence[tuple[str, str]], heard: Heard) -> dict[str, float]:
-    """What the stuck point is about; answers to a course question (an error message, a failing test) and
-    background count half: they name the tools more than the topic."""
-    about = [s for k, s in labelled if k in {"stuck_on", "assignment"}]
-    aside = [s for k, s in labelled if k == "context" or k.startswith("q:")]
-    evidence = matching.topic_scores(course, about) if about else {}
+_IDENTIFIER = re.compile(r"\b\w+_\w+\b")  # test_top_words_ties, drop_lowest: names, not topic words
+
+
+def _topic_evidence(
+    course: Course, labelled: Sequence[tuple[str, str]], heard: Heard, answering: str | None
+) -> dict[str, float]:
+    """What the stuck point is about. The stuck point counts fully (a correction of the recap twice);
+    answers to a course question (an error message, a failing test)
+    and background count half: they name the tools more than the topic. Code identifiers are names,
+    not topic words (a test called ``test_sort_ties`` is not about testing)."""
+    scale = 2.0 if answering == "recap" else 1.0
+    about = [_IDENTIFIER.sub(" ", s) for k, s in labelled if k in {"stuck_on", "assignment"}]
+    aside = [_IDENTIFIER.sub(" ", s) for k, s in labelled if k == "context" or k.startswith("q:")]
+    evidence = {t: scale * v for t, v in matching.topic_scores(course, about).items()} if about else {}
     for topic_id, score in (matching.topic_scores(course, aside) if aside else {}).items():
         evidence[topic_id] = evidence.get(topic_id, 0.0) + score / 2
     if heard.similarity and about:
         for topic_id, cosine in heard.similarity.topics.items():
-            evidence[topic_id] = evidence.get(topic_id, 0.0) + 4.0 * max(0.0, cosine - 0.3)
+            evidence[topic_id] = evidence.get(topic_id, 0.0) + scale * 4.0 * max(0.0, cosine - 0.3)
     return {k: round(v, 3) for k, v in evidence.items() if v}
 
 

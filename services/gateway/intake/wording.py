@@ -232,8 +232,14 @@ def recap(course: Course, facts: Facts, today: dt.date) -> str:
     return f"Here's what I'll pass on to {course.instructor_name}: {body}. {RECAP_CUE}, or is there something to fix?"
 
 
-def check_in(course: Course) -> str:
-    """Asked once when a message might be distress but nothing is sure: the answer decides."""
+def check_in(course: Course, *, again: bool = False) -> str:
+    """Asked when a message might be distress but nothing is sure: the answer decides. ``again``: the
+    student said they were okay, and a later message showed another uncertain sign."""
+    if again:
+        return (
+            "Thanks for bearing with me. I want to check once more, because it matters: "
+            "are you safe right now?"
+        )
     return "That sounds like a lot to carry. Before we go on: are you feeling okay and safe right now?"
 
 

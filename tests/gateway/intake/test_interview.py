@@ -434,14 +434,31 @@ async def test_a_student_who_is_fine_after_a_check_in_carries_on_unflagged() -> 
     assert "okay and safe" not in outcome.reply
 
 
-async def test_a_second_uncertain_signal_after_a_check_in_escalates() -> None:
-    """Two uncertain signals in one chat are not explained away: the second escalates."""
+async def test_a_second_uncertain_signal_asks_once_more_and_a_third_escalates() -> None:
+    """A student who said they were okay and shows another uncertain sign is asked once more (an anxious
+    student is not escalated for being anxious twice); a third uncertain sign escalates."""
+    again = "everything just feels pointless"
+    last = "i dont know what im doing anymore"
+    iv, state = await _with_reader({VAGUE: UNSURE, again: UNSURE, last: UNSURE})
+    await _say(iv, state, VAGUE)
+    await _say(iv, state, "I'm okay")
+    _, outcome = await _say(iv, state, again)
+    assert outcome.status == "active" and "safe right now" in outcome.reply and not state.flags.distress
+    assert state.asked.count("wellbeing") == 2
+    _, outcome = await _say(iv, state, "yes")
+    assert outcome.status == "active" and not state.flags.distress
+    _, outcome = await _say(iv, state, last)
+    assert outcome.status == "escalated" and state.flags.distress
+
+
+async def test_not_really_to_the_second_check_in_escalates() -> None:
     again = "everything just feels pointless"
     iv, state = await _with_reader({VAGUE: UNSURE, again: UNSURE})
     await _say(iv, state, VAGUE)
     await _say(iv, state, "I'm okay")
-    _, outcome = await _say(iv, state, again)
-    assert outcome.status == "escalated" and state.flags.distress
+    await _say(iv, state, again)
+    _, outcome = await _say(iv, state, "not really")
+    assert outcome.status == "escalated" and state.flags.distress and state.flags.escalated_to_human
 
 
 async def test_okay_but_stressed_after_a_check_in_is_not_distress() -> None:

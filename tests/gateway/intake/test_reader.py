@@ -21,3 +21,26 @@ def test_similarity_ranks_a_course_whose_topics_carry_keywords() -> None:
     assert max(seen.assignments, key=lambda a: seen.assignments[a]) == "lab-3"
     reader.similarity(course, "gas pressure")
     assert len(reader._maps) == 1
+
+
+def test_a_topic_is_also_known_by_the_sections_of_its_notes(tmp_path: Path) -> None:
+    """A stuck point in the course's own words ("90.0 must be an A") matches the topic whose notes file
+    says it, though the words are in no topic's title or keywords; without the notes it would not."""
+    pack = tmp_path / "prog101"
+    (pack / "notes").mkdir(parents=True)
+    (pack / "course.toml").write_text(
+        'code = "PROG 101"\ntitle = "Programming"\ninstructor_name = "Dr. A"\n'
+        'instructor_email = "a@univ.example.edu"\ntimezone = "UTC"\n'
+        '[calcom]\nevent_type_ids = [1]\n[tone]\nnotes = "Plain."\n'
+        '[[topics]]\nid = "branching"\ntitle = "Branching"\nkeywords = ["elif"]\n'
+        '[[topics]]\nid = "testing"\ntitle = "Testing and the autograder"\n'
+        'keywords = ["test", "autograder", "expected output"]\n'
+    )
+    (pack / "notes" / "branching.md").write_text(
+        "# Branching\n\n## Boundary values\n\nWhen a grade of exactly 90.0 must be an A but comes out as a "
+        "B, the comparison is wrong at the boundary: `score >= 90` includes 90, `score > 90` does not. "
+        "Check the largest cut-off first and test the boundary values themselves.\n"
+    )
+    course = load_catalog(tmp_path).courses["prog101"]
+    seen = EmbeddingReader().similarity(course, "letter grade test: expected A for 90.0 but got B")
+    assert max(seen.topics, key=lambda t: seen.topics[t]) == "branching", seen.topics

@@ -80,3 +80,17 @@ def test_the_section_must_share_words_with_the_stuck_point() -> None:
     assert _read(text, passages=[unrelated]).section is None
     section = _read(text, passages=[unrelated, related]).section
     assert section and section.source == "notes/p-values.md" and section.heading == "Rejecting the null"
+
+
+def test_code_identifiers_are_names_not_topic_words() -> None:
+    """``check_significance_slope`` names a test, it says nothing about significance; the plain words of the
+    same sentence still count."""
+    obs = _read("check_significance_slope fails on my residual plot", answering="stuck_on")
+    assert obs.topic_evidence.get("regression", 0.0) > 0
+    assert "hypothesis-testing" not in obs.topic_evidence
+
+
+def test_a_correction_of_the_recap_weighs_more_than_a_first_answer() -> None:
+    said = "actually it's the slope of the least squares line I don't get"
+    first = _read(said, answering="stuck_on").topic_evidence["regression"]
+    assert _read(said, answering="recap").topic_evidence["regression"] == pytest.approx(2 * first)
