@@ -479,7 +479,8 @@ meant pass send summary look read prepare professor instructor picture anything 
 detail specific specifically figure topic concept idea lecture note notes reading section chapter code
 output expect expected result answer know thank thanks wait back get got give need needs want wants would
 like stat stated intake chat first last next today tomorrow week monday tuesday wednesday thursday friday
-stopped early seemed distress because saturday sunday january february march april may june july august september october november december
+saturday sunday january february march april may june july august september october november december
+stopped early seemed distress because
 """
 _GENERIC = content_stems(_INTERVIEW_WORDS)
 
@@ -576,7 +577,9 @@ def _multi_turn(messages: Sequence[ChatMessage], status: str, summary: dict[str,
         Finding(key=key, message=note, severity="minor" if key == "repeated_sentence" else "major")
         for key, note in conversation_problems(messages)
     ]
-    if status == "escalated":  # the interview stops early by design: few turns, little learned
+    if status in ("escalated", "partial"):
+        # stopped early by design (distress) or by the student (a partial summary before the meeting):
+        # few turns and little learned are not the interview's fault
         findings = [f for f in findings if f.key != "turn_count"]
     else:
         missing = _uncovered(summary)
