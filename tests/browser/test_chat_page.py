@@ -214,3 +214,45 @@ async def test_a_dropped_reply_is_retried_without_a_second_turn(
     assert [m.text for m in stored.interview.messages if m.role == "student"] == [ANSWERS[0]]
     assert shown == stored.interview.messages[-1].text and shown in announced
     assert len([k for k in model.kwargs if k["max_tokens"] != 1]) == 1  # one turn (the other call: warm-up)
+
+
+async def test_a_student_waiting_for_the_model_sees_a_steady_place_in_line(
+    phone: Any, redis_url: str, tmp_path: Path, screenshots: Path
+) -> None:
+    """With the only generation slot taken (by another gateway, say), the page shows the student's place
+    in line instead of "thinking…"; once the slot frees the reply streams in and the line goes away."""
+    import redis.asyncio as aioredis
+
+    from services.gateway.intake.queueing import GenerationLine
+
+    settings = make_settings(tmp_path, redis_url, generation_slots=1)
+    model = PacedModel(*QUESTIONS, first_delay=0.1, word_delay=0.02)
+    record = await seed_intake(redis_url, settings)
+    redis = aioredis.from_url(redis_url)
+    other = GenerationLine(redis, limit=1, max_wait_s=60, lease_s=60)
+    try:
+        with serve(create_app(settings, services_factory=services_factory(model))) as gateway:
+            await phone.goto(f"{gateway.url}/i/{record.token}")
+            await phone.get_by_role("button", name="I agree, start the chat").click()
+            await phone.locator("#messages li.assistant").first.wait_for()
+            async with other.acquire() as positions:
+                assert [p async for p in positions] == []  # the slot is ours: the student must wait
+                await phone.get_by_label("Your answer").fill(ANSWERS[0])
+                await phone.get_by_role("button", name="Send").click()
+                await phone.locator("#queue").wait_for(state="visible", timeout=15_000)
+                assert "You're next" in await phone.locator("#queue").inner_text()
+                assert await phone.locator("#thinking").is_hidden()
+                assert (
+                    await phone.locator("#messages li.assistant .bubble").last.inner_text() == ""
+                )  # no words
+                assert await no_horizontal_scroll(phone)
+                await phone.screenshot(path=str(screenshots / "chat-queue.png"))
+            await phone.wait_for_function(
+                "() => !document.getElementById('send').disabled && "
+                "document.querySelectorAll('#messages li.assistant').length === 2",
+                timeout=30_000,
+            )
+            assert await phone.locator("#queue").is_hidden()
+            assert (await phone.locator("#messages li.assistant .bubble").last.inner_text()).endswith("?")
+    finally:
+        await redis.aclose()
