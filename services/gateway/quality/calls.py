@@ -70,9 +70,11 @@ class CallRecord(msgspec.Struct, frozen=True, kw_only=True):
     purpose: str
     model: str  # the model id (``INTAKE_MODEL_ID`` / ``INTAKE_MODEL_B_ID``)
     prompt_version: str
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int | None = None  # None: the server did not say
+    # None: the server did not say (it reports usage at the end of a stream: one the interviewer closed at
+    # its question mark has none)
+    prompt_tokens: int | None = None
+    completion_tokens: int = 0  # the server's count, else the pieces streamed
+    cached_tokens: int | None = None
     first_token_s: float | None = None
     total_s: float = 0.0
     status: CallStatus = "ok"
@@ -198,7 +200,7 @@ class CallLog:
             counts = {
                 "calls": 1,
                 f"status:{call.status}": 1,
-                "prompt_tokens": call.prompt_tokens,
+                "prompt_tokens": call.prompt_tokens or 0,
                 "completion_tokens": call.completion_tokens,
                 "cached_tokens": call.cached_tokens or 0,
             }

@@ -132,7 +132,7 @@ class RecordingChatModel:
                 purpose=purpose,
                 model=self.model_id,
                 prompt_version=PROMPT_VERSION,
-                prompt_tokens=usage.prompt_tokens if usage else 0,
+                prompt_tokens=(usage.prompt_tokens or None) if usage else None,
                 completion_tokens=usage.completion_tokens if usage else pieces,
                 cached_tokens=usage.cached_tokens if usage else None,
                 first_token_s=_round(usage.first_token_s if usage else first),

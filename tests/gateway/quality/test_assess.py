@@ -156,3 +156,19 @@ async def test_averages_per_rubric_version_model_and_prompt_on_known_records(red
     assert rows[(RUBRIC_VERSION, "model-b")].kinds["session_summary"].mean_score == 0.5
     assert rows[("live-0", "model-a")].intakes == 1
     assert rows[(RUBRIC_VERSION, "model-a")].kinds["interaction"].mean_score is None
+
+
+def test_a_partial_intake_is_not_faulted_for_stopping_early() -> None:
+    """The student stopped after one answer (a partial summary before the meeting): no turn-count or
+    coverage error; the same short chat marked complete has both."""
+    short = GOOD[:3]
+    partial = judge(
+        finished(short, status="partial", student_goal="Not stated in the intake."), COURSE, "a", "p"
+    )
+    complete = judge(finished(short, student_goal="Not stated in the intake."), COURSE, "a", "p")
+
+    def keys(result: IntakeAssessment) -> set[str]:
+        return {e.key for a in result.assessments if a.kind == "multi_turn" for e in a.errors}
+
+    assert keys(partial) == set()
+    assert keys(complete) == {"turn_count", "coverage"}
