@@ -13,6 +13,7 @@ from services.inference.server import (
     adapter_for,
     build_command,
     build_environment,
+    server_flags,
 )
 from services.settings import Settings, load_settings
 
@@ -87,3 +88,13 @@ def test_environment_is_offline_with_an_existing_hub_folder(tmp_path: Path) -> N
     if sys.platform == "linux" and openblas:
         assert env["LD_PRELOAD"] == openblas[0]
         assert env["OPENBLAS_NUM_THREADS"] == "1"
+
+
+def test_server_flags_differ_on_apple_silicon() -> None:
+    """Linux CPU: small prefill steps and two prompts at once (prompt reading is the bottleneck); macOS
+    (Metal): larger steps and more in flight. Both keep a cache of one entry per student plus courses."""
+    linux, mac = server_flags("linux"), server_flags("darwin")
+    assert (linux["--prefill-step-size"], linux["--prompt-concurrency"]) == ("256", "2")
+    assert int(mac["--prefill-step-size"]) > int(linux["--prefill-step-size"])
+    assert int(mac["--decode-concurrency"]) > int(linux["--decode-concurrency"])
+    assert linux["--prompt-cache-size"] == mac["--prompt-cache-size"] == "64"
