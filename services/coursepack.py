@@ -11,7 +11,7 @@ import datetime as dt
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 from msgspec import Meta
@@ -83,6 +83,17 @@ class Support(msgspec.Struct, frozen=True):
     resources: list[SupportResource] = msgspec.field(default_factory=lambda: list(DEFAULT_RESOURCES))
 
 
+Email = Annotated[str, Meta(pattern=r"^[^@\s]+@[^@\s]+$", max_length=254)]
+
+
+class StaffMember(msgspec.Struct, frozen=True):
+    """Someone besides the instructor who may open this course's intakes (``[[staff]]``)."""
+
+    email: Email
+    name: str = ""
+    role: Literal["ta", "instructor"] = "ta"
+
+
 class Course(msgspec.Struct, frozen=True, kw_only=True):
     """One course as its ``course.toml`` declares it; ``slug`` is the folder name."""
 
@@ -91,7 +102,7 @@ class Course(msgspec.Struct, frozen=True, kw_only=True):
     code: Annotated[str, Meta(min_length=1, max_length=40)]
     title: Annotated[str, Meta(min_length=1, max_length=200)]
     instructor_name: str
-    instructor_email: Annotated[str, Meta(pattern=r"^[^@\s]+@[^@\s]+$")]
+    instructor_email: Email
     timezone: str = "UTC"
     calcom: CalcomMapping = CalcomMapping()
     tone: Tone = Tone()
@@ -99,6 +110,18 @@ class Course(msgspec.Struct, frozen=True, kw_only=True):
     assignments: list[Assignment] = []
     support: Support = Support()
     questions: list[Question] = []
+    staff: list[StaffMember] = []
+
+    def staff_emails(self) -> set[str]:
+        """Who may open this course's intakes: the instructor and every ``[[staff]]`` entry (lower case)."""
+        return {self.instructor_email.lower(), *(m.email.lower() for m in self.staff)}
+
+    def staff_name(self, email: str) -> str:
+        """The display name of one of the course's staff ("" when not one of them)."""
+        email = email.lower()
+        if email == self.instructor_email.lower():
+            return self.instructor_name
+        return next((m.name for m in self.staff if m.email.lower() == email), "")
 
     def topic(self, topic_id: str) -> Topic | None:
         return next((t for t in self.topics if t.id == topic_id), None)
@@ -139,6 +162,11 @@ class Catalog(msgspec.Struct, frozen=True):
             if slug and slug in course.calcom.event_type_slugs:
                 return course
         return None
+
+    def courses_staffed_by(self, email: str) -> list[str]:
+        """The slugs of every course that lists ``email`` as instructor or staff (case-insensitive)."""
+        email = email.strip().lower()
+        return sorted(slug for slug, c in self.courses.items() if email and email in c.staff_emails())
 
 
 def load_course(folder: Path) -> Course:

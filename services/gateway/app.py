@@ -2,15 +2,18 @@
 
 ``Services`` is opened once in the lifespan and handed to every handler that asks for
 ``services: Services`` (Litestar dependency injection). The job queue's UI (SAQ's, served through
-litestar-saq's controller) lives at ``/staff/queue`` behind the staff login. Middleware, outermost
-first: the request id, the rate limits (their counts live in Redis, through the Services' client), then
-Litestar's Prometheus request metrics. The OpenAPI schema is published at ``/schema`` (JSON; also
-``/schema/openapi.json`` and ``/schema/openapi.yaml``).
+litestar-saq's controller) lives at ``/staff/queue``, for the operator. Middleware, outermost first: the
+request id, the rate limits (their counts live in Redis, through the Services' client), Litestar's
+Prometheus request metrics, then the staff session (Litestar's server-side sessions in Redis, only under
+``/staff``); Litestar's CSRF middleware guards state-changing ``/staff`` requests. Every staff route except
+the login sits in one router behind ``staff_guard`` (``services/gateway/staff/auth.py``). The OpenAPI
+schema is published at ``/schema`` (JSON; also ``/schema/openapi.json`` and ``/schema/openapi.yaml``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -18,7 +21,7 @@ from pathlib import Path
 
 import saq
 import structlog
-from litestar import Litestar
+from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
@@ -38,9 +41,13 @@ from services.gateway.intake.routes import ROUTES as INTAKE_ROUTES
 from services.gateway.intake.warming import keep_courses_warm
 from services.gateway.logs import configure_logging, request_id_middleware
 from services.gateway.metrics import prometheus_config
+from services.gateway.quality.routes import ROUTES as QUALITY_ROUTES
 from services.gateway.ratelimit import STORE as RATE_LIMIT_STORE
 from services.gateway.ratelimit import rate_limits
-from services.gateway.staff.auth import operator_guard
+from services.gateway.staff import auth
+from services.gateway.staff.accounts import StaffIntake, StaffPrincipal
+from services.gateway.staff.auth import operator_guard, staff_guard
+from services.gateway.staff.login import ROUTES as LOGIN_ROUTES
 from services.gateway.staff.routes import ROUTES as STAFF_ROUTES
 from services.gateway.webhooks.routes import ROUTES as WEBHOOK_ROUTES
 from services.settings import REPO_ROOT, Settings, SettingsError, load_settings
@@ -80,6 +87,9 @@ def create_app(settings: Settings, services_factory: ServicesFactory = open_serv
         app.state.services = services
         counts = RedisStore(services.redis, namespace="intake:ratelimit", handle_client_shutdown=False)
         app.stores.register(RATE_LIMIT_STORE, counts, allow_override=True)
+        sessions = RedisStore(services.redis, namespace=auth.SESSION_NAMESPACE, handle_client_shutdown=False)
+        app.stores.register(auth.SESSION_STORE, sessions, allow_override=True)
+        _private_data_dir(settings)
         for problem in services.catalog.problems:
             log.warning("course_pack_rejected", problem=str(problem))
         log.info("gateway_started", courses=sorted(services.catalog.courses), port=settings.port)
@@ -96,27 +106,56 @@ def create_app(settings: Settings, services_factory: ServicesFactory = open_serv
         return _litestar(settings, lifespan)
 
 
+def _private_data_dir(settings: Settings) -> None:
+    """``.data`` holds transcripts in mail files: readable by the operator's account only (0700)."""
+    settings.data_path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    settings.data_path.chmod(0o700)
+
+
+def staff_router() -> Router:
+    """Every staff route but the login, behind ``staff_guard`` (a session, and the course permission)."""
+    taken = {path for handler in LOGIN_ROUTES for path in handler.paths}
+    handlers = [h for h in STAFF_ROUTES if not set(getattr(h, "paths", ())) & taken]
+    return Router(path="/", route_handlers=[*handlers, *queue_ui()], guards=[staff_guard])
+
+
 def _litestar(
     settings: Settings, lifespan: Callable[[Litestar], AbstractAsyncContextManager[None]]
 ) -> Litestar:
+    secret = settings.session_secret.encode() or secrets.token_bytes(32)
     return Litestar(
         route_handlers=[
             *HEALTH_ROUTES,
             *WEBHOOK_ROUTES,
             *INTAKE_ROUTES,
-            *STAFF_ROUTES,
-            *queue_ui(),
+            *QUALITY_ROUTES,
+            *LOGIN_ROUTES,
+            staff_router(),
             create_static_files_router(path="/static", directories=[FRONTEND_DIR], name="static"),
         ],
         dependencies={
             "services": Provide(provide_services, sync_to_thread=False),
             "task_queues": Provide(provide_task_queues, sync_to_thread=False),
+            "principal": Provide(auth.provide_principal, sync_to_thread=False),
+            "staff_intake": Provide(auth.provide_staff_intake, sync_to_thread=False),
         },
-        signature_namespace={"Services": Services, **SAQConfig().signature_namespace},
+        signature_namespace={
+            "Services": Services,
+            "StaffPrincipal": StaffPrincipal,
+            "StaffIntake": StaffIntake,
+            **SAQConfig().signature_namespace,
+        },
         lifespan=[lifespan],
+        exception_handlers={auth.LoginRequired: auth.login_redirect},
+        csrf_config=auth.csrf_config(settings, secret),
         # a refusal raised by a limiter is rendered outside the Prometheus middleware (which would count
         # it as a 200), so limiters go first and count their refusals themselves (intake_rate_limited)
-        middleware=[request_id_middleware, *rate_limits(settings), prometheus_config().middleware],
+        middleware=[
+            request_id_middleware,
+            *rate_limits(settings),
+            prometheus_config().middleware,
+            auth.session_config(settings).middleware,
+        ],
         plugins=[
             ProblemDetailsPlugin(
                 ProblemDetailsConfig(

@@ -88,9 +88,7 @@ class Limiter(RateLimitMiddleware):
         await self.app(scope, receive, send)
 
     async def _hit(self, redis: aioredis.Redis, key: str) -> Window:
-        seconds = DURATION_VALUES[self.unit]
-        count, ttl = await redis.eval(_HIT, 1, f"{KEY_PREFIX}{key}", seconds)  # type: ignore[misc]
-        return Window(count=int(count), reset=int(time()) + max(1, int(ttl)))
+        return await hit(redis, key, DURATION_VALUES[self.unit])
 
     def _refuse(self, window: Window) -> None:
         retry_after = max(1, window.reset - int(time()))
@@ -111,6 +109,13 @@ class Limiter(RateLimitMiddleware):
             self.config.rate_limit_remaining_header_key: str(max(0, self.max_requests - window.count)),
             self.config.rate_limit_reset_header_key: str(max(0, window.reset - int(time()))),
         }
+
+
+async def hit(redis: aioredis.Redis, key: str, window_s: int) -> Window:
+    """Count one request against ``key``'s fixed window of ``window_s`` seconds (one atomic call); also
+    for limits that are not per route (login links per address, resends per booking)."""
+    count, ttl = await redis.eval(_HIT, 1, f"{KEY_PREFIX}{key}", window_s)  # type: ignore[misc]
+    return Window(count=int(count), reset=int(time()) + max(1, int(ttl)))
 
 
 def rate_limits(settings: Settings) -> list[DefineMiddleware]:

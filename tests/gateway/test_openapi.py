@@ -30,18 +30,20 @@ def _operations() -> dict[tuple[str, str], dict[str, Any]]:
 
 
 def test_every_route_documents_its_refusals() -> None:
-    """Rate-limited routes list 429, routes on a token 404, the staff API 401 and 503, the webhook its
-    signature and body refusals, and /readyz its 503 verdict."""
+    """Rate-limited routes list 429, routes on a token 404, the staff API 401, a used login link 410, the
+    webhook its signature and body refusals, and /readyz its 503 verdict."""
     operations = _operations()
     assert operations, "the schema lists no operation"
     for (method, path), op in operations.items():
         statuses = op["statuses"]
         if op["limited"]:
             assert "429" in statuses, (method, path)
-        if "{token}" in path and not path.startswith("/staff/intakes/"):
+        if "{token}" in path and not path.startswith(("/staff/intakes/", "/staff/login/")):
             assert "404" in statuses, (method, path)
         if path.startswith("/staff/api/"):
-            assert {"401", "503"} <= statuses, (method, path)
+            assert "401" in statuses, (method, path)
+        if path.startswith("/staff/login/{"):
+            assert "410" in statuses, (method, path)
     assert {"400", "401", "409", "413", "422", "429"} <= operations[("POST", "/webhooks/calcom")]["statuses"]
     assert "503" in operations[("GET", "/readyz")]["statuses"]
     assert sum(op["limited"] for op in operations.values()) >= 5  # chat (3), webhook, login

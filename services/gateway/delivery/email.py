@@ -62,6 +62,20 @@ def build_invite(settings: Settings, booking: Booking, course: Course, token: st
     return message
 
 
+def build_login_email(settings: Settings, to: str, url: str) -> EmailMessage:
+    """A staff member's single-use login link (no course or student detail in it)."""
+    text = (
+        "Hello,\n\n"
+        "Someone (hopefully you) asked to log in to the office hours intake staff pages. This link logs\n"
+        "you in; it works once, for 15 minutes:\n\n"
+        f"{url}\n\n"
+        "If you did not ask for it, ignore this email: nobody can use the link without this mailbox.\n"
+    )
+    message = _message(settings, to, "Your office hours intake login link")
+    message.set_content(text)
+    return message
+
+
 def local_time(iso: str, timezone: str) -> str:
     """``Thursday 3 December, 10:00 (America/New_York)``; the raw value if it cannot be read."""
     try:
@@ -93,6 +107,11 @@ async def send_email(settings: Settings, message: EmailMessage, kind: str) -> st
     except (OSError, smtplib.SMTPException, TimeoutError) as exc:
         raise EmailError(f"smtp {type(exc).__name__}") from None
     return f"smtp://{settings.smtp_host}:{settings.smtp_port}"
+
+
+def new_message(settings: Settings, to: str, subject: str) -> EmailMessage:
+    """An empty message from ``INTAKE_SMTP_FROM`` (the alerts and broadcasts fill it in)."""
+    return _message(settings, to, subject)
 
 
 def _message(settings: Settings, to: str, subject: str) -> EmailMessage:

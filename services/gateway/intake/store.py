@@ -5,6 +5,7 @@ Every write goes through one Lua script that also bumps the intake's version (``
 or a reschedule cannot write its stale copy over it (it reads again and re-applies, or gives up).
 Creating an intake is one script too: the record, its booking index and a *setup pending* mark appear
 together or not at all, and the mark stays until the invitation and the scheduled work are queued.
+Both scripts publish the token on ``intake:changed`` (``services/gateway/live.py``): the live pages.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from services.gateway.intake.models import IntakeRecord
 _RECORD = "intake:tok:{}"
 _BY_BOOKING = "intake:booking:{}"
 _VERSION = "intake:ver:{}"
+_BY_STAFF = "intake:staff:{}"  # staff_id -> token, for the staff links
 _LOCK = "intake:lock:{}"
 _ALL = "intake:all"  # sorted set token -> appointment start (epoch), for staff lists
 _SETUP = "intake:setup"  # sorted set token -> creation epoch, while its jobs are not all queued
@@ -35,25 +37,30 @@ _UPDATE_ATTEMPTS = 20
 TURN_LEASE_S = 15.0
 _decoder = msgspec.json.Decoder(IntakeRecord)
 
-# KEYS record, by_booking, all, version; ARGV json, token, ttl, start, expected version ('' = any)
+# KEYS record, by_booking, all, version, by_staff; ARGV json, token, ttl, start, expected version ('' = any)
 _SAVE = """
 if ARGV[5] ~= '' and (redis.call('GET', KEYS[4]) or '0') ~= ARGV[5] then return -1 end
 local version = redis.call('INCR', KEYS[4])
 redis.call('EXPIRE', KEYS[4], ARGV[3])
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+redis.call('SET', KEYS[5], ARGV[2], 'EX', ARGV[3])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2])
+redis.call('PUBLISH', 'intake:changed', ARGV[2])
 return version
 """
-# KEYS as _SAVE plus setup; ARGV json, token, ttl, start, now. Returns the token that owns the booking.
+# KEYS record, by_booking, all, version, setup, by_staff; ARGV json, token, ttl, start, now.
+# Returns the token that owns the booking.
 _CREATE = """
 local existing = redis.call('GET', KEYS[2])
 if existing then return existing end
 redis.call('SET', KEYS[4], 1, 'EX', ARGV[3])
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+redis.call('SET', KEYS[6], ARGV[2], 'EX', ARGV[3])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2])
 redis.call('ZADD', KEYS[5], ARGV[5], ARGV[2])
+redis.call('PUBLISH', 'intake:changed', ARGV[2])
 return ARGV[2]
 """
 
@@ -100,6 +107,13 @@ class IntakeStore:
         raw = await self._redis.get(_BY_BOOKING.format(booking_uid))
         return _text(raw) if raw else None
 
+    async def token_for_staff(self, staff_id: str) -> str | None:
+        """The token behind a staff link's id (None for an unknown or expired one)."""
+        if not staff_id or len(staff_id) > 64:
+            return None
+        raw = await self._redis.get(_BY_STAFF.format(staff_id))
+        return _text(raw) if raw else None
+
     async def get_by_booking(self, booking_uid: str) -> IntakeRecord | None:
         token = await self.token_for_booking(booking_uid)
         return await self.get(token) if token else None
@@ -112,7 +126,8 @@ class IntakeStore:
         """
         args = self._script_args(record)
         version = await self._save(
-            keys=self._keys(record), args=[*args, "" if expect is None else str(expect)]
+            keys=[*self._keys(record), _BY_STAFF.format(record.staff_id)],
+            args=[*args, "" if expect is None else str(expect)],
         )
         return int(version) > 0
 
@@ -143,7 +158,8 @@ class IntakeStore:
         jobs are queued, and ``pending_setups`` finds intakes whose setup was interrupted.
         """
         args = [*self._script_args(record), time.time()]
-        token = _text(cast(bytes, await self._create(keys=[*self._keys(record), _SETUP], args=args)))
+        keys = [*self._keys(record), _SETUP, _BY_STAFF.format(record.staff_id)]
+        token = _text(cast(bytes, await self._create(keys=keys, args=args)))
         return token, token == record.token
 
     async def setup_pending(self, token: str) -> bool:
@@ -169,7 +185,7 @@ class IntakeStore:
         record = await self.get(token)
         keys = [_RECORD.format(token), _VERSION.format(token)]
         if record:
-            keys.append(_BY_BOOKING.format(record.booking.uid))
+            keys += [_BY_BOOKING.format(record.booking.uid), _BY_STAFF.format(record.staff_id)]
         await self._redis.delete(*keys)
         await self._redis.zrem(_ALL, token)
 

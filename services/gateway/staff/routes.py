@@ -7,11 +7,7 @@ says so (503) instead of offering a login that cannot work.
 
 from __future__ import annotations
 
-import asyncio
 import html
-import re
-from collections.abc import Callable
-from typing import Annotated, Literal
 from urllib.parse import parse_qs
 
 import msgspec
@@ -23,7 +19,6 @@ from litestar.enums import MediaType
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath
 from litestar.response import Redirect
-from msgspec import Meta
 
 from services.gateway.container import Services
 from services.gateway.errors import (
@@ -38,10 +33,10 @@ from services.gateway.errors import (
     problems,
 )
 from services.gateway.intake import chat
-from services.gateway.intake.models import ChatMessage, IntakeRecord, IntakeView, Summary
 from services.gateway.peers import client_address
 from services.gateway.ratelimit import LIMIT
-from services.gateway.staff import auth
+from services.gateway.staff import auth, broadcast, intakes, live, takeover
+from services.gateway.staff.audit import audit
 from services.settings import REPO_ROOT
 
 PAGES = REPO_ROOT / "frontend" / "staff"
@@ -72,25 +67,6 @@ _API = problems(Unauthorized, NotConfigured)
 _CHANGE = {**_API, **problems(NotFound, Conflict, Gone, PayloadTooLarge, Unprocessable)}
 
 
-class StaffIntakeRow(msgspec.Struct, frozen=True, kw_only=True):
-    token: str
-    course: str
-    student_name: str
-    appointment_start: str
-    status: str
-    turn: int
-    max_turns: int
-    taken_over: bool
-    updated_at: str
-
-
-class DeliveryJob(msgspec.Struct, frozen=True, kw_only=True):
-    kind: str
-    state: str
-    attempts: int
-    last_error: str | None = None
-
-
 class FailedDelivery(msgspec.Struct, frozen=True, kw_only=True):
     """A dead job as the staff list shows it: enough to find the intake and judge a
     retry, never the student's email address or anything from the transcript."""
@@ -107,35 +83,6 @@ class FailedDelivery(msgspec.Struct, frozen=True, kw_only=True):
 class RetriedDelivery(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     state: str
-
-
-class StaffIntakeDetail(msgspec.Struct, frozen=True, kw_only=True):
-    """What the staff detail page polls: the student's view plus what only staff may see."""
-
-    token: str
-    intake: IntakeView
-    booking_uid: str
-    student_email: str
-    consented_at: str | None
-    updated_at: str
-    summary_delivered_at: str | None
-    pending_deliveries: list[DeliveryJob]
-    student_rating: str | None
-    professor_rating: str | None
-    transcript_url: str
-    summary: Summary | None = None  # the professor's full summary (the student's view leaves fields out)
-
-
-class TakeOverIn(msgspec.Struct, frozen=True):
-    taken_over: bool
-
-
-class StaffMessageIn(msgspec.Struct, frozen=True):
-    text: Annotated[str, Meta(max_length=4000)]
-
-
-class ProfessorRatingIn(msgspec.Struct, frozen=True):
-    value: Literal["useful", "not_useful"]
 
 
 # --- pages ------------------------------------------------------------------------------------------
@@ -184,112 +131,48 @@ async def logout(request: Request, services: NamedDependency[Services]) -> Redir
 
 
 @get("/staff/intakes", media_type=MediaType.HTML, responses=_PAGE_ANSWERS)
-async def list_page(request: Request, services: NamedDependency[Services]) -> Response[bytes] | Redirect:
-    return await _page(request, services, "list.html")
+async def list_page() -> Response[bytes]:
+    """The dashboard (its data: ``/staff/api/intakes`` and the live ``/staff/api/events``)."""
+    return _static_page("list.html")
 
 
-@get("/staff/intakes/{token:str}", media_type=MediaType.HTML, responses=_PAGE_ANSWERS)
+@get(
+    "/staff/intakes/{staff_id:str}",
+    media_type=MediaType.HTML,
+    responses=_PAGE_ANSWERS,
+)
 async def detail_page(
-    token: FromPath[str], request: Request, services: NamedDependency[Services]
-) -> Response[bytes] | Redirect:
-    return await _page(request, services, "detail.html")
+    staff_id: FromPath[str], request: Request, services: NamedDependency[Services]
+) -> Response[bytes]:
+    """One intake (another course's is a 404, like one that does not exist); opening it is audited."""
+    found = intakes.addressed(request)
+    await audit(services, intakes.who(request).actor, "view", found.staff_id, course=found.record.course_slug)
+    return _static_page("detail.html")
 
 
 # --- JSON for the pages -----------------------------------------------------------------------------
-
-
-@get("/staff/api/intakes", responses=_API)
-async def list_intakes(request: Request, services: NamedDependency[Services]) -> list[StaffIntakeRow]:
-    await _authorized(request, services)
-    store = services.intakes
-    records = await asyncio.gather(*(store.get(t) for t in await store.tokens(limit=200)))
-    return [_row(services, r) for r in records if r is not None]
-
-
-@get("/staff/api/intakes/{token:str}", responses={**_API, **problems(NotFound)})
-async def intake_detail(
-    token: FromPath[str], request: Request, services: NamedDependency[Services]
-) -> Response[StaffIntakeDetail]:
-    await _authorized(request, services)
-    record = await _load(services, token)
-    return Response(await _detail(services, record), headers={"Cache-Control": "no-store"})
-
-
-@post("/staff/api/intakes/{token:str}/takeover", status_code=200, responses=_CHANGE)
-async def take_over(
-    token: FromPath[str], request: Request, services: NamedDependency[Services]
-) -> StaffIntakeDetail:
-    """Staff answer instead of the model (or hand the chat back to it)."""
-    await _authorized(request, services)
-    body = chat.decode_body(await chat.read_capped(request, _BODY_CAP), TakeOverIn)
-
-    def apply(record: IntakeRecord) -> None:
-        record.taken_over = body.taken_over
-
-    record = await _mutate(services, token, apply)
-    log.info("intake_taken_over", booking_uid=record.booking.uid, taken_over=body.taken_over)
-    return await _detail(services, record)
-
-
-@post("/staff/api/intakes/{token:str}/messages", status_code=200, responses=_CHANGE)
-async def staff_message(
-    token: FromPath[str], request: Request, services: NamedDependency[Services]
-) -> StaffIntakeDetail:
-    """A staff message shows in the student's chat as role ``staff``; sending one takes the chat over."""
-    await _authorized(request, services)
-    body = chat.decode_body(await chat.read_capped(request, _BODY_CAP * 3), StaffMessageIn)
-    text = body.text.strip()
-    if not text:
-        raise Unprocessable("The message is empty.")
-
-    def apply(record: IntakeRecord) -> None:
-        if record.status == "cancelled":
-            raise Gone("This booking was cancelled; the chat is closed.")
-        record.taken_over = True
-        record.interview.messages.append(ChatMessage("staff", text))
-
-    record = await _mutate(services, token, apply)
-    log.info("staff_message_sent", booking_uid=record.booking.uid)
-    return await _detail(services, record)
-
-
-@post("/staff/api/intakes/{token:str}/rating", status_code=200, responses=_CHANGE)
-async def rate_summary(
-    token: FromPath[str], request: Request, services: NamedDependency[Services]
-) -> StaffIntakeDetail:
-    await _authorized(request, services)
-    body = chat.decode_body(await chat.read_capped(request, _BODY_CAP), ProfessorRatingIn)
-
-    def apply(record: IntakeRecord) -> None:
-        if record.summary is None:
-            raise Conflict("There is no summary to rate yet.")
-        record.professor_rating = body.value
-
-    record = await _mutate(services, token, apply)
-    log.info("summary_rated", booking_uid=record.booking.uid, value=body.value)
-    return await _detail(services, record)
 
 
 @get("/staff/api/deliveries/failed", responses=_API)
 async def failed_deliveries(
     request: Request, services: NamedDependency[Services]
 ) -> Response[list[FailedDelivery]]:
-    """Jobs the worker gave up on (dead), most recent first, for the list page."""
-    await _authorized(request, services)
+    """Jobs the worker gave up on (dead), most recent first, for the list page: only those of the staff
+    member's courses, each with its intake's staff link (never the student's token)."""
+    principal = intakes.who(request)
     rows: list[FailedDelivery] = []
     for job in await services.jobs.dead_letters(limit=100):
-        uid = job.booking.uid if job.booking else ""
-        if not uid:
-            record = await services.intakes.get(job.token)
-            uid = record.booking.uid if record else ""
+        record = await services.intakes.get(job.token)
+        if record is None or not principal.can_see(record.course_slug):
+            continue
         rows.append(
             FailedDelivery(
                 id=job.id,
                 kind=job.kind,
-                booking_uid=uid,
-                intake_url=chat.transcript_url(services.settings, job.token),
+                booking_uid=record.booking.uid,
+                intake_url=chat.transcript_url(services.settings, record.staff_id),
                 attempts=job.attempts,
-                last_error=_scrub_error(job.last_error),
+                last_error=intakes.scrub_error(job.last_error),
                 failed_at=job.updated_at,
             )
         )
@@ -305,107 +188,25 @@ async def retry_delivery(
     job_id: FromPath[str], request: Request, services: NamedDependency[Services]
 ) -> RetriedDelivery:
     """Give a dead job a fresh set of attempts; the worker picks it up at once."""
-    await _authorized(request, services)
+    principal = intakes.who(request)
     job = await services.jobs.get(job_id[:200])
-    if job is None:
+    record = await services.intakes.get(job.token) if job else None
+    if job is None or record is None or not principal.can_see(record.course_slug):
         raise NotFound("No delivery with this id (it may have expired).")
     if not await services.jobs.requeue(job.id):
         raise Conflict(f"This delivery is {job.state}, not failed; there is nothing to retry.")
     log.info("delivery_requeued", job_id=job.id, kind=job.kind)
+    await audit(services, principal.actor, "retry", job.id, course=record.course_slug)
     return RetriedDelivery(id=job.id, state="pending")
 
 
 # --- helpers ----------------------------------------------------------------------------------------
 
 
-async def _page(request: Request, services: Services, name: str) -> Response[bytes] | Redirect:
-    disabled = auth.staff_enabled(services)
-    if disabled:
-        return _login(disabled, 503, form=False)
-    if not await auth.has_session(services, request.cookies.get(auth.COOKIE)):
-        return Redirect("/staff/login", status_code=303)
+def _static_page(name: str) -> Response[bytes]:
     return Response(
         (PAGES / name).read_bytes(), media_type=MediaType.HTML, headers=PAGE_HEADERS, status_code=200
     )
-
-
-async def _authorized(request: Request, services: Services) -> None:
-    disabled = auth.staff_enabled(services)
-    if disabled:
-        raise NotConfigured(disabled)
-    if not await auth.has_session(services, request.cookies.get(auth.COOKIE)):
-        raise Unauthorized("Your staff session has ended. Log in again.")
-
-
-async def _load(services: Services, token: str) -> IntakeRecord:
-    record = await services.intakes.get(token)
-    if record is None:
-        raise NotFound("No intake with this link (it may have expired or been deleted).")
-    return record
-
-
-async def _mutate(services: Services, token: str, apply: Callable[[IntakeRecord], None]) -> IntakeRecord:
-    """Change a record under the turn lock (a running student turn never overwrites the change), as a
-    compare-and-set (a cancellation arriving meanwhile is never undone)."""
-    async with services.intakes.turn_lock(token, ttl_s=30):
-        record = await services.intakes.update(token, apply)
-    if record is None:
-        raise NotFound("No intake with this link (it may have expired or been deleted).")
-    return record
-
-
-def _row(services: Services, record: IntakeRecord) -> StaffIntakeRow:
-    course = services.catalog.courses.get(record.course_slug)
-    return StaffIntakeRow(
-        token=record.token,
-        course=course.code if course else record.course_slug,
-        student_name=record.booking.student.name,
-        appointment_start=record.booking.start_time,
-        status=record.status,
-        turn=record.interview.turn,
-        max_turns=services.settings.max_turns,
-        taken_over=record.taken_over,
-        updated_at=record.updated_at,
-    )
-
-
-async def _detail(services: Services, record: IntakeRecord) -> StaffIntakeDetail:
-    course = services.catalog.courses.get(record.course_slug)
-    return StaffIntakeDetail(
-        token=record.token,
-        intake=chat.build_view(record, course, services.settings),
-        booking_uid=record.booking.uid,
-        student_email=record.booking.student.email,
-        consented_at=record.consented_at,
-        updated_at=record.updated_at,
-        summary_delivered_at=record.summary_delivered_at,
-        pending_deliveries=await _pending_deliveries(services, record.token),
-        student_rating=record.student_rating,
-        professor_rating=record.professor_rating,
-        transcript_url=chat.transcript_url(services.settings, record.token),
-        summary=record.summary,
-    )
-
-
-async def _pending_deliveries(services: Services, token: str) -> list[DeliveryJob]:
-    """The intake's jobs still pending, running or dead (finished jobs leave the list)."""
-    jobs = await services.jobs.jobs_for(token)
-    return [
-        DeliveryJob(kind=j.kind, state=j.state, attempts=j.attempts, last_error=_scrub_error(j.last_error))
-        for j in jobs
-    ]
-
-
-_EMAIL = re.compile(r"[^\s@<>()\[\]:;,\"']+@[^\s@<>()\[\]:;,\"']+")
-_ERROR_CHARS = 200
-
-
-def _scrub_error(error: str | None) -> str | None:
-    """SMTP and HTTP errors often quote the recipient: mask addresses, and keep the list readable."""
-    if not error:
-        return error
-    text = _EMAIL.sub("[email]", error)
-    return text if len(text) <= _ERROR_CHARS else text[: _ERROR_CHARS - 1] + "…"
 
 
 def _login(message: str, status: int, *, form: bool = True) -> Response[bytes]:
@@ -434,11 +235,10 @@ ROUTES = [
     logout,
     list_page,
     detail_page,
-    list_intakes,
-    intake_detail,
-    take_over,
-    staff_message,
-    rate_summary,
     failed_deliveries,
     retry_delivery,
+    *intakes.ROUTES,
+    *takeover.ROUTES,
+    *live.ROUTES,
+    *broadcast.ROUTES,
 ]

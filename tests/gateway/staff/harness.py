@@ -68,6 +68,16 @@ def services_factory(model: ChatModel | None, courses: Sequence[Course] | None =
     return factory
 
 
+async def csrf_ready(client: Any) -> str:
+    """Open the login page (the CSRF middleware sets its cookie), then send the token as the staff pages'
+    script does (header ``X-CSRFToken``) on every later request; returns the token for form posts."""
+    if not client.cookies.get("staff_csrf"):
+        await client.get("/staff/login")
+    token = str(client.cookies.get("staff_csrf") or "")
+    client.headers["x-csrftoken"] = token
+    return token
+
+
 def future(days: float) -> str:
     moment = dt.datetime.now(dt.UTC) + dt.timedelta(days=days)
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -1,5 +1,6 @@
-"""Staff pages through the real app on a real Redis: login, sessions, the intake list and detail,
-take-over (staff messages reach the student's chat), summary rating, and the password helper.
+"""Staff pages through the real app on a real Redis: the operator's password login, sessions, the intake
+list and detail, take-over (staff messages reach the student's chat), summary rating, and the password
+helper. Accounts per course, login links, CSRF and isolation: ``test_accounts.py``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from services.settings import REPO_ROOT, Settings
 from tests.gateway.intake.scripted import ScriptedModel
 from tests.gateway.staff.harness import (
     STAFF_PASSWORD,
+    csrf_ready,
     load,
     make_settings,
     parse_sse,
@@ -53,7 +55,10 @@ async def client(settings: Settings) -> AsyncIterator[AsyncTestClient[Litestar]]
 
 
 async def login(client: AsyncTestClient[Litestar], password: str = STAFF_PASSWORD) -> httpx.Response:
-    return await client.post("/staff/login", data={"password": password}, follow_redirects=False)
+    """The operator's password form, as the login page posts it (with its CSRF field)."""
+    token = await csrf_ready(client)
+    form = {"password": password, "_csrf_token": token}
+    return await client.post("/staff/login", data=form, follow_redirects=False)
 
 
 @pytest.fixture
@@ -64,22 +69,25 @@ async def staff(client: AsyncTestClient[Litestar]) -> AsyncTestClient[Litestar]:
     return client
 
 
-async def test_without_a_password_hash_staff_pages_say_they_are_off(tmp_path: Path, redis_url: str) -> None:
-    """No INTAKE_STAFF_PASSWORD_HASH: every staff page explains how to turn them on; no login is offered."""
+async def test_without_a_password_hash_only_the_operator_login_is_off(tmp_path: Path, redis_url: str) -> None:
+    """No INTAKE_STAFF_PASSWORD_HASH: the email login still works; the password form is hidden and a
+    password post says how to turn it on."""
     settings = make_settings(tmp_path, redis_url, staff_password_hash="")
     async with await _client(settings) as client:
         page = await client.get("/staff/login")
-        assert page.status_code == 503 and "python -m services.gateway.staff.password" in page.text
-        assert "<form" in page.text and "hidden" in page.text.split("<form", 1)[1].split(">", 1)[0]
-        assert (await client.get("/staff/intakes", follow_redirects=False)).status_code == 503
-        assert (await login(client)).status_code == 503
-        assert (await client.get("/staff/api/intakes")).status_code == 503
+        assert page.status_code == 200 and 'action="/staff/login/link"' in page.text
+        password_form = page.text.split('action="/staff/login"', 1)[1].split(">", 1)[0]
+        assert "hidden" in password_form
+        refused = await login(client)
+        assert refused.status_code == 503 and "python -m services.gateway.staff.password" in refused.text
+        assert (await client.get("/staff/intakes", follow_redirects=False)).status_code == 303
+        assert (await client.get("/staff/api/intakes")).status_code == 401
 
 
 async def test_pages_and_api_need_a_session(client: AsyncTestClient[Litestar]) -> None:
-    """Logged out: pages redirect to the login, the JSON API answers 401 problem JSON."""
+    """Logged out: pages redirect to the login (and back), the JSON API answers 401 problem JSON."""
     page = await client.get("/staff/intakes", follow_redirects=False)
-    assert page.status_code == 303 and page.headers["location"] == "/staff/login"
+    assert page.status_code == 303 and page.headers["location"] == "/staff/login?next=/staff/intakes"
     api = await client.get("/staff/api/intakes")
     assert api.status_code == 401 and api.json()["detail"]
 
@@ -91,15 +99,20 @@ async def test_wrong_password_is_refused(client: AsyncTestClient[Litestar]) -> N
 
 
 async def test_login_sets_a_strict_http_only_session_cookie(client: AsyncTestClient[Litestar]) -> None:
-    """The session cookie is signed, HttpOnly, SameSite=Strict and scoped to /staff."""
+    """The session cookie is HttpOnly, SameSite=Strict and scoped to /staff."""
     response = await login(client)
     assert response.status_code == 303 and response.headers["location"] == "/staff/intakes"
-    cookie = response.headers["set-cookie"].lower()
-    assert "httponly" in cookie and "samesite=strict" in cookie and "path=/staff" in cookie
+    cookie = next(c for c in response.headers.get_list("set-cookie") if c.startswith("staff_session="))
+    assert (
+        "httponly" in cookie.lower()
+        and "samesite=strict" in cookie.lower()
+        and "path=/staff" in cookie.lower()
+    )
     assert (await client.get("/staff/intakes")).status_code == 200
 
 
 async def test_a_forged_cookie_is_not_a_session(client: AsyncTestClient[Litestar]) -> None:
+    """A session id the store does not know (a changed cookie) is no session."""
     await login(client)
     value = client.cookies.get("staff_session")
     assert value
@@ -108,6 +121,7 @@ async def test_a_forged_cookie_is_not_a_session(client: AsyncTestClient[Litestar
 
 
 async def test_logout_ends_the_session(staff: AsyncTestClient[Litestar]) -> None:
+    """Logging out deletes the session in Redis: a kept copy of the cookie no longer works."""
     value = staff.cookies.get("staff_session")
     await staff.post("/staff/logout", follow_redirects=False)
     staff.cookies.set("staff_session", value or "", path="/staff")  # even a kept copy no longer works
@@ -131,7 +145,7 @@ async def test_login_is_rate_limited(tmp_path: Path, redis_url: str) -> None:
 async def _forget_attempts(redis_url: str) -> None:
     redis = aioredis.from_url(redis_url)
     try:
-        for key in await redis.keys("staff:login:*"):
+        for key in await redis.keys("intake:ratelimit:staff:login:*"):
             await redis.delete(key)
     finally:
         await redis.aclose()
@@ -140,41 +154,48 @@ async def _forget_attempts(redis_url: str) -> None:
 async def test_list_and_detail_show_the_intake(
     staff: AsyncTestClient[Litestar], redis_url: str, settings: Settings
 ) -> None:
-    """The list has course, student, appointment, status and turn; the detail adds what only staff see."""
+    """The list has course, student, appointment, status and turn; the detail adds what only staff see.
+    Intakes are addressed by their staff id; the student's token shows nowhere."""
     record = await seed_intake(redis_url, settings)
-    rows = (await staff.get("/staff/api/intakes")).json()
-    row = next(r for r in rows if r["token"] == record.token)
-    assert row["course"] == "STAT 150" and row["student_name"] == "Mina Park"
+    listed = await staff.get("/staff/api/intakes")
+    rows = listed.json()
+    assert record.token not in listed.text
+    row = next(r for r in rows if r["staff_id"] == record.staff_id)
+    assert row["course_code"] == "STAT 150" and row["student_name"] == "Mina Park"
     assert row["status"] == "invited" and row["turn"] == 0
     assert row["appointment_start"] == record.booking.start_time
-    detail = (await staff.get(f"/staff/api/intakes/{record.token}")).json()
-    assert detail["student_email"] == "mina@example.edu" and detail["intake"]["messages"] == []
-    assert detail["transcript_url"] == f"{settings.public_url}/staff/intakes/{record.token}"
-    page = await staff.get(f"/staff/intakes/{record.token}")
+    detail = await staff.get(f"/staff/api/intakes/{record.staff_id}")
+    assert record.token not in detail.text
+    body = detail.json()
+    assert body["student_email"] == "mina@example.edu" and body["intake"]["messages"] == []
+    assert body["transcript_url"] == f"{settings.public_url}/staff/intakes/{record.staff_id}"
+    page = await staff.get(f"/staff/intakes/{record.staff_id}")
     assert page.status_code == 200 and record.token not in page.text
+    assert (await staff.get(f"/staff/api/intakes/{record.token}")).status_code == 404
 
 
 async def test_take_over_lets_staff_answer_in_the_students_chat(
     staff: AsyncTestClient[Litestar], redis_url: str, settings: Settings
 ) -> None:
-    """Take over: the student's next message gets no bot reply; the staff message shows as role staff."""
+    """Take over: the student's next message gets no bot reply (nor counts as an interview turn); the staff
+    message shows as role staff with who wrote it."""
     record = await seed_intake(redis_url, settings)
     token = record.token
     await staff.post(f"/api/intakes/{token}/consent")
-    taken = await staff.post(f"/staff/api/intakes/{token}/takeover", json={"taken_over": True})
+    taken = await staff.post(f"/staff/api/intakes/{record.staff_id}/takeover", json={"taken_over": True})
     assert taken.status_code == 200 and taken.json()["intake"]["taken_over"] is True
     events = parse_sse((await staff.post(f"/api/intakes/{token}/messages", json={"text": "Hello?"})).text)
-    assert events == [("done", {"status": "active", "turn": 1})]
+    assert events == [("done", {"status": "active", "turn": 0})]
     sent = await staff.post(
-        f"/staff/api/intakes/{token}/messages", json={"text": "Hi Mina, it's Dr. Okafor."}
+        f"/staff/api/intakes/{record.staff_id}/messages", json={"text": "Hi Mina, it's Dr. Okafor."}
     )
     assert sent.status_code == 200
     view = (await staff.get(f"/api/intakes/{token}")).json()
     assert view["messages"][-2:] == [
-        {"role": "student", "text": "Hello?"},
-        {"role": "staff", "text": "Hi Mina, it's Dr. Okafor."},
+        {"role": "student", "text": "Hello?", "to_staff": True},
+        {"role": "staff", "text": "Hi Mina, it's Dr. Okafor.", "author": "Course staff"},
     ]
-    back = await staff.post(f"/staff/api/intakes/{token}/takeover", json={"taken_over": False})
+    back = await staff.post(f"/staff/api/intakes/{record.staff_id}/takeover", json={"taken_over": False})
     assert back.json()["intake"]["taken_over"] is False
 
 
@@ -183,7 +204,7 @@ async def test_staff_message_limits(
 ) -> None:
     """Empty staff messages are 422, oversized ones are refused, unknown intakes are 404."""
     record = await seed_intake(redis_url, settings)
-    url = f"/staff/api/intakes/{record.token}/messages"
+    url = f"/staff/api/intakes/{record.staff_id}/messages"
     assert (await staff.post(url, json={"text": "   "})).status_code == 422
     assert (await staff.post(url, json={"text": "x" * 5000})).status_code == 422
     assert (await staff.post(url, content=b"x" * 100_000)).status_code == 413
@@ -195,7 +216,7 @@ async def test_professor_rates_the_summary(
 ) -> None:
     """No summary yet: 409. With one: useful / not_useful is stored."""
     record = await seed_intake(redis_url, settings)
-    url = f"/staff/api/intakes/{record.token}/rating"
+    url = f"/staff/api/intakes/{record.staff_id}/rating"
     assert (await staff.post(url, json={"value": "useful"})).status_code == 409
     record.summary = _summary(record.booking.uid, record.booking.start_time)
     record.status = "complete"
@@ -238,6 +259,7 @@ async def _job(settings: Settings, job_id: str) -> tuple[QueuedJob | None, list[
 
 async def test_delivery_api_needs_a_session(client: AsyncTestClient[Litestar]) -> None:
     """Logged out: listing and retrying failed deliveries are 401 problem JSON."""
+    await csrf_ready(client)
     listed = await client.get("/staff/api/deliveries/failed")
     assert listed.status_code == 401 and listed.json()["detail"]
     assert (await client.post("/staff/api/deliveries/abc/retry")).status_code == 401
@@ -254,7 +276,7 @@ async def test_failed_deliveries_are_listed_without_addresses(
     assert response.status_code == 200 and response.headers["cache-control"] == "no-store"
     row = next(r for r in response.json() if r["id"] == job.id)
     assert row["kind"] == "invite_email" and row["booking_uid"] == record.booking.uid
-    assert row["intake_url"] == f"{settings.public_url}/staff/intakes/{record.token}"
+    assert row["intake_url"] == f"{settings.public_url}/staff/intakes/{record.staff_id}"
     assert row["attempts"] == job.max_attempts and row["failed_at"]
     assert row["last_error"].startswith("SMTP 550 <[email]>") and len(row["last_error"]) <= 200
     assert "@" not in response.text
