@@ -75,6 +75,11 @@ def update(state: InterviewState, course: Course, obs: Observation, today: dt.da
     if obs.answering and obs.answering.startswith("q:") and (answer := obs.said(obs.answering)):
         facts.custom = {**facts.custom, obs.answering[2:]: clip(answer, 300)}
     facts.assignment_evidence = _add(facts.assignment_evidence, obs.assignment_evidence)
+    if facts.corrected and obs.answering == "recap" and (named := _named(obs.assignment_evidence)):
+        # "it's for the formal report, not lab 6": the student's correction outranks whatever the chat
+        # said before, however often it said it
+        others = [v for k, v in facts.assignment_evidence.items() if k != named]
+        facts.assignment_evidence[named] = round(max([*others, 0.0]) * 1.5 + 6.0, 3)
     facts.topic_evidence = _add(facts.topic_evidence, obs.topic_evidence)
     if obs.no_assignment:
         facts.no_assignment = True
@@ -114,6 +119,12 @@ def _apply_correction(facts: Facts, obs: Observation) -> None:
         facts.attempts = clip(tried, _FACT_CHARS)
     if obs.assignment_evidence:
         facts.ambiguous = []
+
+
+def _named(evidence: dict[str, float]) -> str | None:
+    """The one assignment a message names (positive evidence for it alone), if any."""
+    named = [k for k, v in evidence.items() if v >= 2.0]
+    return named[0] if len(named) == 1 else None
 
 
 def _join(old: str | None, new: str) -> str:

@@ -171,6 +171,22 @@ def test_a_recap_confirmation_finishes_and_a_correction_updates_the_facts() -> N
     assert _decide(fix, course).action == "finish"
 
 
+def test_a_correction_naming_the_assignment_outranks_a_chat_full_of_another() -> None:
+    """Lab 3 was named four times, with the notes; "it's for the formal report" in answer to the recap
+    still wins: nothing the student said before outranks their own correction."""
+    course = lab_course()
+    turns = [
+        ("issue", "lab 3 titration, my lab 3 endpoint overshoots"),
+        ("assignment", "lab 3"),
+        ("stuck_on", "the lab 3 burette readings after the endpoint"),
+        ("attempts", "redid lab 3 twice"),
+    ]
+    state = _state(course, *turns, notes="lab 3 question")
+    assert state.facts.assignment == "lab-3"
+    fixed = _state(course, *turns, ("recap", "Not quite, it's for the formal report."), notes="lab 3 question")
+    assert fixed.facts.corrected and fixed.facts.assignment == "report"
+
+
 def test_course_must_ask_questions_are_slots_that_apply_by_topic() -> None:
     """A course question for titration is asked for a titration intake, its answer kept; others are not."""
     question = Question("burette-reading", "What volume did you read on the burette?", topics=["titration"])
