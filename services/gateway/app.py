@@ -41,7 +41,6 @@ from services.gateway.intake.routes import ROUTES as INTAKE_ROUTES
 from services.gateway.intake.warming import keep_courses_warm
 from services.gateway.logs import configure_logging, request_id_middleware
 from services.gateway.metrics import prometheus_config
-from services.gateway.quality.routes import ROUTES as QUALITY_ROUTES
 from services.gateway.ratelimit import STORE as RATE_LIMIT_STORE
 from services.gateway.ratelimit import rate_limits
 from services.gateway.staff import auth
@@ -114,9 +113,7 @@ def _private_data_dir(settings: Settings) -> None:
 
 def staff_router() -> Router:
     """Every staff route but the login, behind ``staff_guard`` (a session, and the course permission)."""
-    taken = {path for handler in LOGIN_ROUTES for path in handler.paths}
-    handlers = [h for h in STAFF_ROUTES if not set(getattr(h, "paths", ())) & taken]
-    return Router(path="/", route_handlers=[*handlers, *queue_ui()], guards=[staff_guard])
+    return Router(path="/", route_handlers=[*STAFF_ROUTES, *queue_ui()], guards=[staff_guard])
 
 
 def _litestar(
@@ -128,7 +125,6 @@ def _litestar(
             *HEALTH_ROUTES,
             *WEBHOOK_ROUTES,
             *INTAKE_ROUTES,
-            *QUALITY_ROUTES,
             *LOGIN_ROUTES,
             staff_router(),
             create_static_files_router(path="/static", directories=[FRONTEND_DIR], name="static"),
