@@ -15,6 +15,9 @@ Against a running stack (``make run``), for each concurrency level in one run:
 3. **new students**: after the run, ``--new-students`` more students of the now-warm course start one at a
    time; their first answer's first token is ``new_student_turn1_ttft``.
 
+The ``*_model_*`` figures count only the turns the gateway had the model phrase (its stored steer says
+so); the others answer from the dialogue policy's templates at once, so the all-turn figures mix both.
+
 Each level ends with one JSON line (seconds)::
 
     {"concurrency": 10, "gateway_ttft_p50": ..., "gateway_ttft_p95": ..., "direct_ttft_p50": ...,
@@ -67,6 +70,9 @@ STUDENT_LINES = [
 ]
 
 
+MODEL_STEER = "Do not solve anything."  # ends the steer of a turn the model phrased (wording.instruction)
+
+
 @dataclass
 class Student:
     """One simulated student's figures, gateway side and direct side."""
@@ -77,6 +83,7 @@ class Student:
     direct_ttft: list[float] = field(default_factory=list)
     direct_turn: list[float] = field(default_factory=list)
     cached_share: list[float] = field(default_factory=list)
+    model_turns: list[bool] = field(default_factory=list)  # the gateway asked the model (not a template)
     queued: bool = False
     longest_queue_position: int = 0
     gateway_errors: list[str] = field(default_factory=list)
@@ -172,6 +179,7 @@ async def replay(bench: Bench, student: Student, nonce: str, delay: float) -> No
         return
     prompt = msgspec.json.decode(raw, type=IntakeRecord).interview.prompt
     for position in [i for i, m in enumerate(prompt) if m["role"] == "user" and i > 1]:
+        student.model_turns.append(MODEL_STEER in prompt[position]["content"])
         messages = [dict(m) for m in prompt[: position + 1]]
         messages[0] = {**messages[0], "content": nonce + messages[0]["content"]}
         await asyncio.sleep(bench.think_s)
@@ -222,6 +230,11 @@ async def new_student_turn1(bench: Bench, count: int) -> list[float]:
     return times
 
 
+def _model(students: list[Student], figure: str) -> list[float]:
+    """One figure over the turns the model phrased on the gateway (templates answer at once there)."""
+    return [t for s in students for t, m in zip(getattr(s, figure), s.model_turns, strict=False) if m]
+
+
 def _p(values: list[float], which: int) -> float | None:
     if not values:
         return None
@@ -253,6 +266,13 @@ async def level(bench: Bench, concurrency: int, new_students: int) -> dict[str, 
         "turn1_ttft_p50": _p([s.gateway_ttft[0] for s in students if s.gateway_ttft], 0),
         "last_turn_ttft_p50": _p([s.gateway_ttft[-1] for s in students if s.gateway_ttft], 0),
         "new_student_turn1_ttft_p50": _p(fresh, 0),
+        "gateway_model_ttft_p50": _p(_model(students, "gateway_ttft"), 0),
+        "gateway_model_ttft_p95": _p(_model(students, "gateway_ttft"), 1),
+        "direct_model_ttft_p50": _p(_model(students, "direct_ttft"), 0),
+        "direct_model_ttft_p95": _p(_model(students, "direct_ttft"), 1),
+        "gateway_model_turn_p50": _p(_model(students, "gateway_turn"), 0),
+        "direct_model_turn_p50": _p(_model(students, "direct_turn"), 0),
+        "model_turns": len(_model(students, "gateway_ttft")),
         "gateway_turns": len(gateway_ttft),
         "direct_turns": len(direct_ttft),
         "gateway_errors": sum(len(s.gateway_errors) for s in students),
