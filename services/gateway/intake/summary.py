@@ -366,11 +366,24 @@ _GOAL_VERB = re.compile(
 )
 
 
+# function words of the languages students code-switch into most (Spanish, French, Portuguese, Italian,
+# German): in a sentence that has several, "me" and "mi" are not English ("me salieron" stays as it is)
+_OTHER_LANGUAGE = re.compile(
+    r"\b(?:que|los|las|el|la|del|para|pero|por|con|una|sé|está|es|mi|mis|les|des|une|est|pas|avec|"
+    r"pour|não|com|uma|você|und|das|ist|nicht|ich|mit|che|non|il|sono)\b",
+    re.I,
+)
+
+
 def third_person(text: str) -> str:
     """The student's words about themselves, said of them: "I can't get my loop to stop" -> "they can't
-    get their loop to stop" ("they" takes the same verb forms as "I", apart from am/was)."""
+    get their loop to stop" ("they" takes the same verb forms as "I", apart from am/was). A sentence in
+    (or switching into) another language keeps its "me"."""
     out = text.replace("’", "'")
+    other = len(_OTHER_LANGUAGE.findall(out)) >= 2
     for pattern, repl in _THIRD:
+        if other and repl == "them":
+            continue
         out = re.sub(pattern, repl, out, flags=re.I)
     return out
 

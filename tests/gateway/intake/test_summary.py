@@ -232,6 +232,12 @@ def test_very_long_and_clipped_answers_end_on_whole_sentences() -> None:
         ("rereading the slides", "attempts", "They tried rereading the slides."),
         ("understand recursion", "goal", "They want to understand recursion."),
         ("I want to finish it by myself", "goal", "They want to finish it by themselves."),
+        (  # code-switching: the Spanish "me" stays, the English "I" and "my" still turn
+            "I redid it, en el lab 6 los cálculos me salieron bien, but my yield is 134%",
+            "stuck",
+            "They redid it, en el lab 6 los cálculos me salieron bien, but their yield is 134%.",
+        ),
+        ("my TA says it works for me", "stuck", "Their TA says it works for them."),
     ],
 )
 def test_student_sentences_are_said_of_them_in_the_third_person(said: str, mode: str, written: str) -> None:
