@@ -29,7 +29,7 @@ class _Sources(Protocol):
     def catalog(self) -> Catalog: ...
 
     @property
-    def events(self) -> EventLog: ...
+    def events(self) -> EventLog | None: ...
 
 
 class _Person(msgspec.Struct, frozen=True, rename="camel"):
@@ -68,18 +68,23 @@ def tracked(
     sources: _Sources, run: Callable[[], Awaitable[T]], body: bytes, key: str
 ) -> Callable[[], Awaitable[T]]:
     """``run``, then the delivery's analytics events (``key`` is the delivery's idempotency key)."""
+    events = sources.events
+    if events is None:
+        return run
 
     async def run_and_emit() -> T:
         result = await run()
         status = str(getattr(result, "status", ""))
-        for event in await webhook_events(sources, body, key, status):
-            await sources.events.emit(event)
+        for event in await webhook_events(sources.catalog, events, body, key, status):
+            await events.emit(event)
         return result
 
     return run_and_emit
 
 
-async def webhook_events(sources: _Sources, body: bytes, key: str, status: str = "") -> list[Event]:
+async def webhook_events(
+    catalog: Catalog, events: EventLog, body: bytes, key: str, status: str = ""
+) -> list[Event]:
     """The events of one verified delivery (none for an unknown course or an unreadable body)."""
     try:
         envelope = msgspec.json.decode(body, type=_Envelope)
@@ -93,7 +98,7 @@ async def webhook_events(sources: _Sources, body: bytes, key: str, status: str =
     trigger, at = envelope.trigger_event, epoch(envelope.created_at)
     if trigger == "BOOKING_NO_SHOW_UPDATED":
         return [_no_show(booking, key, at)]
-    course = sources.catalog.for_event_type(booking.event_type_id, booking.type)
+    course = catalog.for_event_type(booking.event_type_id, booking.type)
     if course is None or not booking.uid:
         return []
     base = Event(
@@ -105,13 +110,13 @@ async def webhook_events(sources: _Sources, body: bytes, key: str, status: str =
         booking=booking.uid,
         host=(booking.organizer.email or booking.user.email).lower(),
     )
-    events = _booking_events(trigger, base, booking)
-    if status == "created" and events:
-        student = await sources.events.student(booking.attendees[0].email if booking.attendees else "")
-        events.append(
+    found = _booking_events(trigger, base, booking)
+    if status == "created" and found:
+        student = await events.student(booking.attendees[0].email if booking.attendees else "")
+        found.append(
             msgspec.structs.replace(base, id=event_id(key, "invited"), kind="intake_invited", student=student)
         )
-    return events
+    return found
 
 
 def _booking_events(trigger: str, base: Event, booking: _Booking) -> list[Event]:

@@ -45,6 +45,7 @@ from services.gateway.ratelimit import STORE as RATE_LIMIT_STORE
 from services.gateway.ratelimit import rate_limits
 from services.gateway.staff import auth
 from services.gateway.staff.accounts import StaffIntake, StaffPrincipal
+from services.gateway.staff.analytics import ROUTES as ANALYTICS_ROUTES
 from services.gateway.staff.auth import operator_guard, staff_guard
 from services.gateway.staff.login import ROUTES as LOGIN_ROUTES
 from services.gateway.staff.routes import ROUTES as STAFF_ROUTES
@@ -127,6 +128,7 @@ def _litestar(
             *INTAKE_ROUTES,
             *LOGIN_ROUTES,
             staff_router(),
+            Router(path="/", route_handlers=ANALYTICS_ROUTES, guards=[staff_guard]),
             create_static_files_router(path="/static", directories=[FRONTEND_DIR], name="static"),
         ],
         dependencies={

@@ -18,6 +18,7 @@ from openai import AsyncOpenAI
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
+from services.analytics.events import EventLog
 from services.coursepack import Catalog, load_catalog
 from services.gateway.breaker import CircuitBreaker
 from services.gateway.delivery.queue import Jobs
@@ -47,6 +48,7 @@ class Services:
     calls: CallLog  # a record of every model call
     assessments: AssessmentStore  # the rubric's assessment of every finished intake
     reader: MessageReader | None = None  # the message classifier and course map; None: rules only
+    events: EventLog | None = None  # the analytics stream (services/analytics); built with the rest
     model_b: ChatModel | None = None  # the second model a share of new intakes goes to (INTAKE_MODEL_B_*)
 
     @property
@@ -155,6 +157,7 @@ def build_services(
         jobs=Jobs(redis, settings, broker=open_redis(settings)),  # SAQ blocks on its own connections
         session_secret=secret,
         reader=reader,
+        events=EventLog(redis, settings.retention_days),
         model_b=model_b or open_model_b(settings),
     )
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +23,6 @@ HOST = "ana.rivera@univ.example.edu"
 STUDENT = "sam.lee@student.example.edu"
 OLD, NEW = "b7Yx2Lq9Kd1pQmRw3sT8vZ", "Rk3nV8mQ2wXz5tYb7cLp1d"
 OLD_WEEK, NEW_WEEK = week_of("2026-12-03T15:00:00Z"), week_of("2026-12-04T16:00:00Z")
-
-
-@dataclass
-class Sources:
-    catalog: Catalog
-    events: EventLog
 
 
 def catalog() -> Catalog:
@@ -52,7 +45,7 @@ def sample(name: str, **payload: Any) -> dict[str, Any]:
 
 async def deliver(log: EventLog, data: dict[str, Any], key: str | None = None, status: str = "") -> None:
     body = json.dumps(data).encode()
-    for event in await webhook_events(Sources(catalog(), log), body, key or event_id(body.decode()), status):
+    for event in await webhook_events(catalog(), log, body, key or event_id(body.decode()), status):
         await log.emit(event)
 
 

@@ -28,6 +28,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
+from services.analytics import intake as intake_events
 from services.gateway.container import Services
 from services.gateway.errors import (
     Conflict,
@@ -168,6 +169,7 @@ async def rate_chat(token: FromPath[str], request: Request, state: State) -> Res
         record.student_rating = body.value
         await store.save(record)
     log.info("chat_rated", booking_uid=record.booking.uid, value=body.value)
+    await intake_events.rated(services.events, "student_rating", record, body.value)
     return _view(services, record)
 
 
@@ -189,6 +191,7 @@ async def _start_interview(services: Services, store: IntakeStore, record: Intak
         record.status = "active"
     await store.save(record)
     log.info("intake_consented", booking_uid=record.booking.uid, course=record.course_slug)
+    await intake_events.record_event(services.events, "intake_consented", record)
     chat.spawn(iv.warm(chat.copy_state(record.interview)))  # never raises; only saves first-reply time
 
 

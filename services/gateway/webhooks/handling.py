@@ -27,6 +27,7 @@ from typing import Literal, TypeVar
 import msgspec
 import structlog
 
+from services.analytics import calcom as analytics
 from services.coursepack import Course
 from services.gateway import locks
 from services.gateway.container import Services
@@ -44,8 +45,6 @@ from services.gateway.webhooks.payloads import (
 
 AckStatus = Literal["created", "rescheduled", "cancelled", "recorded", "ignored", "duplicate"]
 BOOKING_TRIGGERS = ("BOOKING_CREATED", "BOOKING_RESCHEDULED", "BOOKING_CANCELLED")
-EVENTS_STREAM = "intake:events"
-EVENTS_MAXLEN = 10_000
 
 _SEEN = "calcom:seen:{}"
 _PROCESSING = "calcom:processing:{}"
@@ -107,6 +106,7 @@ async def handle_webhook(services: Services, envelope: Envelope, body: bytes) ->
         log.info("webhook_ignored", trigger=trigger[:64], reason="unhandled_trigger")
         return Ack("ignored")
     key = _delivery_key(uid, trigger, envelope.created_at, body)
+    run = analytics.tracked(services, run, body, key)  # the delivery's events, inside its handling
     return await handle_once(services, key, uids, run, trigger=trigger, booking_uid=uid)
 
 
@@ -272,10 +272,7 @@ class _Handlers:
     # --- MEETING_ENDED / BOOKING_NO_SHOW_UPDATED ---------------------------------------------------
 
     async def record(self, trigger: str, uid: str, created_at: str, **fields: str | int) -> Ack:
-        """Analytics only: a capped stream of events, without names or emails."""
-        entry = {"trigger": trigger, "booking_uid": uid, "created_at": created_at, "received_at": now_iso()}
-        entry.update({k: str(v) for k, v in fields.items()})
-        await self.redis.xadd(EVENTS_STREAM, entry, maxlen=EVENTS_MAXLEN, approximate=True)  # type: ignore[arg-type]
+        """Analytics only: the delivery's event goes onto the analytics stream (``analytics.tracked``)."""
         return Ack("recorded")
 
     # --- helpers -----------------------------------------------------------------------------------

@@ -11,13 +11,14 @@ from typing import Any
 import msgspec
 import pytest
 
+from services.analytics.events import STREAM, decode
 from services.gateway import locks
 from services.gateway.container import Services
 from services.gateway.delivery import jobs as job_kinds
 from services.gateway.delivery.queue import QueuedJob, partial_due_at
 from services.gateway.intake.models import ChatMessage, IntakeRecord
 from services.gateway.intake.store import parse_time
-from services.gateway.webhooks.handling import EVENTS_STREAM, Ack, handle_once
+from services.gateway.webhooks.handling import Ack, handle_once
 from services.gateway.webhooks.signature import NO_SECRET
 from tests.gateway.delivery.harness import (
     Gateway,
@@ -398,15 +399,17 @@ async def test_cancel_twice_is_harmless(gw: Gateway) -> None:
 
 
 async def test_meeting_ended_and_no_show_are_recorded_for_analytics_only(gw: Gateway) -> None:
-    """MEETING_ENDED (top-level fields) and NO_SHOW go to the capped event stream, without emails."""
+    """MEETING_ENDED (top-level fields) and NO_SHOW only go onto the analytics stream (the host by email;
+    no student email)."""
     assert (await deliver(gw.client, sample("meeting_ended"))).json() == {"status": "recorded"}
     assert (await deliver(gw.client, sample("booking_no_show_updated"))).json() == {"status": "recorded"}
-    entries = await gw.services.redis.xrange(EVENTS_STREAM)
-    events = [{k.decode(): v.decode() for k, v in fields.items()} for _, fields in entries]
-    assert [e["trigger"] for e in events] == ["MEETING_ENDED", "BOOKING_NO_SHOW_UPDATED"]
-    assert all(e["booking_uid"] == OLD_UID for e in events)
-    assert events[1]["no_show_attendees"] == "1"
-    assert "@" not in json.dumps(events)
+    entries = await gw.services.redis.xrange(STREAM)
+    events = [decode(fields[b"e"]) for _, fields in entries]
+    assert [e.kind for e in events] == ["meeting_ended", "no_show"]
+    assert all(e.booking == OLD_UID for e in events)
+    assert events[0].host == "ana.rivera@univ.example.edu" and events[0].course == "writ101"
+    assert events[1].value == "1"
+    assert "student.example.edu" not in json.dumps([msgspec.to_builtins(e) for e in events])
     assert await _intake_count(gw) == 0
     assert (await deliver(gw.client, sample("meeting_ended"))).json() == {"status": "duplicate"}
 
