@@ -463,7 +463,9 @@ def _mean(values: Sequence[float]) -> float:
 # question per message, nothing repeated, nothing solved, nothing leaked, the turn count, and two that only
 # make sense live: relevance (a question is about the course or what the student said) and grounding (the
 # summary's student fields say what the student said). Bump the version whenever a live check changes:
-# averages are kept per version, so a change of rubric never reads as a change of model.
+# averages are kept per version, so a change of rubric never reads as a change of model. The records name
+# what went wrong without quoting the chat (the offline notes quote it): an assessment keeps no text of
+# the intake, so a cancellation that deletes the transcript leaves none behind.
 RUBRIC_VERSION = "live-1"
 Severity = Literal["minor", "major", "critical"]
 Kind = Literal["interaction", "multi_turn", "session_summary"]
@@ -573,8 +575,15 @@ def _message_findings(
 
 
 def _multi_turn(messages: Sequence[ChatMessage], status: str, summary: dict[str, Any] | None) -> Judgement:
+    many = sum(several_questions(m.text) for m in messages if m.role == "assistant")
+    live = {  # the offline notes quote the chat; these do not
+        "several_questions": f"{many} message(s) with several questions",
+        "repeated_sentence": "a sentence shown twice",
+    }
     findings = [
-        Finding(key=key, message=note, severity="minor" if key == "repeated_sentence" else "major")
+        Finding(
+            key=key, message=live.get(key, note), severity="minor" if key == "repeated_sentence" else "major"
+        )
         for key, note in conversation_problems(messages)
     ]
     if status in ("escalated", "partial"):
@@ -631,10 +640,11 @@ def _session_summary(
     said = " ".join([notes, *(m.text for m in messages if m.role == "student")])
     ungrounded = _ungrounded(summary, said, course)
     if ungrounded:
+        where = ", ".join(sorted(set(ungrounded)))
         findings.append(
             Finding(
                 key="ungrounded",
-                message=f"{len(ungrounded)} sentence(s) the student did not say, e.g. {ungrounded[0][:80]!r}",
+                message=f"{len(ungrounded)} sentence(s) the student did not say, in {where}",
                 severity="major",
             )
         )
@@ -658,7 +668,8 @@ def _session_summary(
 
 
 def _ungrounded(summary: dict[str, Any], said: str, course: Course) -> list[str]:
-    """Sentences of the student fields that are mostly words neither the student nor the course used."""
+    """The student field of each sentence that is mostly words neither the student nor the course used
+    (field names, not the sentences: an assessment record keeps no text of the intake)."""
     known = content_stems(said) | content_stems(_vocabulary(course)) | _GENERIC
     name = str((summary.get("student") or {}).get("name") or "")
     known |= content_stems(name)
@@ -667,7 +678,7 @@ def _ungrounded(summary: dict[str, Any], said: str, course: Course) -> list[str]
         for sentence in sentences(str(summary.get(field) or "")):
             words = content_stems(sentence)
             if len(words) >= 3 and len(words - known) > len(words) / 2:
-                found.append(sentence)
+                found.append(field)
     return found
 
 

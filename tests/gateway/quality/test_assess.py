@@ -115,6 +115,8 @@ def test_a_bad_intake_shows_each_error_with_its_key_and_severity() -> None:
     by_turn = {a.turn: a for a in result.assessments if a.kind == "interaction"}
     assert by_turn[1].category == "error" and by_turn[2].score == 0.0 and by_turn[3].category == "progress"
     assert result.means["session_summary"] == 0.0
+    stored = msgspec.json.encode(result).decode()  # names what went wrong, never quotes the chat
+    assert not any(words in stored for words in ("your friend", "0.05", "Bayesian", "null hypothesis"))
 
 
 async def test_an_intake_is_counted_once_per_rubric_version(redis: aioredis.Redis) -> None:
