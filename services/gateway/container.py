@@ -69,9 +69,13 @@ class Services:
         return RecordingChatModel(inner, self.calls, model_id, record.token if record else "")
 
     def model_id_of(self, record: IntakeRecord) -> str:
-        """The model id on the record; one set up before it had one gets it now (the same hash)."""
+        """The model id on the record. One set up before records had one gets it now: from the same hash
+        if it has not started, else the default (a conversation never changes model half-way)."""
         if not record.model:
-            record.model = assign_model(self.settings, record.token)
+            started = bool(record.interview.messages)
+            record.model = (
+                default_model_id(self.settings) if started else assign_model(self.settings, record.token)
+            )
         return record.model
 
     async def aclose(self) -> None:

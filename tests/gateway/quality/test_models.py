@@ -18,6 +18,7 @@ from services.coursepack import Catalog
 from services.gateway.container import Services, build_services
 from services.gateway.delivery.queue import finish_setup
 from services.gateway.errors import ModelUnavailable
+from services.gateway.intake.models import ChatMessage
 from services.gateway.ports import PromptMessage
 from services.gateway.purpose import calling
 from services.gateway.quality.assignment import assign_model, share_point
@@ -133,3 +134,18 @@ async def test_every_call_is_recorded_with_its_purpose_and_outcome(services: Ser
     assert calls[0].completion_tokens == 1 and calls[0].first_token_s is not None
     latest = await services.calls.recent(limit=1)
     assert (latest[0].purpose, latest[0].intake, latest[0].model) == ("other", "", "model-a")
+
+
+async def test_an_intake_from_before_models_were_recorded_keeps_the_default(
+    tmp_path: Path, redis_url: str, redis: aioredis.Redis
+) -> None:
+    """An intake with no model on its record: if it has not started, the hash decides (here: B at a share
+    of 1); if its conversation has started, the default (it never changes model half-way)."""
+    services = await open_services(ab_settings(tmp_path, redis_url, 1.0), ScriptedModel(), ScriptedModel())
+    try:
+        fresh = await seed_intake(redis_url, services.settings)
+        started = await seed_intake(redis_url, services.settings)
+        started.interview.messages.append(ChatMessage("assistant", "Hi! What would you like help with?"))
+        assert (services.model_id_of(fresh), services.model_id_of(started)) == ("model-b", "model-a")
+    finally:
+        await services.aclose()
