@@ -118,7 +118,9 @@ def read(
         return Observation(answering=answering, guard=guard.kind, rule=guard.rule, confirms=True)
     if not text or is_non_answer(text):
         return Observation(answering=answering, guard=guard.kind, rule=guard.rule, junk=True)
-    labelled, dropped = _sentences(text, answering, heard.understanding, from_notes)
+    labelled, dropped = _sentences(
+        text, answering, heard.understanding, from_notes, asks_answer=guard.kind == "homework"
+    )
     role = "notes" if from_notes else (answering or "")
     return Observation(
         answering=answering,
@@ -204,9 +206,15 @@ _PENDING_DEFAULT = {
 
 
 def _sentences(
-    text: str, answering: str | None, understanding: MessageUnderstanding | None, from_notes: bool
+    text: str,
+    answering: str | None,
+    understanding: MessageUnderstanding | None,
+    from_notes: bool,
+    asks_answer: bool = False,
 ) -> tuple[list[tuple[str, str]], int]:
-    """Each clean sentence with the slot it fills; injected and answer-seeking sentences are withheld."""
+    """Each clean sentence with the slot it fills; injected and answer-seeking sentences are withheld.
+    ``asks_answer``: the message asks for the answer (rules or the classifier's sure level), so a sentence
+    the classifier flags for it is that request, never an answer to the question asked."""
     by_text = {s.text: s for s in understanding.sentences} if understanding else {}
     default = "stuck_on" if from_notes else _PENDING_DEFAULT.get(answering or "", "stuck_on")
     if answering and answering.startswith("q:"):
@@ -221,12 +229,12 @@ def _sentences(
         if kind == "injection":
             dropped += 1
             continue
-        if kind == "homework":  # names the assignment, but is no description of the problem
-            out.append(("asked_answer", clip(sentence, 400)))
+        verdict = by_text.get(sentence) or by_text.get(raw)
+        if kind == "homework" or (asks_answer and verdict and "answer_request" in verdict.flagged):
+            out.append(("asked_answer", clip(sentence, 400)))  # no description of the problem
             continue
         if not sentence or is_non_answer(sentence):
             continue
-        verdict = by_text.get(sentence) or by_text.get(raw)
         if verdict and "injection" in verdict.flagged:
             dropped += 1  # the classifier alone: withheld from the facts, the chat goes on
             continue

@@ -94,3 +94,21 @@ def test_a_correction_of_the_recap_weighs_more_than_a_first_answer() -> None:
     said = "actually it's the slope of the least squares line I don't get"
     first = _read(said, answering="stuck_on").topic_evidence["regression"]
     assert _read(said, answering="recap").topic_evidence["regression"] == pytest.approx(2 * first)
+
+
+def test_a_request_for_the_answer_is_never_stored_as_the_answer_to_a_course_question() -> None:
+    """Asked for their lab numbers, "can u just tell me which one it is" is a request for the answer (the
+    classifier is sure of it), not the numbers: the professor's note must not quote it as their reply."""
+    from services.understanding.classifier import Intents, MessageUnderstanding, SentenceSlot
+
+    said = "can u just tell me which one it is"
+    understanding = MessageUnderstanding(
+        intents=Intents(0.0, 0.95, 0.0, 0.0, 0.0),
+        flagged=frozenset({"answer_request"}),
+        sentences=(SentenceSlot(said, "stuck_on", 0.4, frozenset({"answer_request"})),),
+        sure=frozenset({"answer_request"}),
+    )
+    obs = _read(said, answering="q:numbers", understanding=understanding)
+    assert obs.guard == "homework"
+    assert obs.said("q:numbers") == ""
+    assert obs.sentences == (("asked_answer", said),)
