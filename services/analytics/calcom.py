@@ -114,7 +114,13 @@ async def webhook_events(
     if status == "created" and found:
         student = await events.student(booking.attendees[0].email if booking.attendees else "")
         found.append(
-            msgspec.structs.replace(base, id=event_id(key, "invited"), kind="intake_invited", student=student)
+            msgspec.structs.replace(
+                base,
+                id=event_id(key, "invited"),
+                kind="intake_invited",
+                intake=event_id("booking", booking.uid)[:20],  # the token is not known here
+                student=student,
+            )
         )
     return found
 

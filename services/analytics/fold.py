@@ -118,7 +118,8 @@ def _ended(event: Event) -> list[Op]:
 
 def _counted(flag: str, *fields: str) -> Any:
     def ops(event: Event) -> list[Op]:
-        return [["once", intake_key(event.intake), flag, agg_key(event.course, event.week), list(fields)]]
+        state = intake_key(event.intake or event.id)  # no intake id: once per event
+        return [["once", state, flag, agg_key(event.course, event.week), list(fields)]]
 
     return ops
 
