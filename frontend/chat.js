@@ -7,7 +7,6 @@
   const api = "/api/intakes/" + encodeURIComponent(token);
   const PENDING_KEY = "intake-pending";
   const THINKING_AFTER_MS = 1000;
-  const POLL_MS = 5000;
   const RETRY_DELAYS_MS = [1000, 2000, 4000, 8000];
   const BUSY_RETRY_MS = 2000;
   const BUSY_RETRIES = 45; // a dropped stream's turn is still running server-side: wait for it
@@ -130,27 +129,58 @@
 
   function show(node, visible) { node.hidden = !visible; }
 
-  function whoLabel(role) {
+  function whoLabel(role, author) {
     if (role === "student") return "You";
-    if (role === "staff") return (view && view.instructor_name) ? view.instructor_name : "Course staff";
+    if (role === "staff") return (author || (view && view.staff_name) || (view && view.instructor_name) || "Course staff") + " (course staff)";
     return "Assistant";
   }
 
-  function messageNode(role, text) {
+  function messageNode(role, text, author) {
     const li = document.createElement("li");
     li.className = "msg " + role;
     const who = document.createElement("span");
     who.className = "who";
-    who.textContent = whoLabel(role);
+    who.textContent = whoLabel(role, author);
     const bubble = document.createElement("div");
     bubble.className = "bubble";
-    bubble.textContent = text;
+    if (role === "assistant") fillWithLinks(bubble, text);
+    else bubble.textContent = text;
     li.append(who, bubble);
     return li;
   }
 
+  // The assistant's own web addresses (the booking's reschedule and cancel pages) become links; the text
+  // is never parsed as HTML.
+  function fillWithLinks(node, text) {
+    const parts = text.split(/(https:\/\/[^\s<>"']+)/);
+    node.replaceChildren(...parts.map((part, i) => {
+      if (i % 2 === 0) return document.createTextNode(part);
+      const a = document.createElement("a");
+      a.href = part;
+      a.textContent = part;
+      a.rel = "noopener noreferrer";
+      a.target = "_blank";
+      return a;
+    }));
+  }
+
   function renderMessages() {
-    el.messages.replaceChildren(...view.messages.map((m) => messageNode(m.role, m.text)));
+    el.messages.replaceChildren(...view.messages.map((m) => messageNode(m.role, m.text, m.author)));
+    renderStaffNotice();
+  }
+
+  // While a staff member has taken the chat over: who is answering, below the newest message.
+  function renderStaffNotice() {
+    let notice = document.getElementById("staff-notice");
+    if (!notice) {
+      notice = document.createElement("p");
+      notice.id = "staff-notice";
+      notice.className = "staff-notice";
+      el.messages.after(notice); // next to the newest line, where the student is looking
+    }
+    const name = view.staff_name || "A member of the course staff";
+    notice.textContent = name + " from the course staff is answering you now: a person, not the assistant.";
+    notice.hidden = !view.taken_over || FINISHED.has(view.status);
   }
 
   function counterText() {
@@ -397,6 +427,7 @@
       await load(); // the stored transcript is the truth (a reply may have been replaced after streaming)
     } catch (_) { /* keep what is on screen */ }
     setBusy(false);
+    if (liveWaiting) applyLive(liveWaiting);
 
     if (failure || (outcome && outcome.error)) {
       el.input.value = clean; // never lose what the student wrote
@@ -433,25 +464,46 @@
     }
   }
 
-  // Staff can take over a chat and answer from their page: pick their messages up while idle.
-  async function poll() {
-    if (busy || !view || !view.consented || FINISHED.has(view.status) || view.status === "cancelled") return;
-    if (document.visibilityState !== "visible") return;
-    try {
-      const next = await getJSON(api);
-      if (busy) return;
-      const changed = next.messages.length !== view.messages.length || next.status !== view.status ||
-        next.taken_over !== view.taken_over;
-      if (!changed) return;
-      const before = view.messages.length;
-      view = next;
-      const draft = el.input.value;
-      render();
-      el.input.value = draft;
-      const fresh = view.messages.slice(before).filter((m) => m.role !== "student");
-      if (fresh.length) announce(fresh.map((m) => whoLabel(m.role) + ": " + m.text).join(" "));
-      scrollToEnd();
-    } catch (_) { /* a missed poll is harmless */ }
+  // --- live: the server pushes the chat's state when it changes (a staff member's message, a take-over) ---
+
+  let liveSource = null;
+  let liveWaiting = null; // a state that arrived during our own turn: applied once the turn is done
+
+  function connectLive() {
+    if (liveSource || !window.EventSource) return;
+    liveSource = new EventSource(api + "/events");
+    liveSource.addEventListener("state", (event) => {
+      let next = null;
+      try { next = JSON.parse(event.data); } catch (_) { return; }
+      if (busy) { liveWaiting = next; return; }
+      applyLive(next);
+    });
+    liveSource.addEventListener("error", () => {
+      if (liveSource.readyState !== EventSource.CLOSED) return; // the browser reconnects by itself
+      liveSource = null;
+      setTimeout(connectLive, 10000);
+    });
+  }
+
+  function applyLive(next) {
+    liveWaiting = null;
+    if (!view || !view.consented || busy) return;
+    if (next.messages.length < view.messages.length) return; // older than what is on screen
+    const changed = next.messages.length !== view.messages.length || next.status !== view.status ||
+      next.taken_over !== view.taken_over;
+    if (!changed) return;
+    const before = view.messages.length;
+    const tookOver = next.taken_over && !view.taken_over;
+    view = next;
+    const draft = el.input.value;
+    render();
+    el.input.value = draft;
+    const fresh = view.messages.slice(before).filter((m) => m.role !== "student");
+    const spoken = fresh.map((m) => whoLabel(m.role, m.author) + ": " + m.text);
+    if (tookOver) spoken.unshift((view.staff_name || "A member of the course staff") + " from the course staff is answering you now.");
+    if (spoken.length) announce(spoken.join(" "));
+    scrollToEnd();
+    if (next.status === "cancelled" && liveSource) { liveSource.close(); liveSource = null; }
   }
 
   // --- wiring -----------------------------------------------------------------------------------
@@ -498,6 +550,6 @@
     } else {
       el.introTitle.focus({ preventScroll: true });
     }
-    setInterval(poll, POLL_MS);
+    connectLive();
   })();
 })();

@@ -61,6 +61,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     calcom_allow_unsigned: bool = False
     calcom_api_url: str = "https://api.cal.com"
     calcom_api_key: str = ""
+    calcom_web_url: str = "https://app.cal.com"  # the booking pages students reschedule or cancel on
 
     smtp_host: str = ""  # empty: emails are written as .eml files into <data_dir>/mail
     smtp_port: Port = 25

@@ -25,7 +25,8 @@ from services.gateway.delivery.queue import Jobs
 from services.gateway.intake.llm import OpenAIChatModel
 from services.gateway.intake.models import IntakeRecord
 from services.gateway.intake.store import IntakeStore
-from services.gateway.ports import ChatModel, CourseRetriever, MessageReader, SummaryDelivery
+from services.gateway.live import LiveHub
+from services.gateway.ports import ChatModel, CourseRetriever, MessageReader, StaffAlerts, SummaryDelivery
 from services.gateway.quality.assess import AssessmentStore
 from services.gateway.quality.assignment import assign_model, default_model_id, model_b_id
 from services.gateway.quality.calls import CallLog
@@ -50,6 +51,7 @@ class Services:
     reader: MessageReader | None = None  # the message classifier and course map; None: rules only
     events: EventLog | None = None  # the analytics stream (services/analytics); built with the rest
     model_b: ChatModel | None = None  # the second model a share of new intakes goes to (INTAKE_MODEL_B_*)
+    live: LiveHub | None = None  # announces intake changes to the open live pages (built with the rest)
 
     @property
     def summaries(self) -> SummaryDelivery:
@@ -78,7 +80,14 @@ class Services:
             )
         return record.model
 
+    @property
+    def alerts(self) -> StaffAlerts:
+        """Where the chat reports distress and requests for a person (the queue, through its port)."""
+        return self.jobs
+
     async def aclose(self) -> None:
+        if self.live is not None:
+            await self.live.aclose()
         await self.calls.drain()
         await self.jobs.aclose()
         await self.redis.aclose()
@@ -163,6 +172,7 @@ def build_services(
         reader=reader,
         events=EventLog(redis, settings.retention_days),
         model_b=model_b or open_model_b(settings),
+        live=LiveHub(redis),
     )
 
 

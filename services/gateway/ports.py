@@ -74,6 +74,12 @@ class SummaryDelivery(Protocol):
     async def summary_ready(self, token: str, booking_uid: str, *, escalated: bool) -> None: ...
 
 
+class StaffAlerts(Protocol):
+    """Where the chat reports what needs a person now (the course's staff get an email at once)."""
+
+    async def alert_staff(self, token: str, booking_uid: str, reason: str) -> None: ...
+
+
 class GenerationSlots(Protocol):
     """The line for a generation slot, so the model server is never asked for more than it sustains.
 

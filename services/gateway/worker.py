@@ -26,7 +26,7 @@ from saq.job import CronJob, Job, Status
 from saq.queue.redis import RedisQueue
 from saq.worker import Worker
 
-from services.gateway import metrics
+from services.gateway import live, metrics
 from services.gateway.container import Services, open_services
 from services.gateway.delivery import jobs
 from services.gateway.logs import configure_logging
@@ -118,6 +118,8 @@ async def _report(services: Services, job: Job) -> None:
     elif job.status in (Status.FAILED, Status.ABORTED):
         log.warning("job_dead", **fields, error=_error(job))
         await metrics.count_job(services.redis, job.function, "dead")
+        if token := (job.kwargs or {}).get("token"):  # the staff dashboard shows it as needing attention
+            await live.announce(services.redis, str(token))
     await services.jobs.finished(job)
 
 

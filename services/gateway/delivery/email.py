@@ -109,6 +109,11 @@ async def send_email(settings: Settings, message: EmailMessage, kind: str) -> st
     return f"smtp://{settings.smtp_host}:{settings.smtp_port}"
 
 
+def new_message(settings: Settings, to: str, subject: str) -> EmailMessage:
+    """An empty message from ``INTAKE_SMTP_FROM`` (the alerts and broadcasts fill it in)."""
+    return _message(settings, to, subject)
+
+
 def _message(settings: Settings, to: str, subject: str) -> EmailMessage:
     message = EmailMessage()
     message["From"] = settings.smtp_from

@@ -19,6 +19,7 @@ from finetune.rubric import RUBRIC_VERSION
 from services.coursepack import Course
 from services.gateway import locks
 from services.gateway.container import Services
+from services.gateway.delivery import alerts
 from services.gateway.delivery.calcom import CalcomClient, CalcomError
 from services.gateway.delivery.email import build_invite, build_summary_email, send_email
 from services.gateway.delivery.queue import JobArgs, finish_setup
@@ -336,6 +337,7 @@ RUNNERS: dict[str, Runner] = {
     "partial_summary": partial_summary,
     "summary_email": summary_email,
     "summary_calcom": summary_calcom,
+    **alerts.RUNNERS,
     "assess": assess,
 }
 

@@ -36,7 +36,15 @@ from services.gateway.quality.assignment import assign_model
 from services.settings import Settings
 
 JobKind = Literal[
-    "prepare", "invite_email", "summarize", "partial_summary", "summary_email", "summary_calcom", "assess"
+    "prepare",
+    "invite_email",
+    "summarize",
+    "partial_summary",
+    "summary_email",
+    "summary_calcom",
+    "assess",
+    "staff_alert",
+    "broadcast_email",
 ]
 JobState = Literal["pending", "running", "delivered", "dead"]
 INTAKE_QUEUE = "intake"
@@ -66,6 +74,9 @@ class JobArgs(msgspec.Struct, kw_only=True):
     start_time: str | None = None  # partial_summary: the meeting time it was scheduled for
     summary: Summary | None = None  # summary_email / summary_calcom
     booking: Booking | None = None  # summary_email / summary_calcom
+    reason: str | None = None  # staff_alert: distress | person
+    note: str | None = None  # broadcast_email: the staff member's message
+    sender: str | None = None  # broadcast_email: who sent it (their name)
 
 
 class QueuedJob(msgspec.Struct, frozen=True, kw_only=True):
@@ -227,6 +238,16 @@ class Jobs:
             token=record.token, course_slug=record.course_slug, summary=summary, booking=record.booking
         )
         await self.enqueue("summary_calcom", record.booking.uid, summary.status, args=args)
+
+    async def alert_staff(self, token: str, booking_uid: str, reason: str) -> None:
+        """Email the course's staff at once (distress, or the student asked for a person): once per
+        booking and reason."""
+        await self.enqueue("staff_alert", booking_uid, reason, args=JobArgs(token=token, reason=reason))
+
+    async def broadcast(self, record: IntakeRecord, note: str, sender: str, broadcast_id: str) -> str | None:
+        """One student's copy of a staff broadcast (running late, room changed)."""
+        args = JobArgs(token=record.token, course_slug=record.course_slug, note=note, sender=sender)
+        return await self.enqueue("broadcast_email", record.booking.uid, broadcast_id, args=args)
 
     # --- idempotency -------------------------------------------------------------------------------
 

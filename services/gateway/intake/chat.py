@@ -25,6 +25,7 @@ from services.gateway.intake.models import (
     ChatMessage,
     DoneEvent,
     ErrorEvent,
+    Flags,
     IntakeRecord,
     IntakeStatus,
     IntakeView,
@@ -120,6 +121,7 @@ def build_view(record: IntakeRecord, course: Course | None, settings: Settings) 
         consented=record.consented_at is not None,
         retention_days=settings.retention_days,
         taken_over=record.taken_over,
+        staff_name=(record.taken_over_by or "Course staff") if record.taken_over else "",
         summary=StudentSummary.of(record.summary) if record.summary else None,
     )
 
@@ -252,7 +254,7 @@ class TurnRunner:
 
     async def _store_for_staff(self) -> None:
         """A staff member took over: keep the student's message, let the human answer from the staff page."""
-        self.record.interview.messages.append(ChatMessage("student", self.text))
+        self.record.interview.messages.append(ChatMessage("student", self.text, to_staff=True))
         if self.client_turn_id:
             self.record.replies[self.client_turn_id] = -1
         await self.store.save(self.record)
@@ -296,6 +298,9 @@ class TurnRunner:
         record, version = await self.store.get_versioned(self.record.token)
         if record is None or record.status == "cancelled":
             return record or self.record
+        raised = _raised(record.interview.flags, state.flags)
+        if raised:
+            record.acknowledged_at, record.acknowledged_by = None, ""  # needs a person again
         record.interview = state
         if self.client_turn_id:
             record.replies[self.client_turn_id] = len(state.messages) - 1
@@ -310,7 +315,19 @@ class TurnRunner:
             return await self._commit(state, course, outcome)  # changed meanwhile: re-check, then again
         if finished:
             await _enqueue_delivery(self.services, record)
+        if raised:
+            await self.services.alerts.alert_staff(record.token, record.booking.uid, raised)
+            log.warning("staff_alerted", booking_uid=record.booking.uid, reason=raised)
         return record
+
+
+def _raised(before: Flags, after: Flags) -> str | None:
+    """What this turn newly flagged for the course's staff: ``distress`` or ``person`` (asked for one)."""
+    if after.distress and not before.distress:
+        return "distress"
+    if after.escalated_to_human and not before.escalated_to_human:
+        return "person"
+    return None
 
 
 async def _enqueue_delivery(services: Services, record: IntakeRecord) -> None:

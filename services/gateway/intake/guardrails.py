@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from typing import Literal
+from urllib.parse import quote
 
 import msgspec
 import regex as _regex  # type: ignore[import-untyped]
@@ -23,7 +24,7 @@ from services.coursepack import Course
 from services.gateway.intake.matching import assignments_named
 from services.gateway.intake.text import question_text, sentences, similar
 
-Kind = Literal["distress", "check_in", "injection", "homework", "off_topic", "reschedule", "ok"]
+Kind = Literal["distress", "check_in", "injection", "homework", "person", "off_topic", "reschedule", "ok"]
 
 
 class Verdict(msgspec.Struct, frozen=True):
@@ -118,6 +119,31 @@ _HOMEWORK: tuple[tuple[str, str], ...] = (
         r"(?:essay|paper|thesis|paragraph|introduction|conclusion|program|function|report)\b",
     ),
 )
+# Asking for a human instead of the assistant (not "I want to talk to my professor about the essay": that
+# is what the meeting is for). The chat goes on; the course's staff are told at once.
+_PERSON: tuple[tuple[str, str], ...] = (
+    (
+        "talk_to_person",
+        r"\b(?:talk|speak|chat|write)(?:ing)? (?:to|with) (?:a |an |some )?(?:real |actual |live )?"
+        r"(?:human(?: being)?|person|someone real|somebody real)\b|"
+        r"\b(?:want|need|get|give|connect|put)(?: me)? (?:through )?(?:to |with )?(?:a |an )?(?:real |actual |live )"
+        r"(?:human|person)\b|\b(?:can|could|may) i (?:get|have) (?:a |an )?(?:human|real person)\b|"
+        r"\b(?:i'?d|i would) rather (?:talk|speak) (?:to|with) (?:a |an )?(?:human|person|real person)\b|"
+        r"\bnot (?:to |with )?(?:a |the )?(?:bot|robot|ai|chatbot)\b.{0,30}\b(?:human|person)\b|"
+        r"\b(?:is|are) (?:there|any) (?:a |an )?(?:human|real person|actual person)\b|"
+        r"\bget me (?:a |an )?(?:human|person|real person)\b",
+    ),
+)
+# Moving or cancelling the booking itself: answered with the booking's own Cal.com links, the chat goes on.
+_RESCHEDULE: tuple[tuple[str, str], ...] = (
+    (
+        "move_meeting",
+        r"\breschedul\w*|"
+        r"\b(?:move|change|push(?: back)?|postpone|cancel(?:l?ing)?|shift) (?:the |my |this |our )?"
+        r"(?:meeting|appointment|booking|office hours?|time ?slot)\b|"
+        r"\bcan'?t make (?:it|the meeting|the appointment|my appointment)\b",
+    ),
+)
 _OFF_TOPIC: tuple[tuple[str, str], ...] = (
     (
         "chitchat",
@@ -136,6 +162,8 @@ _COMPILED = {
         ("distress", _DISTRESS),
         ("injection", _INJECTION),
         ("homework", _HOMEWORK),
+        ("person", _PERSON),
+        ("reschedule", _RESCHEDULE),
         ("off_topic", _OFF_TOPIC),
     )
 }
@@ -143,12 +171,13 @@ _CASE_SENSITIVE_DAN = re.compile(r"\bDAN\b")
 
 
 def screen(text: str, *, course_related: bool = False) -> Verdict:
-    """Classify a student message; distress wins over everything, then injection, homework, off-topic.
+    """Classify a student message; distress wins over everything, then injection, homework, asking for
+    a person, moving or cancelling the meeting, off-topic.
 
     ``course_related`` (the policy saw a topic or assignment in the message) keeps course talk that
     happens to mention, say, football in a statistics problem from being called off-topic.
     """
-    for kind in ("distress", "injection", "homework", "off_topic"):
+    for kind in ("distress", "injection", "homework", "person", "reschedule", "off_topic"):
         if kind == "off_topic" and course_related:
             continue
         for rule, pattern in _COMPILED[kind]:
@@ -199,17 +228,45 @@ _GUARD_WORDING: dict[str, tuple[str, ...]] = {
         "The booking confirmation email has the link to move or cancel the meeting.",
         "Changes to the booking go through the link in your confirmation email.",
     ),
+    "person": (
+        "I have flagged this for {instructor} and the course staff: they will see that you would like to talk "
+        "with a person, and one of them may answer you right here. Until then, let's keep going.",
+        "The course staff already know you would like a person; they will see it before your meeting.",
+        "Your request for a person is with the course staff.",
+    ),
 }
+_BOOKING_LINKS = (
+    "You can move the meeting here: {reschedule}\nor cancel it here: {cancel}\n{instructor} will see the change. "
+    "Meanwhile, let's keep going.",
+    "Here are the links again. Move the meeting: {reschedule}\nCancel it: {cancel}",
+    "Move: {reschedule}\nCancel: {cancel}",
+)
 
 
-def guard_reply(kind: Kind, course: Course, next_question: str, times: int = 0) -> str:
+def booking_links(web_url: str, booking_uid: str) -> tuple[str, str]:
+    """The booking's own Cal.com pages: (reschedule, cancel)."""
+    base, uid = web_url.rstrip("/"), quote(booking_uid, safe="")
+    return f"{base}/reschedule/{uid}", f"{base}/booking/{uid}?cancel=true"
+
+
+def guard_reply(
+    kind: Kind, course: Course, next_question: str, times: int = 0, links: tuple[str, str] | None = None
+) -> str:
     """The template answer to a guarded message, carrying the interview's next question.
 
     ``times``: how often this kind was answered already in the chat (each time a new phrasing).
+    ``links``: the booking's (reschedule, cancel) pages, given to a student who asks to move or cancel.
     """
     wording = _GUARD_WORDING.get(kind, _GUARD_WORDING["off_topic"])
-    lead = wording[min(times, len(wording) - 1)].format(instructor=course.instructor_name, code=course.code)
-    return f"{lead} {next_question}"
+    if kind == "reschedule" and links:
+        wording = _BOOKING_LINKS
+    lead = wording[min(times, len(wording) - 1)].format(
+        instructor=course.instructor_name,
+        code=course.code,
+        reschedule=links[0] if links else "",
+        cancel=links[1] if links else "",
+    )
+    return f"{lead}\n\n{next_question}" if kind == "reschedule" and links else f"{lead} {next_question}"
 
 
 # ---------------------------------------------------------------- checking model output

@@ -77,8 +77,10 @@ _GUARD_NOTES = {
     "injection": "[Message withheld: it asked for hidden instructions or other people's data.]",
     "homework": "[The student asked for the answer; declined.]",
     "off_topic": "[Off-topic message; redirected.]",
-    "reschedule": "[Asked to move or cancel the meeting; pointed to the booking email.]",
+    "reschedule": "[Asked to move or cancel the meeting; gave the booking's own links.]",
+    "person": "[Asked to talk to a person; the course staff were told.]",
     "check_in": "[The student may be struggling; asked how they are before going on.]",
+    "handed_back": "[Course staff answered the student for a while and handed the chat back; go on.]",
 }
 
 
@@ -221,6 +223,22 @@ class Interviewer:
             log.warning("interview_warm_failed", error=type(exc).__name__)
             return False
 
+    def resume(self, state: InterviewState, course: Course, booking: Booking) -> str:
+        """After staff hand a taken-over chat back: the policy's question for what is still missing (the
+        template, no model), recorded like a turn so the next prompt extends this one. Facts, asked slots
+        and flags stay as they were: the interview goes on, it never starts again."""
+        decision = policy.decide(
+            state, course, min_turns=self.settings.min_turns, max_turns=self.settings.max_turns
+        )
+        slot = decision.slot if decision.action == "ask" and decision.slot else "recap"
+        variant = decision.variant if decision.action == "ask" else 0
+        state.asked.append(slot)
+        question = wording.question(slot, course, booking, state.facts, self._today(course), variant)
+        reply = f"Thanks for waiting, I am back to help you get ready. {question}"
+        self._record(state, _GUARD_NOTES["handed_back"], reply)
+        log.info("interview_resumed", turn=state.turn, slot=slot)
+        return reply
+
     # ------------------------------------------------------------ turns
 
     async def turn(
@@ -261,6 +279,8 @@ class Interviewer:
             return
         if obs.guard == "off_topic":
             state.flags = msgspec.structs.replace(state.flags, off_topic=True)
+        if obs.guard == "person":  # the chat goes on; the staff are told (chat.py, on the flag)
+            state.flags = msgspec.structs.replace(state.flags, escalated_to_human=True)
         before = (state.facts.assignment, state.facts.topic)
         policy.update(state, course, obs, today)
         focus_changed = before != (state.facts.assignment, state.facts.topic)
@@ -284,7 +304,9 @@ class Interviewer:
         if obs.guard != "ok" or slot in _TEMPLATE_ONLY or slot.startswith("q:"):
             times = sum(1 for m in state.prompt if m["content"] == _GUARD_NOTES.get(obs.guard))
             reply = (
-                guardrails.guard_reply(obs.guard, course, fallback, times) if obs.guard != "ok" else fallback
+                guardrails.guard_reply(obs.guard, course, fallback, times, self._links(obs.guard, booking))
+                if obs.guard != "ok"
+                else fallback
             )
             note = _GUARD_NOTES.get(obs.guard) or prompt.student_turn(obs.clean_text or text, f"[{slot}]")
             self._record(state, note, reply)
@@ -304,6 +326,12 @@ class Interviewer:
         self._record(state, user, reply)
         log.info("interview_turn", turn=state.turn, slot=slot, variant=variant, retries=state.model_retries)
         yield TurnOutcome(status="active", reply=reply, finished=False)
+
+    def _links(self, guard: str, booking: Booking) -> tuple[str, str] | None:
+        """The booking's own reschedule and cancel pages, for a student who asks to move or cancel."""
+        if guard != "reschedule" or not booking.uid:
+            return None
+        return guardrails.booking_links(self.settings.calcom_web_url, booking.uid)
 
     async def _hear(
         self, course: Course, text: str, pending: str | None, stuck_so_far: str | None = None

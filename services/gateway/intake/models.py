@@ -18,9 +18,14 @@ Urgency = Literal["low", "medium", "high"]
 Role = Literal["student", "assistant", "staff"]
 
 
-class ChatMessage(msgspec.Struct, frozen=True):
+class ChatMessage(msgspec.Struct, frozen=True, omit_defaults=True):
+    """One line of the chat. ``author``: the staff member who wrote a ``staff`` message; ``to_staff``: a
+    student message written while staff had taken the chat over (not an interview turn)."""
+
     role: Role
     text: str
+    author: str = ""
+    to_staff: bool = False
 
 
 class Person(msgspec.Struct, frozen=True):
@@ -120,6 +125,7 @@ class IntakeView(msgspec.Struct, frozen=True, kw_only=True):
     retention_days: int
     instructor_name: str = ""  # who reads the chat, shown on the consent screen
     taken_over: bool = False  # a staff member answers instead of the model
+    staff_name: str = ""  # who answers while ``taken_over``
     summary: StudentSummary | None = None  # never the professor-only fields
 
 
@@ -197,8 +203,8 @@ class InterviewState(msgspec.Struct, kw_only=True):
 
     @property
     def turn(self) -> int:
-        """Student turns so far."""
-        return sum(1 for m in self.messages if m.role == "student")
+        """Student turns so far (messages to a staff member who took the chat over do not count)."""
+        return sum(1 for m in self.messages if m.role == "student" and not m.to_staff)
 
 
 def new_staff_id() -> str:
@@ -226,3 +232,7 @@ class IntakeRecord(msgspec.Struct, kw_only=True):
     professor_rating: Literal["useful", "not_useful"] | None = None
     taken_over: bool = False  # a staff member is answering instead of the model
     model: str = ""  # the model id that runs the intake (``Services.model_for``), written at set-up
+    taken_over_by: str = ""  # the staff member's name, shown to the student on their messages
+    # a distress signal or a request for a person needs a staff member to look; cleared by acknowledging
+    acknowledged_at: str | None = None
+    acknowledged_by: str = ""

@@ -294,10 +294,23 @@ _GREETING = re.compile(
 )
 
 
+# apologies and hedges in front of the real sentence: "sorry, I know it's probably a silly question, but"
+_HEDGE = re.compile(
+    r"^\W*(?:(?:so\s+|um+\s+|ok(?:ay)?\s+)?(?:sorry|apologies)(?:\s+(?:to bother you|for bothering you|"
+    r"for the (?:long|late) message|if this is (?:a )?(?:dumb|silly|stupid|basic) question))?[\s,.!-]+|"
+    r"(?:i know |i'm sure )?(?:it'?s|this is|this might be|this may be)\s+(?:probably |maybe |kind of )?"
+    r"(?:a |such a )?(?:dumb|silly|stupid|basic|weird) question[\s,.!-]*(?:but\s+)?|"
+    r"(?:i know )?(?:i'?m|i am) (?:probably )?(?:asking|being) (?:something )?(?:dumb|silly|stupid)[\s,.!-]*(?:but\s+)?)+",
+    re.I,
+)
+
+
 def _without_boilerplate(sentence: str) -> str:
-    """A sentence without booking-form labels ("Additional notes:"), greetings ("Hi Dr. Ruiz,") and mail
-    footers; "" if nothing is left."""
+    """A sentence without booking-form labels ("Additional notes:"), greetings ("Hi Dr. Ruiz,"), leading
+    apologies and hedges ("sorry, it's probably a silly question, but") and mail footers; "" if nothing
+    is left."""
     sentence = _GREETING.sub("", _FORM_LABEL.sub("", sentence).strip()).strip()
+    sentence = _HEDGE.sub("", sentence).strip()
     return "" if _BOILERPLATE.match(sentence) else sentence
 
 

@@ -29,6 +29,7 @@ from litestar.params import FromPath
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from services.analytics import intake as intake_events
+from services.gateway import live
 from services.gateway.container import Services
 from services.gateway.errors import (
     Conflict,
@@ -149,6 +150,31 @@ async def send_message(token: FromPath[str], request: Request, state: State) -> 
     return _stream(observe_turn(turn, started))
 
 
+@get("/api/intakes/{token:str}/events", responses=problems(NotFound))
+async def live_state(token: FromPath[str], state: State) -> ServerSentEvent:
+    """The student's page live (``text/event-stream``): ``state`` (the intake as ``GET /api/intakes/{token}``
+    shows it) now and after every change, e.g. a staff member's message or a take-over."""
+    services: Services = state.services
+    await _load(services, token)
+    return _stream(_live_states(services, token))
+
+
+async def _live_states(services: Services, token: str) -> AsyncIterator[ServerSentEventMessage]:
+    async for change in live.watch(live.hub_of(services)):
+        if change is live.Tick.KEEP_ALIVE:
+            yield ServerSentEventMessage(comment="keep-alive")
+        elif change is live.Tick.READY or change is live.Tick.RELOAD or change == token:
+            record = await chat.intake_store(services).get(token)
+            if record is None:
+                return
+            view = chat.build_view(
+                record, services.catalog.courses.get(record.course_slug), services.settings
+            )
+            yield ServerSentEventMessage(event="state", data=msgspec.json.encode(view).decode(), retry=3000)
+            if record.status == "cancelled":
+                return
+
+
 @post(
     "/api/intakes/{token:str}/rating",
     status_code=200,
@@ -245,4 +271,4 @@ def _page(name: str, status: int) -> Response[bytes]:
     return Response(content, status_code=status, media_type=MediaType.HTML, headers=PAGE_HEADERS)
 
 
-ROUTES = [chat_page, intake_state, consent, send_message, rate_chat]
+ROUTES = [chat_page, intake_state, consent, send_message, rate_chat, live_state]

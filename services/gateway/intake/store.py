@@ -5,6 +5,7 @@ Every write goes through one Lua script that also bumps the intake's version (``
 or a reschedule cannot write its stale copy over it (it reads again and re-applies, or gives up).
 Creating an intake is one script too: the record, its booking index and a *setup pending* mark appear
 together or not at all, and the mark stays until the invitation and the scheduled work are queued.
+Both scripts publish the token on ``intake:changed`` (``services/gateway/live.py``): the live pages.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
 redis.call('SET', KEYS[5], ARGV[2], 'EX', ARGV[3])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2])
+redis.call('PUBLISH', 'intake:changed', ARGV[2])
 return version
 """
 # KEYS record, by_booking, all, version, setup, by_staff; ARGV json, token, ttl, start, now.
@@ -58,6 +60,7 @@ redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
 redis.call('SET', KEYS[6], ARGV[2], 'EX', ARGV[3])
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2])
 redis.call('ZADD', KEYS[5], ARGV[5], ARGV[2])
+redis.call('PUBLISH', 'intake:changed', ARGV[2])
 return ARGV[2]
 """
 

@@ -112,3 +112,16 @@ def test_a_request_for_the_answer_is_never_stored_as_the_answer_to_a_course_ques
     assert obs.guard == "homework"
     assert obs.said("q:numbers") == ""
     assert obs.sentences == (("asked_answer", said),)
+
+
+@pytest.mark.parametrize(
+    ("said", "kept"),
+    [
+        ("Sorry, I know it's probably a silly question, but my loop never stops", "my loop never stops"),
+        ("sorry for the long message, the autograder fails on test 4", "the autograder fails on test 4"),
+        ("This is probably a dumb question but why is my slope negative", "why is my slope negative"),
+    ],
+)
+def test_apologies_and_hedges_are_not_part_of_the_stuck_point(said: str, kept: str) -> None:
+    """What the professor reads (and the recap shows) starts at the problem, not at the apology."""
+    assert _read(said, answering="stuck_on").said("stuck_on") == kept

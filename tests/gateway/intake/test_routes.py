@@ -415,7 +415,8 @@ async def test_two_tabs_sending_at_once_one_gets_409(
 async def test_taken_over_chat_stores_the_message_without_a_model_reply(
     client: AsyncTestClient[Litestar], model: ScriptedModel, redis_url: str, settings: Settings
 ) -> None:
-    """When staff took over, the student's message is kept and the model stays quiet."""
+    """When staff took over, the student's message is kept (marked as written to staff, no interview turn)
+    and the model stays quiet."""
     token = await consented(redis_url, settings, client)
     record = await load(redis_url, settings, token)
     assert record
@@ -423,11 +424,11 @@ async def test_taken_over_chat_stores_the_message_without_a_model_reply(
     await _save(redis_url, settings, record)
     calls = len(model.calls)
     events = parse_sse((await send(client, token, "Are you a person now?", str(uuid.uuid4()))).text)
-    assert events == [("done", {"status": "active", "turn": 1})]
+    assert events == [("done", {"status": "active", "turn": 0})]
     assert len(model.calls) == calls
     view = (await client.get(f"/api/intakes/{token}")).json()
     assert view["taken_over"] is True
-    assert view["messages"][-1] == {"role": "student", "text": "Are you a person now?"}
+    assert view["messages"][-1] == {"role": "student", "text": "Are you a person now?", "to_staff": True}
 
 
 async def test_distress_escalates_at_once(

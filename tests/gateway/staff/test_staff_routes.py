@@ -157,7 +157,7 @@ async def test_list_and_detail_show_the_intake(
     rows = listed.json()
     assert record.token not in listed.text
     row = next(r for r in rows if r["staff_id"] == record.staff_id)
-    assert row["course"] == "STAT 150" and row["student_name"] == "Mina Park"
+    assert row["course_code"] == "STAT 150" and row["student_name"] == "Mina Park"
     assert row["status"] == "invited" and row["turn"] == 0
     assert row["appointment_start"] == record.booking.start_time
     detail = await staff.get(f"/staff/api/intakes/{record.staff_id}")
@@ -173,22 +173,23 @@ async def test_list_and_detail_show_the_intake(
 async def test_take_over_lets_staff_answer_in_the_students_chat(
     staff: AsyncTestClient[Litestar], redis_url: str, settings: Settings
 ) -> None:
-    """Take over: the student's next message gets no bot reply; the staff message shows as role staff."""
+    """Take over: the student's next message gets no bot reply (nor counts as an interview turn); the staff
+    message shows as role staff with who wrote it."""
     record = await seed_intake(redis_url, settings)
     token = record.token
     await staff.post(f"/api/intakes/{token}/consent")
     taken = await staff.post(f"/staff/api/intakes/{record.staff_id}/takeover", json={"taken_over": True})
     assert taken.status_code == 200 and taken.json()["intake"]["taken_over"] is True
     events = parse_sse((await staff.post(f"/api/intakes/{token}/messages", json={"text": "Hello?"})).text)
-    assert events == [("done", {"status": "active", "turn": 1})]
+    assert events == [("done", {"status": "active", "turn": 0})]
     sent = await staff.post(
         f"/staff/api/intakes/{record.staff_id}/messages", json={"text": "Hi Mina, it's Dr. Okafor."}
     )
     assert sent.status_code == 200
     view = (await staff.get(f"/api/intakes/{token}")).json()
     assert view["messages"][-2:] == [
-        {"role": "student", "text": "Hello?"},
-        {"role": "staff", "text": "Hi Mina, it's Dr. Okafor."},
+        {"role": "student", "text": "Hello?", "to_staff": True},
+        {"role": "staff", "text": "Hi Mina, it's Dr. Okafor.", "author": "Course staff"},
     ]
     back = await staff.post(f"/staff/api/intakes/{record.staff_id}/takeover", json={"taken_over": False})
     assert back.json()["intake"]["taken_over"] is False
