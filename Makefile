@@ -13,7 +13,7 @@ TEST_APT_PACKAGES := chromium
 SCALE_APT_PACKAGES := haproxy
 MODEL_DIR := $(DATA)/models/smollm2-135m-instruct-f32
 
-.PHONY: help run stop status logs test test-fast lint index model bench finetune eval classifiers demo setup system-packages browser bench-load chaos fuzz scale-out proxy
+.PHONY: help run stop status logs test test-fast lint index model bench finetune eval classifiers demo setup system-packages browser bench-load chaos fuzz scale-out proxy demo-semester report bench-analytics
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-14s %s\n", $$1, $$2}'
@@ -56,6 +56,15 @@ $(MODEL_DIR)/config.json: | setup
 
 demo: ## Post a signed demo booking to the running stack and print its chat link
 	@$(PY) -m services.gateway.demo
+
+demo-semester: setup ## Fill the running stack's analytics with a synthetic 15-week semester (then open /staff/analytics)
+	$(PY) -m services.analytics.semester $(SEMESTER_ARGS)
+
+report: setup ## Send this week's analytics report to every host now (REPORT_ARGS=--dry-run prints instead)
+	$(PY) -m services.analytics.weekly $(REPORT_ARGS)
+
+bench-analytics: setup ## Analytics ingest: events/s folded on one core and p95 webhook-to-aggregate, vs raw XADD (own Redis)
+	$(PY) -m bench.analytics $(BENCH_ARGS)
 
 bench: setup model ## Benchmarks against the running stack (see bench/)
 	$(PY) -m bench.inference_speed

@@ -26,6 +26,7 @@ from saq.job import CronJob, Job, Status
 from saq.queue.redis import RedisQueue
 from saq.worker import Worker
 
+from services.analytics import weekly
 from services.gateway import live, metrics
 from services.gateway.container import Services, open_services
 from services.gateway.delivery import jobs
@@ -41,9 +42,16 @@ log = structlog.get_logger()
 
 def build_workers(services: Services) -> list[Worker[Any]]:
     """The two SAQ workers over the services' queues; every job sees ``ctx["services"]``."""
+    settings = services.settings
     return [
         _worker(
-            services, services.jobs.intake, INTAKE_CONCURRENCY, [CronJob(jobs.finish_setups, SETUP_CRON)]
+            services,
+            services.jobs.intake,
+            INTAKE_CONCURRENCY,
+            [
+                CronJob(jobs.finish_setups, SETUP_CRON),
+                CronJob(weekly.report_job, settings.analytics_report_cron),
+            ],
         ),
         _worker(services, services.jobs.model, MODEL_CONCURRENCY, []),
     ]
