@@ -440,6 +440,27 @@ class PrefixGuard:
             return Release(0, problems)
         return Release(self._safe(text), [])
 
+    def repair(self, text: str, shown: int) -> str | None:
+        """``text`` with each wrong assignment's name (never shown: names are held until complete) put as
+        the identified assignment, or "your assignment"; None if that does not leave it problem-free.
+
+        A small model often names an assignment of the course that is not the student's; the words
+        around the name are fine, and they may already be on screen.
+        """
+        if self.course is None:
+            return None
+        right = next((a for a in self.course.assignments if a.id == self.assignment), None)
+        instead = right.title.split(":")[0].strip() if right else "your assignment"
+        for a in self.course.assignments:
+            if a.id == self.assignment:
+                continue
+            for name in sorted({a.title, a.title.split(":")[0].strip()}, key=len, reverse=True):
+                pattern = re.compile(rf"(?<![A-Za-z0-9]){re.escape(name)}(?![A-Za-z0-9])", re.I)
+                if any(m.start() < shown for m in pattern.finditer(text)):
+                    return None
+                text = pattern.sub(instead, text)
+        return text if not self._problems(text) else None
+
     def _problems(self, text: str) -> list[str]:
         problems = []
         if _SOLUTION.search(text):

@@ -67,10 +67,10 @@ log = structlog.get_logger()
 
 MAX_CONTEXT_SOURCES = 5
 RETRY_BUDGET_S = 4.0  # retry a rejected reply only if the first attempt was this quick
-MAX_CHECK_INS = 2  # "are you okay?" at most twice; an uncertain sign after that escalates
 DRAIN_S = 5.0  # after the cut at '?', how long the server may finish the reply (for its prompt cache)
 _SENTENCE_END = re.compile(r"[.!?…][\"')\]]*\s*$")
 _drains: set[asyncio.Task[None]] = set()  # keeps the drain tasks from being garbage-collected
+MAX_CHECK_INS = 2  # "are you okay?" at most twice; an uncertain sign after that escalates
 _TEMPLATE_ONLY = frozenset({"recap", "which_assignment"})  # exact wording matters more than variety
 _GUARD_NOTES = {
     "distress": "[The student seems to be in distress. Support resources were shown; the interview stopped.]",
@@ -447,9 +447,21 @@ class Interviewer:
                         buffer = (buffer + piece).lstrip()
                         if "?" in buffer:
                             attempt.text = _cut_question(buffer)
+                            if guard.check(attempt.text).problems == ["wrong_assignment"]:
+                                attempt.text = (
+                                    guard.repair(attempt.text, len(attempt.released)) or attempt.text
+                                )
                             cut = True
                             return
                         release = guard.check(buffer)
+                        repaired = (
+                            guard.repair(buffer, len(attempt.released))
+                            if release.problems == ["wrong_assignment"]
+                            else None
+                        )
+                        if repaired is not None:
+                            buffer = repaired  # the wrong name was never shown: the right one instead
+                            release = guard.check(buffer)
                         if release.problems:
                             attempt.problems = release.problems
                             break

@@ -106,3 +106,22 @@ async def test_a_problem_after_shown_words_ends_with_the_policy_question_not_a_t
     _, outcome = await _turn(model, "ps3, p-values confuse me")
     assert outcome.reply.startswith("So you could say that … ") and "answer is" not in outcome.reply
     assert outcome.reply.endswith("?") and len(model.calls) == 1
+
+
+def test_a_wrong_assignment_name_not_yet_shown_is_put_right() -> None:
+    """The name was held, so the words around it can stay: it becomes the identified assignment, or
+    "your assignment" when none is known; a name already on screen cannot be repaired."""
+    guard = PrefixGuard(system_prompt=SYSTEM, course=COURSE, assignment="ps3")
+    assert guard.repair("Which part of Problem Set 4 is ", 14) == "Which part of Problem Set 3 is "
+    unknown = PrefixGuard(system_prompt=SYSTEM, course=COURSE, assignment=None)
+    assert unknown.repair("Which part of Problem Set 4 is ", 14) == "Which part of your assignment is "
+    assert guard.repair("Which part of Problem Set 4 is ", 20) is None
+
+
+async def test_a_streamed_question_naming_the_wrong_assignment_is_kept_with_the_right_name() -> None:
+    """Nothing shown is taken back and no dangling sentence is left: the unshown name is replaced."""
+    model = ScriptedModel(
+        default="Thanks for explaining that. Which part of Problem Set 4 is hardest for you?"
+    )
+    _, outcome = await _turn(model, "ps3, p-values confuse me")
+    assert outcome.reply == "Thanks for explaining that. Which part of Problem Set 3 is hardest for you?"
