@@ -13,7 +13,7 @@ TEST_APT_PACKAGES := chromium
 SCALE_APT_PACKAGES := haproxy
 MODEL_DIR := $(DATA)/models/smollm2-135m-instruct-f32
 
-.PHONY: help run stop status logs test test-fast lint index model bench finetune eval classifiers demo setup system-packages browser bench-load chaos fuzz scale-out proxy demo-semester report bench-analytics
+.PHONY: help run stop status logs test test-fast lint index model bench finetune eval replay classifiers demo setup system-packages browser bench-load chaos fuzz scale-out proxy demo-semester report bench-analytics
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-14s %s\n", $$1, $$2}'
@@ -90,6 +90,9 @@ finetune: setup model ## Synthetic data (course packs + skeletons, phil210 held 
 
 eval: setup model ## 63 simulated students on unseen course packs, base vs default model, a stack each (EVAL_ARGS=...)
 	$(PY) -m finetune.evaluate $(EVAL_ARGS)
+
+replay: setup ## The eval students through the interview in-process, no model (seconds; REPLAY_ARGS=...)
+	$(PY) -m finetune.replay $(REPLAY_ARGS)
 
 classifiers: setup ## Labelled messages -> intent and slot classifiers + held-out report (services/understanding/)
 	$(PY) -m services.understanding.dataset
