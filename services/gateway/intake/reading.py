@@ -229,6 +229,8 @@ def _sentences(
         if kind == "injection":
             dropped += 1
             continue
+        if kind in ("person", "reschedule"):  # about the meeting itself, not an answer to anything
+            continue
         verdict = by_text.get(sentence) or by_text.get(raw)
         if kind == "homework" or (asks_answer and verdict and "answer_request" in verdict.flagged):
             out.append(("asked_answer", clip(sentence, 400)))  # no description of the problem
