@@ -138,7 +138,11 @@ async def test_dashboard_on_a_phone_groups_filters_and_updates_live(
         soon.interview.flags = Flags(distress=True, escalated_to_human=True)
         await save(redis_url, settings, soon)
         await attention.filter(has_text="Sol Soon").wait_for(timeout=5_000)
-        await page.wait_for_function("document.getElementById('announcer').textContent.includes('Sol Soon')")
+        for _ in range(50):  # the announcement is set a moment after the list is drawn
+            if "Sol Soon" in (await page.locator("#announcer").text_content() or ""):
+                break
+            await asyncio.sleep(0.1)
+        assert "Needs attention: Sol Soon" in (await page.locator("#announcer").text_content() or "")
         assert (
             await page.locator("#rows-attention li", has_text="Sol Soon").locator(".badge.alert").count() >= 1
         )
