@@ -41,6 +41,7 @@ from services.gateway.intake.routes import ROUTES as INTAKE_ROUTES
 from services.gateway.intake.warming import keep_courses_warm
 from services.gateway.logs import configure_logging, request_id_middleware
 from services.gateway.metrics import prometheus_config
+from services.gateway.quality.routes import ROUTES as QUALITY_ROUTES
 from services.gateway.ratelimit import STORE as RATE_LIMIT_STORE
 from services.gateway.ratelimit import rate_limits
 from services.gateway.staff import auth
@@ -126,6 +127,7 @@ def _litestar(
             *HEALTH_ROUTES,
             *WEBHOOK_ROUTES,
             *INTAKE_ROUTES,
+            *QUALITY_ROUTES,
             *LOGIN_ROUTES,
             staff_router(),
             Router(path="/", route_handlers=ANALYTICS_ROUTES, guards=[staff_guard]),

@@ -220,9 +220,9 @@ class CallLog:
     # --- reading ------------------------------------------------------------------------------------
 
     async def for_intake(self, token: str) -> list[CallRecord]:
-        """The intake's calls, oldest first."""
+        """The intake's calls, oldest first (by when they ended: records are written concurrently)."""
         raw = await self._redis.lrange(_BY_INTAKE.format(token), 0, -1)
-        return [msgspec.json.decode(r, type=CallRecord) for r in raw]
+        return sorted((msgspec.json.decode(r, type=CallRecord) for r in raw), key=lambda c: c.created_at)
 
     async def recent(self, limit: int = 50) -> list[CallRecord]:
         """The latest calls, newest first."""
