@@ -122,8 +122,8 @@
       rows("weekly", data.weekly.slice().reverse(), (w) => [cell(w.week), cell(w.bookings, "num"), cell(w.started, "num"),
         cell(w.completed, "num"), cell(w.abandoned, "num"), cell(w.no_shows, "num")], "No weeks.");
       rows("topics", data.topics, compare, "No summaries this week or last.");
-      rows("assignments", data.assignments, compare, "No assignments named this week or last.");
-      rows("sections", data.sections, compare, "No sections matched this week or last.");
+      rows("assignments", data.assignments.slice(0, 10), compare, "No assignments named this week or last.");
+      rows("sections", data.sections.slice(0, 10), compare, "No sections matched this week or last.");
       stuck(data.stuck);
       chart("hosts", query, "Bar chart of each host's reschedule rate with the " + pct(data.threshold) + " line; " + flagged + " flagged. The numbers are in the hosts table below.");
       chart("intakes", query, "Bar chart of intakes completed and abandoned per week. The numbers are in the weekly table below.");

@@ -1,10 +1,11 @@
 """A synthetic semester for the analytics dashboard: ``make demo-semester``.
 
 Fifteen weeks of office hours for every course of the catalog, ending this week: bookings that follow
-the assignments' due dates, reschedules by students and by hosts (one host per course reschedules well above
-the flag threshold, the others well below), cancellations, no-shows, meetings that ended, and intakes
-(invited, started, completed or abandoned, a few escalated or taken over) whose summaries name the course's
-real topics, assignments and sections: facts only, no model. Ratings from students and professors too.
+the assignments' due dates, reschedules by students and by hosts (one host per course moves 25 % of its
+bookings, above the flag threshold; the others 5 %), cancellations, no-shows, meetings that ended, and
+intakes (invited, started, completed or abandoned, a few escalated or taken over) whose summaries name the
+course's real topics, assignments and sections: facts only, no model. Ratings from students and
+professors too.
 
 The events go onto the same stream the webhooks and the chat feed, with the same ids on every run for the
 same seed (running it twice adds nothing), and the running ``analytics`` program folds them in seconds.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import hashlib
 import random
 import re
 import time
@@ -33,7 +35,6 @@ from services.coursepack import Course, load_catalog
 from services.settings import Settings, SettingsError, load_settings
 
 WEEKS = 15
-HIGH_RESCHEDULE, LOW_RESCHEDULE = 0.28, 0.05  # host-initiated reschedules, of a host's bookings
 _HEADING = re.compile(r"^##\s+(.+?)\s*$", re.MULTILINE)
 
 
@@ -73,6 +74,7 @@ def semester(course: Course, today: dt.date, seed: int = 7) -> Iterator[Event]:
     sections = sections_of(course)
     topics = [t.id for t in course.topics] or ["other"]
     monday = today - dt.timedelta(days=today.weekday())
+    seen: dict[str, int] = dict.fromkeys(hosts, 0)
     for back in range(WEEKS - 1, -1, -1):
         week = monday - dt.timedelta(weeks=back)
         # this week's hot spot: one section many students are stuck on
@@ -80,7 +82,10 @@ def semester(course: Course, today: dt.date, seed: int = 7) -> Iterator[Event]:
         for n in range(_bookings_in(course, week, rng)):
             uid = f"demo-{course.slug}-{week.isoformat()}-{n}"
             host = rng.choice(hosts)
-            yield from _booking(course, week, uid, host, high, rng, hot, sections, topics, today)
+            seen[host] += 1
+            # the host moves every 4th of the flagged host's bookings (25%), every 20th of the others' (5%)
+            by_host = seen[host] % (4 if host == high else 20) == 0
+            yield from _booking(course, week, uid, host, by_host, rng, hot, sections, topics, today)
 
 
 def _bookings_in(course: Course, week: dt.date, rng: random.Random) -> int:
@@ -108,7 +113,7 @@ def _booking(
     week: dt.date,
     uid: str,
     host: str,
-    high: str,
+    by_host: bool,
     rng: random.Random,
     hot: tuple[str, str],
     sections: Sequence[tuple[str, str]],
@@ -121,7 +126,7 @@ def _booking(
     yield make("booking_created", booked, booking=uid)
     student = f"demo-student-{rng.randint(1, 400)}"
     meeting, by = uid, ""
-    if rng.random() < (HIGH_RESCHEDULE if host == high else LOW_RESCHEDULE):
+    if by_host:
         by = "host"
     elif rng.random() < 0.10:
         by = "attendee"
@@ -176,9 +181,7 @@ def _intake(
     if rng.random() < 0.03:
         yield make("intake_taken_over", finished, **fields)
     section, label = hot if rng.random() < 0.3 else rng.choice(sections)
-    assignment = next((a.id for a in course.assignments if section.split("#")[0].endswith(f"{a.id}.md")), "")
-    if not assignment and course.assignments and rng.random() < 0.6:
-        assignment = rng.choice(course.assignments).id
+    assignment = _assignment_of(course, section)
     yield make(
         "summary_delivered",
         finished,
@@ -193,6 +196,18 @@ def _intake(
     if rng.random() < 0.7:
         value = "useful" if rng.random() < 0.84 else "not_useful"
         yield make("professor_rating", start + dt.timedelta(hours=1), value=value, **fields)
+
+
+def _assignment_of(course: Course, section: str) -> str:
+    """The assignment a section belongs to: its sheet's, else one fixed per section (a stuck point is
+    about one assignment, so the students on the same section group together)."""
+    source = section.split("#")[0]
+    sheet = next((a.id for a in course.assignments if a.file and source.endswith(a.file)), "")
+    if sheet or not course.assignments:
+        return sheet
+    return course.assignments[
+        int(hashlib.sha256(section.encode()).hexdigest(), 16) % len(course.assignments)
+    ].id
 
 
 async def load(
