@@ -20,7 +20,7 @@
   }
 
   function table(head, rows) {
-    const wrap = el('div', null, 'table-wrap');
+    const wrap = el('div', null, 'quality-table');
     const t = el('table');
     const tr = el('tr');
     head.forEach((h) => { const th = el('th', h); th.scope = 'col'; tr.appendChild(th); });

@@ -20,6 +20,11 @@ from tests.gateway.quality.test_assess import GOOD, finished
 from tests.gateway.staff.harness import STAFF_PASSWORD, future, make_settings, save, services_factory
 
 pytestmark = pytest.mark.browser
+# every table's box ends inside the screen and a wider table scrolls inside it (the body hides horizontal
+# overflow, so a table spilling out of its card would never show as a page scroll)
+_TABLES_FIT = """[...document.querySelectorAll('.quality-table')].every(e =>
+  e.getBoundingClientRect().right <= window.innerWidth
+  && (e.scrollWidth <= e.clientWidth || ['auto', 'scroll'].includes(getComputedStyle(e).overflowX)))"""
 
 
 async def test_the_quality_section_and_page_on_a_phone(
@@ -69,6 +74,7 @@ async def test_the_quality_section_and_page_on_a_phone(
         assert "interview_question" in text and "300 / 12 (280)" in text
         assert await section.locator("table").first.locator("tbody tr").count() == len(verdict.assessments)
         assert await no_horizontal_scroll(page)
+        assert await page.evaluate(_TABLES_FIT)
         await page.locator("#quality-title").scroll_into_view_if_needed()
         await page.screenshot(path=str(screenshots / "staff-quality-section.png"), full_page=True)
 
@@ -76,5 +82,6 @@ async def test_the_quality_section_and_page_on_a_phone(
         await page.get_by_role("heading", name="Models side by side").wait_for()
         assert "smollm2-live" in await page.locator("main").inner_text()
         assert await no_horizontal_scroll(page)
+        assert await page.evaluate(_TABLES_FIT)
         await page.screenshot(path=str(screenshots / "staff-quality-page.png"), full_page=True)
         await context.close()

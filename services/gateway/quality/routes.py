@@ -311,7 +311,7 @@ def _table(title: str, head: Sequence[str], rows: Sequence[Sequence[object]]) ->
     header = "".join(f"<th scope='col'>{_e(h)}</th>" for h in head)
     lines = "".join("<tr>" + "".join(f"<td>{_e(str(c))}</td>" for c in row) + "</tr>" for row in rows)
     return (
-        f"<section class='card'><h2>{_e(title)}</h2><div class='table-wrap'><table>"
+        f"<section class='card'><h2>{_e(title)}</h2><div class='quality-table'><table>"
         f"<thead><tr>{header}</tr></thead><tbody>{lines}</tbody></table></div></section>"
     )
 
@@ -342,6 +342,7 @@ _PAGE = """<!doctype html>
   <title>Quality · Office hours intake</title>
   <link rel="stylesheet" href="/static/chat.css">
   <link rel="stylesheet" href="/static/staff/staff.css">
+  <link rel="stylesheet" href="/static/staff/quality.css">
 </head>
 <body data-page="quality">
   <header class="bar">
