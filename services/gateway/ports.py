@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
 import msgspec
 
@@ -29,6 +29,18 @@ class CourseRetriever(Protocol):
     """Hybrid (vector + BM25) retrieval over one course's materials. Sync: call it from a worker thread."""
 
     def retrieve(self, course_slug: str, query: str, k: int = 3) -> list[Passage]: ...
+
+
+SearchState = Literal["ok", "keyword_only", "unavailable"]
+
+
+@runtime_checkable
+class SearchHealth(Protocol):
+    """A retriever that can say how well it can search a course right now."""
+
+    def search_state(self, course_slug: str) -> SearchState:
+        """``keyword_only``: the vector half is down (BM25 alone answers); ``unavailable``: no index."""
+        ...
 
 
 class PromptMessage(msgspec.Struct, frozen=True):

@@ -23,7 +23,7 @@ from llama_index.core.schema import NodeWithScore
 from llama_index.retrievers.bm25 import BM25Retriever
 from llama_index.vector_stores.chroma import ChromaVectorStore
 
-from services.gateway.ports import Passage
+from services.gateway.ports import Passage, SearchState
 from services.indexer.status import CourseVersion
 from services.indexer.stores import (
     ChromaUnavailable,
@@ -103,6 +103,27 @@ class HybridRetriever:
                 self._course(folder.name)
             except Exception as exc:  # a broken course must not stop the others from warming
                 log.warning("course_warm_failed", course=folder.name, error=f"{type(exc).__name__}"[:100])
+
+    def search_state(self, course_slug: str) -> SearchState:
+        """How this course is searched now (``services.gateway.ports.SearchHealth``): "ok" with both
+        halves, "keyword_only" while Chroma is unreachable, "unavailable" without a usable index."""
+        try:
+            index = self._course(course_slug)
+        except Exception:
+            return "unavailable"
+        if index.vector is not None and self._alive():
+            return "ok"
+        if index.vector is not None:
+            self._forget_chroma(course_slug)
+        return "keyword_only" if index.bm25 is not None else "unavailable"
+
+    def _alive(self) -> bool:
+        """One heartbeat to the Chroma server (a cached connection says nothing about a stopped server)."""
+        client = self._client
+        try:
+            return client is not None and bool(client.heartbeat())
+        except Exception:
+            return False
 
     def versions(self) -> dict[str, int]:
         """Course slug -> indexed version, for status pages."""

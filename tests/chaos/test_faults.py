@@ -195,11 +195,11 @@ def test_smtp_down(stack: ChaosStack) -> None:
 
 
 def test_chroma_down(stack: ChaosStack) -> None:
-    """Chroma stopped before a booking: the interview is prepared without course materials, every turn is
-    answered and the interview completes with a summary."""
+    """Chroma stopped before a booking: the interview is prepared from keyword search alone, every turn is
+    answered, the interview completes with a summary, and the professor's note says how it searched."""
     stack.ctl("stop", "chroma")
     try:
-        _, token = _new_intake(stack, "chroma", 71300)
+        uid, token = _new_intake(stack, "chroma", 71300)
         with stack.client() as client:
             h.consent(client, token)
             turns = h.chat_to_end(client, token)
@@ -208,6 +208,11 @@ def test_chroma_down(stack: ChaosStack) -> None:
         stack.ctl("start", "chroma")
     assert view["status"] == "complete" and view["summary"]["status"] == "complete"
     assert all(not t.errors for t in turns)
+    wait_until(
+        lambda: any(uid in _text(m) for m in stack.smtp.to(h.ORGANIZER["email"])), 120, "summary email"
+    )
+    summary = next(_text(m) for m in stack.smtp.to(h.ORGANIZER["email"]) if uid in _text(m))
+    assert "keyword only" in " ".join(summary.split())
 
 
 def test_model_talking_junk(stack: ChaosStack) -> None:

@@ -85,6 +85,9 @@ def test_open_retriever_does_not_need_chroma(built: Settings) -> None:
     passages = retriever.retrieve("bio110", "Calvin cycle rubisco carbon dioxide", k=2)
     assert passages and passages[0].source == "notes/photosynthesis.txt"
     assert retriever._cache["bio110"].vector is None
+    assert retriever.search_state("bio110") == "keyword_only"  # the summary says so
+    assert open_retriever(built, warm=False).search_state("bio110") == "ok"
+    assert retriever.search_state("no-such-course") == "unavailable"
 
 
 def test_chroma_coming_back_restores_the_vector_half(

@@ -59,6 +59,8 @@ from services.gateway.ports import (
     MessageReader,
     Passage,
     PromptMessage,
+    SearchHealth,
+    SearchState,
 )
 from services.gateway.purpose import calling
 from services.settings import Settings
@@ -151,6 +153,7 @@ class Interviewer:
         if state.prompt:
             return
         system, chosen = await self.course_prompt(course)
+        state.materials = await self._search_state(course)
         note_passage = None
         if booking.notes.strip():
             found = await self._retrieve(
@@ -516,6 +519,15 @@ class Interviewer:
             return None
         state.context_sources.append(fresh.source)
         return prompt.snippet(fresh, 40)
+
+    async def _search_state(self, course: Course) -> SearchState:
+        """How the course could be searched just now; a retriever that cannot tell is taken at its word."""
+        if not isinstance(self.retriever, SearchHealth):
+            return "ok"
+        try:
+            return await asyncio.to_thread(self.retriever.search_state, course.slug)
+        except Exception:
+            return "unavailable"
 
     async def _retrieve(self, course: Course, query: str, k: int) -> list[Passage]:
         if not self.retriever:

@@ -200,6 +200,9 @@ class InterviewState(msgspec.Struct, kw_only=True):
     context_sources: list[str] = []  # course-pack paths retrieved into the prompt
     flags: Flags = Flags()
     model_retries: int = 0
+    # how the course's materials could be searched when the interview was prepared (the summary says so
+    # when it was less than "ok"): "keyword_only" while Chroma is down, "unavailable" with no index
+    materials: Literal["ok", "keyword_only", "unavailable"] = "ok"
 
     @property
     def turn(self) -> int:

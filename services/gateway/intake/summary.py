@@ -510,6 +510,8 @@ def prep_note(state: InterviewState, course: Course, booking: Booking, status: S
         notes.append(f"Review the {assignment.title} sheet{sheet}{when}.")
     elif due:
         notes.append(f"Their deadline is {_day(due)} (urgency {urgency}).")
+    if state.materials != "ok":
+        notes.append(_MATERIALS_NOTE[state.materials])
     topic = course.topic(facts.topic) if facts.topic else None
     if topic and not facts.section:
         notes.append(f"Have your notes on {_lower_first(topic.title)} ready.")
@@ -521,6 +523,14 @@ def prep_note(state: InterviewState, course: Course, booking: Booking, status: S
             "Little is known yet: start by asking what the student needs, and check their booking note."
         )
     return _whole(notes, _LIMITS["professor_prep_note"])
+
+
+_MATERIALS_NOTE = {
+    "keyword_only": "The course materials were searched by keyword only during this chat (the vector "
+    "index was down), so the suggested sections may be less precise.",
+    "unavailable": "The course materials could not be searched during this chat, so no sections are "
+    "suggested from them.",
+}
 
 
 def _look_at(section: Section) -> str:

@@ -469,3 +469,18 @@ async def test_okay_but_stressed_after_a_check_in_is_not_distress() -> None:
     await _say(iv, state, VAGUE)
     _, outcome = await _say(iv, state, fine)
     assert outcome.status == "active" and not state.flags.distress
+
+
+class DegradedRetriever(ListRetriever):
+    """BM25 still answers, the vector half is down (``SearchHealth``)."""
+
+    def search_state(self, course_slug: str) -> str:
+        return "keyword_only"
+
+
+async def test_an_interview_prepared_while_the_vector_index_is_down_remembers_it() -> None:
+    """The interview goes on with what keyword search finds, and its state says how it searched."""
+    _, state = await _start(retriever=DegradedRetriever(make_passages()))
+    assert state.materials == "keyword_only" and state.context_sources
+    _, fine = await _start()
+    assert fine.materials == "ok"

@@ -369,3 +369,15 @@ def test_the_students_view_of_the_summary_has_no_professor_only_fields() -> None
     assert not {"professor_prep_note", "difficulty", "urgency", "transcript_url"} & set(shown)
     assert shown["issue_description"] == full.issue_description and shown["assignment"] == "ps3"
     assert record.summary is not None and record.summary.professor_prep_note.startswith("Look at")
+
+
+@pytest.mark.parametrize(
+    ("materials", "said"), [("keyword_only", "by keyword only"), ("unavailable", "could not")]
+)
+def test_the_prep_note_says_when_the_materials_could_not_be_fully_searched(materials: str, said: str) -> None:
+    """Chroma down during the chat: the professor learns why the suggested sections may be thin."""
+    course = make_course()
+    state = InterviewState(materials=materials)  # type: ignore[arg-type]
+    note = summary.prep_note(state, course, make_booking(), "complete")
+    assert said in note
+    assert "searched" not in summary.prep_note(InterviewState(), course, make_booking(), "complete")
