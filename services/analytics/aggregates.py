@@ -1,8 +1,9 @@
 """The Redis side of the aggregates: one Lua script applies an event's operations exactly once.
 
-The script first adds the event id to the day's *seen* set (``analytics:seen:<day of the event>``); an id
-seen before makes it a no-op, so a replayed or re-claimed entry is harmless. Everything an event does
-happens inside that one script, so two consumers folding at once never count anything twice.
+The script takes a batch of events; for each it first adds the event id to the day's *seen* set
+(``analytics:seen:<day of the event>``): an id seen before is skipped, so a replayed or re-claimed entry is
+harmless. Everything an event does happens inside one script call (atomic in Redis), so two consumers
+folding at once never count anything twice.
 
 Key lifetimes: ``analytics:agg:*`` (the figures) are kept; the per-booking and per-intake state
 (``analytics:bk:*``, ``analytics:in:*``, ``analytics:stuck:*``) and the seen sets expire ``state_ttl_s``
@@ -23,6 +24,7 @@ from services.analytics.events import Event
 from services.analytics.fold import agg_key, ops_for
 
 SEEN = "analytics:seen:{}"
+SCRIPT_BATCH = 100  # events per script call: few round trips, and Redis is never blocked for long
 STATE_PATTERNS = (
     "analytics:agg:*",
     "analytics:bk:*",
@@ -32,9 +34,7 @@ STATE_PATTERNS = (
 )
 
 APPLY = """
-if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end
-local ttl = tonumber(ARGV[2])
-redis.call('EXPIRE', KEYS[1], ttl)
+local ttl = tonumber(ARGV[1])
 local function bump(agg, fields, n)
   for _, f in ipairs(fields) do redis.call('HINCRBY', agg, f, n) end
 end
@@ -52,7 +52,7 @@ end
 local function newer(at, stamp, value, current)
   return at > stamp or (at == stamp and value > (current or ''))
 end
-for _, op in ipairs(cjson.decode(ARGV[3])) do
+local function apply(op)
   local kind = op[1]
   if kind == 'incr' then
     bump(op[2], op[3], 1)
@@ -94,7 +94,15 @@ for _, op in ipairs(cjson.decode(ARGV[3])) do
     redis.call('EXPIRE', op[2], ttl)
   end
 end
-return 1
+local new = 0
+for i = 1, #KEYS do
+  if redis.call('SADD', KEYS[i], ARGV[2 * i]) == 1 then
+    redis.call('EXPIRE', KEYS[i], ttl)
+    for _, op in ipairs(cjson.decode(ARGV[2 * i + 1])) do apply(op) end
+    new = new + 1
+  end
+end
+return new
 """
 
 
@@ -111,15 +119,15 @@ class Aggregates:
         self._script = redis.register_script(APPLY)
 
     async def apply(self, events: Sequence[Event]) -> int:
-        """Apply events in one round trip; returns how many were new (not seen before)."""
-        if not events:
-            return 0
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for event in events:
-                ops = msgspec.json.encode(ops_for(event))
-                await self._script(keys=[seen_key(event)], args=[event.id, self._ttl, ops], client=pipe)
-            results = await pipe.execute()
-        return sum(1 for r in results if r == 1)
+        """Apply events, ``SCRIPT_BATCH`` per script call; returns how many were new (not seen before)."""
+        new = 0
+        for start in range(0, len(events), SCRIPT_BATCH):
+            batch = events[start : start + SCRIPT_BATCH]
+            args: list[str | bytes | int] = [self._ttl]
+            for event in batch:
+                args += [event.id, msgspec.json.encode(ops_for(event))]
+            new += int(await self._script(keys=[seen_key(e) for e in batch], args=args))
+        return new
 
     async def week(self, course: str, week: str) -> dict[str, int | str]:
         """One course-week hash: counts as ints, labels (``label:*``) as text."""
