@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 from services.gateway import locks
 from services.gateway.errors import Conflict
 from services.gateway.intake.models import IntakeRecord
+from services.gateway.live import CHANNEL
 
 _RECORD = "intake:tok:{}"
 _BY_BOOKING = "intake:booking:{}"
@@ -188,6 +189,7 @@ class IntakeStore:
             keys += [_BY_BOOKING.format(record.booking.uid), _BY_STAFF.format(record.staff_id)]
         await self._redis.delete(*keys)
         await self._redis.zrem(_ALL, token)
+        await self._redis.publish(CHANNEL, token)  # open staff pages drop it
 
     async def tokens(self, limit: int = 200) -> list[str]:
         """Most recent appointments first; tokens whose record expired are pruned on the way."""

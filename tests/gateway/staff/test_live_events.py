@@ -13,10 +13,12 @@ from typing import Any
 
 import httpx
 import msgspec
+import redis.asyncio as aioredis
 
 from services.coursepack import StaffMember
 from services.gateway.app import create_app
 from services.gateway.intake.models import ChatMessage, IntakeRecord
+from services.gateway.intake.store import IntakeStore
 from services.gateway.live import CHANNEL
 from services.settings import Settings
 from tests.browser.conftest import serve
@@ -73,6 +75,14 @@ async def _ta(client: httpx.AsyncClient, settings: Settings) -> None:
     client.headers["x-csrftoken"] = client.cookies.get("staff_csrf") or ""
 
 
+async def _delete(redis_url: str, settings: Settings, token: str) -> None:
+    redis = aioredis.from_url(redis_url)
+    try:
+        await IntakeStore(redis, settings.retention_days).delete(token)
+    finally:
+        await redis.aclose()
+
+
 def test_the_store_announces_on_the_live_channel() -> None:
     """The channel the store's scripts publish on is the one the hub listens to."""
     from services.gateway.intake import store
@@ -84,7 +94,7 @@ async def test_dashboard_stream_sends_changed_rows_of_the_staff_members_courses_
     redis_url: str, tmp_path: Path
 ) -> None:
     """A TA's dashboard stream gets the row of their course's intake when it changes, never another
-    course's; another course's intake stream is a 404."""
+    course's, and a reload when one is deleted; another course's intake stream is a 404."""
     settings = make_settings(tmp_path, redis_url)
     mine = await seed_intake(redis_url, settings)
     theirs = await seed_intake(redis_url, settings)
@@ -108,6 +118,10 @@ async def test_dashboard_stream_sends_changed_rows_of_the_staff_members_courses_
                 row = await _next(events, "row")
                 assert row["staff_id"] == mine.staff_id and row["group"] == "attention"
                 assert mine.token not in json.dumps(row)
+                await _delete(
+                    redis_url, settings, mine.token
+                )  # a privacy deletion: the page reloads its list
+                await _next(events, "reload")
 
 
 async def test_student_stream_carries_a_staff_message_live(redis_url: str, tmp_path: Path) -> None:
