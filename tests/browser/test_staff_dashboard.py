@@ -234,3 +234,39 @@ async def test_a_finished_intake_explains_why_it_cannot_be_taken_over(
         await page.locator("#takeover-note", has_text="finished").wait_for()
         assert await page.get_by_role("button", name="Take over").count() == 0
         await context.close()
+
+
+async def test_acknowledge_and_a_broadcast_from_a_phone(
+    browser: Any, redis_url: str, tmp_path: Path, screenshots: Path
+) -> None:
+    """On an escalated intake "I have seen this" clears the attention box (and the dashboard's group); the
+    broadcast form emails the students booked in the window and says how many."""
+    settings = make_settings(tmp_path, redis_url)
+    alarm = await _seed(redis_url, settings, "Ari Alarm", 20.5, status="escalated")
+    alarm.interview.flags = Flags(distress=True, escalated_to_human=True)
+    await save(redis_url, settings, alarm)
+    app = create_app(settings, services_factory=services_factory(ScriptedModel(), _courses()))
+    with serve(app) as gateway:
+        context, page = await _phone(browser)
+        await _operator_login(page, gateway.url)
+        await page.goto(f"{gateway.url}/staff/intakes/{alarm.staff_id}")
+        box = page.locator("#attention")
+        await box.get_by_text("Escalated").wait_for()
+        await page.get_by_role("button", name="I have seen this").click()
+        await box.wait_for(state="hidden")
+        assert "seen by" in await page.locator("#meta").inner_text()
+
+        await page.goto(f"{gateway.url}/staff/intakes")
+        await page.locator("#rows-upcoming li", has_text="Ari Alarm").wait_for()
+        await page.get_by_text("Email the students booked in a time window").click()
+        start = (dt.datetime.now() + dt.timedelta(days=20)).strftime("%Y-%m-%dT%H:%M")
+        end = (dt.datetime.now() + dt.timedelta(days=21)).strftime("%Y-%m-%dT%H:%M")
+        await page.locator("#broadcast-course").select_option("stat150")
+        await page.locator("#broadcast-start").fill(start)
+        await page.locator("#broadcast-end").fill(end)
+        await page.locator("#broadcast-message").fill("We moved to room 204 today.")
+        await page.get_by_role("button", name="Send email").click()
+        await page.locator("#broadcast-status", has_text="Sent to 1 student").wait_for()
+        assert await no_horizontal_scroll(page)
+        await page.screenshot(path=str(screenshots / "staff-broadcast-phone.png"), full_page=True)
+        await context.close()
