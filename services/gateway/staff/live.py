@@ -26,6 +26,7 @@ from services.gateway.staff.accounts import StaffIntake, StaffPrincipal
 
 HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 RETRY_MS = 3000
+KEEP_ALIVE_S = 20.0  # a comment this often, and the session checked with it
 log = structlog.get_logger()
 
 
@@ -71,7 +72,7 @@ async def row_of(services: Services, token: str, who: StaffPrincipal) -> dashboa
 async def _list_feed(
     request: Request, services: Services, who: StaffPrincipal
 ) -> AsyncIterator[ServerSentEventMessage]:
-    async for change in watch(hub_of(services)):
+    async for change in watch(hub_of(services), heartbeat_s=KEEP_ALIVE_S):
         if change is Tick.READY:
             yield ServerSentEventMessage(event="ready", data="{}", retry=RETRY_MS)
         elif change is Tick.KEEP_ALIVE:
@@ -93,7 +94,7 @@ async def _list_feed(
 async def _intake_feed(
     request: Request, services: Services, who: StaffPrincipal, token: str
 ) -> AsyncIterator[ServerSentEventMessage]:
-    async for change in watch(hub_of(services)):
+    async for change in watch(hub_of(services), heartbeat_s=KEEP_ALIVE_S):
         if change is Tick.KEEP_ALIVE:
             if not await _still_in(request, services):
                 yield _ended()

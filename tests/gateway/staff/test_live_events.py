@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import msgspec
+import pytest
 import redis.asyncio as aioredis
 
 from services.coursepack import StaffMember
@@ -20,6 +21,7 @@ from services.gateway.app import create_app
 from services.gateway.intake.models import ChatMessage, IntakeRecord
 from services.gateway.intake.store import IntakeStore
 from services.gateway.live import CHANNEL
+from services.gateway.staff import live as staff_live
 from services.settings import Settings
 from tests.browser.conftest import serve
 from tests.gateway.intake.scripted import ScriptedModel, make_course
@@ -156,3 +158,25 @@ async def test_student_stream_carries_a_staff_message_live(redis_url: str, tmp_p
                     state["messages"][-1], ChatMessage
                 )
             assert (await client.get("/api/intakes/nope/events")).status_code == 404
+
+
+async def test_a_logout_ends_the_open_dashboard_stream(
+    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a logout the open stream says ``ended`` at its next keep-alive instead of feeding on."""
+    monkeypatch.setattr(staff_live, "KEEP_ALIVE_S", 0.3)
+    settings = make_settings(tmp_path, redis_url)
+    with serve(
+        create_app(settings, services_factory=services_factory(ScriptedModel(), _courses()))
+    ) as gateway:
+        async with httpx.AsyncClient(base_url=gateway.url, timeout=15) as client:
+            await _operator(client)
+            cookies = dict(client.cookies)
+            async with client.stream("GET", "/staff/api/events") as response:
+                events = _events(response)
+                await _next(events, "ready")
+                logout = {"_csrf_token": cookies.get("staff_csrf", "")}
+                async with httpx.AsyncClient(base_url=gateway.url, cookies=cookies) as other:
+                    assert (await other.post("/staff/logout", data=logout)).status_code == 303
+                ended = await _next(events, "ended")
+                assert "Log in again" in ended["message"]
