@@ -38,6 +38,7 @@ from services.analytics.events import FIELD, STREAM, Event, decode
 from services.settings import Settings, SettingsError, load_settings
 
 GROUP = "fold"
+GATHER_S = 0.05
 _STALE_CONSUMER_MS = 24 * 3600 * 1000
 log = structlog.get_logger()
 Entry = tuple[bytes, dict[bytes, bytes]]
@@ -104,6 +105,13 @@ class Consumer:
             GROUP, self.name, {STREAM: ">"}, count=self.batch, block=block
         )
         entries = _entries(reply)
+        if wait and 0 < len(entries) < self.batch // 4:
+            # a trickle: wait a moment for more, so each round trip folds a batch (costs at most GATHER_S)
+            await asyncio.sleep(GATHER_S)
+            more: Any = await self.redis.xreadgroup(
+                GROUP, self.name, {STREAM: ">"}, count=self.batch - len(entries)
+            )
+            entries += _entries(more)
         await self.fold(entries)
         return len(entries)
 
