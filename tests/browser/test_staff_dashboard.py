@@ -32,6 +32,8 @@ from tests.gateway.staff.harness import (
 )
 
 pytestmark = pytest.mark.browser
+# every test here logs in; the session shares one Redis, so the per-client login limit would bite
+NO_LOGIN_LIMIT = {"rate_limit_login_per_client": 0}
 TA_EMAIL = "sam.lee@example.edu"
 
 
@@ -93,7 +95,7 @@ async def test_dashboard_on_a_phone_groups_filters_and_updates_live(
 ) -> None:
     """Needs attention first, upcoming soonest first, then past; the course and status filters narrow the
     list; a new escalation appears at once (no reload) with a badge and a spoken announcement."""
-    settings = make_settings(tmp_path, redis_url)
+    settings = make_settings(tmp_path, redis_url, **NO_LOGIN_LIMIT)
     later = await _seed(redis_url, settings, "Avery Later", 3)
     await _seed(redis_url, settings, "Pat Past", -2)
     soon = await _seed(redis_url, settings, "Sol Soon", 1)
@@ -156,7 +158,7 @@ async def test_take_over_and_hand_back_between_two_phones(
     """A TA logs in by emailed link and opens the running intake on a phone: summary first, transcript
     folded. The student's message arrives live; "Take over": the student sees Sam Lee is answering and Sam's
     message, Sam sees the student's reply live; "Hand back": the assistant asks the next missing question."""
-    settings = make_settings(tmp_path, redis_url)
+    settings = make_settings(tmp_path, redis_url, **NO_LOGIN_LIMIT)
     record = await seed_intake(redis_url, settings)
     app = create_app(settings, services_factory=services_factory(ScriptedModel(), _courses()))
     with serve(app) as gateway:
@@ -224,7 +226,7 @@ async def test_a_finished_intake_explains_why_it_cannot_be_taken_over(
     browser: Any, redis_url: str, tmp_path: Path
 ) -> None:
     """On a complete intake the page offers no take-over button but says why, in words."""
-    settings = make_settings(tmp_path, redis_url)
+    settings = make_settings(tmp_path, redis_url, **NO_LOGIN_LIMIT)
     record = await seed_intake(redis_url, settings, status="complete")
     app = create_app(settings, services_factory=services_factory(ScriptedModel(), _courses()))
     with serve(app) as gateway:
@@ -241,7 +243,7 @@ async def test_acknowledge_and_a_broadcast_from_a_phone(
 ) -> None:
     """On an escalated intake "I have seen this" clears the attention box (and the dashboard's group); the
     broadcast form emails the students booked in the window and says how many."""
-    settings = make_settings(tmp_path, redis_url)
+    settings = make_settings(tmp_path, redis_url, **NO_LOGIN_LIMIT)
     alarm = await _seed(redis_url, settings, "Ari Alarm", 20.5, status="escalated")
     alarm.interview.flags = Flags(distress=True, escalated_to_human=True)
     await save(redis_url, settings, alarm)

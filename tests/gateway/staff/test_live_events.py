@@ -28,6 +28,8 @@ from tests.gateway.intake.scripted import ScriptedModel, make_course
 from tests.gateway.staff.harness import STAFF_PASSWORD, make_settings, save, seed_intake, services_factory
 
 TA = "ta@example.edu"
+# every test here logs in; the session shares one Redis, so the per-client login limit would bite
+NO_LOGIN_LIMIT = {"rate_limit_login_per_client": 0}
 
 
 def _courses() -> list[Any]:
@@ -97,7 +99,7 @@ async def test_dashboard_stream_sends_changed_rows_of_the_staff_members_courses_
 ) -> None:
     """A TA's dashboard stream gets the row of their course's intake when it changes, never another
     course's, and a reload when one is deleted; another course's intake stream is a 404."""
-    settings = make_settings(tmp_path, redis_url)
+    settings = make_settings(tmp_path, redis_url, **NO_LOGIN_LIMIT)
     mine = await seed_intake(redis_url, settings)
     theirs = await seed_intake(redis_url, settings)
     theirs.course_slug = "phil210"
@@ -128,7 +130,7 @@ async def test_dashboard_stream_sends_changed_rows_of_the_staff_members_courses_
 
 async def test_student_stream_carries_a_staff_message_live(redis_url: str, tmp_path: Path) -> None:
     """The student's page hears a staff member's message the moment it is stored, with their name."""
-    settings = make_settings(tmp_path, redis_url)
+    settings = make_settings(tmp_path, redis_url, **NO_LOGIN_LIMIT)
     record: IntakeRecord = await seed_intake(redis_url, settings)
     with serve(
         create_app(settings, services_factory=services_factory(ScriptedModel(), _courses()))
@@ -165,7 +167,7 @@ async def test_a_logout_ends_the_open_dashboard_stream(
 ) -> None:
     """After a logout the open stream says ``ended`` at its next keep-alive instead of feeding on."""
     monkeypatch.setattr(staff_live, "KEEP_ALIVE_S", 0.3)
-    settings = make_settings(tmp_path, redis_url)
+    settings = make_settings(tmp_path, redis_url, **NO_LOGIN_LIMIT)
     with serve(
         create_app(settings, services_factory=services_factory(ScriptedModel(), _courses()))
     ) as gateway:

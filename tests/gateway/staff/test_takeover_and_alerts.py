@@ -40,7 +40,14 @@ from tests.gateway.staff.harness import (
 
 @pytest.fixture
 def settings(tmp_path: Path, redis_url: str, smtp_server: SmtpCapture) -> Settings:
-    return make_settings(tmp_path, redis_url, smtp_host=smtp_server.host, smtp_port=smtp_server.port)
+    # every test logs in and the session shares one Redis: the per-client login limit is off here
+    return make_settings(
+        tmp_path,
+        redis_url,
+        smtp_host=smtp_server.host,
+        smtp_port=smtp_server.port,
+        rate_limit_login_per_client=0,
+    )
 
 
 @pytest.fixture
