@@ -21,6 +21,7 @@ from msgspec import Meta
 from services.gateway import ratelimit
 from services.gateway.container import Services
 from services.gateway.errors import (
+    Forbidden,
     NotFound,
     PayloadTooLarge,
     TooManyRequests,
@@ -57,7 +58,7 @@ class BroadcastOut(msgspec.Struct, frozen=True):
 @post(
     "/staff/api/broadcast",
     status_code=202,
-    responses=problems(Unauthorized, NotFound, PayloadTooLarge, Unprocessable, TooManyRequests),
+    responses=problems(Unauthorized, Forbidden, NotFound, PayloadTooLarge, Unprocessable, TooManyRequests),
 )
 async def broadcast(
     principal: NamedDependency[StaffPrincipal], request: Request, services: NamedDependency[Services]

@@ -19,8 +19,17 @@ from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
+from services.analytics import intake as intake_events
 from services.gateway.container import Services
-from services.gateway.errors import Conflict, NotFound, PayloadTooLarge, Unauthorized, Unprocessable, problems
+from services.gateway.errors import (
+    Conflict,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+    Unprocessable,
+    problems,
+)
 from services.gateway.intake import chat
 from services.gateway.intake.models import IntakeRecord, IntakeView, Summary
 from services.gateway.staff import dashboard
@@ -154,10 +163,10 @@ def scrub_error(error: str | None) -> str | None:
 # --- the list and the intake page's JSON ------------------------------------------------------------
 
 LIST_LIMIT = 500
-_API = problems(Unauthorized)
+_API = problems(Unauthorized, Forbidden)  # 403: a change without the CSRF token
 
 
-@get("/staff/api/intakes", responses={**_API, **problems(Unprocessable)})
+@get("/staff/api/intakes", responses={**_API, **problems(NotFound, Unprocessable)})
 async def list_intakes(
     principal: NamedDependency[StaffPrincipal],
     services: NamedDependency[Services],
@@ -240,6 +249,7 @@ async def rate_summary(
 
     record = await mutate(services, found.token, apply)
     log.info("summary_rated", booking_uid=record.booking.uid, value=body.value)
+    await intake_events.rated(services.events, "professor_rating", record, body.value)
     await audit(services, principal.actor, "rate", found.staff_id, course=record.course_slug)
     return await detail(services, record)
 

@@ -16,9 +16,11 @@ from litestar import Request, post
 from litestar.di import NamedDependency
 from msgspec import Meta
 
+from services.analytics import intake as intake_events
 from services.gateway.container import Services
 from services.gateway.errors import (
     Conflict,
+    Forbidden,
     NotFound,
     PayloadTooLarge,
     Unauthorized,
@@ -36,7 +38,7 @@ from services.gateway.staff.intakes import StaffIntakeDetail
 _BODY_CAP = 8 * 1024
 MAX_STAFF_MESSAGE = 4000
 OPERATOR_NAME = "Course staff"  # what the student sees when the operator's password login answers
-_CHANGE = problems(Unauthorized, NotFound, Conflict, PayloadTooLarge, Unprocessable)
+_CHANGE = problems(Unauthorized, Forbidden, NotFound, Conflict, PayloadTooLarge, Unprocessable)
 log = structlog.get_logger()
 
 
@@ -61,6 +63,7 @@ async def take_over(
     if body.taken_over:
         record = await intakes.mutate(services, found.token, lambda r: _take(r, who))
         log.info("intake_taken_over", booking_uid=record.booking.uid)
+        await intake_events.record_event(services.events, "intake_taken_over", record)
         await audit(services, who.actor, "takeover", found.staff_id, course=record.course_slug)
     else:
         record = await _hand_back(services, found.token)
