@@ -16,6 +16,7 @@ from saq.job import Job
 from saq.types import Context
 
 from finetune.rubric import RUBRIC_VERSION
+from services.analytics import intake as intake_events
 from services.coursepack import Course
 from services.gateway import locks
 from services.gateway.container import Services
@@ -165,6 +166,7 @@ async def partial_summary(services: Services, args: JobArgs) -> str:
         return "skipped: the meeting moved (a new partial summary is scheduled)"
     status: SummaryStatus = "partial" if record.interview.turn > 0 else "no_intake"
     log.info("partial_summary_due", booking_uid=record.booking.uid, status=status)
+    await intake_events.abandoned(services.events, record)
     return await _summarize(services, record, status)
 
 
@@ -249,6 +251,7 @@ async def summary_email(services: Services, args: JobArgs) -> str:
     message = build_summary_email(services.settings, args.summary, booking)
     where = await send_email(services.settings, message, "summary")
     await _mark_delivered(services, args.token)
+    await intake_events.delivered(services.events, args.token, args.course_slug, args.summary)
     return where
 
 

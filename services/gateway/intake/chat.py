@@ -17,6 +17,7 @@ import structlog
 from litestar import Request
 from litestar.response import ServerSentEventMessage
 
+from services.analytics import intake as intake_events
 from services.coursepack import Course
 from services.gateway.container import Services
 from services.gateway.errors import Conflict, PayloadTooLarge, Unprocessable
@@ -313,6 +314,7 @@ class TurnRunner:
             record.summary = draft_summary(state, course, record.booking, summary_status, url)
         if not await self.store.save(record, expect=version):
             return await self._commit(state, course, outcome)  # changed meanwhile: re-check, then again
+        await intake_events.after_turn(self.services.events, record)
         if finished:
             await _enqueue_delivery(self.services, record)
         if raised:
