@@ -49,6 +49,7 @@ from services.gateway.staff.accounts import StaffIntake, StaffPrincipal
 from services.gateway.staff.analytics import ROUTES as ANALYTICS_ROUTES
 from services.gateway.staff.auth import operator_guard, staff_guard
 from services.gateway.staff.login import ROUTES as LOGIN_ROUTES
+from services.gateway.staff.operator import ROUTES as OPERATOR_ROUTES
 from services.gateway.staff.routes import ROUTES as STAFF_ROUTES
 from services.gateway.webhooks.routes import ROUTES as WEBHOOK_ROUTES
 from services.settings import REPO_ROOT, Settings, SettingsError, load_settings
@@ -115,7 +116,9 @@ def _private_data_dir(settings: Settings) -> None:
 
 def staff_router() -> Router:
     """Every staff route but the login, behind ``staff_guard`` (a session, and the course permission)."""
-    return Router(path="/", route_handlers=[*STAFF_ROUTES, *queue_ui()], guards=[staff_guard])
+    return Router(
+        path="/", route_handlers=[*STAFF_ROUTES, *OPERATOR_ROUTES, *queue_ui()], guards=[staff_guard]
+    )
 
 
 def _litestar(

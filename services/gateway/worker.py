@@ -27,7 +27,7 @@ from saq.queue.redis import RedisQueue
 from saq.worker import Worker
 
 from services.analytics import weekly
-from services.gateway import live, metrics
+from services.gateway import live, metrics, privacy
 from services.gateway.container import Services, open_services
 from services.gateway.delivery import jobs
 from services.gateway.logs import configure_logging
@@ -50,6 +50,7 @@ def build_workers(services: Services) -> list[Worker[Any]]:
             INTAKE_CONCURRENCY,
             [
                 CronJob(jobs.finish_setups, SETUP_CRON),
+                CronJob(privacy.retention_cron, privacy.RETENTION_CRON),
                 CronJob(weekly.report_job, settings.analytics_report_cron),
             ],
         ),

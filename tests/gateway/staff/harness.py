@@ -48,6 +48,7 @@ def make_settings(tmp_path: Path, redis_url: str, **overrides: Any) -> Settings:
         "retention_days": 30,
         "staff_password_hash": staff_hash(),
         "session_secret": "test-session-secret-0123456789abcdef",
+        "rate_limit_login_per_client": 1000,  # many tests log in from the one test client address
     }
     base.update(overrides)
     return msgspec.convert(base, Settings)
