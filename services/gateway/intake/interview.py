@@ -375,7 +375,7 @@ class Interviewer:
         by the policy's question; once the question is partly on screen it is kept (logged).
         """
         sent = prompt.messages([*state.prompt, {"role": "user", "content": user}])
-        system = state.prompt[0]["content"] if state.prompt and state.prompt[0]["role"] == "system" else ""
+        system = prompt.hidden_context(state.prompt)  # the system prompt and every course snippet sent
         previous = [m.text for m in state.messages if m.role == "assistant"]
         guard = guardrails.PrefixGuard(
             system_prompt=system,

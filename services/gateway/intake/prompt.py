@@ -127,6 +127,18 @@ def student_turn(text: str, steer: str, material: str | None = None) -> str:
     return "\n".join(parts)
 
 
+_MATERIAL = re.compile(r"\[?Material: (.*?)\](?:\n|$)", re.S)
+
+
+def hidden_context(prompt: Sequence[dict[str, str]]) -> str:
+    """What the model was given that the student must not read back: the system prompt and every course
+    snippet put into a user turn (the booking turn's, late context). The student's own words are not in
+    it, so a question may quote them."""
+    system = [m["content"] for m in prompt if m["role"] == "system"]
+    snippets = [s for m in prompt if m["role"] == "user" for s in _MATERIAL.findall(m["content"])]
+    return "\n".join([*system, *snippets])
+
+
 def messages(prompt: Sequence[dict[str, str]]) -> list[PromptMessage]:
     """The stored OpenAI-shaped prompt as ``PromptMessage``s for the ``ChatModel`` port."""
     return [PromptMessage(m["role"], m["content"]) for m in prompt]

@@ -13,7 +13,7 @@ import pytest
 from services.gateway.intake import prompt
 from services.gateway.intake.interview import Interviewer, TurnOutcome, draft_summary
 from services.gateway.intake.models import InterviewState, Summary
-from services.gateway.ports import CourseSimilarity
+from services.gateway.ports import CourseSimilarity, Passage
 from services.settings import Settings
 from services.understanding.classifier import Intents, MessageUnderstanding
 from tests.gateway.intake.scripted import (
@@ -484,3 +484,18 @@ async def test_an_interview_prepared_while_the_vector_index_is_down_remembers_it
     assert state.materials == "keyword_only" and state.context_sources
     _, fine = await _start()
     assert fine.materials == "ok"
+
+
+async def test_a_reply_reading_back_the_booking_turns_course_snippet_is_never_shown() -> None:
+    """The snippet matched to the booking note goes in the first user turn, not the system prompt; a model
+    quoting it to the student ("the notes say: ...") is teaching from the materials, and is stopped as a
+    leak like a quote of the system prompt (seen with the fine-tuned model on an unseen course)."""
+    quote = "Cohen's d measures how far apart two group means are, in units of the pooled standard deviation."
+    extra = Passage(text=quote, source="notes/effect-size.md", title="Effect size")
+    model = ScriptedModel(f'That makes sense. The notes say: "{quote}" Which part confuses you?')
+    retriever = ListRetriever([*make_passages(), extra])
+    iv, state = await _start(model, notes="effect size cohen's d pooled", retriever=retriever)
+    assert quote in state.prompt[1]["content"] and quote not in state.prompt[0]["content"]
+    pieces, outcome = await _say(iv, state, "the cohen's d part")
+    assert "pooled standard deviation" not in "".join(p for p in pieces if isinstance(p, str))
+    assert "pooled standard deviation" not in outcome.reply
