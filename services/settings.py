@@ -104,8 +104,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     breaker_failures: PositiveInt = 3
     breaker_cooldown_s: Annotated[float, Meta(gt=0)] = 30.0
     # the line for the model (services/gateway/intake/queueing.py): generations at once across every gateway
-    # (0: no line), and the longest wait in line before a turn gets the policy's own question instead
-    generation_slots: Annotated[int, Meta(ge=0)] = 4
+    # (0: no line; 8 = what mlx_lm.server decodes at once here), and the longest wait in line before a turn
+    # gets the policy's own question instead
+    generation_slots: Annotated[int, Meta(ge=0)] = 8
     generation_wait_s: Annotated[float, Meta(gt=0)] = 90.0
     # the inference watchdog: a generation probe every interval; restart after this many failures in a row
     watchdog_interval_s: Annotated[float, Meta(gt=0)] = 30.0
