@@ -64,7 +64,6 @@ async def take_over(
         record = await intakes.mutate(services, found.token, lambda r: _take(r, who))
         log.info("intake_taken_over", booking_uid=record.booking.uid)
         await intake_events.record_event(services.events, "intake_taken_over", record)
-        await intake_events.record_event(services.events, "intake_taken_over", record)
         await audit(services, who.actor, "takeover", found.staff_id, course=record.course_slug)
     else:
         record = await _hand_back(services, found.token)
