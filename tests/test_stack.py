@@ -18,7 +18,7 @@ from tests.fixtures.stack import Stack
 
 pytestmark = pytest.mark.slow
 
-PROGRAMS = ["redis", "chroma", "inference", "watchdog", "indexer", "gateway", "worker"]
+PROGRAMS = ["redis", "chroma", "inference", "watchdog", "indexer", "gateway", "worker", "analytics"]
 
 
 def test_stack_comes_up_ready(stack: Stack) -> None:

@@ -157,13 +157,9 @@ class Consumer:
         new = await self.aggregates.apply(events)
         await self.redis.xack(STREAM, GROUP, *[entry_id for entry_id, _ in entries])
         self.applied += new
-        if events:
-            lag = (
-                time.time() - min(e.emitted for e in events if e.emitted)
-                if any(e.emitted for e in events)
-                else 0
-            )
-            log.debug("analytics_folded", entries=len(entries), new=new, lag_s=round(lag, 3))
+        stamps = [e.emitted for e in events if e.emitted]
+        lag = time.time() - min(stamps) if stamps else 0.0
+        log.debug("analytics_folded", entries=len(entries), new=new, lag_s=round(lag, 3))
 
     async def _forget_stale_consumers(self) -> None:
         for info in await self.redis.xinfo_consumers(STREAM, GROUP):

@@ -32,6 +32,7 @@ import redis.asyncio as aioredis
 from services.analytics.consumer import GROUP, Consumer
 from services.analytics.events import STREAM, Event, EventKind, EventLog, event_id
 from services.coursepack import Course, load_catalog
+from services.gateway.logs import configure_logging
 from services.settings import Settings, SettingsError, load_settings
 
 WEEKS = 15
@@ -242,6 +243,7 @@ async def wait_folded(redis: aioredis.Redis, timeout_s: float) -> bool:
 
 async def _main(args: argparse.Namespace) -> None:
     settings = load_settings()
+    configure_logging(settings.log_level)
     catalog = load_catalog(Path(settings.corpus_dir))
     courses = [c for slug, c in sorted(catalog.courses.items()) if not args.course or slug in args.course]
     redis = aioredis.from_url(settings.redis_url)

@@ -31,6 +31,7 @@ from services.analytics.aggregates import Aggregates
 from services.analytics.consumer import state_ttl_s
 from services.analytics.report import Analytics, HostFigures, course_analytics
 from services.coursepack import Catalog, load_catalog
+from services.gateway.logs import configure_logging
 from services.settings import Settings, SettingsError, load_settings
 
 WINDOW_WEEKS = 4
@@ -179,6 +180,7 @@ def _digest(email: str) -> str:
 
 async def _main(args: argparse.Namespace) -> None:
     settings = load_settings()
+    configure_logging(settings.log_level)
     catalog = load_catalog(Path(settings.corpus_dir))
     redis = aioredis.from_url(settings.redis_url)
     try:
