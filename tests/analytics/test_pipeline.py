@@ -3,6 +3,7 @@ aggregates. Replays, a dead consumer, out-of-order deliveries, who rescheduled."
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 from pathlib import Path
@@ -13,7 +14,7 @@ import redis.asyncio as aioredis
 from services.analytics.aggregates import Aggregates
 from services.analytics.calcom import webhook_events
 from services.analytics.consumer import GROUP, Consumer, rebuild, state_ttl_s
-from services.analytics.events import STREAM, Event, EventLog, event_id, week_of
+from services.analytics.events import STREAM, Event, EventLog, decode, event_id, week_of
 from services.coursepack import CalcomMapping, Catalog, Course
 from services.settings import Settings
 from tests.analytics.conftest import fold_all, snapshot
@@ -130,7 +131,7 @@ async def test_a_dead_consumers_pending_entries_are_claimed_and_folded(
     assert await fold_all(survivor) == 0, "nothing new: the dead consumer had read it all"
     assert await snapshot(redis) == {}, "so nothing is folded yet"
 
-    await _sleep(0.3)  # longer than analytics_claim_idle_s (0.2 s)
+    await asyncio.sleep(0.3)  # longer than analytics_claim_idle_s (0.2 s)
     assert await survivor.claim() == total
     assert (await redis.xpending(STREAM, GROUP))["pending"] == 0
     figures = await week(redis, OLD_WEEK)
@@ -221,7 +222,35 @@ async def test_the_stream_is_trimmed_to_the_retention_period(
     assert state_ttl_s(settings) > settings.retention_days * 24 * 3600
 
 
-async def _sleep(seconds: float) -> None:
-    import asyncio
+async def test_a_consumer_cancelled_mid_batch_loses_and_doubles_nothing(
+    redis: aioredis.Redis, log: EventLog, settings: Settings
+) -> None:
+    """A consumer that applied half a batch and died before acknowledging it: the survivor claims the
+    whole batch, applies the other half and skips the half already applied (by id), so the figures equal
+    those of a clean fold."""
+    await a_semester_of_events(log)
+    clean = Consumer(redis, settings, "clean")
+    await fold_all(clean)
+    expected = await snapshot(redis)
+    assert await rebuild(redis, settings) > 0
 
-    await asyncio.sleep(seconds)
+    halfway = asyncio.Event()
+
+    class Dying(Consumer):
+        async def fold(self, entries: Any) -> None:
+            half = [decode(fields[b"e"]) for _, fields in entries[: len(entries) // 2]]
+            await self.aggregates.apply(half)
+            halfway.set()
+            await asyncio.Event().wait()  # killed here: never acknowledges
+
+    task = asyncio.create_task(Dying(redis, settings, "dying").run(asyncio.Event()))
+    await asyncio.wait_for(halfway.wait(), 10)
+    task.cancel()
+    assert (await redis.xpending(STREAM, GROUP))["pending"] == await redis.xlen(STREAM)
+    partial = await snapshot(redis)
+    assert partial and partial != expected, "half the batch was applied, not all of it"
+
+    await asyncio.sleep(0.3)  # longer than analytics_claim_idle_s
+    await Consumer(redis, settings, "survivor").claim()
+    assert (await redis.xpending(STREAM, GROUP))["pending"] == 0
+    assert await snapshot(redis) == expected
