@@ -169,7 +169,7 @@ async def test_bad_parameters_are_problems(client: AsyncTestClient[Litestar]) ->
     """weeks outside 1-26 or not a number: 422; an unknown course: 404; no session: 401; all problem JSON."""
     assert _problem(await client.get("/staff/api/analytics?course=stat150"), 401)
     await _operator(client)
-    for weeks in ("0", "27", "abc", "-1", "2.5"):
+    for weeks in ("0", "27", "abc", "-1", "2.5", "²", "١"):
         body = _problem(await client.get(f"/staff/api/analytics?course=stat150&weeks={weeks}"), 422)
         assert "weeks" in body["detail"]
     _problem(await client.get("/staff/api/analytics?course=nope"), 404)

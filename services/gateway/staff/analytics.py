@@ -133,7 +133,7 @@ def _course(services: Services, principal: StaffPrincipal, slug: str | None) -> 
 def _weeks(raw: str | None) -> int:
     if raw is None or raw == "":
         return DEFAULT_WEEKS
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_WEEKS:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_WEEKS:  # not "²" or "١"
         raise Unprocessable(f"weeks must be a whole number from 1 to {MAX_WEEKS}.", extra={"weeks": raw[:20]})
     return int(raw)
 
