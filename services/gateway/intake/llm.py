@@ -11,6 +11,13 @@ With a ``CircuitBreaker`` every call asks it first (an open breaker raises ``Mod
 any network call) and reports how the call went: timeouts, connection errors and 5xx answers are
 failures; a 4xx answer still proves the server alive. Each call is measured into the Prometheus metrics
 (first token, whole call, tokens and cached share when the server reports usage).
+
+The interviewer stops showing a reply at its first '?' but keeps reading the stream in a background task
+until the server ends it (at most a few seconds): mlx_lm.server keeps a conversation in its prompt cache
+only when its generation ends by itself. So a call's ``Usage`` (and whatever wraps this adapter and reads
+it, e.g. the model-call log) is complete when the stream is exhausted or closed, not when the student saw
+the question: ``completion_tokens`` and ``total_s`` include that tail, ``first_token_s`` does not change.
+The ``ChatModel`` port itself is unchanged.
 """
 
 from __future__ import annotations
