@@ -224,11 +224,18 @@ def _weight(sentence: str, facts: Facts, course: Course, focus: set[str]) -> flo
     """Specific sentences first: content words that are not generic, course vocabulary, an error message."""
     own = informative(sentence) - _assignment_words(facts, course)
     score = len(own) + 1.5 * len(own & focus) + (2.0 if _CODE.search(sentence) else 0.0)
-    if len(sentence.split()) > 45 or re.search(r"\byou\b", sentence, re.I):
+    if len(sentence.split()) > 45 or _TO_THE_BOT.search(sentence):
         score -= 3.0
     return score
 
 
+# a sentence asking the bot for something ("can you tell me", "you should") says little about the problem;
+# "in the lecture you showed that b = a" (the professor) does
+_TO_THE_BOT = re.compile(
+    r"\b(?:can|could|would|will|won't|do|did) you\b|\byou (?:should|must|need to|have to)\b|"
+    r"\bthank(?:s| you)\b",
+    re.I,
+)
 _VAGUE = content_words(
     "stuck confused lost struggling understand trouble hard difficult part problem question"
 )

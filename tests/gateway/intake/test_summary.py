@@ -381,3 +381,14 @@ def test_the_prep_note_says_when_the_materials_could_not_be_fully_searched(mater
     note = summary.prep_note(state, course, make_booking(), "complete")
     assert said in note
     assert "searched" not in summary.prep_note(InterviewState(), course, make_booking(), "complete")
+
+
+def test_a_sentence_about_what_the_professor_showed_is_not_taken_for_one_asking_the_bot() -> None:
+    """ "In the lecture you showed that b = a ..." is the stuck point itself (the "you" is the professor):
+    it outranks a vaguer sentence; one asking the bot for something does not."""
+    showed = "In the lecture you showed that b = a and then changing b also changes a."
+    vaguer = "With plain numbers the same thing does not happen at all."
+    state = _state(stuck_on=f"{showed} {vaguer}")
+    assert "b = a" in summary.stuck_sentences(state.facts, make_course(), limit=1)[0]
+    asks = _state(stuck_on=f"Can you just tell me why changing b changes a? {vaguer}")
+    assert "plain numbers" in summary.stuck_sentences(asks.facts, make_course(), limit=1)[0]
