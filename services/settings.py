@@ -87,6 +87,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_webhook_bytes: PositiveInt = 256 * 1024
     retention_days: Annotated[int, Meta(ge=0)] = 30
     partial_before_meeting_s: Annotated[int, Meta(ge=0)] = 2 * 3600
+    # a reminder email to a student who has not started the chat this long before the meeting (0: none)
+    reminder_before_s: Annotated[int, Meta(ge=0)] = 24 * 3600
     reply_max_tokens: PositiveInt = 60
     summary_max_tokens: PositiveInt = 250
 

@@ -34,6 +34,7 @@ from litestar.types import ControllerRouterHandler
 from litestar_saq.config import SAQConfig, TaskQueues
 from litestar_saq.controllers import build_controller
 
+from services.gateway.booked import ROUTES as BOOKED_ROUTES
 from services.gateway.container import Services, open_services
 from services.gateway.errors import PROBLEM_MAP
 from services.gateway.health.routes import ROUTES as HEALTH_ROUTES
@@ -131,6 +132,7 @@ def _litestar(
             *WEBHOOK_ROUTES,
             *INTAKE_ROUTES,
             *QUALITY_ROUTES,
+            *BOOKED_ROUTES,
             *LOGIN_ROUTES,
             staff_router(),
             Router(path="/", route_handlers=ANALYTICS_ROUTES, guards=[staff_guard]),

@@ -62,6 +62,39 @@ def build_invite(settings: Settings, booking: Booking, course: Course, token: st
     return message
 
 
+def build_reminder(settings: Settings, booking: Booking, course: Course, token: str) -> EmailMessage:
+    """The one reminder to a student who has not opened the chat yet (``INTAKE_REMINDER_BEFORE_S``)."""
+    url = invite_url(settings, token)
+    first = booking.student.name.split(" ")[0] if booking.student.name else "there"
+    text = (
+        f"Hi {first},\n\n"
+        f"Your {course.code} office hours with {course.instructor_name} are on "
+        f"{local_time(booking.start_time, course.timezone)}.\n"
+        f"If you have five minutes before then, the short chat helps {course.instructor_name} prepare:\n\n"
+        f"{url}\n\n"
+        "This is the only reminder. If you cancel the booking, the chat is deleted.\n"
+    )
+    message = _message(
+        settings, booking.student.email, f"Reminder: a short chat before your {course.code} meeting"
+    )
+    message.set_content(text)
+    return message
+
+
+def delete_mail_about(settings: Settings, needles: list[str]) -> int:
+    """Delete the mail files (written without an SMTP host) that name any of ``needles``; returns how many."""
+    folder = settings.data_path / "mail"
+    wanted = [n.lower().encode() for n in needles if n]
+    if not folder.is_dir() or not wanted:
+        return 0
+    gone = 0
+    for path in folder.glob("*.eml"):
+        if path.is_file() and any(w in path.read_bytes().lower() for w in wanted):
+            path.unlink(missing_ok=True)
+            gone += 1
+    return gone
+
+
 def build_login_email(settings: Settings, to: str, url: str) -> EmailMessage:
     """A staff member's single-use login link (no course or student detail in it)."""
     text = (
@@ -135,7 +168,7 @@ def _smtp_send(settings: Settings, message: EmailMessage) -> None:
 
 def _write_eml(settings: Settings, message: EmailMessage, kind: str) -> Path:
     folder = settings.data_path / "mail"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # summaries and links: the operator's eyes only
     name = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{kind}-{secrets.token_hex(4)}.eml"
     path = folder / name
     path.write_bytes(message.as_bytes())

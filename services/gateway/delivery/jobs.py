@@ -22,8 +22,9 @@ from services.gateway import locks
 from services.gateway.container import Services
 from services.gateway.delivery import alerts
 from services.gateway.delivery.calcom import CalcomClient, CalcomError
-from services.gateway.delivery.email import build_invite, build_summary_email, send_email
+from services.gateway.delivery.email import build_invite, build_reminder, build_summary_email, send_email
 from services.gateway.delivery.queue import JobArgs, finish_setup
+from services.gateway.delivery.render import remove_block
 from services.gateway.intake import chat
 from services.gateway.intake.interview import draft_summary
 from services.gateway.intake.models import IntakeRecord, Person, Summary, SummaryStatus
@@ -134,6 +135,38 @@ async def invite_email(services: Services, args: JobArgs) -> str:
         return "skipped"
     message = build_invite(services.settings, record.booking, _course(services, record), record.token)
     return await send_email(services.settings, message, "invite")
+
+
+async def reminder_email(services: Services, args: JobArgs) -> str:
+    """The one reminder, unless the student started the chat (or the meeting moved or was cancelled)."""
+    record = await services.intakes.get(args.token)
+    if record is None or record.status != "invited" or record.consented_at is not None:
+        return "skipped: the chat was started, or the intake is gone"
+    if args.start_time and args.start_time != record.booking.start_time:
+        return "skipped: the meeting moved (a new reminder is scheduled)"
+    message = build_reminder(services.settings, record.booking, _course(services, record), record.token)
+    return await send_email(services.settings, message, "reminder")
+
+
+async def calcom_note_remove(services: Services, args: JobArgs) -> str:
+    """After a cancellation: our block leaves the booking's Cal.com notes (the invite promises it)."""
+    settings = services.settings
+    if not settings.calcom_api_key:
+        return "skipped: no Cal.com API key"
+    if args.booking is None or args.booking.booking_id is None:
+        raise Permanent("note removal without a booking id")
+    client = CalcomClient(
+        services.http, settings.calcom_api_url, settings.calcom_api_key, settings.calcom_timeout_s
+    )
+    try:
+        booking = await client.get_booking(args.booking.booking_id)
+        if remove_block(booking.description) != (booking.description or "").strip():
+            await client.set_description(args.booking.booking_id, remove_block(booking.description))
+    except CalcomError as exc:
+        if not exc.retryable:
+            raise Permanent(str(exc)) from None
+        raise
+    return f"cal.com booking {args.booking.booking_id}: our note removed"
 
 
 async def finish_setups(ctx: JobContext) -> int:
@@ -340,6 +373,8 @@ RUNNERS: dict[str, Runner] = {
     "partial_summary": partial_summary,
     "summary_email": summary_email,
     "summary_calcom": summary_calcom,
+    "reminder_email": reminder_email,
+    "calcom_note_remove": calcom_note_remove,
     **alerts.RUNNERS,
     "assess": assess,
 }

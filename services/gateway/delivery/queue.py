@@ -21,7 +21,7 @@ import hashlib
 import math
 import time
 from collections.abc import Collection
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import msgspec
 import redis.asyncio as aioredis
@@ -29,7 +29,7 @@ import structlog
 from saq.job import Job, Status
 from saq.queue.redis import RedisQueue
 
-from services.gateway.intake.models import Booking, IntakeRecord, Summary, SummaryStatus
+from services.gateway.intake.models import Booking, IntakeRecord, Person, Summary, SummaryStatus
 from services.gateway.intake.store import IntakeStore, parse_time
 from services.gateway.logs import current_request_id
 from services.gateway.quality.assignment import assign_model
@@ -45,10 +45,14 @@ JobKind = Literal[
     "assess",
     "staff_alert",
     "broadcast_email",
+    "reminder_email",
+    "calcom_note_remove",
 ]
 JobState = Literal["pending", "running", "delivered", "dead"]
 INTAKE_QUEUE = "intake"
 MODEL_QUEUE = "model"
+SUMMARY_STATUSES: tuple[SummaryStatus, ...] = get_args(SummaryStatus)
+REMINDER_MIN_LEAD_S = 3600  # a reminder due sooner than this after booking is not sent (the invite is fresh)
 DONE_TTL_S = 24 * 3600  # a finished job's record; its done marker lives as long as the intake
 _DONE = "jobs:done:{}"
 _BY_TOKEN = "jobs:token:{}"
@@ -187,9 +191,40 @@ class Jobs:
         """Everything a new intake needs queued: preparation, the invitation, the partial summary."""
         uid, args = record.booking.uid, JobArgs(token=record.token, course_slug=record.course_slug)
         await self.schedule_partial(record)
+        await self.schedule_reminder(record)
         await self.enqueue("prepare", uid, args=args)
         if record.booking.student.email:
             await self.enqueue("invite_email", uid, args=args)
+
+    async def schedule_reminder(self, record: IntakeRecord) -> None:
+        """A reminder to a student who has not started the chat, ``reminder_before_s`` before the meeting.
+        Keyed by the intake and the meeting time: it goes once (a moved meeting gets its own)."""
+        before, start = self._settings.reminder_before_s, record.booking.start_time
+        await self.drop(record.token, kinds={"reminder_email"})
+        due = parse_time(start).timestamp() - before
+        if not before or not record.booking.student.email or due < time.time() + REMINDER_MIN_LEAD_S:
+            return
+        args = JobArgs(token=record.token, course_slug=record.course_slug, start_time=start)
+        about = str(int(parse_time(start).timestamp()))
+        await self.enqueue("reminder_email", record.token, about, args=args, at=due)
+
+    async def purge_for(self, record: IntakeRecord) -> int:
+        """A cancellation: every job of the intake goes, finished ones too (their records hold summary
+        snapshots), and if a summary reached the booking's Cal.com note, a job takes our block out."""
+        uid = record.booking.uid
+        noted = [await self.is_done(job_key("summary_calcom", uid, s)) for s in SUMMARY_STATUSES]
+        dropped = await self.cancel_for(record.token)
+        needles = [n.encode() for n in (record.token, record.booking.uid) if n]
+        for queue in self.queues.values():
+            async for key in self._redis.scan_iter(match=queue.job_id("*"), count=500):
+                if any(n in key for n in needles):
+                    await self._redis.delete(key)
+                    dropped += 1
+        if any(noted) and record.booking.booking_id is not None:
+            booking = msgspec.structs.replace(record.booking, student=Person("", ""), notes="")
+            args = JobArgs(token=record.token, course_slug=record.course_slug, booking=booking)
+            await self.enqueue("calcom_note_remove", record.booking.uid, args=args)
+        return dropped
 
     async def schedule_partial(self, record: IntakeRecord) -> None:
         """A partial (or no-intake) summary before the meeting, unless the interview finishes first."""

@@ -101,6 +101,11 @@ def calcom_block(summary: Summary) -> str:
     return f"{BLOCK_START}\n{summary_text(summary).strip()}\n{BLOCK_END}"
 
 
+def remove_block(current: str | None) -> str:
+    """The booking's notes without our block (after a cancellation); the student's own notes stay."""
+    return _BLOCK.sub("", current or "").strip()
+
+
 def merge_description(current: str | None, summary: Summary) -> str:
     """The booking description with our block replaced (or appended once); the rest is left as it was."""
     block = calcom_block(summary)

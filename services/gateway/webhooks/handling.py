@@ -31,9 +31,10 @@ from services.analytics import calcom as analytics
 from services.coursepack import Course
 from services.gateway import locks
 from services.gateway.container import Services
+from services.gateway.delivery.email import delete_mail_about
 from services.gateway.delivery.queue import finish_setup
 from services.gateway.errors import BadRequest, Conflict, Unprocessable
-from services.gateway.intake.models import Booking, IntakeRecord, InterviewState
+from services.gateway.intake.models import Booking, IntakeRecord, InterviewState, Person
 from services.gateway.intake.store import new_token, now_iso
 from services.gateway.webhooks.payloads import (
     BookingPayload,
@@ -232,6 +233,7 @@ class _Handlers:
                 raise Conflict("This intake is changing too fast; send the delivery again shortly.")
         if record.status in ("invited", "active"):
             await self.jobs.schedule_partial(record)
+            await self.jobs.schedule_reminder(record)
         elif record.summary is not None and record.status != "cancelled":
             # the note on Cal.com belongs to the old booking: write it onto the new one as well
             summary = msgspec.structs.replace(
@@ -252,7 +254,9 @@ class _Handlers:
         return Ack("cancelled")
 
     async def _close(self, record: IntakeRecord) -> None:
-        """Closed for good: the transcript and summary are deleted; the token still shows a kind page.
+        """Closed for good: the transcript, the summary and the student's details are deleted, with every
+        job (and its snapshot), the mail files and our block in the Cal.com note; the token still shows a
+        kind page.
 
         A compare-and-set write, so a chat turn that commits afterwards finds the intake cancelled and
         drops its reply instead of writing the transcript back.
@@ -263,11 +267,15 @@ class _Handlers:
             fresh.interview = InterviewState()
             fresh.summary = None
             fresh.replies = {}
+            fresh.booking = msgspec.structs.replace(fresh.booking, student=Person("", ""), title="", notes="")
 
         async with self._quiet(record.token):
             await self.store.update(record.token, close)
-        cancelled_jobs = await self.jobs.cancel_for(record.token)
-        log.info("intake_cancelled", booking_uid=record.booking.uid, cancelled_jobs=cancelled_jobs)
+        cancelled_jobs = await self.jobs.purge_for(record)
+        mail = delete_mail_about(self.services.settings, [record.token, record.staff_id, record.booking.uid])
+        log.info(
+            "intake_cancelled", booking_uid=record.booking.uid, cancelled_jobs=cancelled_jobs, mail_files=mail
+        )
 
     # --- MEETING_ENDED / BOOKING_NO_SHOW_UPDATED ---------------------------------------------------
 

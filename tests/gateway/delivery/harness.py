@@ -99,6 +99,7 @@ def make_settings(tmp_path: Path, redis_url: str, **overrides: Any) -> Settings:
         "outbox_backoff_max_s": 0.2,
         "outbox_max_attempts": 4,
         "worker_poll_s": 0.05,
+        "reminder_before_s": 0,  # no reminder job in these job lists (tests/gateway/test_booking_side.py)
     }
     base.update(overrides)
     return msgspec.convert(base, Settings)
