@@ -130,7 +130,8 @@ class Aggregates:
         return new
 
     async def week(self, course: str, week: str) -> dict[str, int | str]:
-        """One course-week hash: counts as ints, labels (``label:*``) as text."""
+        """One course-week hash: counts as ints, labels (``label:*``) and anything unreadable as text (which
+        no figure counts)."""
         raw = await self._redis.hgetall(agg_key(course, week))
         return _typed(raw)
 
@@ -159,6 +160,10 @@ class Aggregates:
 def _typed(raw: Mapping[Any, Any]) -> dict[str, int | str]:
     out: dict[str, int | str] = {}
     for key, value in raw.items():
-        name = key.decode()
-        out[name] = value.decode() if name.startswith("label:") else int(value)
+        name, text = key.decode(), value.decode(errors="replace")
+        out[name] = (
+            int(text)
+            if not name.startswith("label:") and text.lstrip("-").isdecimal() and text.isascii()
+            else text
+        )
     return out

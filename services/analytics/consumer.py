@@ -10,8 +10,8 @@ One loop: read a batch (``>``: new entries), apply it in one pipelined round tri
 killed mid-batch leaves its entries pending; every ``claim_every_s`` each consumer takes over entries
 pending longer than ``claim_idle_s`` (``XAUTOCLAIM``) and applies them again (harmless: by id). At start a
 consumer first re-reads its own pending entries. Consumers idle for a day with nothing pending are
-removed from the group. An entry that cannot be decoded is logged (its id only) and acknowledged, so it
-cannot block the stream.
+removed from the group. An entry that cannot be decoded, or whose operations Redis refuses, is logged
+(ids only) and acknowledged, so it cannot block the stream.
 
 ``--rebuild`` deletes the aggregates and their state and rewinds the group to the start of the stream:
 the running consumers then fold everything again (the stream holds the retention period; older figures
@@ -154,12 +154,28 @@ class Consumer:
                 events.append(decode(fields[FIELD]))
             except Exception:
                 log.error("analytics_entry_undecodable", entry_id=entry_id.decode())
-        new = await self.aggregates.apply(events)
+        new = await self._apply(events)
         await self.redis.xack(STREAM, GROUP, *[entry_id for entry_id, _ in entries])
         self.applied += new
         stamps = [e.emitted for e in events if e.emitted]
         lag = time.time() - min(stamps) if stamps else 0.0
         log.debug("analytics_folded", entries=len(entries), new=new, lag_s=round(lag, 3))
+
+    async def _apply(self, events: list[Event]) -> int:
+        """Apply a batch; if Redis refuses it (a script error), one by one, so a single bad event is
+        logged and skipped instead of blocking the stream (its batch would fail on every retry)."""
+        try:
+            return await self.aggregates.apply(events)
+        except redis.exceptions.ResponseError:
+            new = 0
+            for event in events:
+                try:
+                    new += await self.aggregates.apply([event])
+                except redis.exceptions.ResponseError as exc:
+                    log.error(
+                        "analytics_event_rejected", kind=event.kind, event_id=event.id, error=str(exc)[:200]
+                    )
+            return new
 
     async def _forget_stale_consumers(self) -> None:
         for info in await self.redis.xinfo_consumers(STREAM, GROUP):

@@ -254,3 +254,17 @@ async def test_a_consumer_cancelled_mid_batch_loses_and_doubles_nothing(
     await Consumer(redis, settings, "survivor").claim()
     assert (await redis.xpending(STREAM, GROUP))["pending"] == 0
     assert await snapshot(redis) == expected
+
+
+async def test_an_event_redis_refuses_is_skipped_not_blocking(
+    redis: aioredis.Redis, log: EventLog, settings: Settings
+) -> None:
+    """One event whose operations fail in Redis (here: a counter someone overwrote with text) is logged and
+    acknowledged; the rest of its batch is folded, and the stream goes on."""
+    await redis.hset(f"analytics:agg:writ101:{OLD_WEEK}", "intakes:abandoned", "not a number")
+    await log.emit(intake_event("intake_consented", 1))
+    await log.emit(intake_event("intake_abandoned", 2))
+    await log.emit(intake_event("intake_consented", 3))
+    await fold_all(Consumer(redis, settings, "c"))
+    assert (await redis.xpending(STREAM, GROUP))["pending"] == 0
+    assert (await week(redis, OLD_WEEK))["intakes:started"] == 2
