@@ -1,15 +1,17 @@
 """Staff login and what guards every staff route, built from Litestar's own pieces.
 
 - **Sessions**: Litestar's server-side sessions (``ServerSideSessionConfig``) in a ``RedisStore``
-  (``staff:session:*``, expiring with the session), cookie ``staff_session`` (HttpOnly, SameSite=Strict,
-  path ``/staff``). The session holds only who logged in (``email`` or ``operator``). Two small changes to
+  (``staff:session:*``, expiring with the session), cookie ``staff_session`` (HttpOnly, SameSite=Lax,
+  path ``/staff``). Lax, not Strict: a professor opening the staff link in a summary email (a cross-site
+  navigation) must arrive logged in, and the emailed login link's redirect must carry the new session;
+  every change is guarded by the CSRF token, which Lax leaves to do its work. The session holds only who logged in (``email`` or ``operator``). Two small changes to
   Litestar's backend: a request without a session writes no key and sets no cookie, and a login gets a
   fresh session id (no session fixation).
 - **CSRF**: Litestar's ``CSRFConfig`` (double-submit cookie ``staff_csrf``, header ``X-CSRFToken`` or a
   ``_csrf_token`` form field) on every state-changing ``/staff`` request. Not on the webhooks and the
   student chat (they have their own protections: a signature, the capability token), not on the login
   link request (it carries no authority and answers everyone alike), not on SAQ's queue UI (its script
-  cannot send the header; it is operator-only and its session cookie is SameSite=Strict).
+  cannot send the header; it is operator-only, and a cross-site page can only send it GETs).
 - **Guards**: ``staff_guard`` on every staff route (a session whose person still staffs a course, and
   for a ``{staff_id}`` route an intake of one of their courses: any other is a 404, as if it did not
   exist); ``operator_guard`` for the operator's routes. A page without a session redirects to the login
@@ -105,7 +107,7 @@ def session_config(settings: Settings) -> StaffSessionConfig:
         path="/staff",
         max_age=SESSION_TTL_S,
         httponly=True,
-        samesite="strict",
+        samesite="lax",
         secure=settings.public_url.startswith("https://"),
         store=SESSION_STORE,
         exclude=[r"^/(?!staff(/|$))."],

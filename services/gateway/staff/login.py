@@ -22,7 +22,7 @@ from litestar.response import Redirect
 
 from services.gateway.container import Services
 from services.gateway.delivery.email import build_login_email, send_email
-from services.gateway.errors import TooManyRequests, problems
+from services.gateway.errors import Forbidden, TooManyRequests, problems
 from services.gateway.intake import chat
 from services.gateway.peers import client_address
 from services.gateway.ratelimit import LIMIT
@@ -48,7 +48,7 @@ log = structlog.get_logger()
 
 _LOGIN_ANSWERS = {
     401: ResponseSpec(None, description="Wrong password: the login page again", media_type=MediaType.HTML),
-    **problems(TooManyRequests),
+    **problems(TooManyRequests, Forbidden),  # 403: the form's CSRF token is missing or wrong
     503: ResponseSpec(None, description="No operator password set", media_type=MediaType.HTML),
 }
 
@@ -140,7 +140,7 @@ async def open_login_link(
     return Redirect(auth.safe_next(link.next), status_code=303)
 
 
-@post("/staff/logout", media_type=MediaType.HTML, status_code=303)
+@post("/staff/logout", media_type=MediaType.HTML, status_code=303, responses=problems(Forbidden))
 async def logout(request: Request, services: NamedDependency[Services]) -> Redirect:
     principal = auth.current_principal(request)
     if principal is not None:
