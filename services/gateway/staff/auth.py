@@ -4,9 +4,9 @@
   (``staff:session:*``, expiring with the session), cookie ``staff_session`` (HttpOnly, SameSite=Lax,
   path ``/staff``). Lax, not Strict: a professor opening the staff link in a summary email (a cross-site
   navigation) must arrive logged in, and the emailed login link's redirect must carry the new session;
-  every change is guarded by the CSRF token, which Lax leaves to do its work. The session holds only who logged in (``email`` or ``operator``). Two small changes to
-  Litestar's backend: a request without a session writes no key and sets no cookie, and a login gets a
-  fresh session id (no session fixation).
+  every change is guarded by the CSRF token, which Lax leaves to do its work. The session holds only
+  who logged in (``email`` or ``operator``). Two small changes to Litestar's backend: a request without
+  a session writes no key and sets no cookie, and a login gets a fresh session id (no session fixation).
 - **CSRF**: Litestar's ``CSRFConfig`` (double-submit cookie ``staff_csrf``, header ``X-CSRFToken`` or a
   ``_csrf_token`` form field) on every state-changing ``/staff`` request. Not on the webhooks and the
   student chat (they have their own protections: a signature, the capability token), not on the login
