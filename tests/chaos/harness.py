@@ -171,8 +171,11 @@ def assert_each_stored_once(client: httpx.Client, token: str, sent: list[str]) -
 def staff_client(url: str, password: str) -> httpx.Client:
     """A logged-in staff session (the cookie stays in the client)."""
     client = httpx.Client(base_url=url, timeout=60)
-    response = client.post("/staff/login", data={"password": password})
+    client.get("/staff/login")  # sets the CSRF cookie; every later change sends its token, as the pages do
+    token = client.cookies.get("staff_csrf") or ""
+    response = client.post("/staff/login", data={"password": password, "_csrf_token": token})
     assert response.status_code == 303, response.text
+    client.headers["x-csrftoken"] = token
     return client
 
 

@@ -93,7 +93,10 @@ async def test_staff_login_is_limited_per_client(tmp_path: Path, redis_url: str)
     settings = make_settings(tmp_path, redis_url, rate_limit_login_per_client=2)
     async with running_app(settings, services_factory(None)) as app, client(app, ELSEWHERE) as http:
         await fresh_counts(app)
-        form = {"password": "wrong"}
+        await http.get(
+            "/staff/login"
+        )  # the form's CSRF token (Litestar's CSRF middleware) comes with the page
+        form = {"password": "wrong", "_csrf_token": http.cookies.get("staff_csrf") or ""}
         statuses = [(await http.post("/staff/login", data=form)).status_code for _ in range(2)]
         refused = await http.post("/staff/login", data=form)
         page = await http.get("/staff/login")
