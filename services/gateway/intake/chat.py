@@ -254,11 +254,21 @@ class TurnRunner:
             self.queue.put_nowait(_END)
 
     async def _store_for_staff(self) -> None:
-        """A staff member took over: keep the student's message, let the human answer from the staff page."""
-        self.record.interview.messages.append(ChatMessage("student", self.text, to_staff=True))
-        if self.client_turn_id:
-            self.record.replies[self.client_turn_id] = -1
-        await self.store.save(self.record)
+        """A staff member took over: keep the student's message, let the human answer from the staff page.
+
+        Written onto the freshest record (compare-and-set), so a cancellation or a staff message that
+        landed meanwhile is never undone."""
+        text, turn_id = self.text, self.client_turn_id
+
+        def keep(record: IntakeRecord) -> bool:
+            if record.status == "cancelled":
+                return False
+            record.interview.messages.append(ChatMessage("student", text, to_staff=True))
+            if turn_id:
+                record.replies[turn_id] = -1
+            return True
+
+        self.record = await self.store.update(self.record.token, keep) or self.record
         log.info(
             "turn_stored_for_staff", booking_uid=self.record.booking.uid, turn=self.record.interview.turn
         )

@@ -109,10 +109,11 @@ async def consent(token: FromPath[str], state: State) -> Response[IntakeView]:
     if record.consented_at is None or not record.interview.messages:
         # right after booking the worker may hold the lock for a few seconds while it prepares the interview
         async with store.turn_lock(token, wait_s=_CONSENT_WAIT_S):
-            record = await _load(services, token)
+            found, version = await store.get_versioned(token)
+            record = found or await _load(services, token)
             _refuse_cancelled(record)
             if record.consented_at is None or not record.interview.messages:
-                await _start_interview(services, store, record)
+                await _start_interview(services, store, record, version)
     return _view(services, record)
 
 
@@ -190,16 +191,25 @@ async def rate_chat(token: FromPath[str], request: Request, state: State) -> Res
         raise Conflict("You can rate the chat once it is finished.")
     body = chat.decode_body(await chat.read_capped(request, _SMALL_BODY_BYTES), RatingIn)
     store = chat.intake_store(services)
-    async with store.turn_lock(token):
-        record = await _load(services, token)
-        record.student_rating = body.value
-        await store.save(record)
+
+    def rate(fresh: IntakeRecord) -> bool:
+        if fresh.status == "cancelled":
+            return False
+        fresh.student_rating = body.value
+        return True
+
+    record = await store.update(token, rate) or record  # on the freshest record: nothing else is undone
+    _refuse_cancelled(record)
     log.info("chat_rated", booking_uid=record.booking.uid, value=body.value)
     await intake_events.rated(services.events, "student_rating", record, body.value)
     return _view(services, record)
 
 
-async def _start_interview(services: Services, store: IntakeStore, record: IntakeRecord) -> None:
+async def _start_interview(
+    services: Services, store: IntakeStore, record: IntakeRecord, version: int
+) -> None:
+    """Prepare, greet and store; written only over the version read (a cancellation that landed while
+    the interview was prepared is not undone: the student gets 410, a concurrent change 409)."""
     course = chat.course_of(services, record)
     iv = chat.interviewer(services, record)
     if not record.interview.prompt:
@@ -215,7 +225,9 @@ async def _start_interview(services: Services, store: IntakeStore, record: Intak
     record.consented_at = record.consented_at or now_iso()
     if record.status == "invited":
         record.status = "active"
-    await store.save(record)
+    if not await store.save(record, expect=version):
+        _refuse_cancelled(await _load(services, token=record.token))
+        raise Conflict("The chat changed while it was starting. Please try again.")
     log.info("intake_consented", booking_uid=record.booking.uid, course=record.course_slug)
     await intake_events.record_event(services.events, "intake_consented", record)
     chat.spawn(iv.warm(chat.copy_state(record.interview)))  # never raises; only saves first-reply time

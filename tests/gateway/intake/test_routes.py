@@ -545,3 +545,30 @@ async def test_a_turn_with_the_real_model(inference_server: str, redis_url: str,
 
 def _real_model_factory() -> Any:
     return services_factory(None)  # no scripted model: the real OpenAI client
+
+
+async def test_a_cancellation_while_the_interview_is_prepared_is_not_undone(
+    redis_url: str, settings: Settings, client: AsyncTestClient[Litestar], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cal.com's cancellation lands while consent prepares the interview (retrieval takes a moment): the
+    student gets 410 and the record stays cancelled, with no consent and no transcript written over it."""
+    from services.gateway.intake.interview import Interviewer
+
+    record = await seed_intake(redis_url, settings)
+    prepare = Interviewer.prepare
+
+    async def cancelled_meanwhile(self: Interviewer, *args: Any) -> None:
+        redis = aioredis.from_url(redis_url)
+        try:
+            await IntakeStore(redis, settings.retention_days).update(
+                record.token, lambda r: setattr(r, "status", "cancelled")
+            )
+        finally:
+            await redis.aclose()
+        await prepare(self, *args)
+
+    monkeypatch.setattr(Interviewer, "prepare", cancelled_meanwhile)
+    assert_problem(await client.post(f"/api/intakes/{record.token}/consent"), 410)
+    stored = await load(redis_url, settings, record.token)
+    assert stored is not None and stored.status == "cancelled"
+    assert stored.consented_at is None and not stored.interview.messages
