@@ -58,3 +58,22 @@ async def test_a_ta_logs_in_by_emailed_link_on_a_phone(
         again = await phone.goto(gateway.url + await _link(smtp_server))
         assert again is not None and again.status == 410
         assert await phone.get_by_text("expired or was already used").is_visible()
+
+
+async def test_the_booked_landing_page_on_a_phone(
+    phone: Any, redis_url: str, tmp_path: Path, screenshots: Path
+) -> None:
+    """Cal.com's redirect lands on /booked: a masked address and a resend button, no link to the chat,
+    nothing scrolls sideways; a resend answers in words."""
+    settings = make_settings(tmp_path, redis_url)
+    record = await seed_intake(redis_url, settings)
+    app = create_app(settings, services_factory=services_factory(ScriptedModel()))
+    with serve(app) as gateway:
+        await phone.goto(f"{gateway.url}/booked?uid={record.booking.uid}")
+        await phone.get_by_text("m***@example.edu").wait_for()
+        assert record.token not in await phone.content()
+        assert await no_horizontal_scroll(phone)
+        await phone.screenshot(path=str(screenshots / "booked.png"))
+        await phone.get_by_role("button", name="Email me the link again").click()
+        await phone.get_by_text("on its way again").wait_for()
+        assert record.token not in await phone.content()
