@@ -112,9 +112,9 @@ def booking_turn(booking: Booking, passage: Passage | None = None) -> str:
     parts = [f"[Booking: {name} booked office hours."]
     if booking.notes.strip():
         parts.append(f'Their note: "{trim(booking.notes, BOOKING_NOTE_TOKENS)}"')
-    if passage is not None:
-        parts.append(f"Material: {snippet(passage, 40)}")
-    return " ".join(parts) + "]"
+    text = " ".join(parts) + "]"
+    # the same "[Material: ...]" form as a late snippet in a steer: the summary's evidence reads both
+    return f"{text}\n[Material: {snippet(passage, 40)}]" if passage is not None else text
 
 
 def student_turn(text: str, steer: str, material: str | None = None) -> str:

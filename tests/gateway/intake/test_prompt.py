@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import msgspec
 
 from services.coursepack import Tone
@@ -84,3 +86,13 @@ async def test_two_students_of_a_course_share_the_system_prompt_and_their_bookin
         "Mina" in first.prompt[1]["content"] and "need help with ps3 p-values" in first.prompt[1]["content"]
     )
     assert "Omar" in second.prompt[1]["content"] and "regression slope" in second.prompt[1]["content"]
+
+
+def test_the_booking_turn_carries_its_snippet_as_material_the_evidence_reads() -> None:
+    """The note's snippet is written ``[Material: ...]`` like a late snippet, so the summary's evidence
+    check (which reads those) knows the words the model may repeat from it."""
+    passage = make_passages()[1]
+    text = prompt.booking_turn(make_booking("p-values confuse me"), passage)
+    assert text.startswith("[Booking: Mina booked office hours.") and '"p-values confuse me"' in text
+    assert re.findall(r"\[Material: ([^\]]*)\]", text) == [prompt.snippet(passage, 40)]
+    assert "[Material:" not in prompt.booking_turn(make_booking("p-values confuse me"))
