@@ -366,7 +366,7 @@ def check_reply(
     course's titles sometimes names the wrong one. A list of several assignments to choose from is fine.
     """
     problems = check_partial(reply, system_prompt=system_prompt, previous=previous)
-    if course is not None:
+    if course is not None and not (slot == "assignment" and assignment is None):  # a candidate may be named
         named = assignments_named(reply, course)
         if len(named) == 1 and named != {assignment}:
             problems.append("wrong_assignment")
@@ -429,8 +429,13 @@ class PrefixGuard:
         self.slot_words = re.compile(rf"\b(?:{_SLOT_WORDS[slot]})", re.I) if slot in _SLOT_WORDS else None
         self.course = course
         self.assignment = assignment
+        self.guessing = slot == "assignment" and assignment is None  # "is this for Lab 6?" may name one
         self._leak_runs = _runs(_words(system_prompt), LEAK_RUN_WORDS)
-        self._repeat_runs = _runs([w for p in previous for w in _words(p)], REPEAT_RUN_WORDS)
+        self._repeat_runs = _without_names(
+            _runs([w for p in previous for w in _words(p)], REPEAT_RUN_WORDS),
+            _name_words(course) if course is not None else set(),
+            REPEAT_RUN_WORDS,
+        )
         self._said = [_words(s) for p in previous for s in sentences(p)]
         self._names = _assignment_names(course) if course is not None else []
 
@@ -476,7 +481,7 @@ class PrefixGuard:
             problems.append("garbled")
         if len(text) > MAX_REPLY_CHARS:
             problems.append("too_long")
-        if self.course is not None:
+        if self.course is not None and not self.guessing:
             named = assignments_named(text, self.course)
             if len(named) == 1 and named != {self.assignment}:
                 problems.append("wrong_assignment")
@@ -543,6 +548,19 @@ def _suffix_run(words: Sequence[str], runs: set[tuple[str, ...]], limit: int) ->
 def _sentence_start(text: str) -> int:
     starts = [m.end() for m in _SENTENCE_START.finditer(text)]
     return starts[-1] if starts else 0
+
+
+def _name_words(course: Course) -> set[str]:
+    """Words of the course's own names (assignment and topic titles, the course, the instructor): a question
+    may name "Programming Assignment 3: Word Frequency Counter" again without repeating itself."""
+    names = [course.code, course.title, course.instructor_name]
+    names += [a.title for a in course.assignments] + [t.title for t in course.topics]
+    return {w for n in names for w in _words(n)}
+
+
+def _without_names(runs: set[tuple[str, ...]], names: set[str], limit: int) -> set[tuple[str, ...]]:
+    """Full-length runs that are mostly a name (three of five words or more) do not count as a repeat."""
+    return {r for r in runs if len(r) < limit or sum(w in names for w in r) < 3}
 
 
 def _assignment_names(course: Course) -> list[tuple[str, ...]]:

@@ -125,3 +125,23 @@ async def test_a_streamed_question_naming_the_wrong_assignment_is_kept_with_the_
     )
     _, outcome = await _turn(model, "ps3, p-values confuse me")
     assert outcome.reply == "Thanks for explaining that. Which part of Problem Set 3 is hardest for you?"
+
+
+def test_naming_the_assignment_again_is_not_a_repeat_but_asking_the_same_thing_is() -> None:
+    """A question may name "Problem Set 3: Hypothesis Tests" as the one before it did (the course's own
+    names do not count toward a repeated run); a question that repeats the earlier one's words still does."""
+    previous = ["Which part of Problem Set 3: Hypothesis Tests is giving you the most trouble?"]
+    guard = PrefixGuard(
+        system_prompt=SYSTEM, previous=previous, slot="attempts", course=COURSE, assignment="ps3"
+    )
+    assert not guard.check("What have you tried so far on Problem Set 3: Hypothesis Tests?").problems
+    assert "repeat" in guard.check("So which part of it is giving you the most trouble?").problems
+
+
+def test_asking_which_assignment_may_name_one_candidate() -> None:
+    """With no assignment identified yet, "Is this for Problem Set 4: Regression?" asks; once ps3 is known,
+    naming ps4 is a wrong assignment."""
+    asking = PrefixGuard(system_prompt=SYSTEM, slot="assignment", course=COURSE, assignment=None)
+    assert not asking.check("Is this for Problem Set 4: Regression, or another one?").problems
+    known = PrefixGuard(system_prompt=SYSTEM, slot="stuck_on", course=COURSE, assignment="ps3")
+    assert "wrong_assignment" in known.check("Which part of Problem Set 4: Regression is hard?").problems
