@@ -282,7 +282,8 @@ def _old_mail(services: Services, keep_s: int) -> int:
     if not folder.is_dir():
         return 0
     cutoff = time.time() - keep_s
-    old = [p for p in folder.glob("*.eml") if p.is_file() and p.stat().st_mtime < cutoff]
+    files = [*folder.glob("*.eml"), *folder.glob(".*.eml.part")]  # a .part a crash left half-written
+    old = [p for p in files if p.is_file() and p.stat().st_mtime < cutoff]
     for path in old:
         path.unlink(missing_ok=True)
     return len(old)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import os
 import secrets
 import smtplib
 import time
@@ -171,7 +172,9 @@ def _write_eml(settings: Settings, message: EmailMessage, kind: str) -> Path:
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # summaries and links: the operator's eyes only
     name = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{kind}-{secrets.token_hex(4)}.eml"
     path = folder / name
-    path.write_bytes(message.as_bytes())
+    partial = folder / f".{name}.part"  # readers glob *.eml: they never see half a message
+    partial.write_bytes(message.as_bytes())
+    os.replace(partial, path)
     return path
 
 
