@@ -183,7 +183,9 @@ def test_a_correction_naming_the_assignment_outranks_a_chat_full_of_another() ->
     ]
     state = _state(course, *turns, notes="lab 3 question")
     assert state.facts.assignment == "lab-3"
-    fixed = _state(course, *turns, ("recap", "Not quite, it's for the formal report."), notes="lab 3 question")
+    fixed = _state(
+        course, *turns, ("recap", "Not quite, it's for the formal report."), notes="lab 3 question"
+    )
     assert fixed.facts.corrected and fixed.facts.assignment == "report"
 
 
