@@ -30,17 +30,10 @@ from services.gateway.intake.models import IntakeRecord
 from services.gateway.quality.assess import KINDS, Assessment, QualityGroup
 from services.gateway.quality.calls import CallRecord, CallsReport, LatencyFigures
 from services.gateway.staff import auth
+from services.gateway.staff.login import PAGE_HEADERS  # one set of headers for every staff page
 
 _API = {**problems(Unauthorized), **problems(NotFound)}
 _HEADERS = {"Cache-Control": "no-store"}
-PAGE_HEADERS = {
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
-    "X-Robots-Tag": "noindex, nofollow",
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "default-src 'self'; object-src 'none'; base-uri 'none'; "
-    "form-action 'self'; frame-ancestors 'none'",
-}
 Days = Annotated[int, QueryParameter(name="days", ge=1, le=90, description="the window, in days up to today")]
 
 

@@ -27,18 +27,11 @@ from services.coursepack import Course
 from services.gateway.container import Services
 from services.gateway.errors import NotFound, Unauthorized, Unprocessable, problems
 from services.gateway.staff.accounts import StaffPrincipal
+from services.gateway.staff.login import PAGE_HEADERS  # one set of headers for every staff page
 from services.settings import REPO_ROOT
 
 PAGE = REPO_ROOT / "frontend" / "staff" / "analytics.html"
 DEFAULT_WEEKS, MAX_WEEKS = 4, 26
-PAGE_HEADERS = {
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
-    "X-Robots-Tag": "noindex, nofollow",
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "default-src 'self'; object-src 'none'; base-uri 'none'; "
-    "form-action 'self'; frame-ancestors 'none'",
-}
 SVG_HEADERS = {
     "Cache-Control": "private, no-store",
     "X-Content-Type-Options": "nosniff",
