@@ -34,6 +34,7 @@ from tests.gateway.staff.harness import (
     course,
     csrf_ready,
     make_settings,
+    open_login_link,
     services_factory,
 )
 
@@ -134,7 +135,7 @@ async def _as_ta(client: AsyncTestClient[Litestar], smtp: SmtpCapture) -> None:
             break
         await asyncio.sleep(0.05)
     body = str(smtp.to(TA)[-1].get_body(("plain",)).get_content())  # type: ignore[union-attr]
-    assert (await client.get(_LINK.findall(body)[-1], follow_redirects=False)).status_code == 303
+    assert (await open_login_link(client, _LINK.findall(body)[-1])).status_code == 303
 
 
 def _problem(response: httpx.Response, status: int) -> dict[str, Any]:

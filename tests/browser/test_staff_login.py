@@ -51,6 +51,10 @@ async def test_a_ta_logs_in_by_emailed_link_on_a_phone(
         await phone.get_by_text("a login link is on its way").wait_for()
         await phone.screenshot(path=str(screenshots / "staff-login-link-sent.png"))
         await phone.goto(gateway.url + await _link(smtp_server))
+        await phone.get_by_text("Log in to the staff pages as Sam Tan").wait_for()  # the link is not used yet
+        assert await no_horizontal_scroll(phone)
+        await phone.screenshot(path=str(screenshots / "staff-login-link-confirm.png"))
+        await phone.get_by_role("button", name="Log in").click()
         await phone.wait_for_url(re.compile(rf"/staff/intakes/{record.staff_id}$"))
         await phone.locator("#title").wait_for()
         assert await no_horizontal_scroll(phone)

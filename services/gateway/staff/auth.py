@@ -315,6 +315,20 @@ async def issue_login_link(services: Services, email: str, next_path: str) -> st
     return token
 
 
+async def peek_login_link(services: Services, token: str) -> LoginLink | None:
+    """The link's person without using it up: opening the link (GET, which mail scanners do too) only
+    shows the "Log in" button; pressing it (POST) redeems the link."""
+    if not token or len(token) > 100:
+        return None
+    raw = await services.redis.get(accounts.link_key(token))
+    if not raw:
+        return None
+    try:
+        return msgspec.json.decode(raw, type=LoginLink)
+    except msgspec.DecodeError:
+        return None
+
+
 async def redeem_login_link(services: Services, token: str) -> LoginLink | None:
     """The link's person, once: the first opening deletes it (GETDEL), a second one finds nothing."""
     if not token or len(token) > 100:

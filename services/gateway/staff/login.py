@@ -114,26 +114,58 @@ async def request_login_link(request: Request, services: NamedDependency[Service
     return login_form(request, services, LINK_SENT, 202, kind="info")
 
 
+_LINK_USED = "This login link has expired or was already used. Ask for a new one below."
+
+
 @get(
     "/staff/login/{token:str}",
     media_type=MediaType.HTML,
-    status_code=303,
     responses={
         410: ResponseSpec(
             None, description="Used, expired or unknown link: the login page", media_type=MediaType.HTML
         )
     },
 )
+async def show_login_link(
+    token: FromPath[str], request: Request, services: NamedDependency[Services]
+) -> Response[bytes]:
+    """The emailed link opens a page with one "Log in" button; the link stays unused until it is pressed
+    (a mail filter that opens every link to check it must not log in, or spend the link)."""
+    link = await auth.peek_login_link(services, token)
+    principal = accounts.principal_for(services.catalog, link.email) if link else None
+    if link is None or principal is None:
+        return login_form(request, services, _LINK_USED, 410)
+    page = (PAGES / "login-confirm.html").read_text(encoding="utf-8")
+    for key, value in {
+        "{{name}}": html.escape(principal.name or principal.email),
+        "{{action}}": f"/staff/login/{html.escape(token)}",
+        "{{csrf}}": html.escape(auth.csrf_token(request)),
+    }.items():
+        page = page.replace(key, value)
+    return Response(page.encode(), media_type=MediaType.HTML, headers=PAGE_HEADERS)
+
+
+@post(
+    "/staff/login/{token:str}",
+    media_type=MediaType.HTML,
+    status_code=303,
+    responses={
+        410: ResponseSpec(
+            None, description="Used, expired or unknown link: the login page", media_type=MediaType.HTML
+        ),
+        **problems(Forbidden),
+    },
+)
 async def open_login_link(
     token: FromPath[str], request: Request, services: NamedDependency[Services]
 ) -> Response[bytes] | Redirect:
-    """The emailed link: the first opening logs in; a used, expired or unknown one says so."""
+    """The "Log in" button of an emailed link: the first press logs in; a used, expired or unknown link
+    says so."""
     link = await auth.redeem_login_link(services, token)
     principal = accounts.principal_for(services.catalog, link.email) if link else None
     if link is None or principal is None:
         log.info("staff_login_link_refused")
-        message = "This login link has expired or was already used. Ask for a new one below."
-        return login_form(request, services, message, 410)
+        return login_form(request, services, _LINK_USED, 410)
     auth.start_session(request, principal)
     await audit(services, principal.actor, "login", "link")
     log.info("staff_logged_in", operator=False, courses=len(principal.courses))
@@ -196,4 +228,4 @@ def login_form(
     return Response(page.encode(), media_type=MediaType.HTML, headers=PAGE_HEADERS, status_code=status)
 
 
-ROUTES = [login_page, password_login, request_login_link, open_login_link, logout]
+ROUTES = [login_page, password_login, request_login_link, show_login_link, open_login_link, logout]

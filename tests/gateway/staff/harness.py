@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import secrets
 from collections.abc import Sequence
 from pathlib import Path
@@ -77,6 +78,18 @@ async def csrf_ready(client: Any) -> str:
     token = str(client.cookies.get("staff_csrf") or "")
     client.headers["x-csrftoken"] = token
     return token
+
+
+async def open_login_link(client: Any, path: str) -> Any:
+    """What a person does with the emailed link: open it (a page with one "Log in" button, the link still
+    unused) and press the button (the form posts back with its CSRF token). Returns the button's answer
+    (303 to where they were going, or 410 for a used or expired link)."""
+    shown = await client.get(path, follow_redirects=False)
+    if shown.status_code != 200:
+        return shown
+    token = re.search(r'name="_csrf_token" value="([^"]*)"', shown.text)
+    assert token, shown.text
+    return await client.post(path, data={"_csrf_token": token.group(1)}, follow_redirects=False)
 
 
 def future(days: float) -> str:

@@ -25,7 +25,14 @@ from services.gateway.staff import live as staff_live
 from services.settings import Settings
 from tests.browser.conftest import serve
 from tests.gateway.intake.scripted import ScriptedModel, make_course
-from tests.gateway.staff.harness import STAFF_PASSWORD, make_settings, save, seed_intake, services_factory
+from tests.gateway.staff.harness import (
+    STAFF_PASSWORD,
+    make_settings,
+    open_login_link,
+    save,
+    seed_intake,
+    services_factory,
+)
 
 TA = "ta@example.edu"
 # every test here logs in; the session shares one Redis, so the per-client login limit would bite
@@ -75,7 +82,7 @@ async def _ta(client: httpx.AsyncClient, settings: Settings) -> None:
         await asyncio.sleep(0.1)
     link = re.search(r"/staff/login/[A-Za-z0-9_\-]+", mails[-1].read_text())
     assert link
-    assert (await client.get(link.group(0))).status_code == 303
+    assert (await open_login_link(client, link.group(0))).status_code == 303
     client.headers["x-csrftoken"] = client.cookies.get("staff_csrf") or ""
 
 
