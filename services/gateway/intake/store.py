@@ -101,8 +101,15 @@ class IntakeStore:
         """The record and the version to pass to ``save(..., expect=)``, read in one round trip."""
         if not token or len(token) > 64:
             return None, 0
-        raw, version = await self._redis.mget([_RECORD.format(token), _VERSION.format(token)])
-        return (_decoder.decode(raw) if raw else None), int(version or 0)
+        for _ in range(3):
+            raw, version = await self._redis.mget([_RECORD.format(token), _VERSION.format(token)])
+            record = _decoder.decode(raw) if raw else None
+            if record is None or b'"staff_id"' in cast(bytes, raw):  # decode_responses=False: bytes
+                return record, int(version or 0)
+            # stored before intakes had a staff id: the decoder just drew one; keep it (and its index), or
+            # every read would draw another and the staff link would never resolve
+            await self.save(record, expect=int(version or 0))
+        return record, int(version or 0)
 
     async def token_for_booking(self, booking_uid: str) -> str | None:
         raw = await self._redis.get(_BY_BOOKING.format(booking_uid))
