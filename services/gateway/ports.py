@@ -89,7 +89,9 @@ class SummaryDelivery(Protocol):
 class StaffAlerts(Protocol):
     """Where the chat reports what needs a person now (the course's staff get an email at once)."""
 
-    async def alert_staff(self, token: str, booking_uid: str, reason: str) -> None: ...
+    async def alert_staff(
+        self, token: str, booking_uid: str, reason: str, *, key: str | None = None
+    ) -> None: ...
 
 
 class GenerationSlots(Protocol):

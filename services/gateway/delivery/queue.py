@@ -274,10 +274,12 @@ class Jobs:
         )
         await self.enqueue("summary_calcom", record.booking.uid, summary.status, args=args)
 
-    async def alert_staff(self, token: str, booking_uid: str, reason: str) -> None:
+    async def alert_staff(self, token: str, booking_uid: str, reason: str, *, key: str | None = None) -> None:
         """Email the course's staff at once (distress, or the student asked for a person): once per
-        booking and reason."""
-        await self.enqueue("staff_alert", booking_uid, reason, args=JobArgs(token=token, reason=reason))
+        booking and ``key`` (the reason; a request after the staff acknowledged one has its own key)."""
+        await self.enqueue(
+            "staff_alert", booking_uid, key or reason, args=JobArgs(token=token, reason=reason)
+        )
 
     async def broadcast(self, record: IntakeRecord, note: str, sender: str, broadcast_id: str) -> str | None:
         """One student's copy of a staff broadcast (running late, room changed)."""

@@ -310,6 +310,11 @@ class TurnRunner:
         if record is None or record.status == "cancelled":
             return record or self.record
         raised = _raised(record.interview.flags, state.flags)
+        key = raised
+        if not raised and outcome.asked_for_person and record.acknowledged_at is not None:
+            # asked for a person again after the staff had seen the first request: a new alert (its own
+            # job key, so the first request's job does not swallow it)
+            raised, key = "person", f"person-after-{record.acknowledged_at}"
         if raised:
             record.acknowledged_at, record.acknowledged_by = None, ""  # needs a person again
         record.interview = state
@@ -328,7 +333,7 @@ class TurnRunner:
         if finished:
             await _enqueue_delivery(self.services, record)
         if raised:
-            await self.services.alerts.alert_staff(record.token, record.booking.uid, raised)
+            await self.services.alerts.alert_staff(record.token, record.booking.uid, raised, key=key)
             log.warning("staff_alerted", booking_uid=record.booking.uid, reason=raised)
         return record
 

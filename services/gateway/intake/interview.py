@@ -96,6 +96,7 @@ class TurnOutcome(msgspec.Struct, frozen=True, kw_only=True):
     status: IntakeStatus  # "active" | "complete" | "escalated"
     reply: str
     finished: bool
+    asked_for_person: bool = False  # this message asked to talk to a person (again, maybe)
 
 
 class _Attempt:
@@ -282,7 +283,8 @@ class Interviewer:
             return
         if obs.guard == "off_topic":
             state.flags = msgspec.structs.replace(state.flags, off_topic=True)
-        if obs.guard == "person":  # the chat goes on; the staff are told (chat.py, on the flag)
+        person = obs.guard == "person"
+        if person:  # the chat goes on; the staff are told (chat.py, on the flag or a new request)
             state.flags = msgspec.structs.replace(state.flags, escalated_to_human=True)
         before = (state.facts.assignment, state.facts.topic)
         policy.update(state, course, obs, today)
@@ -298,7 +300,7 @@ class Interviewer:
             self._record(state, note, reply)
             log.info("interview_completed", turn=state.turn, retries=state.model_retries)
             yield reply
-            yield TurnOutcome(status="complete", reply=reply, finished=True)
+            yield TurnOutcome(status="complete", reply=reply, finished=True, asked_for_person=person)
             return
         assert decision.slot is not None
         slot, variant = decision.slot, decision.variant
@@ -315,7 +317,7 @@ class Interviewer:
             self._record(state, note, reply)
             log.info("interview_templated", turn=state.turn, kind=obs.guard, rule=obs.rule, slot=slot)
             yield reply
-            yield TurnOutcome(status="active", reply=reply, finished=False)
+            yield TurnOutcome(status="active", reply=reply, finished=False, asked_for_person=person)
             return
         material = self._late_context(state, heard) if focus_changed else None
         steer = wording.instruction(slot, course, booking, state.facts, today, variant)
@@ -328,7 +330,7 @@ class Interviewer:
         reply = "".join(pieces)
         self._record(state, user, reply)
         log.info("interview_turn", turn=state.turn, slot=slot, variant=variant, retries=state.model_retries)
-        yield TurnOutcome(status="active", reply=reply, finished=False)
+        yield TurnOutcome(status="active", reply=reply, finished=False, asked_for_person=person)
 
     def _links(self, guard: str, booking: Booking) -> tuple[str, str] | None:
         """The booking's own reschedule and cancel pages, for a student who asks to move or cancel."""

@@ -314,3 +314,26 @@ async def _has_mail(smtp: SmtpCapture, address: str, about: str = "") -> bool:
 
 def _mail_about(smtp: SmtpCapture, address: str, about: str) -> Any:
     return next(m for m in smtp.to(address) if about in m.get_body(("plain",)).get_content())
+
+
+async def test_asking_for_a_person_again_after_the_staff_saw_it_raises_a_new_alert(
+    staff: AsyncTestClient[Litestar], redis_url: str, settings: Settings
+) -> None:
+    """Asked twice before anyone looked: one alert. Asked again after the staff acknowledged it: the intake
+    needs attention again and a second alert job is queued (its own key, the first one's stays done)."""
+    record = await _started(staff, redis_url, settings)
+    await _say(staff, record, "Can I talk to a real person please?")
+    await _say(staff, record, "I'd really like to talk to a human")
+    services = _worker_services(settings)
+    try:
+        alerts = [j.id for j in await services.jobs.jobs_for(record.token) if j.id.startswith("staff_alert.")]
+        assert alerts == [f"staff_alert.{record.booking.uid}.person"]
+        acked = await staff.post(f"/staff/api/intakes/{record.staff_id}/acknowledge", json={})
+        assert acked.status_code == 200 and acked.json()["attention"] == []
+        await _say(staff, record, "Can I please talk to a real person now?")
+        alerts = [j.id for j in await services.jobs.jobs_for(record.token) if j.id.startswith("staff_alert.")]
+        assert len(alerts) == 2 and any(".person-after-" in a for a in alerts), alerts
+    finally:
+        await services.aclose()
+    row = next(r for r in (await staff.get("/staff/api/intakes")).json() if r["staff_id"] == record.staff_id)
+    assert row["attention"] == ["person"]
