@@ -27,6 +27,12 @@ _KEY = "intake:gen:warm:{}:{}"
 
 async def keep_courses_warm(services: Services, check_s: float = CHECK_S) -> None:
     """Runs until cancelled (the gateway's lifespan starts it)."""
+    if services.reader is not None:  # each course's map (embedded notes sections) now, not on a chat turn
+        for course in list(services.catalog.courses.values()):
+            try:
+                await asyncio.to_thread(services.reader.similarity, course, course.title)
+            except Exception as exc:
+                log.warning("course_map_warm_failed", course=course.slug, error=type(exc).__name__)
     if services.retriever is None:
         return
     while True:
