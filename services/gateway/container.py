@@ -68,7 +68,9 @@ class Services:
             inner = self.model_b
         elif model_id != default_model_id(self.settings):
             model_id = default_model_id(self.settings)  # its model was taken away: the default goes on
-        return RecordingChatModel(inner, self.calls, model_id, record.token if record else "")
+        if record is None:
+            return RecordingChatModel(inner, self.calls, model_id)
+        return RecordingChatModel(inner, self.calls, model_id, record.token, record.course_slug)
 
     def model_id_of(self, record: IntakeRecord) -> str:
         """The model id on the record. One set up before records had one gets it now: from the same hash

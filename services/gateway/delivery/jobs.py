@@ -337,7 +337,7 @@ async def assess(services: Services, args: JobArgs) -> str:
     course = _course(services, record)
     calls = await services.calls.for_intake(record.token)
     result = judge(record, course, services.model_id_of(record), prompt_version_of(calls))
-    if not await services.assessments.save(record.token, result):
+    if not await services.assessments.save(record.token, result, record.course_slug):
         return "skipped: already assessed"
     log.info("intake_assessed", booking_uid=record.booking.uid, model=result.model, **result.means)
     return f"assessed: {len(result.assessments)} records"

@@ -12,6 +12,8 @@ Redis keys:
 - ``quality:assess:agg`` — counters per (rubric version, model, prompt version): intakes, per kind the
   count, score sum and records in error, and each error key's count. No personal data; kept
   ``AGGREGATE_KEEP_DAYS`` after the last write.
+- ``quality:assess:agg:<course slug>`` — the same counters for one course's intakes (a staff member's
+  read-out adds up only the courses they staff; the operator's reads the global hash).
 
 Storing is one Lua script: the intake's record is written only if that rubric version has none yet, and
 only then are the counters bumped, so a retried or duplicated job never counts an intake twice.
@@ -37,16 +39,20 @@ Kind = Literal["interaction", "multi_turn", "session_summary"]
 KINDS: tuple[Kind, ...] = ("interaction", "multi_turn", "session_summary")
 _BY_INTAKE = "quality:assess:{}"
 AGGREGATES = "quality:assess:agg"
+_COURSE_AGGREGATES = "quality:assess:agg:{}"
 _SEP = "|"
 
-# KEYS intake hash, aggregates; ARGV version, json, ttl, aggregate ttl, then field, increment pairs
+# KEYS intake hash, then the aggregate hashes; ARGV version, json, ttl, aggregate ttl, then field,
+# increment pairs
 _SAVE = """
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
-for i = 5, #ARGV, 2 do
-  redis.call('HINCRBYFLOAT', KEYS[2], ARGV[i], ARGV[i + 1])
+for k = 2, #KEYS do
+  for i = 5, #ARGV, 2 do
+    redis.call('HINCRBYFLOAT', KEYS[k], ARGV[i], ARGV[i + 1])
+  end
+  redis.call('EXPIRE', KEYS[k], ARGV[4])
 end
-redis.call('EXPIRE', KEYS[2], ARGV[4])
 return 1
 """
 
@@ -159,8 +165,9 @@ class AssessmentStore:
         self._keep_s = max(1, retention_days) * 24 * 3600
         self._save = redis.register_script(_SAVE)
 
-    async def save(self, token: str, result: IntakeAssessment) -> bool:
-        """Store the intake's assessments and count them; False if this rubric version already has them."""
+    async def save(self, token: str, result: IntakeAssessment, course: str = "") -> bool:
+        """Store the intake's assessments and count them (globally and for ``course``, the intake's slug);
+        False if this rubric version already has them."""
         group = _SEP.join(_clean(x) for x in (result.rubric_version, result.model, result.prompt_version))
         increments: list[Any] = [f"{group}{_SEP}intakes", 1]
         for a in result.assessments:
@@ -176,7 +183,10 @@ class AssessmentStore:
             AGGREGATE_KEEP_DAYS * 86400,
             *increments,
         ]
-        saved = await self._save(keys=[_BY_INTAKE.format(token), AGGREGATES], args=args)
+        keys = [_BY_INTAKE.format(token), AGGREGATES]
+        if course:
+            keys.append(_COURSE_AGGREGATES.format(_clean(course)))
+        saved = await self._save(keys=keys, args=args)
         return bool(saved)
 
     async def for_intake(self, token: str) -> list[IntakeAssessment]:
@@ -188,9 +198,17 @@ class AssessmentStore:
     async def delete(self, token: str) -> None:
         await self._redis.delete(_BY_INTAKE.format(token))
 
-    async def averages(self) -> list[QualityGroup]:
-        raw = await self._redis.hgetall(AGGREGATES)
-        return averages_from({(k.decode() if isinstance(k, bytes) else k): float(v) for k, v in raw.items()})
+    async def averages(self, courses: Sequence[str] | None = None) -> list[QualityGroup]:
+        """The averages over every intake (``courses`` None), or over the intakes of ``courses`` (slugs)."""
+        if courses is None:
+            keys = [AGGREGATES]
+        else:
+            keys = [_COURSE_AGGREGATES.format(_clean(c)) for c in sorted(set(courses))]
+        counters: dict[str, float] = defaultdict(float)
+        for key in keys:
+            for k, v in (await self._redis.hgetall(key)).items():
+                counters[k.decode() if isinstance(k, bytes) else k] += float(v)
+        return averages_from(counters)
 
 
 def averages_from(counters: dict[str, float]) -> list[QualityGroup]:

@@ -11,6 +11,9 @@ Redis keys (every one expires or is trimmed):
 - ``quality:calls:lat:<day>:<model>|<purpose>:<first|total>`` — sorted sets of seconds by call id, so a
   p95 over any window is exact (``ZUNIONSTORE`` of the days, then one rank look-up); kept
   ``LATENCY_KEEP_DAYS``.
+- ``quality:calls:course:<slug>:day:<day>`` and ``quality:calls:course:<slug>:lat:<day>:...`` — the same
+  counters and latency sets again for the calls of one course's intakes, so a staff member's read-out holds
+  only their own courses (calls outside an intake, such as readiness probes, are in the global keys only).
 - ``quality:calls:totals`` — all-time counters for the Prometheus export (same on every gateway and the
   worker, whichever process made the call).
 """
@@ -41,6 +44,7 @@ STREAM = "quality:calls"
 _BY_INTAKE = "quality:calls:intake:{}"
 _DAY = "quality:calls:day:{}"
 _LATENCY = "quality:calls:lat:{}:{}:{}"  # day, "<model>|<purpose>", first | total
+_COURSE = "quality:calls:course:{}:"  # the prefix of one course's day hashes and latency sets
 TOTALS = "quality:calls:totals"
 INTAKE_CALLS_KEPT = 200
 AGGREGATE_KEEP_DAYS = 400
@@ -67,6 +71,7 @@ class CallRecord(msgspec.Struct, frozen=True, kw_only=True):
     id: str  # the call's own id
     request_id: str  # the HTTP request or job it served (``X-Request-ID``, also sent to inference)
     intake: str  # the intake's token; "" for a probe or a call outside an intake
+    course: str = ""  # the intake's course slug; "" outside an intake (and in records kept before)
     purpose: str
     model: str  # the model id (``INTAKE_MODEL_ID`` / ``INTAKE_MODEL_B_ID``)
     prompt_version: str
@@ -188,6 +193,7 @@ class CallLog:
         body = msgspec.json.encode(call)
         cutoff_ms = int((created.timestamp() - self._keep_s) * 1000)
         aggregate_s, latency_s = AGGREGATE_KEEP_DAYS * 86400, LATENCY_KEEP_DAYS * 86400
+        scopes = ["", _course_prefix(call.course)] if call.course else [""]
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.xadd(STREAM, {"r": body}, minid=max(0, cutoff_ms), approximate=False)
             pipe.expire(STREAM, self._keep_s)
@@ -196,7 +202,6 @@ class CallLog:
                 pipe.rpush(key, body)
                 pipe.ltrim(key, -INTAKE_CALLS_KEPT, -1)
                 pipe.expire(key, self._keep_s)
-            day_key = _DAY.format(day)
             counts = {
                 "calls": 1,
                 f"status:{call.status}": 1,
@@ -205,16 +210,19 @@ class CallLog:
                 "cached_tokens": call.cached_tokens or 0,
             }
             for field, amount in counts.items():
-                pipe.hincrby(day_key, f"{group}{_SEP}{field}", amount)
                 pipe.hincrby(TOTALS, f"{group}{_SEP}{field}", amount)
-            pipe.expire(day_key, aggregate_s)
             pipe.expire(TOTALS, aggregate_s)
             timings = {"total": call.total_s, "first": call.first_token_s}
-            for kind, seconds in timings.items():
-                if seconds is not None and call.status == "ok":
-                    latency_key = _LATENCY.format(day, group, kind)
-                    pipe.zadd(latency_key, {call.id: seconds})
-                    pipe.expire(latency_key, latency_s)
+            for scope in scopes:
+                day_key = scope + _DAY.format(day)
+                for field, amount in counts.items():
+                    pipe.hincrby(day_key, f"{group}{_SEP}{field}", amount)
+                pipe.expire(day_key, aggregate_s)
+                for kind, seconds in timings.items():
+                    if seconds is not None and call.status == "ok":
+                        latency_key = scope + _LATENCY.format(day, group, kind)
+                        pipe.zadd(latency_key, {call.id: seconds})
+                        pipe.expire(latency_key, latency_s)
             await pipe.execute()
 
     # --- reading ------------------------------------------------------------------------------------
@@ -229,27 +237,41 @@ class CallLog:
         entries: list[Any] = await self._redis.xrevrange(STREAM, count=limit) or []
         return [msgspec.json.decode(fields[b"r"], type=CallRecord) for _, fields in entries]
 
-    async def report(self, days: int, today: dt.date | None = None) -> CallsReport:
-        """Tokens and calls per day, latency percentiles and per-model totals over the last ``days`` days."""
+    async def report(
+        self, days: int, today: dt.date | None = None, courses: Sequence[str] | None = None
+    ) -> CallsReport:
+        """Tokens and calls per day, latency percentiles and per-model totals over the last ``days`` days:
+        of every call (``courses`` None), or only of the intakes of ``courses`` (slugs) added together."""
         last = today or now_utc().date()
         window = [(last - dt.timedelta(days=n)).isoformat() for n in range(days - 1, -1, -1)]
+        scopes = [""] if courses is None else [_course_prefix(c) for c in sorted(set(courses))]
         async with self._redis.pipeline(transaction=False) as pipe:
             for day in window:
-                pipe.hgetall(_DAY.format(day))
-            hashes = await pipe.execute()
-        per_day = [row for day, raw in zip(window, hashes, strict=True) for row in _day_rows(day, raw)]
+                for scope in scopes:
+                    pipe.hgetall(scope + _DAY.format(day))
+            hashes = iter(await pipe.execute())
+        per_day = [row for day in window for row in _day_rows(day, [next(hashes) for _ in scopes])]
         groups = sorted({(r.model, r.purpose) for r in per_day})
-        latency = [await self._latency(model, purpose, window, per_day) for model, purpose in groups]
+        latency = [await self._latency(model, purpose, window, per_day, scopes) for model, purpose in groups]
         return CallsReport(
             since=window[0], until=window[-1], days=per_day, latency=latency, models=_per_model(per_day)
         )
 
     async def _latency(
-        self, model: str, purpose: str, window: Sequence[str], per_day: Sequence[DayFigures]
+        self,
+        model: str,
+        purpose: str,
+        window: Sequence[str],
+        per_day: Sequence[DayFigures],
+        scopes: Sequence[str],
     ) -> LatencyFigures:
         group = f"{model}{_SEP}{purpose}"
-        first = await self._percentiles([_LATENCY.format(d, group, "first") for d in window])
-        total = await self._percentiles([_LATENCY.format(d, group, "total") for d in window])
+        first = await self._percentiles(
+            [s + _LATENCY.format(d, group, "first") for d in window for s in scopes]
+        )
+        total = await self._percentiles(
+            [s + _LATENCY.format(d, group, "total") for d in window for s in scopes]
+        )
         calls = sum(r.calls for r in per_day if (r.model, r.purpose) == (model, purpose))
         return LatencyFigures(
             model=model,
@@ -298,11 +320,17 @@ async def _rank(redis: aioredis.Redis, key: str, count: int, share: float) -> fl
     return round(float(found[0][1]), 4) if found else None
 
 
-def _day_rows(day: str, raw: dict[Any, Any]) -> list[DayFigures]:
-    counts: dict[tuple[str, str], dict[str, int]] = defaultdict(dict)
-    for field, value in raw.items():
-        model, purpose, name = _text(field).split(_SEP, 2)
-        counts[(model, purpose)][name] = int(value)
+def _course_prefix(slug: str) -> str:
+    return _COURSE.format(_clean(slug))
+
+
+def _day_rows(day: str, hashes: Sequence[dict[Any, Any]]) -> list[DayFigures]:
+    """One day's rows from its counter hashes (one per course in scope), added together."""
+    counts: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for raw in hashes:
+        for field, value in raw.items():
+            model, purpose, name = _text(field).split(_SEP, 2)
+            counts[(model, purpose)][name] += int(value)
     return [
         DayFigures(
             day=day,

@@ -41,17 +41,21 @@ from services.gateway.quality.calls import (
 
 
 class RecordingChatModel:
-    """A ``ChatModel`` that logs each call of ``inner`` as model ``model_id`` (for intake ``intake``)."""
+    """A ``ChatModel`` that logs each call of ``inner`` as model ``model_id`` (for intake ``intake`` of the
+    course ``course``)."""
 
-    def __init__(self, inner: ChatModel, calls: CallLog, model_id: str, intake: str = "") -> None:
+    def __init__(
+        self, inner: ChatModel, calls: CallLog, model_id: str, intake: str = "", course: str = ""
+    ) -> None:
         self.inner = inner
         self.calls = calls
         self.model_id = model_id
         self.intake = intake
+        self.course = course
 
-    def for_intake(self, token: str) -> RecordingChatModel:
-        """The same model, its calls recorded against the intake ``token``."""
-        return RecordingChatModel(self.inner, self.calls, self.model_id, token)
+    def for_intake(self, token: str, course: str = "") -> RecordingChatModel:
+        """The same model, its calls recorded against the intake ``token`` of the course ``course``."""
+        return RecordingChatModel(self.inner, self.calls, self.model_id, token, course)
 
     def __getattr__(self, name: str) -> Any:  # the wrapped adapter's own attributes (breaker, name)
         return getattr(self.inner, name)
@@ -129,6 +133,7 @@ class RecordingChatModel:
                 id=new_call_id(),
                 request_id=request_id,
                 intake=self.intake,
+                course=self.course,
                 purpose=purpose,
                 model=self.model_id,
                 prompt_version=PROMPT_VERSION,

@@ -2,13 +2,15 @@
 
 - ``GET /staff/api/intakes/{staff_id}/assessments`` — the intake's assessment records (latest rubric
   version; earlier versions' means) and its model calls (counts and timings, never the prompt).
-- ``GET /staff/api/quality?days=<1-90>`` — the averages per rubric version, model and prompt version, the
-  model-call figures (tokens and calls per day, latency percentiles per purpose) and the models side by
-  side.
+- ``GET /staff/api/quality?days=<1-90>&course=<slug>`` — the averages per rubric version, model and
+  prompt version, the model-call figures (tokens and calls per day, latency percentiles per purpose) and
+  the models side by side.
 - ``GET /staff/quality`` — the same as a page (server-rendered tables, readable on a phone).
 
-Any staff member may read the comparison (it holds no student data); an intake's read-out follows the
-intake's course like every ``{staff_id}`` route. Neither ever shows the student's token.
+The comparison covers only the courses the staff member staffs (all of them added up, or the one
+``course`` names; a course they do not staff is a 404 like one that does not exist); the operator's covers
+every call and intake, calls outside an intake (readiness probes) included. An intake's read-out follows
+the intake's course like every ``{staff_id}`` route. Neither ever shows the student's token.
 """
 
 from __future__ import annotations
@@ -30,11 +32,15 @@ from services.gateway.intake.models import IntakeRecord
 from services.gateway.quality.assess import KINDS, Assessment, QualityGroup
 from services.gateway.quality.calls import CallRecord, CallsReport, LatencyFigures
 from services.gateway.staff import auth
+from services.gateway.staff.accounts import StaffPrincipal
 from services.gateway.staff.login import PAGE_HEADERS  # one set of headers for every staff page
 
 _API = {**problems(Unauthorized), **problems(NotFound)}
 _HEADERS = {"Cache-Control": "no-store"}
 Days = Annotated[int, QueryParameter(name="days", ge=1, le=90, description="the window, in days up to today")]
+CourseSlug = Annotated[
+    str | None, QueryParameter(name="course", max_length=64, description="one of the caller's courses")
+]
 
 
 class CallView(msgspec.Struct, frozen=True, kw_only=True):
@@ -94,6 +100,7 @@ class QualityReport(msgspec.Struct, frozen=True, kw_only=True):
     """``GET /staff/api/quality``."""
 
     rubric_version: str  # the running rubric's version (the comparison uses it)
+    courses: list[str] | None  # the course slugs the figures cover; None: every call (the operator's view)
     models: list[ModelSide]
     assessments: list[QualityGroup]  # every (rubric version, model, prompt version) ever assessed
     calls: CallsReport
@@ -110,17 +117,36 @@ async def intake_assessments(
     )
 
 
-@get("/staff/api/quality", guards=[auth.staff_guard], responses={**_API, **problems(Unauthorized)})
-async def quality(services: NamedDependency[Services], days: Days = 7) -> Response[QualityReport]:
+@get("/staff/api/quality", guards=[auth.staff_guard], responses=_API)
+async def quality(
+    services: NamedDependency[Services], principal: StaffPrincipal, days: Days = 7, course: CourseSlug = None
+) -> Response[QualityReport]:
     """Averages per rubric version, model and prompt version; model calls per day and purpose; the models
-    side by side."""
-    return Response(await quality_report(services, days), headers=_HEADERS)
+    side by side: of the caller's own courses (or the one ``course`` names)."""
+    report = await quality_report(services, days, scope(services, principal, course))
+    return Response(report, headers=_HEADERS)
 
 
 @get("/staff/quality", guards=[auth.staff_guard], media_type=MediaType.HTML, include_in_schema=False)
-async def quality_page(services: NamedDependency[Services], days: Days = 7) -> Response[bytes]:
-    page = render_page(await quality_report(services, days), days)
+async def quality_page(
+    services: NamedDependency[Services], principal: StaffPrincipal, days: Days = 7, course: CourseSlug = None
+) -> Response[bytes]:
+    report = await quality_report(services, days, scope(services, principal, course))
+    mine = [slug for slug in sorted(services.catalog.courses) if principal.can_see(slug)]
+    page = render_page(report, days, mine)
     return Response(page.encode(), media_type=MediaType.HTML, headers=PAGE_HEADERS)
+
+
+def scope(services: Services, principal: StaffPrincipal, course: str | None) -> list[str] | None:
+    """The course slugs a read-out covers: the one asked for (if the caller staffs it), else every course
+    the caller staffs; None for the operator without a ``course``: everything."""
+    if course is not None:
+        if course not in services.catalog.courses or not principal.can_see(course):
+            raise NotFound("No such course.")
+        return [course]
+    if principal.is_operator:
+        return None
+    return sorted(principal.courses)
 
 
 # --- building the answers ---------------------------------------------------------------------------
@@ -156,11 +182,16 @@ def _view(call: CallRecord) -> CallView:
     return CallView(**fields)
 
 
-async def quality_report(services: Services, days: int) -> QualityReport:
-    groups = await services.assessments.averages()
-    calls = await services.calls.report(days)
+async def quality_report(services: Services, days: int, courses: list[str] | None = None) -> QualityReport:
+    """The figures of ``courses`` (slugs) added up; None: of every call and intake."""
+    groups = await services.assessments.averages(courses)
+    calls = await services.calls.report(days, courses=courses)
     return QualityReport(
-        rubric_version=RUBRIC_VERSION, models=side_by_side(groups, calls), assessments=groups, calls=calls
+        rubric_version=RUBRIC_VERSION,
+        courses=courses,
+        models=side_by_side(groups, calls),
+        assessments=groups,
+        calls=calls,
     )
 
 
@@ -211,11 +242,17 @@ def _p95(rows: Sequence[LatencyFigures], model: str, purpose: str, kind: str) ->
 # --- the page ---------------------------------------------------------------------------------------
 
 
-def render_page(report: QualityReport, days: int) -> str:
-    """Tables only (no script): the comparison, the averages per version, calls per day and latency."""
+def render_page(report: QualityReport, days: int, courses: Sequence[str] = ()) -> str:
+    """Tables only (no script): the comparison, the averages per version, calls per day and latency;
+    ``courses`` are the caller's own, offered as links to one course's figures."""
+    covered = "every course" if report.courses is None else ", ".join(report.courses)
+    picks = " · ".join(
+        f"<a href='/staff/quality?course={_e(slug)}&amp;days={days}'>{_e(slug)}</a>" for slug in courses
+    )
     body = [
         f"<h1>Intake quality</h1><p class='muted'>Rubric {_e(report.rubric_version)}; model calls over the "
         f"last {days} day(s), {_e(report.calls.since)} to {_e(report.calls.until)} (UTC).</p>",
+        f"<p class='muted'>Courses: {_e(covered)}.{' One course: ' + picks if len(courses) > 1 else ''}</p>",
         _table(
             "Models side by side",
             [
