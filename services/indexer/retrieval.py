@@ -2,7 +2,9 @@
 
 The gateway calls ``retrieve`` in a worker thread at the start of an intake, so per-course retrievers are
 cached and reloaded only when the indexer writes a new ``version.json``. Chroma is connected lazily and
-re-tried; while it is down, answers come from BM25 alone rather than failing the intake.
+re-tried; while it is down, answers come from BM25 alone rather than failing the intake. How a course can
+be searched (``search_state``, asked at every consent) costs at most one Chroma heartbeat per
+``HEARTBEAT_TTL_S``: concurrent callers wait for the one in flight, and a failed one is remembered too.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from cachetools import TTLCache, cached
 from llama_index.core import VectorStoreIndex
 from llama_index.core.llms import MockLLM
 from llama_index.core.retrievers import BaseRetriever, QueryFusionRetriever
@@ -42,6 +45,7 @@ log = structlog.get_logger("indexer")
 CANDIDATES = 5
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _RECONNECT_S = 5.0  # while Chroma is down, try again at most this often (BM25 answers meanwhile)
+HEARTBEAT_TTL_S = 3.0  # a heartbeat's outcome (up or down) stands this long for every caller
 
 
 class UnknownCourse(LookupError):
@@ -69,6 +73,9 @@ class HybridRetriever:
         self._next_connect = 0.0
         self._cache: dict[str, _CourseIndex] = {}
         self._lock = threading.Lock()
+        # per client object (a reconnect asks afresh); the condition makes concurrent callers share one call
+        self._heartbeats: TTLCache[Any, bool] = TTLCache(maxsize=4, ttl=HEARTBEAT_TTL_S)
+        self._heartbeat = cached(self._heartbeats, condition=threading.Condition())(_heartbeat)
 
     def retrieve(self, course_slug: str, query: str, k: int = 3) -> list[Passage]:
         """The ``k`` best passages for ``query``; ``UnknownCourse`` if the course has no index."""
@@ -118,12 +125,10 @@ class HybridRetriever:
         return "keyword_only" if index.bm25 is not None else "unavailable"
 
     def _alive(self) -> bool:
-        """One heartbeat to the Chroma server (a cached connection says nothing about a stopped server)."""
+        """A heartbeat to the Chroma server (a cached connection says nothing about a stopped server), or
+        the outcome of one made less than ``HEARTBEAT_TTL_S`` ago."""
         client = self._client
-        try:
-            return client is not None and bool(client.heartbeat())
-        except Exception:
-            return False
+        return client is not None and bool(self._heartbeat(client))
 
     def versions(self) -> dict[str, int]:
         """Course slug -> indexed version, for status pages."""
@@ -209,6 +214,13 @@ class HybridRetriever:
             cached = self._cache.get(slug)
             if cached:
                 self._cache[slug] = dataclasses.replace(cached, vector=None)
+
+
+def _heartbeat(client: Any) -> bool:
+    try:
+        return bool(client.heartbeat())
+    except Exception:
+        return False
 
 
 def open_retriever(settings: Settings, *, warm: bool = True) -> HybridRetriever:
