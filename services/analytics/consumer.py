@@ -39,6 +39,7 @@ from services.settings import Settings, SettingsError, load_settings
 
 GROUP = "fold"
 GATHER_S = 0.05
+LAG_COUNT_CAP = 10_000  # on Redis < 7 the undelivered entries are counted, up to this many
 _STALE_CONSUMER_MS = 24 * 3600 * 1000
 log = structlog.get_logger()
 Entry = tuple[bytes, dict[bytes, bytes]]
@@ -182,6 +183,33 @@ class Consumer:
             name = info["name"].decode() if isinstance(info["name"], bytes) else info["name"]
             if name != self.name and info["pending"] == 0 and info["idle"] > _STALE_CONSUMER_MS:
                 await self.redis.xgroup_delconsumer(STREAM, GROUP, name)
+
+
+async def fold_lag(redis: aioredis.Redis) -> tuple[int, int]:
+    """How far the ``fold`` group is behind: (pending: read but not acknowledged, undelivered: on the
+    stream but not read yet). Redis 7 keeps the group's ``lag``; before 7 (or when Redis cannot tell) the
+    entries after the group's last-delivered id are counted, up to ``LAG_COUNT_CAP``. Without the group
+    (the program never started) every entry is undelivered."""
+    length = int(await redis.xlen(STREAM))
+    if not length:
+        return 0, 0
+    groups = {_text(g["name"]): g for g in await redis.xinfo_groups(STREAM)}
+    group = groups.get(GROUP)
+    if group is None:
+        return 0, length
+    pending = int(group["pending"])
+    lag = group.get("lag")
+    if lag is not None:
+        return pending, int(lag)
+    last = _text(group["last-delivered-id"])
+    if last == "0-0":
+        return pending, length
+    newer: Any = await redis.xrange(STREAM, min=f"({last}", max="+", count=LAG_COUNT_CAP)
+    return pending, len(newer or [])
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def _entries(reply: Any) -> list[Entry]:

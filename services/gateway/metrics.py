@@ -11,6 +11,7 @@ uid or anything a student wrote.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,8 @@ from litestar.plugins.prometheus import PrometheusConfig
 from litestar.response import ServerSentEventMessage
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from services.analytics.consumer import fold_lag
 
 if TYPE_CHECKING:
     from services.gateway.delivery.queue import Jobs
@@ -75,6 +78,12 @@ BREAKER_STATE = Gauge(
 BREAKER_OPENED = Counter("intake_model_breaker_opened", "Times the model's circuit breaker opened")
 READINESS_PROBES = Counter(
     "intake_readiness_probes", "Readiness checks actually run (answers shared or reused are not counted)"
+)
+ANALYTICS_LAG = Gauge(
+    "intake_analytics_lag_events",
+    "Analytics events the fold (consumer group `fold`) has not folded yet: pending (read, not acknowledged) "
+    "and undelivered (not read yet); NaN when Redis could not be read",
+    ["state"],
 )
 
 
@@ -163,6 +172,18 @@ async def _depth(queue: Any) -> dict[str, int]:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+async def refresh_analytics_lag(redis: aioredis.Redis) -> None:
+    """Read the fold's lag from Redis (the same on every gateway: take ``max`` across gateways)."""
+    lag: tuple[float, float]
+    try:
+        lag = await fold_lag(redis)
+    except Exception as exc:  # a scrape reports a Redis outage; it never fails because of one
+        log.warning("metrics_analytics_lag_unavailable", error=type(exc).__name__)
+        lag = (math.nan, math.nan)
+    ANALYTICS_LAG.labels(state="pending").set(lag[0])
+    ANALYTICS_LAG.labels(state="undelivered").set(lag[1])
 
 
 # --- a student's turn, as the student saw it --------------------------------------------------------

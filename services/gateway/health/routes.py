@@ -140,6 +140,7 @@ class MetricsController(PrometheusController):
     async def get(self, services: NamedDependency[Services]) -> Response[bytes]:
         await metrics.QUEUE.refresh(services.jobs, services.redis)
         await exported.refresh(services.calls, services.assessments)
+        await metrics.refresh_analytics_lag(services.redis)
         return await PrometheusController.get.fn(self)  # type: ignore[no-any-return]
 
 
