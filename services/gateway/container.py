@@ -63,6 +63,11 @@ class Services:
         of intakes, as written on its record), every call recorded against the intake. ``None``: the
         default model, recorded without an intake."""
         model_id = self.model_id_of(record) if record is not None else default_model_id(self.settings)
+        return self.model_by_id(model_id, record)
+
+    def model_by_id(self, model_id: str, record: IntakeRecord | None = None) -> ChatModel:
+        """The model with id ``model_id`` (the default one for an id no longer configured), its calls
+        recorded against ``record`` if given (``model_for``'s choice; the warm-up names each model)."""
         inner = self.model
         if model_id == model_b_id(self.settings) and self.model_b is not None:
             inner = self.model_b

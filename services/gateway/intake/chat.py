@@ -82,9 +82,12 @@ def generation_line(services: Services) -> GenerationLine | None:
     )
 
 
-def interviewer(services: Services, record: IntakeRecord | None = None) -> Interviewer:
+def interviewer(
+    services: Services, record: IntakeRecord | None = None, model: ChatModel | None = None
+) -> Interviewer:
+    """The interviewer of ``record`` (its own model), or of ``model`` when given (the warm-up's)."""
     return Interviewer(
-        chat_model(services, record),
+        model or chat_model(services, record),
         services.retriever,
         services.settings,
         slots=generation_line(services),

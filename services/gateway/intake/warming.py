@@ -1,9 +1,11 @@
 """Each course's system prompt kept in the model server's prompt cache: at start-up, after a re-index
 (the retrieved materials, hence the prompt, changed) and every ``REFRESH_S`` (the server may have been
-restarted, or evicted it). A new student's first answer then reads only their own part.
+restarted, or evicted it). A new student's first answer then reads only their own part. With a second
+model (``INTAKE_MODEL_B_*``) its server gets the same warm-up: its share of students would otherwise pay
+for the whole prompt on their first answer.
 
-Every gateway runs the loop; a Redis key per course and prompt (``SET NX EX``) lets one of them do each
-warm-up. Only with a retriever: that is what a re-index changes (tests and a stack without an index have
+Every gateway runs the loop; a Redis key per course, prompt and model (``SET NX EX``) lets one of them do
+each warm-up. Only with a retriever: that is what a re-index changes (tests and a stack without an index have
 nothing to keep warm).
 """
 
@@ -17,12 +19,13 @@ import structlog
 
 from services.gateway.container import Services
 from services.gateway.intake import chat
+from services.gateway.quality.assignment import default_model_id, model_b_id
 
 log = structlog.get_logger()
 
 CHECK_S = 30.0
 REFRESH_S = 600.0
-_KEY = "intake:gen:warm:{}:{}"
+_KEY = "intake:gen:warm:{}:{}:{}"  # course slug, prompt digest, model id digest
 
 
 async def keep_courses_warm(services: Services, check_s: float = CHECK_S) -> None:
@@ -44,19 +47,35 @@ async def keep_courses_warm(services: Services, check_s: float = CHECK_S) -> Non
         await asyncio.sleep(check_s)
 
 
+def warm_model_ids(services: Services) -> list[str]:
+    """The default model, and the second one when it is set up (``INTAKE_MODEL_B_URL``)."""
+    ids = [default_model_id(services.settings)]
+    second = model_b_id(services.settings)
+    if second and services.model_b is not None and second not in ids:
+        ids.append(second)
+    return ids
+
+
 async def warm_course_once(services: Services, slug: str) -> bool:
-    """Warm one course's current system prompt unless a gateway did so within ``REFRESH_S``."""
+    """Warm one course's current system prompt on each model unless a gateway did so within
+    ``REFRESH_S``; True if any model was warmed now."""
     course = services.catalog.courses[slug]
-    iv = chat.interviewer(services)
-    system, _ = await iv.course_prompt(course)
+    system, _ = await chat.interviewer(services).course_prompt(course)
     digest = hashlib.sha256(system.encode()).hexdigest()[:16]
-    try:
-        if not await services.redis.set(_KEY.format(slug, digest), b"1", nx=True, ex=int(REFRESH_S)):
-            return False
-    except redis.exceptions.RedisError:
-        pass  # without Redis every gateway warms: harmless, only repeated work
-    warmed = await iv.warm_course(system)
-    if not warmed:
-        await services.redis.delete(_KEY.format(slug, digest))  # try again at the next check
-    log.info("course_warmed" if warmed else "course_warm_skipped", course=slug, prompt=digest)
-    return warmed
+    warmed_any = False
+    for model_id in warm_model_ids(services):
+        key = _KEY.format(slug, digest, hashlib.sha256(model_id.encode()).hexdigest()[:8])
+        try:
+            if not await services.redis.set(key, b"1", nx=True, ex=int(REFRESH_S)):
+                continue
+        except redis.exceptions.RedisError:
+            pass  # without Redis every gateway warms: harmless, only repeated work
+        iv = chat.interviewer(services, model=services.model_by_id(model_id))
+        warmed = await iv.warm_course(system)
+        if not warmed:
+            await services.redis.delete(key)  # try again at the next check
+        log.info(
+            "course_warmed" if warmed else "course_warm_skipped", course=slug, prompt=digest, model=model_id
+        )
+        warmed_any = warmed_any or warmed
+    return warmed_any

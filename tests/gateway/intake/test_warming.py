@@ -1,13 +1,18 @@
-"""Start-up warm-up: every course's map is built before the first student's turn needs it."""
+"""Start-up warm-up: every course's map is built before the first student's turn needs it, and each
+course's system prompt is put in the prompt cache of the default model and of the second one, if set."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 from services.coursepack import Catalog
-from services.gateway.intake.warming import keep_courses_warm
+from services.gateway.container import build_services
+from services.gateway.intake.warming import keep_courses_warm, warm_course_once
 from services.gateway.ports import CourseSimilarity
-from tests.gateway.intake.scripted import make_course
+from tests.gateway.intake.scripted import ScriptedModel, make_course
+from tests.gateway.staff.harness import make_settings
 
 
 class CountingReader:
@@ -27,3 +32,41 @@ async def test_each_course_map_is_built_at_start_up() -> None:
     )
     await keep_courses_warm(services)  # type: ignore[arg-type]  # without a retriever it returns after the maps
     assert reader.courses == [course.slug]
+
+
+async def _warm_twice(tmp_path: Path, redis_url: str, **settings: Any) -> tuple[ScriptedModel, ScriptedModel]:
+    """``warm_course_once`` twice (the second within ``REFRESH_S``: nothing to do) with scripted models."""
+    course = make_course()
+    a, b = ScriptedModel(), ScriptedModel()
+    services = build_services(
+        make_settings(tmp_path, redis_url, model_id="model-a", **settings),
+        catalog=Catalog(courses={course.slug: course}, problems=[]),
+        retriever=None,
+        model=a,
+        model_b=b,
+    )
+    try:
+        stale = [k async for k in services.redis.scan_iter("intake:gen:warm:*")] + [b"quality:calls"]
+        if stale:
+            await services.redis.delete(*stale)
+        assert await warm_course_once(services, course.slug)
+        assert not await warm_course_once(services, course.slug)
+        await services.calls.drain()
+        warm_ups = [c for c in await services.calls.recent() if c.purpose == "warm_up"]
+        assert sorted(c.model for c in warm_ups) == sorted(["model-a"] + (["model-b"] if b.calls else []))
+    finally:
+        await services.aclose()
+    return a, b
+
+
+async def test_the_second_model_is_warmed_like_the_first(tmp_path: Path, redis_url: str) -> None:
+    """With ``INTAKE_MODEL_B_*`` set, its server gets each course's system prompt too (once per refresh)."""
+    a, b = await _warm_twice(tmp_path, redis_url, model_b_url="http://127.0.0.1:9/v1", model_b_id="model-b")
+    assert len(a.calls) == len(b.calls) == 1
+    assert b.calls[0] == a.calls[0] and a.calls[0][0].role == "system"
+    assert b.kwargs[0]["max_tokens"] == 1
+
+
+async def test_without_a_second_model_only_the_default_is_warmed(tmp_path: Path, redis_url: str) -> None:
+    a, b = await _warm_twice(tmp_path, redis_url)
+    assert (len(a.calls), len(b.calls)) == (1, 0)
