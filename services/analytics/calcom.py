@@ -73,8 +73,7 @@ def tracked(sources: _Sources, run: Run, body: bytes, key: str) -> Run:
     async def run_and_emit() -> Any:
         result = await run()
         status = str(getattr(result, "status", ""))
-        for event in await webhook_events(sources.catalog, events, body, key, status):
-            await events.emit(event)
+        await events.emit(*await webhook_events(sources.catalog, events, body, key, status))
         return result
 
     return cast(Run, run_and_emit)  # the same call, its events emitted after it

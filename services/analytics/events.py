@@ -117,12 +117,15 @@ class EventLog:
         self._keep_ms = max(1, retention_days) * 24 * 3600 * 1000
         self._salt: bytes | None = None
 
-    async def emit(self, event: Event) -> None:
-        """Append one event. Never raises: analytics must not fail a student's turn or a webhook."""
+    async def emit(self, *events: Event) -> None:
+        """Append events (in one round trip). Never raises: analytics must not fail a student's turn or a
+        webhook."""
+        if not events:
+            return
         try:
-            await self.append([event])
+            await self.append(list(events))
         except Exception as exc:
-            log.warning("analytics_emit_failed", kind=event.kind, error=type(exc).__name__)
+            log.warning("analytics_emit_failed", kind=events[0].kind, error=type(exc).__name__)
 
     async def append(self, events: list[Event]) -> None:
         """Append events in one round trip (raises on a Redis error; ``emit`` is the forgiving one)."""

@@ -40,7 +40,7 @@ from services.gateway.errors import PROBLEM_MAP
 from services.gateway.health.routes import ROUTES as HEALTH_ROUTES
 from services.gateway.intake.routes import ROUTES as INTAKE_ROUTES
 from services.gateway.intake.warming import keep_courses_warm
-from services.gateway.logs import configure_logging, request_id_middleware
+from services.gateway.logs import configure_logging, drop_saq_enqueue_lines, request_id_middleware
 from services.gateway.metrics import prometheus_config
 from services.gateway.quality.routes import ROUTES as QUALITY_ROUTES
 from services.gateway.ratelimit import STORE as RATE_LIMIT_STORE
@@ -194,6 +194,7 @@ def main() -> None:
     except SettingsError as exc:
         raise SystemExit(f"gateway: configuration error: {exc}") from None
     configure_logging(settings.log_level)
+    drop_saq_enqueue_lines()
     uvicorn.run(
         create_app(settings), host=settings.host, port=settings.port, log_config=None, access_log=False
     )

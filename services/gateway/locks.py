@@ -19,6 +19,7 @@ from contextlib import asynccontextmanager
 
 import redis.asyncio as aioredis
 import structlog
+from redis.asyncio.client import Pipeline
 
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -43,6 +44,10 @@ class RedisLock:
     async def release(self) -> bool:
         """True when this call deleted our lock; False when it had expired (or was released already)."""
         return bool(await self.redis.eval(_RELEASE, 1, self.key, self.owner))
+
+    def release_with(self, pipe: Pipeline) -> None:
+        """Queue the release on ``pipe``, to go with its other commands in one round trip."""
+        pipe.eval(_RELEASE, 1, self.key, self.owner)
 
     async def extend(self, ttl_s: float) -> bool:
         """Let our lock live ``ttl_s`` from now; False when it is no longer ours."""

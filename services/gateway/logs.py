@@ -32,6 +32,16 @@ def configure_logging(level: str = "INFO") -> None:
     )
 
 
+def drop_saq_enqueue_lines() -> None:
+    """SAQ logs every enqueue at INFO, and ``job_enqueued`` already says it (with the request id): in the
+    gateway, where a delivery queues four jobs, those lines were a third of what it wrote per delivery."""
+    logging.getLogger("saq").addFilter(_not_saq_enqueue)
+
+
+def _not_saq_enqueue(record: logging.LogRecord) -> bool:
+    return record.msg != "Enqueuing %s"
+
+
 def _drop_http_client_info(record: logging.LogRecord) -> bool:
     return not (record.name.startswith(("httpx", "httpcore")) and record.levelno < logging.WARNING)
 

@@ -20,8 +20,8 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from collections.abc import Collection
-from typing import Any, Literal, get_args
+from collections.abc import Collection, Sequence
+from typing import Any, Literal, NamedTuple, get_args
 
 import msgspec
 import redis.asyncio as aioredis
@@ -118,6 +118,16 @@ class LenientRedisQueue(RedisQueue):
             return None
 
 
+class Planned(NamedTuple):
+    """A job to queue: its kind and what it is about (its key), its arguments, queue and time."""
+
+    kind: JobKind
+    about: tuple[str, ...]
+    args: JobArgs
+    queue: str = INTAKE_QUEUE
+    at: float | None = None
+
+
 def job_key(kind: JobKind, *about: str) -> str:
     return ".".join([kind, *about])
 
@@ -160,16 +170,48 @@ class Jobs:
         self, kind: JobKind, *about: str, args: JobArgs, queue: str = INTAKE_QUEUE, at: float | None = None
     ) -> str | None:
         """Queue a job (at epoch ``at``, or now); None when a job with its key is queued or already done."""
-        key = job_key(kind, *about)
-        if await self.is_done(key):
-            log.info("job_duplicate", job_id=key, kind=kind, reason="done")
-            return None
-        attempts = self._max_attempts(kind)
-        job = Job(
-            function=kind,
-            kwargs=msgspec.to_builtins(args),
+        (key,) = await self.enqueue_many([Planned(kind, about, args, queue, at)])
+        return key
+
+    async def enqueue_many(self, planned: Sequence[Planned]) -> list[str | None]:
+        """``enqueue`` for several jobs, in order, with two round trips for all their bookkeeping (which
+        are done, then every job's place in its intake's list) before SAQ enqueues each one."""
+        keys = [job_key(p.kind, *p.about) for p in planned]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.exists(_DONE.format(key))
+            done = await pipe.execute()
+        todo: list[tuple[Planned, Job]] = []
+        for p, key, is_done in zip(planned, keys, done, strict=True):
+            if is_done:
+                log.info("job_duplicate", job_id=key, kind=p.kind, reason="done")
+            else:
+                todo.append((p, self._job(p, key)))
+        if todo:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for p, job in todo:
+                    pipe.sadd(_BY_TOKEN.format(p.args.token), f"{p.queue}/{job.key}")
+                    pipe.expire(_BY_TOKEN.format(p.args.token), self._keep_s())
+                await pipe.execute()
+        enqueued: set[str] = set()
+        for p, job in todo:
+            if await self.queues[p.queue].enqueue(job) is None:
+                log.info("job_duplicate", job_id=job.key, kind=p.kind, reason="queued")
+                continue
+            enqueued.add(job.key)
+            log.info(
+                "job_enqueued", job_id=job.key, kind=p.kind, queue=p.queue, scheduled=job.scheduled or None
+            )
+        return [key if key in enqueued else None for key in keys]
+
+    def _job(self, planned: Planned, key: str) -> Job:
+        attempts = self._max_attempts(planned.kind)
+        at = planned.at
+        return Job(
+            function=planned.kind,
+            kwargs=msgspec.to_builtins(planned.args),
             key=key,
-            timeout=self._timeout_s(kind),
+            timeout=self._timeout_s(planned.kind),
             retries=attempts,
             ttl=self._keep_s(),
             retry_delay=self._settings.outbox_backoff_base_s,
@@ -177,36 +219,32 @@ class Jobs:
             scheduled=math.ceil(at) if at and at > time.time() else 0,
             meta={"max_attempts": attempts, "request_id": current_request_id() or ""},
         )
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.sadd(_BY_TOKEN.format(args.token), f"{queue}/{key}")
-            pipe.expire(_BY_TOKEN.format(args.token), self._keep_s())
-            await pipe.execute()
-        if await self.queues[queue].enqueue(job) is None:
-            log.info("job_duplicate", job_id=key, kind=kind, reason="queued")
-            return None
-        log.info("job_enqueued", job_id=key, kind=kind, queue=queue, scheduled=job.scheduled or None)
-        return key
 
-    async def start_intake(self, record: IntakeRecord) -> None:
-        """Everything a new intake needs queued: preparation, the invitation, the partial summary."""
+    async def start_intake(self, record: IntakeRecord, *, fresh: bool = False) -> None:
+        """Everything a new intake needs queued: the partial summary, the reminder, preparation, the
+        invitation. ``fresh``: the intake was created just now, so it has no jobs yet that these replace."""
+        if not fresh:
+            await self.drop(record.token, kinds={"partial_summary", "reminder_email"})
         uid, args = record.booking.uid, JobArgs(token=record.token, course_slug=record.course_slug)
-        await self.schedule_partial(record)
-        await self.schedule_reminder(record)
-        await self.enqueue("prepare", uid, args=args)
+        planned = [self._partial(record), *self._reminder(record), Planned("prepare", (uid,), args)]
         if record.booking.student.email:
-            await self.enqueue("invite_email", uid, args=args)
+            planned.append(Planned("invite_email", (uid,), args))
+        await self.enqueue_many(planned)
 
     async def schedule_reminder(self, record: IntakeRecord) -> None:
         """A reminder to a student who has not started the chat, ``reminder_before_s`` before the meeting.
         Keyed by the intake and the meeting time: it goes once (a moved meeting gets its own)."""
-        before, start = self._settings.reminder_before_s, record.booking.start_time
         await self.drop(record.token, kinds={"reminder_email"})
+        await self.enqueue_many(self._reminder(record))
+
+    def _reminder(self, record: IntakeRecord) -> list[Planned]:
+        before, start = self._settings.reminder_before_s, record.booking.start_time
         due = parse_time(start).timestamp() - before
         if not before or not record.booking.student.email or due < time.time() + REMINDER_MIN_LEAD_S:
-            return
+            return []
         args = JobArgs(token=record.token, course_slug=record.course_slug, start_time=start)
         about = str(int(parse_time(start).timestamp()))
-        await self.enqueue("reminder_email", record.token, about, args=args, at=due)
+        return [Planned("reminder_email", (record.token, about), args, at=due)]
 
     async def purge_for(self, record: IntakeRecord) -> int:
         """A cancellation: every job of the intake goes, finished ones too (their records hold summary
@@ -228,12 +266,15 @@ class Jobs:
 
     async def schedule_partial(self, record: IntakeRecord) -> None:
         """A partial (or no-intake) summary before the meeting, unless the interview finishes first."""
-        start = record.booking.start_time
         await self.drop(record.token, kinds={"partial_summary"})
+        await self.enqueue_many([self._partial(record)])
+
+    def _partial(self, record: IntakeRecord) -> Planned:
+        start = record.booking.start_time
         args = JobArgs(token=record.token, course_slug=record.course_slug, start_time=start)
         about = str(int(parse_time(start).timestamp()))
-        await self.enqueue(
-            "partial_summary", record.token, about, args=args, at=partial_due_at(self._settings, start)
+        return Planned(
+            "partial_summary", (record.token, about), args, at=partial_due_at(self._settings, start)
         )
 
     async def summary_ready(self, token: str, booking_uid: str, *, escalated: bool) -> None:
@@ -443,9 +484,20 @@ def _iso(epoch_ms: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_ms / 1000)) if epoch_ms else ""
 
 
-async def finish_setup(store: IntakeStore, jobs: Jobs, token: str) -> None:
+async def finish_setup(
+    store: IntakeStore, jobs: Jobs, token: str, created: IntakeRecord | None = None
+) -> None:
     """Write the intake's model on it and queue its jobs (each idempotent by key), then clear its *setup
-    pending* mark."""
+    pending* mark.
+
+    ``created``: the record this delivery stored a moment ago, model included, while it holds the
+    booking's lock (no cancellation or move can touch it, and nobody else knows its token yet): it is not
+    read back, and it has no jobs yet for its own to replace.
+    """
+    if created is not None and created.model:
+        await jobs.start_intake(created, fresh=True)
+        await store.setup_done(token)
+        return
     record = await store.get(token)
     if record is not None and not record.model and record.status != "cancelled":
         record = await store.update(token, jobs.assign_model) or record

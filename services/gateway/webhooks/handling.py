@@ -19,12 +19,14 @@ Cal.com may deliver twice, out of order, or not retry at all, so every handler i
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from functools import partial
 from typing import Literal, TypeVar
 
 import msgspec
+import redis.asyncio as aioredis
 import structlog
 
 from services.analytics import calcom as analytics
@@ -52,6 +54,12 @@ _PROCESSING = "calcom:processing:{}"
 _TOMBSTONE = "calcom:booking:{}"
 _LOCK = "calcom:lock:{}"
 _PROCESSING_TTL_S = 60
+# KEYS seen, processing; ARGV owner, ttl (ms). 0: handled already; 1: the marker is ours; -1: a copy has it
+_CLAIM = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+return -1
+"""
 _LOCK_WAIT_S = 3.0
 _INTAKE_WAIT_S = 2.0
 
@@ -126,37 +134,45 @@ async def handle_once(
     booking_uid: str,
 ) -> Ack:
     redis = services.redis
-    if await redis.exists(_SEEN.format(key)):
+    processing = await _claim(redis, key)
+    if processing == "seen":
         log.info("webhook_duplicate", trigger=trigger, booking_uid=booking_uid)
         return Ack("duplicate")
-    processing = await locks.acquire(redis, _PROCESSING.format(key), ttl_s=_PROCESSING_TTL_S)
     if processing is None:
         log.info("webhook_in_progress", trigger=trigger, booking_uid=booking_uid)
         raise Conflict("This delivery is being handled right now; send it again shortly.")
+    held = [processing]
     try:
-        async with _booking_locks(services, uids):
-            ack: Ack = await run()
-        await redis.set(_SEEN.format(key), b"1", ex=_keep_s(services))
+        # events for the same booking(s) one at a time; locks taken in sorted order to avoid deadlock
+        for uid in sorted(set(uids)):
+            lock = await locks.acquire(redis, _LOCK.format(uid), ttl_s=30, wait_s=_LOCK_WAIT_S)
+            if lock is None:
+                raise Conflict("Another delivery for this booking is being handled; send it again shortly.")
+            held.append(lock)
+        ack: Ack = await run()
+        async with redis.pipeline(transaction=False) as pipe:  # handled: seen first, then every lock freed
+            pipe.set(_SEEN.format(key), b"1", ex=_keep_s(services))
+            for lock in reversed(held):
+                lock.release_with(pipe)
+            await pipe.execute()
+        held = []
     finally:
-        await processing.release()
+        for lock in reversed(held):  # it failed half-way: free it for the sender's retry
+            await lock.release()
     log.info("webhook_handled", trigger=trigger, booking_uid=booking_uid, outcome=ack.status)
     return ack
 
 
-@asynccontextmanager
-async def _booking_locks(services: Services, uids: Sequence[str]) -> AsyncIterator[None]:
-    """Serialise events touching the same booking(s); locks are taken in sorted order to avoid deadlock."""
-
-    def busy() -> Conflict:
-        return Conflict("Another delivery for this booking is being handled; send it again shortly.")
-
-    async with AsyncExitStack() as stack:
-        for uid in sorted(set(uids)):
-            key = _LOCK.format(uid)
-            await stack.enter_async_context(
-                locks.hold(services.redis, key, ttl_s=30, wait_s=_LOCK_WAIT_S, busy=busy)
-            )
-        yield
+async def _claim(redis: aioredis.Redis, key: str) -> locks.RedisLock | Literal["seen"] | None:
+    """In one round trip: ``"seen"`` for a delivery handled already, else its *processing* marker, or None
+    while another copy holds it."""
+    owner = secrets.token_hex(8)
+    claimed = await redis.eval(  # type: ignore[misc]
+        _CLAIM, 2, _SEEN.format(key), _PROCESSING.format(key), owner, _PROCESSING_TTL_S * 1000
+    )
+    if claimed == 0:
+        return "seen"
+    return locks.RedisLock(redis, _PROCESSING.format(key), owner) if claimed == 1 else None
 
 
 def _keep_s(services: Services) -> int:
@@ -187,13 +203,16 @@ class _Handlers:
         return await self._create_if_new(payload)
 
     async def _create_if_new(self, payload: BookingPayload) -> Ack:
+        """The create script itself finds an intake the booking already has, so a known course needs no
+        read first; for an unknown one, an intake made while it was known still gets finished."""
+        course = self.services.catalog.for_event_type(payload.event_type_id, payload.type)
+        if course is not None:
+            return await self._create(course, to_booking(payload))
         token = await self.store.token_for_booking(payload.uid)
         if token:
             return await self._finish_if_half_created(token)
-        course = self._course(payload)
-        if course is None:
-            return Ack("ignored")
-        return await self._create(course, to_booking(payload))
+        self._log_unknown_course(payload)
+        return Ack("ignored")
 
     # --- BOOKING_RESCHEDULED -----------------------------------------------------------------------
 
@@ -285,17 +304,14 @@ class _Handlers:
 
     # --- helpers -----------------------------------------------------------------------------------
 
-    def _course(self, payload: BookingPayload) -> Course | None:
-        course = self.services.catalog.for_event_type(payload.event_type_id, payload.type)
-        if course is None:
-            log.info(
-                "webhook_ignored",
-                reason="unknown_event_type",
-                booking_uid=payload.uid,
-                event_type_id=payload.event_type_id,
-                event_type_slug=(payload.type or "")[:100],
-            )
-        return course
+    def _log_unknown_course(self, payload: BookingPayload) -> None:
+        log.info(
+            "webhook_ignored",
+            reason="unknown_event_type",
+            booking_uid=payload.uid,
+            event_type_id=payload.event_type_id,
+            event_type_slug=(payload.type or "")[:100],
+        )
 
     async def _create(self, course: Course, booking: Booking) -> Ack:
         """The record (with its *setup pending* mark) in one Redis step, then its jobs, then the mark off."""
@@ -303,10 +319,11 @@ class _Handlers:
         record = IntakeRecord(
             token=new_token(), booking=booking, course_slug=course.slug, created_at=now, updated_at=now
         )
+        self.jobs.assign_model(record)
         token, created = await self.store.create(record)
-        if not created:  # another delivery created it a moment ago
-            return await self._finish_if_half_created(token)
-        await finish_setup(self.store, self.jobs, record.token)
+        if not created:  # the booking has an intake already (this delivery's earlier copy, or the process
+            return await self._finish_if_half_created(token)  # that stored it died before its jobs)
+        await finish_setup(self.store, self.jobs, record.token, created=record)
         log.info("intake_created", booking_uid=booking.uid, course=course.slug)
         return Ack("created")
 

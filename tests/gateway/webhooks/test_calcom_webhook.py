@@ -456,11 +456,11 @@ async def test_a_creation_interrupted_after_the_record_is_finished_by_cal_coms_r
     real = services.jobs.start_intake
     failures: list[str] = []
 
-    async def dies_once(record: Any) -> None:
+    async def dies_once(record: Any, **options: Any) -> None:
         if not failures:
             failures.append("died")
             raise ConnectionError("the gateway died here")
-        await real(record)
+        await real(record, **options)
 
     monkeypatch.setattr(services.jobs, "start_intake", dies_once)
     body = encode(upcoming("booking_created"))
@@ -481,7 +481,7 @@ async def test_the_worker_finishes_an_interrupted_creation_without_a_retry(
     creation stopped half-way, and leaves complete intakes alone."""
     services: Services = gw.client.app.state.services
 
-    async def dies(record: Any) -> None:
+    async def dies(record: Any, **options: Any) -> None:
         raise ConnectionError("the gateway died here")
 
     monkeypatch.setattr(services.jobs, "start_intake", dies)
