@@ -103,7 +103,11 @@ async def replay(
         status=status,
         turns=state.turn,
         check_ins=sum(any(c in line for c in CHECK_INS) for line in lines if line.startswith("bot:")),
-        lines=[*lines, f"facts: topic={facts.topic} assignment={facts.assignment} section={facts.section}"],
+        lines=[
+            *lines,
+            f"facts: topic={facts.topic} assignment={facts.assignment} section={facts.section}",
+            f"evidence: topic={facts.topic_evidence} assignment={facts.assignment_evidence}",
+        ],
     )
 
 

@@ -46,6 +46,9 @@ _KIND_GROUPS = {
     "chapter": ["chapter", "unit", "module", "lecture", "week", "reading"],
 }
 _KIND_OF = {alias: group for group, aliases in _KIND_GROUPS.items() for alias in aliases}
+# What a student hands in or sits ("my lab report", "the test fails", "the reading"): a topic keyword that
+# is one of these words names the student's deliverable far more often than what they are stuck on
+_DELIVERABLES = frozenset(stem(w) for w in [*_KIND_OF, "report", "reports", "tests", "essays", "papers"])
 _KIND_RE = "|".join(sorted((re.escape(a) for a in _KIND_OF), key=len, reverse=True))
 _NUM_RE = r"\d{1,2}|" + "|".join(NUMBER_WORDS)
 _LABEL_AFTER = re.compile(rf"\b({_KIND_RE})\s*(?:#|no\.?|number)?\s*[-_ ]?\s*({_NUM_RE})\b", re.I)
@@ -97,7 +100,7 @@ def _weights_of(
         for p in seen:
             if len(p) > 1:
                 weight = 1.0 + len(p)
-            elif p[0] in GENERIC_WORDS or counts[p] > 1:
+            elif p[0] in GENERIC_WORDS or p[0] in _DELIVERABLES or counts[p] > 1:
                 weight = 0.5
             else:
                 weight = 2.0
@@ -193,6 +196,30 @@ def match_assignment(course: Course, said_text: str) -> str | None:
     if not course.assignments:
         return None
     return best_of(assignment_scores(course, said_text))
+
+
+def _title_names(course: Course) -> list[str]:
+    """How a student names an assignment by its title: the whole title and, for "Reading Response 9:
+    Singer, Famine, Affluence, and Morality", each side of the colon (lower case, longest first)."""
+    names: set[str] = set()
+    for a in course.assignments:
+        title = a.title.lower().strip()
+        names.add(title)
+        if ":" in title:
+            before, after = (part.strip(" \"'“”") for part in title.split(":", 1))
+            names.add(before)
+            if len(after.split()) >= 2:
+                names.add(after)
+    return sorted((n for n in names if n), key=len, reverse=True)
+
+
+def without_titles(course: Course, text: str) -> str:
+    """The text with the course's assignment titles taken out: naming an assignment ("it's for Reading
+    Response 9: Singer, Famine, Affluence, and Morality") is evidence of the assignment, not of a topic."""
+    for name in _title_names(course):
+        pattern = r"(?<![a-z0-9])" + r"\W+".join(re.escape(w) for w in re.findall(r"[a-z0-9]+", name))
+        text = re.sub(pattern + r"(?![a-z0-9])", " ", text, flags=re.I)
+    return text
 
 
 def assignments_named(said_text: str, course: Course) -> set[str]:

@@ -23,7 +23,7 @@ import msgspec
 
 from services.coursepack import Course, Question
 from services.gateway.intake import dates, matching, request_kind
-from services.gateway.intake.models import Booking, Facts, InterviewState
+from services.gateway.intake.models import Booking, Facts, InterviewState, Section
 from services.gateway.intake.reading import Observation
 from services.gateway.intake.text import NOTHING, clip, content_words, is_confused, is_non_answer
 
@@ -183,9 +183,7 @@ def _topic(facts: Facts, course: Course) -> str | None:
         for topic_id in assignment.topics:
             if scores.get(topic_id, 0.0) > 0:
                 scores[topic_id] += 0.75
-    if facts.section and (
-        owner := matching.topic_of_source(course, facts.section.source, facts.section.title)
-    ):
+    if facts.section and (owner := _section_topic(course, facts.section)):
         scores[owner] = scores.get(owner, 0.0) + SECTION_TOPIC_WEIGHT  # the notes the stuck point matched
     best = matching.best_of(scores, floor=1.0, margin=0.25)
     if best:
@@ -194,6 +192,17 @@ def _topic(facts: Facts, course: Course) -> str | None:
         own = {t: scores.get(t, 0.0) for t in assignment.topics}
         return max(own, key=lambda t: own[t])
     return max(scores, key=lambda t: scores[t]) if scores and max(scores.values()) > 0 else facts.topic
+
+
+def _section_topic(course: Course, section: Section) -> str | None:
+    """The topic of the matched section: its heading's when the heading names one (a "common errors"
+    file spans topics: its "Temperature in °C in a gas law" section is about gas laws), else its file's;
+    none for an assignment sheet."""
+    by_file = matching.topic_of_source(course, section.source, section.title)
+    if any(a.file == section.source for a in course.assignments):
+        return None
+    by_heading = matching.topic_of_source(course, "", section.heading) if section.heading else None
+    return by_heading or by_file
 
 
 # ---------------------------------------------------------------- deciding

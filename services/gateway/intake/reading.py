@@ -360,11 +360,12 @@ def _topic_evidence(
 ) -> dict[str, float]:
     """What the stuck point is about. The stuck point counts fully (a correction of the recap twice);
     answers to a course question (an error message, a failing test)
-    and background count half: they name the tools more than the topic. Code identifiers are names,
-    not topic words (a test called ``test_sort_ties`` is not about testing)."""
+    and background count half: they name the tools more than the topic. Code identifiers and assignment
+    titles are names, not topic words (a test called ``test_sort_ties`` is not about testing, and "the
+    Singer response" is not about Singer's argument unless the student says so)."""
     scale = 2.0 if answering == "recap" else 1.0
-    about = [_IDENTIFIER.sub(" ", s) for k, s in labelled if k in {"stuck_on", "assignment"}]
-    aside = [_IDENTIFIER.sub(" ", s) for k, s in labelled if k == "context" or k.startswith("q:")]
+    about = [_topic_words(course, s) for k, s in labelled if k in {"stuck_on", "assignment"}]
+    aside = [_topic_words(course, s) for k, s in labelled if k == "context" or k.startswith("q:")]
     evidence = {t: scale * v for t, v in matching.topic_scores(course, about).items()} if about else {}
     for topic_id, score in (matching.topic_scores(course, aside) if aside else {}).items():
         evidence[topic_id] = evidence.get(topic_id, 0.0) + score / 2
@@ -372,6 +373,10 @@ def _topic_evidence(
         for topic_id, cosine in heard.similarity.topics.items():
             evidence[topic_id] = evidence.get(topic_id, 0.0) + scale * 4.0 * max(0.0, cosine - 0.3)
     return {k: round(v, 3) for k, v in evidence.items() if v}
+
+
+def _topic_words(course: Course, sentence: str) -> str:
+    return matching.without_titles(course, _IDENTIFIER.sub(" ", sentence))
 
 
 def _about_problem(labelled: Sequence[tuple[str, str]]) -> bool:

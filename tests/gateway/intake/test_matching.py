@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import msgspec
 import pytest
 
 from services.coursepack import Assignment, CalcomMapping, Course, Tone, Topic
@@ -97,3 +98,20 @@ def test_a_notes_file_belongs_to_the_topic_its_name_says() -> None:
     assert matching.topic_of_source(course, "syllabus.md", "Syllabus") is None
     sheet = next(a.file for a in course.assignments if a.file)
     assert matching.topic_of_source(course, sheet, "Problem Set 3") is None
+
+
+def test_a_deliverable_word_among_a_topics_keywords_is_weak_evidence() -> None:
+    """ "My lab report" names what the student hands in; when a course lists "report" as a keyword of its
+    report-writing topic, the word weighs like a generic one, while that topic's own phrases keep their
+    weight."""
+    course = msgspec.structs.replace(
+        writing_course(),
+        topics=[
+            Topic("reports", "Writing lab reports", ["report", "discussion section", "abstract"]),
+            Topic("gases", "Gas laws", ["gas law", "STP", "pressure"]),
+        ],
+    )
+    assert matching.topic_scores(course, ["for the lab 5 report"])["reports"] == 0.5
+    assert matching.topic_scores(course, ["my abstract is too long"])["reports"] == 2.0
+    said = ["For the lab 5 report I must convert to STP and the pressure looks wrong"]
+    assert matching.match_topic(course, said) == "gases"

@@ -11,6 +11,7 @@ import datetime as dt
 from services.coursepack import Assignment, CalcomMapping, Course, Question, Tone, Topic
 from services.gateway.intake import policy, reading, wording
 from services.gateway.intake.models import ChatMessage, Facts, InterviewState
+from services.gateway.ports import Passage
 from tests.gateway.intake.scripted import TODAY, make_booking, make_course
 
 MIN, MAX = 5, 8
@@ -231,3 +232,22 @@ def test_difficulty_is_between_one_and_five() -> None:
     state = _state(course, ("issue", "I'm completely lost on ps3"))
     assert 1 <= policy.difficulty(state.facts, state, course, make_booking()) <= 5
     assert policy.difficulty(Facts(request_type="grade", attempts="x"), state, course, make_booking()) >= 1
+
+
+def test_a_matched_section_of_a_file_spanning_topics_counts_for_its_headings_topic() -> None:
+    """A "common mistakes" file covers every topic: the stuck point matched its burette-endpoint section,
+    so the evidence goes to titration, not to whatever the file's title suggests."""
+    course = lab_course()
+    mistakes = Passage(
+        text="Reading the burette at the endpoint: read the bottom of the meniscus, moles follow from it.",
+        source="common-errors/calculation-mistakes.md",
+        title="Common mistakes in calculations",
+        section="Burette endpoint readings",
+    )
+    state = InterviewState()
+    said = "my moles come out wrong, I think my reading at the end is off"
+    state.asked.append("stuck_on")
+    obs = reading.read(said, course, answering="stuck_on", heard=reading.Heard(passages=[mistakes]))
+    policy.update(state, course, obs, TODAY)
+    assert state.facts.section and state.facts.section.heading == "Burette endpoint readings"
+    assert state.facts.topic == "titration"

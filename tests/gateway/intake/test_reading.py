@@ -125,3 +125,13 @@ def test_a_request_for_the_answer_is_never_stored_as_the_answer_to_a_course_ques
 def test_apologies_and_hedges_are_not_part_of_the_stuck_point(said: str, kept: str) -> None:
     """What the professor reads (and the recap shows) starts at the problem, not at the apology."""
     assert _read(said, answering="stuck_on").said("stuck_on") == kept
+
+
+def test_naming_an_assignment_by_its_title_is_not_evidence_of_a_topic() -> None:
+    """ "It's for Problem Set 4: Regression" says which assignment, not that regression is the problem;
+    the same word in the student's own description of the problem still counts."""
+    named = _read("No, it's for Problem Set 4: Regression, not the other one.", answering="recap")
+    assert "regression" not in named.topic_evidence
+    assert named.assignment_evidence.get("ps4", 0.0) > 0
+    described = _read("I can't read the regression output for Problem Set 4", answering="stuck_on")
+    assert described.topic_evidence.get("regression", 0.0) > 0
