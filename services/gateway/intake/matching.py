@@ -68,17 +68,20 @@ def labels(text: str) -> set[tuple[str, int]]:
 
 
 def _keyword_weights(
-    items: Sequence[tuple[str, list[str]]],
+    items: Sequence[tuple[str, list[str]]], *, topics: bool = False
 ) -> dict[str, list[tuple[tuple[str, ...], float]]]:
     """Per item: (phrase stems, weight), computed once per course (every sentence of every turn asks)."""
-    return _weights_of(tuple((key, tuple(texts)) for key, texts in items))
+    return _weights_of(tuple((key, tuple(texts)) for key, texts in items), topics)
 
 
 @lru_cache(maxsize=64)
 def _weights_of(
-    items: tuple[tuple[str, tuple[str, ...]], ...],
+    items: tuple[tuple[str, tuple[str, ...]], ...], topics: bool = False
 ) -> dict[str, list[tuple[tuple[str, ...], float]]]:
-    """Multi-word phrases weigh more; words shared by items weigh less. Callers must not mutate the result."""
+    """Multi-word phrases weigh more; words shared by items weigh less. For topics, a keyword made only of
+    deliverable words ("report", "lab report") weighs like a generic word: it names what the student hands
+    in, not what they are stuck on (for assignments, the same words are their names). Callers must not
+    mutate the result."""
     phrases: dict[str, list[tuple[str, ...]]] = {}
     for key, texts in items:
         seen: list[tuple[str, ...]] = []
@@ -98,9 +101,11 @@ def _weights_of(
     for key, seen in phrases.items():
         out = []
         for p in seen:
-            if len(p) > 1:
+            if topics and all(w in _DELIVERABLES or w in GENERIC_WORDS for w in p):
+                weight = 0.5
+            elif len(p) > 1:
                 weight = 1.0 + len(p)
-            elif p[0] in GENERIC_WORDS or p[0] in _DELIVERABLES or counts[p] > 1:
+            elif p[0] in GENERIC_WORDS or counts[p] > 1:
                 weight = 0.5
             else:
                 weight = 2.0
@@ -120,7 +125,7 @@ def topic_scores(course: Course, texts: Iterable[str]) -> dict[str, float]:
         (t.id, [t.title, t.id.replace("-", " "), *[k for k in t.keywords if not k.isupper()]])
         for t in course.topics
     ]
-    weights = _keyword_weights(items)
+    weights = _keyword_weights(items, topics=True)
     scores = dict.fromkeys(weights, 0.0)
     for said in texts:
         said_stems = stems(said)

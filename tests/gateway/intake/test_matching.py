@@ -107,11 +107,16 @@ def test_a_deliverable_word_among_a_topics_keywords_is_weak_evidence() -> None:
     course = msgspec.structs.replace(
         writing_course(),
         topics=[
-            Topic("reports", "Writing lab reports", ["report", "discussion section", "abstract"]),
+            Topic(
+                "reports", "Writing lab reports", ["report", "lab report", "discussion section", "abstract"]
+            ),
             Topic("gases", "Gas laws", ["gas law", "STP", "pressure"]),
         ],
+        assignments=[Assignment("midterm", "Midterm", dt.date(2026, 3, 4), ["gases"], ["midterm", "test"])],
     )
     assert matching.topic_scores(course, ["for the lab 5 report"])["reports"] == 0.5
+    assert matching.topic_scores(course, ["my lab report"])["reports"] == 1.0  # "report" and "lab report"
+    assert matching.match_assignment(course, "studying for the test") == "midterm"  # names keep weight
     assert matching.topic_scores(course, ["my abstract is too long"])["reports"] == 2.0
     said = ["For the lab 5 report I must convert to STP and the pressure looks wrong"]
     assert matching.match_topic(course, said) == "gases"
