@@ -54,7 +54,7 @@ class EmbeddingReader:
 
     def __init__(self, classifier: MessageClassifier | None = None) -> None:
         self._classifier = classifier
-        self._maps: dict[tuple[str, bytes], _CourseMap] = {}
+        self._maps: dict[str, tuple[bytes, _CourseMap]] = {}
         self._lock = threading.Lock()
 
     @property
@@ -79,13 +79,30 @@ class EmbeddingReader:
         )
 
     def _map(self, course: Course) -> _CourseMap:
-        # the course's encoded topics and assignments: a reloaded course pack gets a new map (the Structs
-        # themselves cannot be hashed: they hold lists)
-        key = (course.slug, msgspec.json.encode([course.topics, course.assignments]))
+        # the course's encoded topics and assignments and its files' sizes and times: a reloaded course
+        # pack or an edited notes file gets a new map (the Structs themselves cannot be hashed: they hold
+        # lists); one map per course is kept
+        key = msgspec.json.encode([course.topics, course.assignments, _files_fingerprint(course)])
         with self._lock:
-            if key not in self._maps:
-                self._maps[key] = _build_map(course)
-            return self._maps[key]
+            cached = self._maps.get(course.slug)
+            if cached is None or cached[0] != key:
+                cached = self._maps[course.slug] = (key, _build_map(course))
+            return cached[1]
+
+
+def _files_fingerprint(course: Course) -> list[tuple[str, int, int]]:
+    """(path, size, modification time) of every file in the course folder: a few dozen stat calls."""
+    if not course.path or not Path(course.path).is_dir():
+        return []
+    out = []
+    for path in sorted(Path(course.path).rglob("*")):
+        try:
+            info = path.stat()
+        except OSError:
+            continue
+        if path.is_file():
+            out.append((str(path), info.st_size, info.st_mtime_ns))
+    return out
 
 
 def _build_map(course: Course) -> _CourseMap:

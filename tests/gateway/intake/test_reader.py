@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
+
 from services.coursepack import load_catalog
 from services.gateway.intake.reader import EmbeddingReader
 
@@ -44,3 +46,37 @@ def test_a_topic_is_also_known_by_the_sections_of_its_notes(tmp_path: Path) -> N
     course = load_catalog(tmp_path).courses["prog101"]
     seen = EmbeddingReader().similarity(course, "letter grade test: expected A for 90.0 but got B")
     assert max(seen.topics, key=lambda t: seen.topics[t]) == "branching", seen.topics
+    without = EmbeddingReader().similarity(
+        msgspec.structs.replace(course, path=str(tmp_path / "missing")),
+        "letter grade test: expected A for 90.0 but got B",
+    )
+    assert max(without.topics, key=lambda t: without.topics[t]) == "testing", without.topics
+
+
+def test_an_edited_notes_file_refreshes_the_course_map(tmp_path: Path) -> None:
+    """A professor who adds a section to a notes file sees the running gateway use it on the next message
+    (the map is keyed on the course's files too), and the old map is not kept beside the new one."""
+    pack = tmp_path / "prog101"
+    (pack / "notes").mkdir(parents=True)
+    (pack / "course.toml").write_text(
+        'code = "PROG 101"\ntitle = "Programming"\ninstructor_name = "Dr. A"\n'
+        'instructor_email = "a@univ.example.edu"\ntimezone = "UTC"\n'
+        '[calcom]\nevent_type_ids = [1]\n[tone]\nnotes = "Plain."\n'
+        '[[topics]]\nid = "branching"\ntitle = "Branching"\nkeywords = ["elif"]\n'
+        '[[topics]]\nid = "testing"\ntitle = "Testing and the autograder"\n'
+        'keywords = ["test", "autograder", "expected output"]\n'
+    )
+    notes = pack / "notes" / "branching.md"
+    notes.write_text("# Branching\n\n## Chains\n\nAn elif chain checks each condition in order, top down.\n")
+    course = load_catalog(tmp_path).courses["prog101"]
+    reader = EmbeddingReader()
+    said = "letter grade test: expected A for 90.0 but got B"
+    before = reader.similarity(course, said)
+    notes.write_text(
+        notes.read_text() + "\n## Boundary values\n\nWhen a grade of exactly 90.0 must be an A but comes out "
+        "as a B, the comparison is wrong at the boundary: `score >= 90` includes 90, `score > 90` does not. "
+        "Check the largest cut-off first and test the boundary values themselves.\n"
+    )
+    after = reader.similarity(course, said)
+    assert after.topics["branching"] > before.topics["branching"] + 0.1, (before.topics, after.topics)
+    assert len(reader._maps) == 1
