@@ -14,6 +14,7 @@ answers can land in other slots; the figures in the README come from ``make eval
     python -m finetune.replay                       # all students, the offline keyword retriever
     python -m finetune.replay cs-05 ph-21 -v        # those students, with the conversation
     python -m finetune.replay --index .data/eval/stack --chroma http://127.0.0.1:8082   # hybrid retrieval
+    python -m finetune.replay --eval-set finetune/blind/students.toml --corpus finetune/blind/corpus
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 import msgspec
 
 from finetune.eval_player import StudentPlayer
-from finetune.eval_students import EvalStudent, course_questions, load_eval_set
+from finetune.eval_students import EVAL_STUDENTS_PATH, EvalStudent, course_questions, load_eval_set
 from finetune.evaluate import appointment_for, iso
 from finetune.retrieval import LocalRetriever
 from services.coursepack import Catalog, Course, load_catalog
@@ -121,7 +122,7 @@ def retriever_for(args: argparse.Namespace, catalog: Catalog) -> CourseRetriever
 
 async def run(args: argparse.Namespace) -> int:
     catalog = load_catalog(args.corpus)
-    eval_set = load_eval_set()
+    eval_set = load_eval_set(args.eval_set)
     students = [s for s in eval_set.students if not args.students or s.id in args.students]
     interviewer = Interviewer(
         NoModel(),
@@ -152,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("students", nargs="*", help="student ids (default: all)")
     parser.add_argument("-v", "--verbose", action="store_true", help="print each conversation")
     parser.add_argument("--corpus", type=Path, default=Path(Settings().corpus_dir))
+    parser.add_argument(
+        "--eval-set", type=Path, default=EVAL_STUDENTS_PATH, help="a students file like eval_students.toml"
+    )
     parser.add_argument("--index", type=Path, default=None, help="a data dir with an index: hybrid retrieval")
     parser.add_argument("--chroma", default="http://127.0.0.1:8082", help="with --index: its Chroma server")
     return asyncio.run(run(parser.parse_args(argv)))
