@@ -122,7 +122,7 @@ def _abbreviations(keywords: Iterable[str]) -> list[str]:
 def topic_scores(course: Course, texts: Iterable[str]) -> dict[str, float]:
     """How strongly each course topic is evidenced by the texts."""
     items = [
-        (t.id, [t.title, t.id.replace("-", " "), *[k for k in t.keywords if not k.isupper()]])
+        (t.id, [t.title, t.id.replace("-", " "), *[k for k in t.keywords if k not in _abbreviations([k])]])
         for t in course.topics
     ]
     weights = _keyword_weights(items, topics=True)

@@ -170,7 +170,7 @@ def _guard(
     ):  # the student was asked directly: their answer decides, the rules still apply
         if _NOT_OK.match(text) or not text.strip():
             return guardrails.Verdict("distress", "check_in_answer")
-        if _OK.match(text) or ("distress" not in sure and not is_non_answer(text)):
+        if _OK.match(text) or ("distress" not in sure and not is_non_answer(text, numbers=False)):
             return guardrails.Verdict("ok")  # "yes, I'm okay, just stressed": stress is what they came for
         return guardrails.Verdict("distress", "check_in_answer")  # "...", "?", or sure distress
     if "distress" in sure:

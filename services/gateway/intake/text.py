@@ -331,12 +331,14 @@ _CONFUSED = re.compile(
 )
 
 
-def is_non_answer(text: str) -> bool:
-    """ "idk", "not sure", "?", keyboard mash: the slot stays open (it may be asked once more)."""
+def is_non_answer(text: str, *, numbers: bool = True) -> bool:
+    """ "idk", "not sure", "?", keyboard mash: the slot stays open (it may be asked once more). A short
+    answer with a number in it ("1b", "Q3", "2a and 2c", "4") answers a question about a problem or a part
+    unless ``numbers`` is False (a question no number answers)."""
     stripped = text.strip()
     if _NON_ANSWER.match(stripped) or _NOTHING_MORE.match(stripped):
         return True
-    if not content_words(stripped) and len(stripped) < 12:
+    if not content_words(stripped) and len(stripped) < 12 and not (numbers and re.search(r"\d", stripped)):
         return True
     letters = re.sub(r"[^a-z]", "", stripped.lower())
     return len(letters) >= 4 and not re.search(r"[aeiouy]", letters)  # "sdfgh", "hjkl"

@@ -120,3 +120,18 @@ def test_a_deliverable_word_among_a_topics_keywords_is_weak_evidence() -> None:
     assert matching.topic_scores(course, ["my abstract is too long"])["reports"] == 2.0
     said = ["For the lab 5 report I must convert to STP and the pressure looks wrong"]
     assert matching.match_topic(course, said) == "gases"
+
+
+def test_an_upper_case_keyword_that_is_not_an_abbreviation_is_a_phrase() -> None:
+    """ "MR = MC" in a topic's keywords matches "MR=MC"; only short single capitals ("MC") are
+    case-sensitive abbreviations."""
+    course = msgspec.structs.replace(
+        writing_course(),
+        topics=[
+            Topic("costs", "Production costs", ["marginal cost", "MC", "ATC"]),
+            Topic("competition", "Perfect competition", ["price taker", "MR = MC", "P = MC"]),
+        ],
+    )
+    said = ["got Q=20 from MR=MC but my price comes out 20 which is just MC"]
+    assert matching.match_topic(course, said) == "competition"
+    assert matching.topic_scores(course, ["the mc of the firm"])["costs"] == 0.0

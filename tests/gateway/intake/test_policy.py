@@ -251,3 +251,15 @@ def test_a_matched_section_of_a_file_spanning_topics_counts_for_its_headings_top
     policy.update(state, course, obs, TODAY)
     assert state.facts.section and state.facts.section.heading == "Burette endpoint readings"
     assert state.facts.topic == "titration"
+
+
+def test_a_short_numbered_answer_to_a_must_ask_question_is_an_answer() -> None:
+    """ "1b" answers "which problem and part?": it is stored and not followed up as junk; a bare number is
+    no answer to "are you okay and safe right now?"."""
+    question = Question("problem", "Which problem number and part are you working on?")
+    course = lab_course(questions=[question])
+    for said in ("1b", "Q3", "2a and 2c", "4"):
+        state = _state(course, ("issue", "lab 3: my titration endpoint overshoots"), ("q:problem", said))
+        assert state.facts.custom == {"problem": said}
+        assert _decide(state, course).slot != "q:problem"
+    assert reading.read("4", course, answering="wellbeing", heard=reading.Heard()).guard == "distress"
