@@ -93,6 +93,7 @@ def _weights_of(
                 continue  # "a", "an", "the", "may": useless for matching
             seen.append(phrase)
         phrases[key] = seen
+    distinctive = _add_distinctive_words(phrases) if topics else {}
     counts: dict[tuple[str, ...], int] = {}
     for seen in phrases.values():
         for p in seen:
@@ -103,6 +104,8 @@ def _weights_of(
         for p in seen:
             if topics and all(w in _DELIVERABLES or w in GENERIC_WORDS for w in p):
                 weight = 0.5
+            elif p in distinctive.get(key, ()):
+                weight = 1.0
             elif len(p) > 1:
                 weight = 1.0 + len(p)
             elif p[0] in GENERIC_WORDS or counts[p] > 1:
@@ -112,6 +115,34 @@ def _weights_of(
             out.append((p, weight / counts[p] if counts[p] > 1 else weight))
         weights[key] = out
     return weights
+
+
+def _add_distinctive_words(phrases: dict[str, list[tuple[str, ...]]]) -> dict[str, set[tuple[str, ...]]]:
+    """A word of one topic's multi-word keyword that no other topic uses ("ceiling" of "price ceiling",
+    "incidence" of "tax incidence") is a single-word keyword of that topic too, at half weight: students
+    say "the ceiling" once the phrase is established. Returns the words added, per topic."""
+    added: dict[str, set[tuple[str, ...]]] = {}
+    owners: dict[str, set[str]] = {}
+    for key, seen in phrases.items():
+        for p in seen:
+            for w in p:
+                owners.setdefault(w, set()).add(key)
+    for key, seen in phrases.items():
+        extra: set[tuple[str, ...]] = {
+            (w,)
+            for p in seen
+            if len(p) > 1
+            for w in p
+            if len(w) >= 4
+            and owners[w] == {key}
+            and w not in STOPWORDS
+            and w not in GENERIC_WORDS
+            and w not in _DELIVERABLES
+            and (w,) not in seen
+        }
+        added[key] = extra
+        seen.extend(sorted(extra))
+    return added
 
 
 def _abbreviations(keywords: Iterable[str]) -> list[str]:

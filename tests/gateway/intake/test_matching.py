@@ -135,3 +135,19 @@ def test_an_upper_case_keyword_that_is_not_an_abbreviation_is_a_phrase() -> None
     said = ["got Q=20 from MR=MC but my price comes out 20 which is just MC"]
     assert matching.match_topic(course, said) == "competition"
     assert matching.topic_scores(course, ["the mc of the firm"])["costs"] == 0.0
+
+
+def test_a_word_only_one_topics_phrase_uses_counts_for_that_topic_at_half_weight() -> None:
+    """ "The ceiling" points at the topic whose keyword is "price ceiling" (no other topic says ceiling),
+    at half a keyword's weight; a word two topics' phrases share ("price") counts for neither."""
+    course = msgspec.structs.replace(
+        writing_course(),
+        topics=[
+            Topic("controls", "Price controls", ["price ceiling", "price floor", "rent control"]),
+            Topic("market", "Supply and demand", ["equilibrium price", "quantity demanded", "shortage"]),
+        ],
+    )
+    assert matching.topic_scores(course, ["with the ceiling at $800"])["controls"] == 1.0
+    assert matching.topic_scores(course, ["the price is too high"]) == {"controls": 0.0, "market": 0.0}
+    said = ["with the ceiling at $800 the quantity demanded is 600, is that the shortage?"]
+    assert matching.topic_scores(course, said)["market"] > matching.topic_scores(course, said)["controls"]
