@@ -10,7 +10,9 @@ stays as shipped: one simulated student is one link). Then:
    no reply; timed: first ``token`` event and ``done`` of every turn, as the student's client saw them.
 3. **Ingest:** ``--deliveries`` signed BOOKING_CREATED deliveries (each a new booking) over ``--connections``
    keep-alive connections, with the worker paused so the figure is the gateway's own (the jobs wait in
-   Redis; the stack is torn down afterwards). Peer: ``GET /healthz`` over the same connections.
+   Redis; the stack is torn down afterwards), and the CPU time a delivery costs the gateway process and
+   Redis (steadier than the rate when other work shares the cores). Peer: ``GET /healthz`` over the same
+   connections.
 
 Prints the figures, then one JSON line with all of them (the last line of output).
 
@@ -25,6 +27,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
+import os
 import random
 import secrets
 import shutil
@@ -40,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import redis
 
 from services import stack as stack_cli
 from services.coursepack import Course, load_catalog
@@ -470,13 +474,19 @@ async def ingest(env: dict[str, str], target: Target, options: argparse.Namespac
         health = [raw_request("GET", "/healthz", host)] * options.deliveries
         health_rate, health_statuses = await flood(target.url, health, options.connections)
         prepared = list(deliveries(target, options.deliveries))
+        before = cpu_seconds(env, target.redis_url)
         rate, statuses = await flood(target.url, prepared, options.connections)
+        cpu = {
+            k: _per_delivery_ms(before[k], v, options.deliveries)
+            for k, v in cpu_seconds(env, target.redis_url).items()
+        }
         proxied = await _through_proxy(env, target, options) if options.proxy else {}
     finally:
         stack_cli.ctl(env, "start", "worker")
     print(
         f"ingest: {options.deliveries} signed deliveries, {options.connections} connections: {rate:.0f}/s "
-        f"{dict(statuses)}; peer GET /healthz {health_rate:.0f}/s {dict(health_statuses)}",
+        f"{dict(statuses)}; CPU per delivery: gateway {cpu['gateway']} ms, Redis {cpu['redis']} ms; "
+        f"peer GET /healthz {health_rate:.0f}/s {dict(health_statuses)}",
         flush=True,
     )
     return {
@@ -486,6 +496,7 @@ async def ingest(env: dict[str, str], target: Target, options: argparse.Namespac
         "statuses": {str(k): v for k, v in sorted(statuses.items())},
         "server_errors": sum(n for s, n in statuses.items() if s >= 500) + proxied.get("server_errors", 0),
         "healthz_per_s": round(health_rate),
+        "cpu_ms_per_delivery": cpu,
         **({"two_gateways_behind_haproxy": proxied} if proxied else {}),
     }
 
@@ -502,6 +513,31 @@ async def _through_proxy(env: dict[str, str], target: Target, options: argparse.
         "statuses": {str(k): v for k, v in sorted(statuses.items())},
         "server_errors": sum(n for s, n in statuses.items() if s >= 500),
     }
+
+
+def cpu_seconds(env: dict[str, str], redis_url: str) -> dict[str, float | None]:
+    """CPU seconds used so far by the gateway process and by Redis: what a delivery costs them depends far
+    less than deliveries per second on what else keeps the machine's cores busy."""
+    pid = stack_cli.ctl(env, "pid", "gateway").stdout.strip()
+    with redis.Redis.from_url(redis_url) as client:
+        used = client.info("cpu")
+    return {
+        "gateway": _process_cpu_s(int(pid)) if pid.isdigit() else None,
+        "redis": float(used["used_cpu_user"]) + float(used["used_cpu_sys"]),
+    }
+
+
+def _process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a process, from ``/proc`` (None where there is no ``/proc``)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _per_delivery_ms(before: float | None, after: float | None, count: int) -> float | None:
+    return None if before is None or after is None else round((after - before) * 1000 / count, 2)
 
 
 def _rest(target: Target) -> tuple[str, str, list[Course]]:
@@ -557,8 +593,6 @@ def _answers(url: str) -> bool:
 
 
 def _cpus() -> int:
-    import os
-
     return os.cpu_count() or 0
 
 

@@ -33,8 +33,9 @@ def configure_logging(level: str = "INFO") -> None:
 
 
 def drop_saq_enqueue_lines() -> None:
-    """SAQ logs every enqueue at INFO, and ``job_enqueued`` already says it (with the request id): in the
-    gateway, where a delivery queues four jobs, those lines were a third of what it wrote per delivery."""
+    """SAQ logs every enqueue at INFO, and ``job_enqueued`` (``jobs_enqueued`` for a batch) already says it,
+    with the request id: in the gateway, where a delivery queues four jobs, those lines were a third of
+    what it wrote per delivery."""
     logging.getLogger("saq").addFilter(_not_saq_enqueue)
 
 

@@ -193,16 +193,20 @@ class Jobs:
                     pipe.sadd(_BY_TOKEN.format(p.args.token), f"{p.queue}/{job.key}")
                     pipe.expire(_BY_TOKEN.format(p.args.token), self._keep_s())
                 await pipe.execute()
-        enqueued: set[str] = set()
+        enqueued: list[dict[str, Any]] = []
         for p, job in todo:
             if await self.queues[p.queue].enqueue(job) is None:
                 log.info("job_duplicate", job_id=job.key, kind=p.kind, reason="queued")
                 continue
-            enqueued.add(job.key)
-            log.info(
-                "job_enqueued", job_id=job.key, kind=p.kind, queue=p.queue, scheduled=job.scheduled or None
+            enqueued.append(
+                {"job_id": job.key, "kind": p.kind, "queue": p.queue, "scheduled": job.scheduled or None}
             )
-        return [key if key in enqueued else None for key in keys]
+        if len(enqueued) == 1:
+            log.info("job_enqueued", **enqueued[0])
+        elif enqueued:  # one line for the batch: each line is a flushed write to the log
+            log.info("jobs_enqueued", jobs=enqueued)
+        done_keys = {e["job_id"] for e in enqueued}
+        return [key if key in done_keys else None for key in keys]
 
     def _job(self, planned: Planned, key: str) -> Job:
         attempts = self._max_attempts(planned.kind)

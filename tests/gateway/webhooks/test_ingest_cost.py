@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from redis.asyncio.connection import AbstractConnection
+from structlog.testing import capture_logs
 
 from services.gateway.container import Services
 from tests.gateway.delivery.harness import encode, jobs_of, open_live_app, post_webhook, record_for, upcoming
@@ -65,9 +66,17 @@ async def test_a_new_booking_costs_a_fixed_number_of_round_trips(
     async with open_live_app(tmp_path, redis_url, reminder_before_s=3600) as (services, http):
         assert (await post_webhook(http, _new_booking())).json() == {"status": "created"}  # warm-up
         body = _new_booking()
-        with counted() as sent:
+        with counted() as sent, capture_logs() as lines:
             assert (await post_webhook(http, body)).json() == {"status": "created"}
         assert len(sent) <= ROUND_TRIPS_PER_NEW_BOOKING, f"{len(sent)} round trips"
+        # each log line is a flushed write too: the four jobs are one line
+        assert [line["event"] for line in lines] == ["jobs_enqueued", "intake_created", "webhook_handled"]
+        assert sorted(job["kind"] for job in lines[0]["jobs"]) == [
+            "invite_email",
+            "partial_summary",
+            "prepare",
+            "reminder_email",
+        ]
         await _check_created(services, body)
         with counted() as sent:
             assert (await post_webhook(http, body)).json() == {"status": "duplicate"}
