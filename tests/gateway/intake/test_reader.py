@@ -28,16 +28,7 @@ def test_similarity_ranks_a_course_whose_topics_carry_keywords() -> None:
 def test_a_topic_is_also_known_by_the_sections_of_its_notes(tmp_path: Path) -> None:
     """A stuck point in the course's own words ("90.0 must be an A") matches the topic whose notes file
     says it, though the words are in no topic's title or keywords; without the notes it would not."""
-    pack = tmp_path / "prog101"
-    (pack / "notes").mkdir(parents=True)
-    (pack / "course.toml").write_text(
-        'code = "PROG 101"\ntitle = "Programming"\ninstructor_name = "Dr. A"\n'
-        'instructor_email = "a@univ.example.edu"\ntimezone = "UTC"\n'
-        '[calcom]\nevent_type_ids = [1]\n[tone]\nnotes = "Plain."\n'
-        '[[topics]]\nid = "branching"\ntitle = "Branching"\nkeywords = ["elif"]\n'
-        '[[topics]]\nid = "testing"\ntitle = "Testing and the autograder"\n'
-        'keywords = ["test", "autograder", "expected output"]\n'
-    )
+    pack = _programming_pack(tmp_path)
     (pack / "notes" / "branching.md").write_text(
         "# Branching\n\n## Boundary values\n\nWhen a grade of exactly 90.0 must be an A but comes out as a "
         "B, the comparison is wrong at the boundary: `score >= 90` includes 90, `score > 90` does not. "
@@ -56,16 +47,7 @@ def test_a_topic_is_also_known_by_the_sections_of_its_notes(tmp_path: Path) -> N
 def test_an_edited_notes_file_refreshes_the_course_map(tmp_path: Path) -> None:
     """A professor who adds a section to a notes file sees the running gateway use it on the next message
     (the map is keyed on the course's files too), and the old map is not kept beside the new one."""
-    pack = tmp_path / "prog101"
-    (pack / "notes").mkdir(parents=True)
-    (pack / "course.toml").write_text(
-        'code = "PROG 101"\ntitle = "Programming"\ninstructor_name = "Dr. A"\n'
-        'instructor_email = "a@univ.example.edu"\ntimezone = "UTC"\n'
-        '[calcom]\nevent_type_ids = [1]\n[tone]\nnotes = "Plain."\n'
-        '[[topics]]\nid = "branching"\ntitle = "Branching"\nkeywords = ["elif"]\n'
-        '[[topics]]\nid = "testing"\ntitle = "Testing and the autograder"\n'
-        'keywords = ["test", "autograder", "expected output"]\n'
-    )
+    pack = _programming_pack(tmp_path)
     notes = pack / "notes" / "branching.md"
     notes.write_text("# Branching\n\n## Chains\n\nAn elif chain checks each condition in order, top down.\n")
     course = load_catalog(tmp_path).courses["prog101"]
@@ -80,3 +62,18 @@ def test_an_edited_notes_file_refreshes_the_course_map(tmp_path: Path) -> None:
     after = reader.similarity(course, said)
     assert after.topics["branching"] > before.topics["branching"] + 0.1, (before.topics, after.topics)
     assert len(reader._maps) == 1
+
+
+def _programming_pack(root: Path) -> Path:
+    """A two-topic pack whose topics' keywords say nothing of grade boundaries; notes are up to the test."""
+    pack = root / "prog101"
+    (pack / "notes").mkdir(parents=True)
+    (pack / "course.toml").write_text(
+        'code = "PROG 101"\ntitle = "Programming"\ninstructor_name = "Dr. A"\n'
+        'instructor_email = "a@univ.example.edu"\ntimezone = "UTC"\n'
+        '[calcom]\nevent_type_ids = [1]\n[tone]\nnotes = "Plain."\n'
+        '[[topics]]\nid = "branching"\ntitle = "Branching"\nkeywords = ["elif"]\n'
+        '[[topics]]\nid = "testing"\ntitle = "Testing and the autograder"\n'
+        'keywords = ["test", "autograder", "expected output"]\n'
+    )
+    return pack

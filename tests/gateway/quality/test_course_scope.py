@@ -3,7 +3,6 @@ course's assessments and model calls; another course by name is a 404 problem; t
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +13,11 @@ import redis.asyncio as aioredis
 from services.coursepack import Course
 from services.gateway.container import Services
 from services.gateway.quality.assess import judge
-from services.gateway.quality.calls import CallRecord
 from services.gateway.staff import auth
 from tests.gateway.intake.scripted import ScriptedModel, make_course
 from tests.gateway.live import client, running_app, services_of
 from tests.gateway.quality.test_assess import GOOD, finished
-from tests.gateway.quality.test_routes import assert_problem
+from tests.gateway.quality.test_routes import assert_problem, call_record
 from tests.gateway.staff.harness import (
     STAFF_PASSWORD,
     csrf_ready,
@@ -44,28 +42,9 @@ async def _seed(services: Services) -> None:
         assert services.model_for(record).course == slug  # type: ignore[attr-defined]
         await services.assessments.save(record.token, judge(record, make_course(), model, "p1"), slug)
         for n in range(2):
-            await services.calls.record(_call(f"{slug}-{n}", record.token, slug, model))
-    await services.calls.record(_call("probe", "", "", "model-stat", purpose="readiness_probe"))
-
-
-def _call(
-    call_id: str, intake: str, course: str, model: str, purpose: str = "interview_question"
-) -> CallRecord:
-    now = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return CallRecord(
-        id=call_id,
-        request_id="r",
-        intake=intake,
-        course=course,
-        purpose=purpose,
-        model=model,
-        prompt_version="p1",
-        prompt_tokens=100,
-        completion_tokens=20,
-        first_token_s=0.5,
-        total_s=1.0,
-        created_at=now,
-    )
+            call = call_record(f"{slug}-{n}", record.token, "interview_question", model, course=slug)
+            await services.calls.record(call)
+    await services.calls.record(call_record("probe", "", "readiness_probe", "model-stat"))
 
 
 async def _as_staff(http: httpx.AsyncClient, services: Services, email: str) -> None:

@@ -44,16 +44,22 @@ async def assessed_intake(services: Services, redis_url: str) -> IntakeRecord:
     await save(redis_url, services.settings, record)
     await services.assessments.save(record.token, judge(record, make_course(), "model-a", "p1"))
     for n, purpose in enumerate(("interview_question", "summary_draft")):
-        await services.calls.record(_call(record.token, n, purpose, "model-a", total_s=1.0 + n))
-    await services.calls.record(_call("", 9, "interview_question", "model-b", total_s=4.0))
+        await services.calls.record(
+            call_record(f"c{n}-model-a", record.token, purpose, "model-a", total_s=1.0 + n)
+        )
+    await services.calls.record(call_record("c9-model-b", "", "interview_question", "model-b", total_s=4.0))
     return record
 
 
-def _call(intake: str, n: int, purpose: str, model: str, total_s: float) -> CallRecord:
+def call_record(
+    call_id: str, intake: str, purpose: str, model: str, *, course: str = "", total_s: float = 1.0
+) -> CallRecord:
+    """One logged model call: 100 prompt tokens (50 from the cache), 20 completion tokens."""
     return CallRecord(
-        id=f"c{n}-{model}",
-        request_id=f"r{n}",
+        id=call_id,
+        request_id=f"r-{call_id}",
         intake=intake,
+        course=course,
         purpose=purpose,
         model=model,
         prompt_version="p1",
