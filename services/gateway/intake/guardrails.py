@@ -406,7 +406,8 @@ class PrefixGuard:
 
     ``check(text)`` runs the hard checks of ``check_partial`` (solution, leak, role markers, garbled,
     length) on everything received, plus a leak run of 7 words shared with the system prompt, a repeat
-    run of 5 words shared with an earlier bot message (or a sentence that so far is the start of one),
+    run of 5 words shared with an earlier bot message or with the reply itself, a finished sentence (of
+    two words or more: prefaces too) said before in either (held while it is so far the start of one),
     and a single assignment named that is not the one identified. It releases text only up to the
     earliest point where one of these could still be completed by words not yet received: the word in
     progress, a pattern's partial match, a run shorter than its limit, the unfinished start of an
@@ -473,7 +474,9 @@ class PrefixGuard:
         words = _words(text)
         if _LEAK.search(text) or _longest_run(words, self._leak_runs, LEAK_RUN_WORDS) >= LEAK_RUN_WORDS:
             problems.append("leak")
-        if _longest_run(words, self._repeat_runs, REPEAT_RUN_WORDS) >= REPEAT_RUN_WORDS:
+        if _longest_run(words, self._repeat_runs, REPEAT_RUN_WORDS) >= REPEAT_RUN_WORDS or self._repeats(
+            text
+        ):
             problems.append("repeat")
         if _ROLE.search(text):
             problems.append("role_marker")
@@ -486,6 +489,22 @@ class PrefixGuard:
             if len(named) == 1 and named != {self.assignment}:
                 problems.append("wrong_assignment")
         return problems
+
+    def _repeats(self, text: str) -> bool:
+        """A finished sentence said before, by an earlier message or earlier in this reply (a preface such
+        as "What a great question!" counts as much as a question), or a run of words the reply repeats."""
+        done = [_words(s) for s in sentences(text[: _sentence_start(text)])]
+        for i, sentence in enumerate(done):
+            if len(sentence) >= 2 and (sentence in self._said or sentence in done[:i]):
+                return True
+        finished = [s for s in sentences(text[: _sentence_start(text)])]
+        if repeats(" ".join(finished), self.previous) or any(
+            repeats(s, finished[:i]) for i, s in enumerate(finished) if i
+        ):
+            return True
+        words = _words(text)
+        grams = [tuple(words[i : i + REPEAT_RUN_WORDS]) for i in range(len(words) - REPEAT_RUN_WORDS + 1)]
+        return len(set(grams)) < len(grams)
 
     def _safe(self, text: str) -> int:
         """The end of what may be shown: before every place where a check could still fire."""
@@ -501,8 +520,13 @@ class PrefixGuard:
                 holds.append(spans[-k][0])
         start = _sentence_start(text)
         sentence = [w for (a, _), w in zip(spans, words, strict=True) if a >= start]
-        if sentence and any(said[: len(sentence)] == sentence for said in self._said):
-            holds.append(start)  # so far word for word an earlier sentence
+        own = [_words(x) for x in sentences(text[:start])]
+        if sentence and any(said[: len(sentence)] == sentence for said in self._said + own):
+            holds.append(start)  # so far word for word an earlier sentence (of a message or this reply)
+        if k := _suffix_run(
+            words, _runs(words[: -REPEAT_RUN_WORDS + 1] or [], REPEAT_RUN_WORDS), REPEAT_RUN_WORDS
+        ):
+            holds.append(spans[-k][0])  # could still grow into a run this reply already has
         if k := _name_prefix(words, self._names):
             holds.append(spans[-k][0])
         if _INTERROGATIVE.match(text[start:]) and (

@@ -145,3 +145,30 @@ def test_asking_which_assignment_may_name_one_candidate() -> None:
     assert not asking.check("Is this for Problem Set 4: Regression, or another one?").problems
     known = PrefixGuard(system_prompt=SYSTEM, slot="stuck_on", course=COURSE, assignment="ps3")
     assert "wrong_assignment" in known.check("Which part of Problem Set 4: Regression is hard?").problems
+
+
+def test_a_preface_said_in_an_earlier_turn_is_never_shown_again() -> None:
+    """ "What a great question!" (four words, shorter than a repeat run) opened the last reply: the same
+    preface is held while it streams and fails once finished, so the student never sees it twice."""
+    guard = PrefixGuard(
+        system_prompt=SYSTEM,
+        previous=["What a great question! What is the exact error message you see?"],
+        slot="attempts",
+    )
+    assert _shown(guard, "What a great ques") == ""
+    assert guard.check("What a great question! Could you say what you tried?").problems == ["repeat"]
+    assert _shown(guard, "Thanks for the detail. What have you tried so far? ") == (
+        "Thanks for the detail. What have you tried so far? "
+    )
+
+
+def test_a_reply_that_repeats_itself_stops_at_the_repeat() -> None:
+    """The small model looping on one sentence: the first one may show, the loop never does."""
+    guard = PrefixGuard(system_prompt=SYSTEM, slot="attempts")
+    once = "I'm glad to hear that you're a bit all over the place. "
+    assert _shown(guard, once) == once
+    assert _shown(guard, once + "I'm glad to") == once  # could be the loop starting: held
+    assert guard.check(once + "I'm glad to hear that you").problems == ["repeat"]
+    assert guard.check(once + once).problems == ["repeat"]
+    again = PrefixGuard(system_prompt=SYSTEM, previous=["Thanks! What is the exact error?"], slot="attempts")
+    assert again.check("Thanks! What have you tried so far?").problems == []  # one word is not a sentence
