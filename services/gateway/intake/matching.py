@@ -150,6 +150,21 @@ def _abbreviations(keywords: Iterable[str]) -> list[str]:
     return [k for k in keywords if 2 <= len(k) <= 4 and k.isupper()]
 
 
+_NEGATORS = frozenset({"no", "not", "never", "without", "nor"})
+
+
+def _affirmed(said_stems: Sequence[str], phrase: Sequence[str]) -> bool:
+    """The phrase is said, and not only as "no error" / "not an error" / "without a loop" (the student
+    saying there is none is not evidence of the topic)."""
+    n = len(phrase)
+    for i in range(len(said_stems) - n + 1):
+        if list(said_stems[i : i + n]) == list(phrase):
+            before = said_stems[max(0, i - 2) : i]
+            if not (_NEGATORS & set(before)):
+                return True
+    return False
+
+
 def topic_scores(course: Course, texts: Iterable[str]) -> dict[str, float]:
     """How strongly each course topic is evidenced by the texts."""
     items = [
@@ -162,7 +177,7 @@ def topic_scores(course: Course, texts: Iterable[str]) -> dict[str, float]:
         said_stems = stems(said)
         for topic in course.topics:
             for phrase, weight in weights[topic.id]:
-                if has_phrase(said_stems, phrase):
+                if _affirmed(said_stems, phrase):
                     scores[topic.id] += weight
             for abbr in _abbreviations(topic.keywords):
                 if re.search(rf"(?<![A-Za-z]){re.escape(abbr)}(?![A-Za-z])", said):

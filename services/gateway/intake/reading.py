@@ -365,7 +365,7 @@ def _topic_evidence(
     Singer response" is not about Singer's argument unless the student says so)."""
     scale = 2.0 if answering == "recap" else 1.0
     about = [_topic_words(course, s) for k, s in labelled if k in {"stuck_on", "assignment"}]
-    aside = [_topic_words(course, s) for k, s in labelled if k == "context" or k.startswith("q:")]
+    aside = [_topic_words(course, s) for k, s in labelled if k in {"context", "goal"} or k.startswith("q:")]
     evidence = {t: scale * v for t, v in matching.topic_scores(course, about).items()} if about else {}
     for topic_id, score in (matching.topic_scores(course, aside) if aside else {}).items():
         evidence[topic_id] = evidence.get(topic_id, 0.0) + score / 2

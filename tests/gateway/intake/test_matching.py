@@ -151,3 +151,23 @@ def test_a_word_only_one_topics_phrase_uses_counts_for_that_topic_at_half_weight
     assert matching.topic_scores(course, ["the price is too high"]) == {"controls": 0.0, "market": 0.0}
     said = ["with the ceiling at $800 the quantity demanded is 600, is that the shortage?"]
     assert matching.topic_scores(course, said)["market"] > matching.topic_scores(course, said)["controls"]
+
+
+def test_a_keyword_said_only_to_deny_it_is_not_evidence() -> None:
+    """ "There's no error, it just returns 0" says nothing for the error-reading topic; "the error says"
+    does."""
+    course = msgspec.structs.replace(
+        writing_course(),
+        topics=[
+            Topic("errors", "Reading errors", ["error", "traceback", "error message"]),
+            Topic("loops", "Loops", ["loop", "for loop", "range"]),
+        ],
+    )
+    for said in (
+        "There's no error, it just returns 0",
+        "not an error, just the wrong number",
+        "without any traceback",
+    ):
+        assert matching.topic_scores(course, [said])["errors"] == 0.0, said
+    assert matching.topic_scores(course, ["the error says index out of range"])["errors"] > 0
+    assert matching.topic_scores(course, ["it works without a for loop but not with one"])["loops"] > 0

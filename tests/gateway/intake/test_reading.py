@@ -135,3 +135,11 @@ def test_naming_an_assignment_by_its_title_is_not_evidence_of_a_topic() -> None:
     assert named.assignment_evidence.get("ps4", 0.0) > 0
     described = _read("I can't read the regression output for Problem Set 4", answering="stuck_on")
     assert described.topic_evidence.get("regression", 0.0) > 0
+
+
+def test_what_the_student_wants_from_the_meeting_is_half_weight_topic_evidence() -> None:
+    """ "Understand the slope of the least squares line" names the topic as well as a stuck point does,
+    at half the weight of one."""
+    goal = _read("Understand the slope of the least squares line", answering="goal")
+    stuck = _read("I don't get the slope of the least squares line", answering="stuck_on")
+    assert goal.topic_evidence["regression"] == pytest.approx(stuck.topic_evidence["regression"] / 2)
