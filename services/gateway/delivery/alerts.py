@@ -14,7 +14,7 @@ import structlog
 
 from services.coursepack import Course
 from services.gateway.container import Services
-from services.gateway.delivery.email import local_time, new_message, send_email
+from services.gateway.delivery.email import first_name, local_time, new_message, send_email
 from services.gateway.delivery.queue import JobArgs
 from services.gateway.intake import chat
 from services.gateway.intake.models import IntakeRecord
@@ -59,7 +59,7 @@ def build_staff_alert(
 def build_broadcast(
     settings: Settings, record: IntakeRecord, course: Course, note: str, sender: str
 ) -> EmailMessage:
-    first = record.booking.student.name.split(" ")[0] if record.booking.student.name else "there"
+    first = first_name(record.booking)
     meeting = local_time(record.booking.start_time, course.timezone)
     text = (
         f"Hi {first},\n\n"

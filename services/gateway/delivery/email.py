@@ -35,9 +35,14 @@ def invite_url(settings: Settings, token: str) -> str:
     return f"{settings.public_url.rstrip('/')}/i/{token}"
 
 
+def first_name(booking: Booking) -> str:
+    """What a student's email greets them by: the first word of their booking name, or "there"."""
+    return booking.student.name.split(" ")[0] if booking.student.name else "there"
+
+
 def build_invite(settings: Settings, booking: Booking, course: Course, token: str) -> EmailMessage:
     url = invite_url(settings, token)
-    first = booking.student.name.split(" ")[0] if booking.student.name else "there"
+    first = first_name(booking)
     text = (
         f"Hi {first},\n\n"
         f"You booked office hours for {course.code} with {course.instructor_name} on "
@@ -66,7 +71,7 @@ def build_invite(settings: Settings, booking: Booking, course: Course, token: st
 def build_reminder(settings: Settings, booking: Booking, course: Course, token: str) -> EmailMessage:
     """The one reminder to a student who has not opened the chat yet (``INTAKE_REMINDER_BEFORE_S``)."""
     url = invite_url(settings, token)
-    first = booking.student.name.split(" ")[0] if booking.student.name else "there"
+    first = first_name(booking)
     text = (
         f"Hi {first},\n\n"
         f"Your {course.code} office hours with {course.instructor_name} are on "

@@ -493,11 +493,11 @@ class PrefixGuard:
     def _repeats(self, text: str) -> bool:
         """A finished sentence said before, by an earlier message or earlier in this reply (a preface such
         as "What a great question!" counts as much as a question), or a run of words the reply repeats."""
-        done = [_words(s) for s in sentences(text[: _sentence_start(text)])]
+        finished = sentences(text[: _sentence_start(text)])
+        done = [_words(s) for s in finished]
         for i, sentence in enumerate(done):
             if len(sentence) >= 2 and (sentence in self._said or sentence in done[:i]):
                 return True
-        finished = [s for s in sentences(text[: _sentence_start(text)])]
         if repeats(" ".join(finished), self.previous) or any(
             repeats(s, finished[:i]) for i, s in enumerate(finished) if i
         ):

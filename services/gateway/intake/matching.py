@@ -18,6 +18,7 @@ from services.gateway.intake.text import (
     content_words,
     has_phrase,
     number,
+    phrase_starts,
     stem,
     stems,
     words,
@@ -156,13 +157,7 @@ _NEGATORS = frozenset({"no", "not", "never", "without", "nor"})
 def _affirmed(said_stems: Sequence[str], phrase: Sequence[str]) -> bool:
     """The phrase is said, and not only as "no error" / "not an error" / "without a loop" (the student
     saying there is none is not evidence of the topic)."""
-    n = len(phrase)
-    for i in range(len(said_stems) - n + 1):
-        if list(said_stems[i : i + n]) == list(phrase):
-            before = said_stems[max(0, i - 2) : i]
-            if not (_NEGATORS & set(before)):
-                return True
-    return False
+    return any(not _NEGATORS & set(said_stems[max(0, i - 2) : i]) for i in phrase_starts(said_stems, phrase))
 
 
 def topic_scores(course: Course, texts: Iterable[str]) -> dict[str, float]:
@@ -249,28 +244,29 @@ def match_assignment(course: Course, said_text: str) -> str | None:
     return best_of(assignment_scores(course, said_text))
 
 
-def _title_names(course: Course) -> list[str]:
-    """How a student names an assignment by its title: the whole title and, for "Reading Response 9:
-    Singer, Famine, Affluence, and Morality", each side of the colon (lower case, longest first)."""
-    names: set[str] = set()
-    for a in course.assignments:
-        title = a.title.lower().strip()
-        names.add(title)
-        if ":" in title:
-            before, after = (part.strip(" \"'“”") for part in title.split(":", 1))
-            names.add(before)
-            if len(after.split()) >= 2:
-                names.add(after)
-    return sorted((n for n in names if n), key=len, reverse=True)
-
-
 def without_titles(course: Course, text: str) -> str:
     """The text with the course's assignment titles taken out: naming an assignment ("it's for Reading
     Response 9: Singer, Famine, Affluence, and Morality") is evidence of the assignment, not of a topic."""
-    for name in _title_names(course):
-        pattern = r"(?<![a-z0-9])" + r"\W+".join(re.escape(w) for w in re.findall(r"[a-z0-9]+", name))
-        text = re.sub(pattern + r"(?![a-z0-9])", " ", text, flags=re.I)
-    return text
+    pattern = _titles_pattern(tuple(a.title for a in course.assignments))
+    return pattern.sub(" ", text) if pattern else text
+
+
+@lru_cache(maxsize=64)
+def _titles_pattern(titles: tuple[str, ...]) -> re.Pattern[str] | None:
+    """How a student names an assignment by its title, compiled once per course: the whole title and, for
+    "Reading Response 9: Singer, Famine, Affluence, and Morality", each side of the colon (the side after
+    it when two words or more), longest first, punctuation between the words free."""
+    names: set[str] = set()
+    for title in (t.lower().strip() for t in titles):
+        before, _, after = title.partition(":")
+        names |= {title, before}
+        if len(after.split()) >= 2:
+            names.add(after)
+    words = [re.findall(r"[a-z0-9]+", n) for n in sorted(names, key=len, reverse=True)]
+    alternatives = [r"\W+".join(map(re.escape, w)) for w in words if w]
+    if not alternatives:
+        return None
+    return re.compile(rf"(?<![a-z0-9])(?:{'|'.join(alternatives)})(?![a-z0-9])", re.I)
 
 
 def assignments_named(said_text: str, course: Course) -> set[str]:

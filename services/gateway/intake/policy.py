@@ -198,11 +198,10 @@ def _section_topic(course: Course, section: Section) -> str | None:
     """The topic of the matched section: its heading's when the heading names one (a "common errors"
     file spans topics: its "Temperature in °C in a gas law" section is about gas laws), else its file's;
     none for an assignment sheet."""
-    by_file = matching.topic_of_source(course, section.source, section.title)
     if any(a.file == section.source for a in course.assignments):
         return None
     by_heading = matching.topic_of_source(course, "", section.heading) if section.heading else None
-    return by_heading or by_file
+    return by_heading or matching.topic_of_source(course, section.source, section.title)
 
 
 # ---------------------------------------------------------------- deciding

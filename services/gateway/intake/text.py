@@ -277,9 +277,16 @@ def content_words(text: str) -> set[str]:
     return {stem(w) for w in words(text) if len(w) >= 3 and w.lower() not in STOPWORDS}
 
 
-def has_phrase(text_stems: Sequence[str], phrase: Sequence[str]) -> bool:
+def phrase_starts(text_stems: Sequence[str], phrase: Sequence[str]) -> list[int]:
+    """Where ``phrase`` (stems) starts in ``text_stems``."""
     n = len(phrase)
-    return n > 0 and any(list(text_stems[i : i + n]) == list(phrase) for i in range(len(text_stems) - n + 1))
+    if not n:
+        return []
+    return [i for i in range(len(text_stems) - n + 1) if list(text_stems[i : i + n]) == list(phrase)]
+
+
+def has_phrase(text_stems: Sequence[str], phrase: Sequence[str]) -> bool:
+    return bool(phrase_starts(text_stems, phrase))
 
 
 def similar(a: str, b: str, threshold: float = 0.7) -> bool:

@@ -320,20 +320,17 @@ async def peek_login_link(services: Services, token: str) -> LoginLink | None:
     shows the "Log in" button; pressing it (POST) redeems the link."""
     if not token or len(token) > 100:
         return None
-    raw = await services.redis.get(accounts.link_key(token))
-    if not raw:
-        return None
-    try:
-        return msgspec.json.decode(raw, type=LoginLink)
-    except msgspec.DecodeError:
-        return None
+    return _link(await services.redis.get(accounts.link_key(token)))
 
 
 async def redeem_login_link(services: Services, token: str) -> LoginLink | None:
     """The link's person, once: the first opening deletes it (GETDEL), a second one finds nothing."""
     if not token or len(token) > 100:
         return None
-    raw = await services.redis.getdel(accounts.link_key(token))
+    return _link(await services.redis.getdel(accounts.link_key(token)))
+
+
+def _link(raw: bytes | str | None) -> LoginLink | None:
     if not raw:
         return None
     try:
