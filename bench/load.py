@@ -11,8 +11,9 @@ stays as shipped: one simulated student is one link). Then:
 3. **Ingest:** ``--deliveries`` signed BOOKING_CREATED deliveries (each a new booking) over ``--connections``
    keep-alive connections, with the worker paused so the figure is the gateway's own (the jobs wait in
    Redis; the stack is torn down afterwards), and the CPU time a delivery costs the gateway process and
-   Redis (steadier than the rate when other work shares the cores). Peer: ``GET /healthz`` over the same
-   connections.
+   Redis (steadier than the rate when other work shares the cores). It starts once the stack is idle: a
+   gateway that has just started spends half a minute of CPU embedding the course maps. Peer:
+   ``GET /healthz`` over the same connections.
 
 Prints the figures, then one JSON line with all of them (the last line of output).
 
@@ -57,6 +58,7 @@ RAISED_LIMITS = {  # per client: every simulated student shares 127.0.0.1
     "INTAKE_RATE_LIMIT_CHAT_PER_CLIENT": "1000000",
     "INTAKE_RATE_LIMIT_WEBHOOK_PER_CLIENT": "1000000",
 }
+STACK_PROGRAMS = ("gateway", "inference", "indexer", "chroma", "analytics", "redis")  # waited for to idle
 CHECK_IN = "are you feeling okay"  # the interview's wellbeing question (lower case)
 FIRST_NAMES = ["Ana", "Ben", "Chen", "Dara", "Eli", "Farah", "Gus", "Hana", "Ivan", "Jo", "Kemal", "Lin"]
 
@@ -470,6 +472,7 @@ async def ingest(env: dict[str, str], target: Target, options: argparse.Namespac
     """Signed deliveries per second with the worker paused; ``/healthz`` per second as the peer."""
     stack_cli.ctl(env, "stop", "worker")
     try:
+        waited = wait_until_quiet(env)
         host = httpx.URL(target.url).netloc.decode()
         health = [raw_request("GET", "/healthz", host)] * options.deliveries
         health_rate, health_statuses = await flood(target.url, health, options.connections)
@@ -486,11 +489,12 @@ async def ingest(env: dict[str, str], target: Target, options: argparse.Namespac
     print(
         f"ingest: {options.deliveries} signed deliveries, {options.connections} connections: {rate:.0f}/s "
         f"{dict(statuses)}; CPU per delivery: gateway {cpu['gateway']} ms, Redis {cpu['redis']} ms; "
-        f"peer GET /healthz {health_rate:.0f}/s {dict(health_statuses)}",
+        f"peer GET /healthz {health_rate:.0f}/s {dict(health_statuses)}; stack quiet after {waited:.0f}s",
         flush=True,
     )
     return {
         "deliveries": options.deliveries,
+        "quiet_after_s": round(waited),
         "connections": options.connections,
         "per_s": round(rate),
         "statuses": {str(k): v for k, v in sorted(statuses.items())},
@@ -513,6 +517,29 @@ async def _through_proxy(env: dict[str, str], target: Target, options: argparse.
         "statuses": {str(k): v for k, v in sorted(statuses.items())},
         "server_errors": sum(n for s, n in statuses.items() if s >= 500),
     }
+
+
+def wait_until_quiet(
+    env: dict[str, str], idle_cores: float = 0.1, window_s: float = 2.0, timeout_s: float = 300.0
+) -> float:
+    """Seconds waited until the stack's programs together use under ``idle_cores`` of CPU over
+    ``window_s``: a gateway that has just started embeds every course's map in a thread (tens of CPU
+    seconds) and warms the model server's prompt cache, and a flood sent meanwhile measures that work too.
+    Gives up after ``timeout_s``."""
+    pids = [p for name in STACK_PROGRAMS if (p := stack_cli.ctl(env, "pid", name).stdout.strip()).isdigit()]
+    started = time.monotonic()
+    last = _total_cpu_s(pids)
+    while time.monotonic() - started < timeout_s:
+        time.sleep(window_s)
+        now = _total_cpu_s(pids)
+        if now - last < idle_cores * window_s:
+            break
+        last = now
+    return time.monotonic() - started
+
+
+def _total_cpu_s(pids: Sequence[str]) -> float:
+    return sum(_process_cpu_s(int(pid)) or 0.0 for pid in pids)
 
 
 def cpu_seconds(env: dict[str, str], redis_url: str) -> dict[str, float | None]:
