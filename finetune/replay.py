@@ -6,7 +6,8 @@ check-in) can be judged in half a minute: this runs each student of ``eval_stude
 ``Interviewer`` in-process with the real classifier and course map, the policy's own questions (no model:
 every question is the template the interview falls back to) and a retriever, and prints per student
 whether the topic and the assignment came out right, how the chat ended, and every check-in or
-escalation of a student who is not in distress.
+escalation of a student who is not in distress; with ``-v``, each conversation and the summary composed
+from its facts (what the professor reads when the model's polish is rejected or absent).
 
 It is a developer's instrument, not the evaluation: questions worded by a model differ, so a student's
 answers can land in other slots; the figures in the README come from ``make eval``. ::
@@ -33,8 +34,9 @@ from finetune.evaluate import appointment_for, iso
 from finetune.retrieval import LocalRetriever
 from services.coursepack import Catalog, Course, load_catalog
 from services.gateway.intake.interview import Interviewer, TurnOutcome
-from services.gateway.intake.models import Booking, InterviewState, Person
+from services.gateway.intake.models import Booking, InterviewState, Person, SummaryStatus
 from services.gateway.intake.reader import EmbeddingReader
+from services.gateway.intake.summary import build_summary
 from services.gateway.ports import CourseRetriever, PromptMessage
 from services.settings import Settings
 
@@ -97,6 +99,10 @@ async def replay(
             break
         text = player.reply(reply)
     facts, truth = state.facts, student.truth
+    ended: SummaryStatus = (
+        "escalated" if status == "escalated" else "complete" if status == "complete" else "partial"
+    )
+    summary = build_summary(state, course, booking, ended, "")
     return Replayed(
         student=student.id,
         topic_ok=facts.topic == (truth.topic or None),
@@ -108,6 +114,12 @@ async def replay(
             *lines,
             f"facts: topic={facts.topic} assignment={facts.assignment} section={facts.section}",
             f"evidence: topic={facts.topic_evidence} assignment={facts.assignment_evidence}",
+            f"issue_description: {summary.issue_description}",
+            f"professor_prep_note: {summary.professor_prep_note}",
+            "suggested_materials: "
+            + "; ".join(
+                f"{m.source}" + (f" ({m.section})" if m.section else "") for m in summary.suggested_materials
+            ),
         ],
     )
 

@@ -188,7 +188,7 @@ def stuck_sentences(facts: Facts, course: Course, limit: int = 2) -> list[str]:
     At most one of them is a short quotation, and only of an error message or code, where the
     exact words matter to the professor.
     """
-    named = _assignment_words(facts, course)
+    named = _assignment_words(facts, course) | _FEELINGS
     said = " ".join(x for x in (facts.stuck_on, facts.example) if x)
     pool = [s for s in dict.fromkeys(clean_sentences(said)) if informative(s) - named]
     if not pool:
@@ -222,7 +222,7 @@ def _assignment_words(facts: Facts, course: Course) -> set[str] | frozenset[str]
 
 def _weight(sentence: str, facts: Facts, course: Course, focus: set[str]) -> float:
     """Specific sentences first: content words that are not generic, course vocabulary, an error message."""
-    own = informative(sentence) - _assignment_words(facts, course)
+    own = informative(sentence) - _assignment_words(facts, course) - _FEELINGS
     score = len(own) + 1.5 * len(own & focus) + (2.0 if _CODE.search(sentence) else 0.0)
     if len(sentence.split()) > 45 or _TO_THE_BOT.search(sentence):
         score -= 3.0
@@ -239,6 +239,15 @@ _TO_THE_BOT = re.compile(
 _VAGUE = content_words(
     "stuck confused lost struggling understand trouble hard difficult part problem question"
 )
+# How the student feels and how long they have worked at it: real, and the chat's check-in hears it, but
+# the professor's description of the problem says what is wrong ("I'm freaking out, I spent the whole
+# weekend on it" describes no problem). A sentence made only of these (and courtesy) is left out.
+_FEELINGS = content_words(
+    "stressed stressing stress freaking panicking panic worried worry nervous anxious scared afraid "
+    "overwhelmed frustrated frustrating annoyed annoying upset dying killing dumb stupid silly honestly "
+    "really advance questions spent whole weekend hours days night nights forever ages sorry bit lot little "
+    "kind kinda sort totally completely get getting working trying"
+) | {"i'm", "i've", "i'd", "i'll", "im", "ive"}
 _CODE = re.compile(r"\b[A-Z]\w*(?:Error|Exception)\b|\bTraceback\b|[`{}\[\]=<>]|\w\(")
 
 
@@ -373,6 +382,24 @@ _GOAL_VERB = re.compile(
 )
 
 
+_LEARNING = re.compile(r"^(?:understand|know|learn|see|figure|get)\b", re.I)
+_TASK_VERB = re.compile(
+    r"^(?:draw|explain|solve|calculate|compute|derive|prove|graph|plot|balance|interpret|convert|set up|"
+    r"build|choose|decide|apply|use|structure|organi[sz]e|cite|compare|identify|label|estimate|tell|"
+    r"connect|link|justify|argue|reconstruct|read|trace|test|turn)\b",
+    re.I,
+)
+_DROPPED_I = re.compile(
+    r"^(?:(?:get|got) (?:an? |-?\d|none\b|nan\b|\w*error)|(?:keep|kept|have|had|can't|cannot|don't|didn't|"
+    r"still)\b)",
+    re.I,
+)
+_NOUN_PHRASE = re.compile(
+    r"^(?:the|a|an|this|that|these|those|some|any|all|both|one|two|three|four|five|\d+)\b", re.I
+)
+_WH = re.compile(r"\b(?:which|what|how|why|when|where|whether|who)\b", re.I)
+
+
 # function words of the languages students code-switch into most (Spanish, French, Portuguese, Italian,
 # German): in a sentence that has several, "me" and "mi" are not English ("me salieron" stays as it is)
 _OTHER_LANGUAGE = re.compile(
@@ -434,6 +461,19 @@ def third_person_sentence(sentence: str, *, mode: Mode, keep: frozenset[str] = f
     ):
         return f"They are stuck on {low}."
     if not _FINITE.search(body) and len(body.split()) <= 6:
+        return f"They are stuck on {low}."
+    if body.lower().startswith("to "):  # "to understand how to use the equation of the line"
+        return f"They want {low}."
+    if _DROPPED_I.match(body):  # "get a KeyError on line 5": the student left out "I"
+        return f"They {low}."
+    if (_GOAL_VERB.match(body) or _TASK_VERB.match(body)) and not re.match(r"^\w+s\b", body):
+        # a bare verb: what they want to grasp ("understand when a higher price brings in less") or do
+        # ("draw the graph and explain it")
+        return f"They want to {low}." if _LEARNING.match(body) else f"They are stuck on how to {low}."
+    finite = _FINITE.search(body)
+    if _NOUN_PHRASE.match(body) and _WH.search(body[: finite.start()] if finite else body):
+        # a noun phrase whose first verb is inside a wh-clause ("two sources of error and which way
+        # each one moves the yield", "the part where the loop stops"): what they are stuck on
         return f"They are stuck on {low}."
     return f"They say {low}."
 
@@ -506,9 +546,10 @@ def prep_note(state: InterviewState, course: Course, booking: Booking, status: S
             "The student expressed distress and was shown the support resources; consider checking in "
             "with them before the meeting."
         )
-    if facts.section:
-        notes.append(_look_at(facts.section))
     assignment = course.assignment(facts.assignment) if facts.assignment else None
+    on_sheet = bool(facts.section and assignment and facts.section.source == assignment.file)
+    if facts.section and not (on_sheet and not _heading(facts.section)):
+        notes.append(_look_at(facts.section))  # the whole sheet is named in the next sentence
     due = dates.due_date(facts, course)
     urgency = dates.urgency(facts, course, booking)
     when = f", due {_day(due)} (urgency {urgency})" if due else ""
@@ -520,7 +561,7 @@ def prep_note(state: InterviewState, course: Course, booking: Booking, status: S
     if state.materials != "ok":
         notes.append(_MATERIALS_NOTE[state.materials])
     topic = course.topic(facts.topic) if facts.topic else None
-    if topic and not facts.section:
+    if topic and (not facts.section or on_sheet):
         notes.append(f"Have your notes on {_lower_first(topic.title)} ready.")
     notes += [_answer(q.ask, facts.custom[q.id]) for q in course.questions if facts.custom.get(q.id)]
     if bring := _bring(facts, assignment is not None):

@@ -158,6 +158,37 @@ def test_prep_note_points_at_the_matched_section_the_sheet_and_the_due_date() ->
     assert len({m.source for m in s.suggested_materials}) == len(s.suggested_materials) <= 3
 
 
+def test_prep_note_names_the_sheet_once_and_the_topics_notes_when_the_stuck_point_matched_the_sheet() -> None:
+    """A stuck point that matched the assignment sheet as a whole (no heading) does not send the professor to
+    the sheet twice ("Look at Problem Set 3 …. Review the Problem Set 3 sheet …"); the topic's notes are
+    named instead."""
+    whole_sheet = Section(source="assignments/ps3.md", title="Problem Set 3: Hypothesis Tests", heading=None)
+    s = summary.build_summary(
+        _stuck_state(section=whole_sheet), make_course(), make_booking(), "complete", ""
+    )
+    note = s.professor_prep_note
+    assert note.count("Problem Set 3: Hypothesis Tests") == 1, note
+    assert note.startswith("Review the Problem Set 3: Hypothesis Tests sheet (assignments/ps3.md)"), note
+    assert "Have your notes on hypothesis testing and p-values ready." in note
+    part = Section(source="assignments/ps3.md", title="Problem Set 3: Hypothesis Tests", heading="Problem 2")
+    s = summary.build_summary(_stuck_state(section=part), make_course(), make_booking(), "complete", "")
+    assert s.professor_prep_note.startswith("Look at 'Problem 2' in Problem Set 3: Hypothesis Tests")
+
+
+def test_feelings_and_hours_spent_are_not_the_description_of_the_problem() -> None:
+    """ "I'm stressed, sorry for the dumb questions" and "I spent the whole weekend on it" are heard by the
+    chat, but the professor's description says what is wrong."""
+    state = _stuck_state(
+        stuck_on="I'm really stressed about PS3, sorry in advance for the dumb questions. "
+        "I can't tell when to reject the null hypothesis. "
+        "I'm dying to get this done, I spent the whole weekend on it."
+    )
+    text = summary.build_summary(state, make_course(), make_booking(), "complete", "").issue_description
+    assert "reject the null hypothesis" in text
+    for feeling in ("stressed", "sorry", "dumb", "dying", "weekend"):
+        assert feeling not in text, (feeling, text)
+
+
 def test_prep_note_carries_the_answers_to_the_courses_own_questions() -> None:
     """A course's must-ask question comes back labelled ("Exact error message they see: …"), code quoted."""
     course = msgspec.structs.replace(
@@ -238,6 +269,38 @@ def test_very_long_and_clipped_answers_end_on_whole_sentences() -> None:
             "They redid it, en el lab 6 los cálculos me salieron bien, but their yield is 134%.",
         ),
         ("my TA says it works for me", "stuck", "Their TA says it works for them."),
+        (  # fragments without "I": what they want to grasp, what they can't do, what happens to them
+            "understand when raising the price brings in less money",
+            "stuck",
+            "They want to understand when raising the price brings in less money.",
+        ),
+        (
+            "draw the graph correctly and explain it in one paragraph",
+            "stuck",
+            "They are stuck on how to draw the graph correctly and explain it in one paragraph.",
+        ),
+        ("get a KeyError when I run it", "stuck", "They get a KeyError when they run it."),
+        ("get why it works like that", "stuck", "They want to get why it works like that."),
+        (
+            "to understand how to use the equation",
+            "stuck",
+            "They want to understand how to use the equation.",
+        ),
+        (  # a sentence that does not open like a noun phrase is still something they say
+            "in my country people think differently about it, who's to say",
+            "stuck",
+            "They say in their country people think differently about it, who's to say.",
+        ),
+        (  # a noun phrase whose only verbs are inside a wh-clause is the stuck point, not something said
+            "two specific sources of error and which way each one moves the yield",
+            "stuck",
+            "They are stuck on two specific sources of error and which way each one moves the yield.",
+        ),
+        (
+            "the part where the function returns None",
+            "stuck",
+            "They are stuck on the part where the function returns None.",
+        ),
     ],
 )
 def test_student_sentences_are_said_of_them_in_the_third_person(said: str, mode: str, written: str) -> None:
