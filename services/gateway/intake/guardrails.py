@@ -37,7 +37,7 @@ class Verdict(msgspec.Struct, frozen=True):
 _DISTRESS: tuple[tuple[str, str], ...] = (
     (
         "suicide",
-        r"\bsuicid\w*|\bkill(?:ing)? my ?self\b|\bkms\b|\bunalive\b|\bend(?:ing)? (?:it all|my life)\b|"
+        r"\bsuicid\w*\b(?! mission)|\bkill(?:ing)? my ?self\b|\bkms\b|\bunalive\b|\bend(?:ing)? (?:it all|my life)\b|"
         r"\btake my (?:own )?life\b",
     ),
     (
@@ -69,7 +69,74 @@ _DISTRESS: tuple[tuple[str, str], ...] = (
         r"\bmental health crisis\b|\b(?:my life|i'?m|i am) falling apart\b|\bnobody would (?:care|notice) if i\b",
     ),
     ("abuse", r"\b(?:being|been|getting) (?:abused|assaulted|hurt by)\b|\bnot safe at home\b"),
+    (
+        # a means or a plan, in plain words: the most concrete warning signs there are
+        "means",
+        r"\b(?:looking up|looked up|googl\w+|search(?:ed|ing)? for|checking|checked) how (?:high|tall|far down|"
+        r"many (?:pills|tablets))\b|"
+        r"\b(?:pills?|tablets|meds|medication)\b[^.?!]{0,50}\b(?:like an answer|the answer|a way out|way out|"
+        r"enough to|all (?:of them )?at once|saving (?:them )?up|stockpil\w*)|"
+        r"\b(?:saving|collecting|stockpiling|hoarding) (?:up )?(?:my )?(?:pills|tablets|meds|medication)\b|"
+        r"\b(?:went back to|back to|picked up|using) (?:the |my )?(?:razor|blade)s?\b|"
+        r"\b(?:bought|got|have|tied) (?:a |the )?(?:rope|noose)\b",
+    ),
+    (
+        # putting affairs in order: goodbye notes, belongings given away, "where I'm going"
+        "final_arrangements",
+        r"\bi(?:'?ve| have| had)? (?:already |just )?(?:wrote|written|write|left) (?:a |the |my )?(?:goodbye |"
+        r"farewell |last )?(?:note|letters?)\b[^.?!]{0,60}\b(?:whoever finds|when i'?m gone|after i'?m gone|"
+        r"decide when|goodbye)|"
+        r"\bi(?:'?ve| have| had)? (?:already |just )?(?:wrote|written|write|left) (?:a |my )(?:goodbye|farewell) "
+        r"(?:note|letter)s?\b|\bmy (?:goodbye|farewell) (?:note|letter)s?\b|"
+        r"\b(?:won'?t|will not|wont) (?:be )?need(?:ing)? (?:it|them|any of (?:it|them|this)|my \w+) "
+        r"(?:anymore|any more|where i'?m going|after)|\bwhere i'?m going\b[^.?!]{0,30}\bwon'?t need\b|"
+        r"\b(?:not|never) coming back from\b|\bafter i'?m gone\b|"
+        r"\bgave (?:away )?(?:all )?(?:of )?my (?:stuff|things|belongings|possessions|everything)(?: away)?\b|"
+        r"\bgiving (?:away )?(?:all )?(?:of )?my (?:stuff|things|belongings|possessions)(?: away)?\b",
+    ),
+    (
+        "burden",
+        r"\bi(?:'?m| am) (?:just |only |such )?(?:a|an) (?:burden|weight|load)(?: on| to)? "
+        r"(?:everyone|everybody|my family|my parents|the world|all of you|people|nobody asked)|"
+        r"\b(?:everyone|everybody|they|my family|the world|people)(?:'d| would)? (?:be )?better off without me\b",
+    ),
+    (
+        # Spanish, Portuguese, French, Italian, German, Hindi/Urdu in Latin letters, Chinese: students
+        # in distress often fall back on their first language, where the sentence encoder reads nothing
+        "other_language",
+        r"\b(?:me quiero morir|quiero morir(?:me)?|quisiera (?:morir|no despertar)|ganas de morir|no quiero (?:seguir )?"
+        r"vivir|no quiero seguir (?:aqu[ií]|viviendo)|quitarme la vida|matarme|suicidarme|"
+        r"(?:quiero|quisiera) desaparecer|soy una carga|estar[ií]an mejor sin m[ií]|nadie me extrañar[ií]a|"
+        r"no creo que siga aqu[ií]|ya no (?:voy a )?estar[ée] aqu[ií]|hacerme daño|cortarme|"
+        r"no (?:las?|los) voy a necesitar|donde voy no)\b|"
+        r"\b(?:quero morrer|n[ãa]o quero mais viver|me matar|sou um peso|estariam melhor sem mim|"
+        r"acabar com (?:a )?minha vida)\b|"
+        r"\b(?:je veux mourir|envie de mourir|je ne veux plus vivre|me suicider|me tuer|en finir|"
+        r"je suis un fardeau|mieux sans moi)\b|"
+        r"\b(?:voglio morire|non voglio pi[uù] vivere|farla finita|togliermi la vita)\b|"
+        r"\b(?:ich will sterben|nicht mehr leben|mich umbringen|selbstmord)\b|"
+        r"\b(?:marna chaht[aie]|mar jaana chaht[aie]|mar jaun(?:ga|gi)?|marr? jaau?n|jeena nahi? chaht[aie]|"
+        r"jeene ka (?:mann?|dil) nahi?|zinda nahi? rehna|khudkushi|aatmahatya|(?:ek )?bojh (?:hoon|hu|hun)|"
+        r"mere bina (?:sab )?(?:zyada |jyada )?khush|kabhi na uth(?:u|oon|un)|phir kabhi na uth\w*|"
+        r"sab khatam kar (?:dun|du|doon)(?:ga|gi)?|letter likh diya)\b|"
+        r"想死|不想活|自杀|活着没意思|轻生|\b(?:xiang si|bu xiang huo le|zi sha)\b",
+    ),
 )
+# "suicide" or "self-harm" named as the subject of coursework (an essay on Hamlet's soliloquy, a nursing
+# case, a risk-assessment module) with no first-person wish or plan: the student is asked how they are
+# (a check-in) rather than the chat being stopped; the answer escalates on any further sign.
+_AS_SUBJECT = re.compile(
+    r"\b(?:essay|paper|soliloquy|novel|poem|play|character|chapter|article|author|patient|client|case|"
+    r"assessment|assessing|screen(?:ing)?|risk|module|lecture|unit|theory|rates?|data|study|studies|research|"
+    r"policy|prevention|literature|reading|ideation|scale|protocol|care plan)\b",
+    re.I,
+)
+_FIRST_PERSON_WISH = re.compile(
+    r"\b(?:i|i'?m|i'?ve|i'?d|i am|me|myself|my own)\b[^.?!]{0,25}\b(?:want|wanna|wish|thinking|thought|"
+    r"planning|plan to|feel|felt|tried|attempt\w*|urges?|can'?t stop)\b",
+    re.I,
+)
+_SUBJECT_TERMS = re.compile(r"^(?:suicid\w*|self[- ]?harm\w*|hopelessness)$", re.I)
 _INJECTION: tuple[tuple[str, str], ...] = (
     (
         "override",
@@ -177,6 +244,7 @@ def screen(text: str, *, course_related: bool = False) -> Verdict:
     ``course_related`` (the policy saw a topic or assignment in the message) keeps course talk that
     happens to mention, say, football in a statistics problem from being called off-topic.
     """
+    demoted: Verdict | None = None
     for kind in ("distress", "injection", "homework", "person", "reschedule", "off_topic"):
         if kind == "off_topic" and course_related:
             continue
@@ -189,9 +257,22 @@ def screen(text: str, *, course_related: bool = False) -> Verdict:
                 and not _CASE_SENSITIVE_DAN.search(text)
             ):
                 continue  # "dan" is also a name; only the upper-case jailbreak counts
+            if match and kind == "distress" and all(_as_subject(text, m) for m in pattern.finditer(text)):
+                demoted = demoted or Verdict("check_in", f"{rule}_as_subject")
+                continue
             if match:
                 return Verdict(kind, rule)  # type: ignore[arg-type]
+        if kind == "distress" and demoted:
+            return demoted
     return Verdict("ok")
+
+
+def _as_subject(text: str, match: re.Match[str]) -> bool:
+    """The distress word is the topic of coursework, not the student's wish (see ``_AS_SUBJECT``)."""
+    if not _SUBJECT_TERMS.match(match.group(0).strip()):
+        return False  # "kill myself", "end my life": first person by their nature
+    sentence = next((s for s in sentences(text) if match.group(0) in s), text)
+    return bool(_AS_SUBJECT.search(sentence)) and not _FIRST_PERSON_WISH.search(sentence)
 
 
 # ---------------------------------------------------------------- template replies

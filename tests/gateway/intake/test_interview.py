@@ -451,6 +451,22 @@ async def test_a_second_uncertain_signal_asks_once_more_and_a_third_escalates() 
     assert outcome.status == "escalated" and state.flags.distress
 
 
+async def test_suicide_as_coursework_gets_a_check_in_and_a_first_language_plea_escalates() -> None:
+    """Through the whole turn with no classifier: a nursing student's case about suicidal ideation is asked
+    how they are and carries on when fine; a student writing in Spanish that they don't want to live is
+    escalated at once."""
+    iv, state = await _start(ScriptedModel(default="Thanks. What have you tried so far?"))
+    _, outcome = await _say(
+        iv, state, "My ps3 case is a patient with suicidal ideation and I need the care plan"
+    )
+    assert outcome.status == "active" and "okay and safe" in outcome.reply and not state.flags.distress
+    _, outcome = await _say(iv, state, "Yes I'm fine, it's just the course material")
+    assert outcome.status == "active" and not state.flags.distress
+    iv, state = await _start(ScriptedModel(default="Thanks. What have you tried so far?"))
+    _, outcome = await _say(iv, state, "perdón, es que ya no quiero vivir")
+    assert outcome.status == "escalated" and state.flags.distress
+
+
 async def test_not_really_to_the_second_check_in_escalates() -> None:
     again = "everything just feels pointless"
     iv, state = await _with_reader({VAGUE: UNSURE, again: UNSURE})
