@@ -488,7 +488,8 @@ async def ingest(env: dict[str, str], target: Target, options: argparse.Namespac
         stack_cli.ctl(env, "start", "worker")
     print(
         f"ingest: {options.deliveries} signed deliveries, {options.connections} connections: {rate:.0f}/s "
-        f"{dict(statuses)}; CPU per delivery: gateway {cpu['gateway']} ms, Redis {cpu['redis']} ms; "
+        f"{dict(statuses)}; CPU per delivery: gateway {cpu['gateway']} ms, Redis {cpu['redis']} ms, "
+        f"supervisord (the logs) {cpu['supervisord']} ms, this load generator {cpu['generator']} ms; "
         f"peer GET /healthz {health_rate:.0f}/s {dict(health_statuses)}; stack quiet after {waited:.0f}s",
         flush=True,
     )
@@ -544,13 +545,18 @@ def _total_cpu_s(pids: Sequence[str]) -> float:
 
 def cpu_seconds(env: dict[str, str], redis_url: str) -> dict[str, float | None]:
     """CPU seconds used so far by the gateway process and by Redis: what a delivery costs them depends far
-    less than deliveries per second on what else keeps the machine's cores busy."""
+    less than deliveries per second on what else keeps the machine's cores busy. Also supervisord's (it
+    copies every program's output into the log files) and this process's own (the load generator): they
+    share the same cores."""
     pid = stack_cli.ctl(env, "pid", "gateway").stdout.strip()
+    supervisord = stack_cli.ctl(env, "pid").stdout.strip()
     with redis.Redis.from_url(redis_url) as client:
         used = client.info("cpu")
     return {
         "gateway": _process_cpu_s(int(pid)) if pid.isdigit() else None,
         "redis": float(used["used_cpu_user"]) + float(used["used_cpu_sys"]),
+        "supervisord": _process_cpu_s(int(supervisord)) if supervisord.isdigit() else None,
+        "generator": time.process_time(),
     }
 
 

@@ -54,12 +54,20 @@ _PROCESSING = "calcom:processing:{}"
 _TOMBSTONE = "calcom:booking:{}"
 _LOCK = "calcom:lock:{}"
 _PROCESSING_TTL_S = 60
-# KEYS seen, processing; ARGV owner, ttl (ms). 0: handled already; 1: the marker is ours; -1: a copy has it
+# KEYS seen, processing, then the booking locks in order; ARGV owner, marker ttl, lock ttl (ms).
+# -1: handled already; -2: a copy has the marker; n >= 0: the marker is ours, and the first n locks too
+# (taken in order, stopping at the first one someone else holds)
 _CLAIM = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
-return -1
+if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
+if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return -2 end
+local taken = 0
+for i = 3, #KEYS do
+  if not redis.call('SET', KEYS[i], ARGV[1], 'NX', 'PX', ARGV[3]) then return taken end
+  taken = taken + 1
+end
+return taken
 """
+_LOCK_TTL_S = 30
 _LOCK_WAIT_S = 3.0
 _INTAKE_WAIT_S = 2.0
 
@@ -134,18 +142,19 @@ async def handle_once(
     booking_uid: str,
 ) -> Ack:
     redis = services.redis
-    processing = await _claim(redis, key)
-    if processing == "seen":
+    # events for the same booking(s) one at a time; locks taken in sorted order to avoid deadlock
+    lock_keys = [_LOCK.format(uid) for uid in sorted(set(uids))]
+    claimed = await _claim(redis, key, lock_keys)
+    if claimed == "seen":
         log.info("webhook_duplicate", trigger=trigger, booking_uid=booking_uid)
         return Ack("duplicate")
-    if processing is None:
+    if claimed is None:
         log.info("webhook_in_progress", trigger=trigger, booking_uid=booking_uid)
         raise Conflict("This delivery is being handled right now; send it again shortly.")
-    held = [processing]
+    held = claimed
     try:
-        # events for the same booking(s) one at a time; locks taken in sorted order to avoid deadlock
-        for uid in sorted(set(uids)):
-            lock = await locks.acquire(redis, _LOCK.format(uid), ttl_s=30, wait_s=_LOCK_WAIT_S)
+        for lock_key in lock_keys[len(held) - 1 :]:  # the ones another delivery held a moment ago: wait
+            lock = await locks.acquire(redis, lock_key, ttl_s=_LOCK_TTL_S, wait_s=_LOCK_WAIT_S)
             if lock is None:
                 raise Conflict("Another delivery for this booking is being handled; send it again shortly.")
             held.append(lock)
@@ -163,16 +172,22 @@ async def handle_once(
     return ack
 
 
-async def _claim(redis: aioredis.Redis, key: str) -> locks.RedisLock | Literal["seen"] | None:
-    """In one round trip: ``"seen"`` for a delivery handled already, else its *processing* marker, or None
-    while another copy holds it."""
+async def _claim(
+    redis: aioredis.Redis, key: str, lock_keys: Sequence[str]
+) -> list[locks.RedisLock] | Literal["seen"] | None:
+    """In one round trip: ``"seen"`` for a delivery handled already, None while another copy holds its
+    *processing* marker, else the marker and every booking lock that was free (in order, up to the first
+    one another delivery holds)."""
     owner = secrets.token_hex(8)
-    claimed = await redis.eval(  # type: ignore[misc]
-        _CLAIM, 2, _SEEN.format(key), _PROCESSING.format(key), owner, _PROCESSING_TTL_S * 1000
-    )
-    if claimed == 0:
+    marker = _PROCESSING.format(key)
+    keys = [_SEEN.format(key), marker, *lock_keys]
+    ttls = (_PROCESSING_TTL_S * 1000, _LOCK_TTL_S * 1000)
+    taken = int(await redis.eval(_CLAIM, len(keys), *keys, owner, *ttls))  # type: ignore[misc]
+    if taken == -1:
         return "seen"
-    return locks.RedisLock(redis, _PROCESSING.format(key), owner) if claimed == 1 else None
+    if taken < 0:
+        return None
+    return [locks.RedisLock(redis, k, owner) for k in [marker, *lock_keys[:taken]]]
 
 
 def _keep_s(services: Services) -> int:

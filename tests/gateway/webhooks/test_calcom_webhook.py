@@ -16,8 +16,10 @@ from services.gateway import locks
 from services.gateway.container import Services
 from services.gateway.delivery import jobs as job_kinds
 from services.gateway.delivery.queue import QueuedJob, partial_due_at
+from services.gateway.errors import Conflict
 from services.gateway.intake.models import ChatMessage, IntakeRecord
 from services.gateway.intake.store import parse_time
+from services.gateway.webhooks import handling
 from services.gateway.webhooks.handling import Ack, handle_once
 from services.gateway.webhooks.signature import NO_SECRET
 from tests.gateway.delivery.harness import (
@@ -421,6 +423,39 @@ async def test_ack_body_is_a_struct(gw: Gateway) -> None:
 
 
 # --- lost or doubled work ------------------------------------------------------------------------------
+
+
+async def test_a_booking_lock_held_elsewhere_is_waited_for_and_every_lock_taken_is_freed(
+    gw: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The claim takes the delivery's marker and the free booking locks in one step; a lock another event
+    holds is waited for, and when the wait runs out (409) the marker and the lock already taken are freed,
+    so the sender's retry goes through."""
+    monkeypatch.setattr(handling, "_LOCK_WAIT_S", 0.2)
+    redis = gw.services.redis
+    other_event = await locks.acquire(redis, f"calcom:lock:{OLD_UID}", ttl_s=30)  # sorts after NEW_UID
+    assert other_event is not None
+    calls: list[str] = []
+
+    async def run() -> Ack:
+        calls.append("run")
+        assert await redis.exists(f"calcom:lock:{NEW_UID}", f"calcom:lock:{OLD_UID}") == 2
+        return Ack("rescheduled")
+
+    key, uids = "test-locks-key", [NEW_UID, OLD_UID]
+    args = {"trigger": "BOOKING_RESCHEDULED", "booking_uid": NEW_UID}
+    with pytest.raises(Conflict):
+        await handle_once(gw.services, key, uids, run, **args)
+    assert not calls
+    assert await redis.exists(f"calcom:lock:{NEW_UID}", f"calcom:processing:{key}") == 0
+    await other_event.release()
+    assert (await handle_once(gw.services, key, uids, run, **args)).status == "rescheduled"
+    assert calls == ["run"]
+    assert (
+        await redis.exists(f"calcom:lock:{NEW_UID}", f"calcom:lock:{OLD_UID}", f"calcom:processing:{key}")
+        == 0
+    )
+    assert (await handle_once(gw.services, key, uids, run, **args)).status == "duplicate"
 
 
 async def test_a_copy_arriving_while_the_first_is_handled_is_409_not_dropped(
