@@ -158,10 +158,16 @@ def _resolve(state: InterviewState, course: Course, today: dt.date) -> None:
     if facts.no_assignment and (not best or evidence.get(best, 0.0) < 6.0):
         best = None
     facts.assignment = best
+    if best and facts.section and _on_other_sheet(course, facts.section, best):
+        facts.section = None  # a problem of another assignment's sheet is not where this student is stuck
     facts.topic = _topic(facts, course)
     about = [facts.stuck_on or "", facts.context or ""]
     if kind := request_kind.classify_request(about, facts.assignment is not None):
         facts.request_type = kind
+
+
+def _on_other_sheet(course: Course, section: Section, assignment_id: str) -> bool:
+    return any(a.file == section.source and a.id != assignment_id for a in course.assignments)
 
 
 def _with_due_dates(evidence: dict[str, float], course: Course, today: dt.date) -> dict[str, float]:

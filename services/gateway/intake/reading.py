@@ -160,7 +160,7 @@ def _guard(
     the answer to that question escalates on any distress signal, on "not really", or on no answer.
     """
     related = matching.mentions_course(course, text)
-    ruled = guardrails.screen(text, course_related=related)
+    ruled = _as_goal(guardrails.screen(text, course_related=related), answering)
     if ruled.kind == "distress":
         return ruled
     flagged = understanding.flagged if understanding else frozenset()
@@ -188,6 +188,14 @@ def _guard(
     if "off_topic" in sure and not related:
         return guardrails.Verdict("off_topic", "classifier")
     return ruled
+
+
+def _as_goal(verdict: guardrails.Verdict, answering: str | None) -> guardrails.Verdict:
+    """Asked what they want from the meeting, "Write the argument properly" or "Solve these on my own" is
+    the student's goal in the imperative, not an order to the bot ("write it for me" still is one)."""
+    if answering == "goal" and verdict.kind == "homework" and verdict.rule == "imperative":
+        return guardrails.Verdict("ok")
+    return verdict
 
 
 _PENDING_DEFAULT = {
@@ -225,7 +233,7 @@ def _sentences(
     dropped += len(sentences(text)) - len(whole)  # an injected sentence goes whole, not clause by clause
     for raw in [c for s in whole for c in _clauses(s)]:
         sentence = _without_boilerplate(raw)
-        kind = guardrails.screen(sentence).kind
+        kind = _as_goal(guardrails.screen(sentence), answering).kind
         if kind == "injection":
             dropped += 1
             continue
@@ -344,7 +352,12 @@ def _clause_scores(course: Course, sentence: str) -> dict[str, float]:
         zones = [(parts[0], 1.0)]
         if len(parts) > 1:
             after = parts[1].split()
-            zones += [(" ".join(after[:4]), -1.0), (" ".join(after[4:]), 1.0)]
+            end, i = 4, 0
+            while i < min(end, len(after)):  # "not for a problem set or the lab report": neither one
+                if after[i].lower() in {"or", "nor"}:
+                    end = max(end, i + 5)
+                i += 1
+            zones += [(" ".join(after[:end]), -1.0), (" ".join(after[end:]), 1.0)]
         for zone, sign in zones:
             for assignment_id, score in matching.assignment_scores(course, zone).items():
                 if score > 0:

@@ -656,7 +656,7 @@ def materials(state: InterviewState, course: Course) -> list[SuggestedMaterial]:
         (rank, SuggestedMaterial(title, source, why))
         for source in dict.fromkeys(state.context_sources)
         if all(m.source != source for m in out)
-        for title, why, rank in [_describe(source, course, focus)]
+        for title, why, rank in [_describe(source, course, focus, assignment is not None)]
     ]
     ranked.sort(key=lambda r: r[0])
     if out or (ranked and ranked[0][0] < 3):
@@ -669,10 +669,10 @@ def _topic_words(course: Course, facts: Facts) -> str:
     return f"{topic.title} {topic.id}" if topic else ""
 
 
-def _describe(source: str, course: Course, focus: set[str]) -> tuple[str, str, int]:
+def _describe(source: str, course: Course, focus: set[str], has_assignment: bool) -> tuple[str, str, int]:
     owner = next((a for a in course.assignments if a.file == source), None)
-    if owner:
-        return owner.title, "Related assignment sheet.", 2
+    if owner:  # another assignment's sheet is noise once the student's own is known
+        return owner.title, "Related assignment sheet.", 3 if has_assignment else 2
     stem = source.rsplit("/", 1)[-1].rsplit(".", 1)[0]
     title = re.sub(r"[-_]+", " ", stem).strip().capitalize() or source
     if content_words(stem.replace("-", " ")) & focus:

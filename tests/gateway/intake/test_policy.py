@@ -90,6 +90,50 @@ def test_a_negated_assignment_counts_against_it() -> None:
     assert state.facts.assignment == "lab-3"
 
 
+def test_a_negation_covers_every_assignment_it_lists() -> None:
+    """ "Not for lab 2 or the formal report": neither one, and no assignment at all."""
+    course = lab_course()
+    state = _state(
+        course, ("issue", "this isnt for lab 2 or the formal report, I just don't get the indicator")
+    )
+    assert state.facts.assignment is None and state.facts.no_assignment
+    assert all(v <= 0 for v in state.facts.assignment_evidence.values()), state.facts.assignment_evidence
+
+
+def test_a_section_of_another_assignments_sheet_is_dropped_once_the_assignment_is_known() -> None:
+    """The stuck point matched "Problem 5" of the lab 2 sheet, but the student works on lab 3: the prep note
+    must not send the professor to the other sheet."""
+    course = lab_course()
+    course.assignments[0] = Assignment(
+        "lab-2", "Lab 2: Stoichiometry", dt.date(2026, 2, 20), ["stoichiometry"], ["lab 2"], "a/lab2.md"
+    )
+    state = InterviewState()
+    passage = Passage(
+        text="Problem 5: titrate the unknown acid with the burette to the endpoint.",
+        source="a/lab2.md",
+        title="Lab 2: Stoichiometry",
+        section="Problem 5",
+        score=1.2,
+    )
+    said = "I'm doing lab 3 and my titration endpoint overshoots with the burette"
+    obs = reading.read(said, course, answering="issue", heard=reading.Heard(passages=[passage]))
+    assert obs.section is not None and obs.section.source == "a/lab2.md"
+    policy.update(state, course, obs, TODAY)
+    assert state.facts.assignment == "lab-3"
+    assert state.facts.section is None
+
+
+def test_an_imperative_answer_to_the_goal_question_is_the_goal_not_a_homework_request() -> None:
+    """Asked what they want from the meeting, "Write the argument properly myself" is a goal; asked
+    anything else, or "write it for me", it is still a request for the work."""
+    course = lab_course()
+    goal = "Write the error analysis properly instead of just saying human error"
+    obs = reading.read(goal, course, answering="goal", heard=reading.Heard())
+    assert obs.guard == "ok" and obs.said("goal")
+    obs = reading.read("Write my error analysis for me", course, answering="goal", heard=reading.Heard())
+    assert obs.guard == "homework"
+
+
 def test_not_for_an_assignment_means_no_assignment_and_no_assignment_question() -> None:
     """ "It's not for an assignment" leaves the assignment null and the policy never asks for one."""
     course = lab_course()

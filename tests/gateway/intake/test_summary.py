@@ -189,6 +189,18 @@ def test_feelings_and_hours_spent_are_not_the_description_of_the_problem() -> No
         assert feeling not in text, (feeling, text)
 
 
+def test_another_assignments_sheet_is_not_suggested_once_the_students_own_is_known() -> None:
+    """Retrieval brought up Problem Set 4's sheet while the student works on Problem Set 3: not suggested."""
+    state = _stuck_state()
+    state.context_sources = ["assignments/ps4.md", "notes/p-values.md"]
+    s = summary.build_summary(state, make_course(), make_booking(), "complete", "")
+    assert "assignments/ps4.md" not in [m.source for m in s.suggested_materials]
+    state = _stuck_state(assignment=None, section=None)
+    state.context_sources = ["assignments/ps4.md"]
+    s = summary.build_summary(state, make_course(), make_booking(), "complete", "")
+    assert "assignments/ps4.md" in [m.source for m in s.suggested_materials]  # no assignment known: related
+
+
 def test_prep_note_carries_the_answers_to_the_courses_own_questions() -> None:
     """A course's must-ask question comes back labelled ("Exact error message they see: …"), code quoted."""
     course = msgspec.structs.replace(
