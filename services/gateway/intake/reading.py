@@ -353,7 +353,7 @@ def _clause_scores(course: Course, sentence: str) -> dict[str, float]:
         if len(parts) > 1:
             after = parts[1].split()
             end, i = 4, 0
-            while i < min(end, len(after)):  # "not for a problem set or the lab report": neither one
+            while i <= min(end, len(after) - 1):  # "not for a problem set or the lab report": neither one
                 if after[i].lower() in {"or", "nor"}:
                     end = max(end, i + 5)
                 i += 1
@@ -396,14 +396,30 @@ def _about_problem(labelled: Sequence[tuple[str, str]]) -> bool:
     return any(k in {"stuck_on", "assignment"} for k, _ in labelled)
 
 
+_ADMIN_HEADING = re.compile(
+    r"^\W*(?:grading|grades?|rubric|marking|points|submission|submitting|how to submit|format(?:ting)?|length|"
+    r"due dates?|deadlines?|late (?:work|policy|submissions?)|policies|policy|logistics|academic integrity|"
+    r"collaboration|office hours|contact|schedule|materials)\b",
+    re.I,
+)
+_ADMIN_WORDS = re.compile(
+    r"\b(?:grad\w*|rubric|points?|marks?|submit\w*|format\w*|late|extension|due|deadline|word count|"
+    r"pages?|policy|collaborat\w*|integrity)\b",
+    re.I,
+)
+
+
 def _section(
     course: Course, passages: Sequence[Passage], labelled: Sequence[tuple[str, str]]
 ) -> Section | None:
     """The best chunk's section that shares words with the stuck point, notes before assignment sheets."""
     sheets = {a.file for a in course.assignments if a.file}
-    said = content_words(" ".join(s for k, s in labelled if k in {"stuck_on", "assignment"}))
+    about = " ".join(s for k, s in labelled if k in {"stuck_on", "assignment"})
+    said = content_words(about)
     ranked = sorted(passages, key=lambda p: (p.source in sheets, -p.score))
     for passage in ranked:
+        if passage.section and _ADMIN_HEADING.search(passage.section) and not _ADMIN_WORDS.search(about):
+            continue  # "Grading" or "Format" is not where a student stuck on the graph is stuck
         shared = said & content_words(f"{passage.title} {passage.section or ''} {passage.text}")
         if passage.source and len(shared) >= 2:
             return Section(

@@ -149,7 +149,7 @@ def issue_text(state: InterviewState, course: Course, booking: Booking, status: 
     if tried and len(chosen) < 4:
         chosen["tried"] = tried
     order = ("about", "stuck", "stuck2", "stuck3", "tried", "note")
-    return " ".join(chosen[k] for k in order if k in chosen)
+    return " ".join(dict.fromkeys(chosen[k] for k in order if k in chosen))  # a sentence said once
 
 
 def _has_focus(facts: Facts, course: Course) -> bool:
@@ -319,6 +319,7 @@ def clean_sentences(text: str | None) -> list[str]:
         for s in sentences(text or "")
         if informative(s)
         and not is_non_answer(s)
+        and not _NOTHING_TO_SHOW.search(s)
         and not is_confused(s)
         and guardrails.screen(s).kind not in {"injection", "homework"}
     ]
@@ -330,7 +331,14 @@ def informative(sentence: str) -> set[str]:
 
 
 _COURTESY = content_words(
-    "thanks thank that's that everything nothing else okay please sorry hello bye great cool fine sure anyway"
+    "thanks thank that's that everything nothing else okay please sorry hello bye great cool fine sure "
+    "anyway hola bonjour salut ciao hallo namaste oi gracias merci danke"
+)
+# "I don't have it with me right now": an answer to "could you paste ...", not something to tell the professor
+_NOTHING_TO_SHOW = re.compile(
+    r"\b(?:don'?t|do not|didn'?t) (?:have|bring) (?:it|them|that|the \w+|my \w+) "
+    r"(?:with me|on me|here|right now|at the moment)\b",
+    re.I,
 )
 
 
@@ -353,7 +361,7 @@ _THIRD = (
     (r"\bam\b", "are"),
 )
 _FILLER = re.compile(
-    r"^(?:(?:so|well|um+|uh+|ok(?:ay)?|yeah|yes|basically|honestly|like|hi|hello|hey|and|also|but|"
+    r"^(?:(?:so|well|um+|uh+|ok(?:ay)?|yeah|yes|basically|honestly|like|hi|hello|hey|hola|bonjour|and|also|but|"
     r"i mean|i guess|i think that)\b[,.!]?\s*)+",
     re.I,
 )

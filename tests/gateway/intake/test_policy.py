@@ -93,11 +93,13 @@ def test_a_negated_assignment_counts_against_it() -> None:
 def test_a_negation_covers_every_assignment_it_lists() -> None:
     """ "Not for lab 2 or the formal report": neither one, and no assignment at all."""
     course = lab_course()
-    state = _state(
-        course, ("issue", "this isnt for lab 2 or the formal report, I just don't get the indicator")
-    )
-    assert state.facts.assignment is None and state.facts.no_assignment
-    assert all(v <= 0 for v in state.facts.assignment_evidence.values()), state.facts.assignment_evidence
+    for said in (
+        "this isnt for lab 2 or the formal report, I just don't get the indicator",
+        "this isnt for a problem set or the formal report. I just don't get the indicator",
+    ):
+        state = _state(course, ("issue", said))
+        assert state.facts.assignment is None and state.facts.no_assignment, said
+        assert all(v <= 0 for v in state.facts.assignment_evidence.values()), state.facts.assignment_evidence
 
 
 def test_a_section_of_another_assignments_sheet_is_dropped_once_the_assignment_is_known() -> None:

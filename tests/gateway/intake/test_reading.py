@@ -143,3 +143,38 @@ def test_what_the_student_wants_from_the_meeting_is_half_weight_topic_evidence()
     goal = _read("Understand the slope of the least squares line", answering="goal")
     stuck = _read("I don't get the slope of the least squares line", answering="stuck_on")
     assert goal.topic_evidence["regression"] == pytest.approx(stuck.topic_evidence["regression"] / 2)
+
+
+def test_an_administrative_section_is_not_the_stuck_point_unless_the_student_asks_about_it() -> None:
+    """A "Grading" or "Format" section shares words with anything ("graph", "points"); it is the matched section
+    only when the student asks about grading or format."""
+    course = make_course()
+    grading = Passage(
+        text="The graph of the residuals is worth 10 points; label the axes of every graph.",
+        source="assignments/ps4.md",
+        title="Problem Set 4: Regression",
+        section="Grading",
+        score=2.0,
+    )
+    notes = Passage(
+        text="A residual plot is a graph of the residuals against the fitted values; a pattern means trouble.",
+        source="notes/regression.md",
+        title="Linear regression",
+        section="Residual plots",
+        score=1.0,
+    )
+    heard = reading.Heard(passages=[grading, notes])
+    obs = reading.read("I can't read the graph of the residuals", course, answering="issue", heard=heard)
+    assert obs.section is not None and obs.section.heading == "Residual plots"
+    only_grading = reading.Heard(passages=[grading])
+    obs = reading.read(
+        "I can't read the graph of the residuals", course, answering="issue", heard=only_grading
+    )
+    assert obs.section is None
+    obs = reading.read(
+        "how many points is the residuals graph worth in the grading",
+        course,
+        answering="issue",
+        heard=only_grading,
+    )
+    assert obs.section is not None and obs.section.heading == "Grading"

@@ -201,6 +201,21 @@ def test_another_assignments_sheet_is_not_suggested_once_the_students_own_is_kno
     assert "assignments/ps4.md" in [m.source for m in s.suggested_materials]  # no assignment known: related
 
 
+def test_greetings_in_any_language_and_nothing_to_show_are_not_the_stuck_point() -> None:
+    """ "Hola." is not what they are stuck on; "I don't have it with me right now, sorry" (said twice) is an
+    answer to "could you paste ...", not news for the professor, and no sentence is said twice."""
+    state = _stuck_state(
+        stuck_on="Hola. I can't tell when to reject the null hypothesis. "
+        "I don't have it with me right now, sorry. I don't have it with me right now, sorry.",
+        attempts="I don't have it with me right now, sorry.",
+    )
+    text = summary.build_summary(state, make_course(), make_booking(), "complete", "").issue_description
+    assert "reject the null hypothesis" in text
+    assert "hola" not in text.lower() and "with them right now" not in text, text
+    said = sentences(text)
+    assert len(said) == len(set(said)), text
+
+
 def test_prep_note_carries_the_answers_to_the_courses_own_questions() -> None:
     """A course's must-ask question comes back labelled ("Exact error message they see: …"), code quoted."""
     course = msgspec.structs.replace(
