@@ -68,6 +68,21 @@ else
 end
 """
 _BY_TOKEN = "jobs:token:{}"
+# KEYS per job: its done marker, its intake's job list; ARGV each job's list entry, then the list's ttl (s).
+# Per job 1 when it is done already, else 0 and its entry is in the list.
+_BOOKKEEPING = """
+local done = {}
+for i = 1, #KEYS, 2 do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    done[#done + 1] = 1
+  else
+    redis.call('SADD', KEYS[i + 1], ARGV[(i + 1) / 2])
+    redis.call('EXPIRE', KEYS[i + 1], ARGV[#ARGV])
+    done[#done + 1] = 0
+  end
+end
+return done
+"""
 _STATES: dict[Status, JobState] = {
     Status.NEW: "pending",
     Status.QUEUED: "pending",
@@ -163,6 +178,10 @@ def job_key(kind: JobKind, *about: str) -> str:
     return ".".join([kind, *about])
 
 
+def _bookkeeping_keys(planned: Planned, key: str) -> tuple[str, str]:
+    return _DONE.format(key), _BY_TOKEN.format(planned.args.token)
+
+
 def partial_due_at(settings: Settings, start_time: str, now: float | None = None) -> float:
     """``partial_before_meeting_s`` before the meeting; for a booking made later than that, halfway there."""
     now = time.time() if now is None else now
@@ -205,25 +224,22 @@ class Jobs:
         return key
 
     async def enqueue_many(self, planned: Sequence[Planned]) -> list[str | None]:
-        """``enqueue`` for several jobs, in three round trips: which are done, then every job's place in its
-        intake's list, then SAQ's enqueue of them all (one more for a second queue)."""
+        """``enqueue`` for several jobs, in two round trips: one script that finds which are done and puts
+        the others in their intakes' lists, then SAQ's enqueue of them all (one more for a second queue)."""
+        if not planned:
+            return []
         keys = [job_key(p.kind, *p.about) for p in planned]
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.exists(_DONE.format(key))
-            done = await pipe.execute()
+        script_keys = [k for p, key in zip(planned, keys, strict=True) for k in _bookkeeping_keys(p, key)]
+        members = [f"{p.queue}/{key}" for p, key in zip(planned, keys, strict=True)]
+        done = await self._redis.eval(  # type: ignore[misc]
+            _BOOKKEEPING, len(script_keys), *script_keys, *members, self._keep_s()
+        )
         todo: list[tuple[Planned, Job]] = []
         for p, key, is_done in zip(planned, keys, done, strict=True):
             if is_done:
                 log.info("job_duplicate", job_id=key, kind=p.kind, reason="done")
             else:
                 todo.append((p, self._job(p, key)))
-        if todo:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                for p, job in todo:
-                    pipe.sadd(_BY_TOKEN.format(p.args.token), f"{p.queue}/{job.key}")
-                    pipe.expire(_BY_TOKEN.format(p.args.token), self._keep_s())
-                await pipe.execute()
         enqueued: list[dict[str, Any]] = []
         for name, queue in ((INTAKE_QUEUE, self.intake), (MODEL_QUEUE, self.model)):  # a round trip each
             mine = [(p, job) for p, job in todo if p.queue == name]

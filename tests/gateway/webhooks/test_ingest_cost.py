@@ -20,9 +20,9 @@ from structlog.testing import capture_logs
 from services.gateway.container import Services
 from tests.gateway.delivery.harness import encode, jobs_of, open_live_app, post_webhook, record_for, upcoming
 
-# rate limit 1, claim with the booking lock 1, tombstone 1, create 1, jobs' bookkeeping 2, SAQ 1 (all four
+# rate limit 1, claim with the booking lock 1, tombstone 1, create 1, jobs' bookkeeping 1, SAQ 1 (all four
 # jobs in one pipeline), setup done 1, analytics 1, seen + locks freed 1
-ROUND_TRIPS_PER_NEW_BOOKING = 10
+ROUND_TRIPS_PER_NEW_BOOKING = 9
 
 _sent: ContextVar[list[int] | None] = ContextVar("sent", default=None)
 
