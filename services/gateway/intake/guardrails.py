@@ -78,7 +78,10 @@ _DISTRESS: tuple[tuple[str, str], ...] = (
         r"enough to|all (?:of them )?at once|saving (?:them )?up|stockpil\w*)|"
         r"\b(?:saving|collecting|stockpiling|hoarding) (?:up )?(?:my )?(?:pills|tablets|meds|medication)\b|"
         r"\b(?:went back to|back to|picked up|using) (?:the |my )?(?:razor|blade)s?\b|"
-        r"\b(?:bought|got|have|tied) (?:a |the )?(?:rope|noose)\b",
+        r"\b(?:bought|got|have|tied) (?:a |the )?(?:rope|noose)\b|"
+        # a dose worked out for oneself, a time picked when nobody is home
+        r"\b(?:dose|mg/kg|how (?:much|many))\b[^.?!]{0,60}\bmy own (?:body ?weight|weight)\b|"
+        r"\b(?:which|what) (?:night|day|weekend) the (?:house|flat|apartment|dorm room) (?:is|will be) empty\b",
     ),
     (
         # putting affairs in order: goodbye notes, belongings given away, "where I'm going"
@@ -128,7 +131,8 @@ _DISTRESS: tuple[tuple[str, str], ...] = (
 _AS_SUBJECT = re.compile(
     r"\b(?:essay|paper|soliloquy|novel|poem|play|character|chapter|article|author|patient|client|case|"
     r"assessment|assessing|screen(?:ing)?|risk|module|lecture|unit|theory|rates?|data|study|studies|research|"
-    r"policy|prevention|literature|reading|ideation|scale|protocol|care plan)\b",
+    r"policy|prevention|literature|reading|ideation|scale|protocol|care plan|history of|diagnos\w*|"
+    r"\d+[- ]year[- ]old|year[- ]old|mg|newly on|nursing|clinical|ward|psych\w*)\b",
     re.I,
 )
 _FIRST_PERSON_WISH = re.compile(

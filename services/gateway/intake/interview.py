@@ -72,7 +72,11 @@ RETRY_BUDGET_S = 4.0  # retry a rejected reply only if the first attempt was thi
 DRAIN_S = 5.0  # after the cut at '?', how long the server may finish the reply (for its prompt cache)
 _SENTENCE_END = re.compile(r"[.!?…][\"')\]]*\s*$")
 _drains: set[asyncio.Task[None]] = set()  # keeps the drain tasks from being garbage-collected
-MAX_CHECK_INS = 2  # "are you okay?" at most twice; an uncertain sign after that escalates
+MAX_CHECK_INS = 2  # "are you okay?" at most twice; an uncertain sign after that escalates unless it is weak
+# A student who has said twice that they are okay is not escalated on a sign barely over the classifier's
+# recall-first threshold ("...without freezing": 0.20) nor on coursework that names self-harm (the rules'
+# check-in); a sign at least this strong still escalates. Rules and the sure level escalate at any time.
+PERSISTENT_SIGNAL = 0.5
 _TEMPLATE_ONLY = frozenset({"recap", "which_assignment"})  # exact wording matters more than variety
 _GUARD_NOTES = {
     "distress": "[The student seems to be in distress. Support resources were shown; the interview stopped.]",
@@ -271,8 +275,13 @@ class Interviewer:
             yield reply
             yield TurnOutcome(status="active", reply=reply, finished=False)
             return
-        if obs.guard == "check_in":  # uncertain signals past every check-in: escalate
-            obs = msgspec.structs.replace(obs, guard="distress", rule="second_signal")
+        if obs.guard == "check_in":  # an uncertain sign past every check-in: escalate if it is not weak
+            persists = obs.rule == "classifier" and (
+                heard.understanding is None or heard.understanding.intents.distress >= PERSISTENT_SIGNAL
+            )
+            obs = msgspec.structs.replace(
+                obs, guard="distress" if persists else "ok", rule="second_signal" if persists else ""
+            )
         if obs.guard == "distress":
             state.flags = msgspec.structs.replace(state.flags, distress=True, escalated_to_human=True)
             reply = guardrails.support_reply(course)

@@ -38,6 +38,8 @@ def test_distress_is_recognised(text: str) -> None:
         "the sleeping pills are starting to look like a way out",
         "went back to the blade last week",
         "I bought a rope yesterday",
+        "worked out the dose in mg/kg for my own body weight with my mom's pills",
+        "I know which night the house is empty",
         # affairs put in order
         "I've written a goodbye letter to my sister",
         "I left a note on my desk for whoever finds it first",
@@ -92,6 +94,7 @@ def test_plain_words_about_heights_pills_letters_and_belongings_in_coursework_ar
             "check_in",
         ),
         ("the sociology reading is about hopelessness in deindustrialised towns", "check_in"),
+        ("22-year-old, bipolar II, newly on lithium 300 mg, history of self-harm", "check_in"),
         # a wish or a plan in the first person is never coursework
         ("I'm writing my essay on suicide because I've been thinking about it myself", "distress"),
         ("my essay is on suicide and honestly I want to kill myself", "distress"),

@@ -382,13 +382,21 @@ class ReaderStub:
     """A ``MessageReader`` whose classifier verdicts are set per message (the real one is pinned in
     tests/understanding); everything else reads as an ordinary answer."""
 
-    def __init__(self, verdicts: dict[str, tuple[frozenset[str], frozenset[str]]]) -> None:
+    def __init__(
+        self,
+        verdicts: dict[str, tuple[frozenset[str], frozenset[str]]],
+        scores: dict[str, float] | None = None,
+    ) -> None:
         self.verdicts = verdicts
+        self.scores = scores or {}
 
     def understand(self, text: str) -> MessageUnderstanding:
         flagged, sure = self.verdicts.get(text, (frozenset(), frozenset()))
+        distress = self.scores.get(
+            text, 0.95 if "distress" in sure else 0.6 if "distress" in flagged else 0.0
+        )
         return MessageUnderstanding(
-            intents=Intents(0.0, 0.0, 0.0, 0.0, 0.0), flagged=flagged, sentences=(), sure=sure
+            intents=Intents(distress, 0.0, 0.0, 0.0, 0.0), flagged=flagged, sentences=(), sure=sure
         )
 
     def similarity(self, course: object, text: str) -> CourseSimilarity:
@@ -465,6 +473,23 @@ async def test_suicide_as_coursework_gets_a_check_in_and_a_first_language_plea_e
     iv, state = await _start(ScriptedModel(default="Thanks. What have you tried so far?"))
     _, outcome = await _say(iv, state, "perdón, es que ya no quiero vivir")
     assert outcome.status == "escalated" and state.flags.distress
+
+
+async def test_a_weak_sign_or_coursework_after_two_okays_does_not_escalate() -> None:
+    """Said "I'm okay" twice: a sign barely over the threshold (0.2) carries on, and so does a coursework
+    mention of self-harm (the rules' check-in); a stronger one (0.6, the stub's default) escalated above."""
+    weak = "I just hope I get through the check-off without freezing"
+    again = "everything just feels pointless"
+    iv, state = await _start(ScriptedModel(default="Thanks. What have you tried so far?"))
+    iv.reader = ReaderStub({VAGUE: UNSURE, again: UNSURE, weak: UNSURE}, scores={weak: 0.2})
+    await _say(iv, state, VAGUE)
+    await _say(iv, state, "I'm okay")
+    await _say(iv, state, again)
+    await _say(iv, state, "yes, fine")
+    _, outcome = await _say(iv, state, weak)
+    assert outcome.status != "escalated" and not state.flags.distress
+    _, outcome = await _say(iv, state, "her chart says history of self-harm, 19-year-old on sertraline 50 mg")
+    assert outcome.status != "escalated" and not state.flags.distress
 
 
 async def test_not_really_to_the_second_check_in_escalates() -> None:
