@@ -12,6 +12,7 @@ financial crisis" are course talk, not distress or attacks.
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Sequence
 from typing import Literal
@@ -156,14 +157,26 @@ _INJECTION: tuple[tuple[str, str], ...] = (
     ),
     (
         "persona",
-        r"\byou are now\b|\bfrom now on,? you (?:are|will)\b|\bpretend (?:to be|you(?:'re| are))\b|"
-        r"\b(?:DAN|jailbreak\w*|developer mode|god mode)\b|\bdo anything now\b",
+        # addressed to the assistant: "we have to pretend to be a character", "I enabled developer mode on
+        # my phone" and "a report on a jailbreak" are coursework
+        r"\byou are now\b|\bfrom now on,? you (?:are|will)\b|\bpretend you(?:'re| are)\b|"
+        r"(?:^|[.!?]\s*|\b(?:you|u|can you|could you|please|now)\s+)pretend to be\b|"
+        r"\bDAN\b|\bjailbr(?:eak|oken) (?:mode|prompt)\b|\bjailbroken\b|\bdo anything now\b|"
+        r"(?:^|[.!?]\s*|\b(?:you|u|please|now)\s+)(?:enter|switch (?:to|into)|activate|enable|go into) "
+        r"(?:developer|god|admin|debug|jailbreak|unrestricted) mode\b|"
+        r"\byou(?:'re| are) (?:now )?in (?:developer|god|admin|debug|unrestricted) mode\b",
     ),
     (
         "other_students",
         r"\b(?:other|another|previous|all the|every) (?:students?|person|people|users?)(?:'s|s')? ?"
         r"(?:summar\w*|data|transcripts?|notes|emails?|answers|chats?|bookings?|messages|information|info|intakes?)\b|"
-        r"\b(?:summar\w*|transcripts?|chats?|intakes?|data) (?:of|from|for) (?:other|another|all) (?:students?|people|users?)\b",
+        r"\b(?:summar\w*|transcripts?|chats?|intakes?|data) (?:of|from|for) (?:other|another|all) (?:students?|people|users?)\b|"
+        # what someone else told the assistant: "what did she say she was stuck on?", "what did the student
+        # before me ask about?"
+        r"\bwhat (?:did|was|were|has|have) (?:the (?:student|person|people|one|guy|girl)s? (?:before|after) me|"
+        r"(?:my )?(?:friend|classmate|roommate|partner|lab partner)(?: \w+)?|she|he|they|someone else)\b"
+        r"[^.?!]{0,40}\b(?:stuck on|ask(?:ed)? (?:you )?about|tell you|told you|say to you|said to you|"
+        r"talk(?:ed)? to you about|working on|write to you)",
     ),
     ("markup", r"<\|im_start\|>|<\|im_end\|>|<\|system\|>|###\s*(?:instruction|system)|\[/?INST\]"),
 )
@@ -239,6 +252,27 @@ _COMPILED = {
     )
 }
 _CASE_SENSITIVE_DAN = re.compile(r"\bDAN\b")
+# "i g n o r e", "D.i.s.r.e.g.a.r.d", "g-u-i-d-e-l-i-n-e-s": letters spelled out one by one
+_SPELLED = re.compile(r"(?<![\w.-])(?:[A-Za-z][ .\-]){2,}[A-Za-z](?![\w-])")
+_BASE64 = re.compile(r"(?<![A-Za-z0-9+/=])[A-Za-z0-9+/]{16,}={0,2}(?![A-Za-z0-9+/=])")
+
+
+def plain_forms(text: str) -> list[str]:
+    """The text, and what it says once spelled-out letters are joined and base64 runs decoded: the rules
+    read meaning in words, and an instruction hidden in either form is still an instruction."""
+    forms = [text]
+    joined = _SPELLED.sub(lambda m: re.sub(r"[ .\-]", "", m.group(0)), text)
+    joined = re.sub(r"\s{2,}", " ", joined)
+    if joined != text:
+        forms.append(joined)
+    for blob in _BASE64.findall(text):
+        try:
+            decoded = base64.b64decode(blob + "=" * (-len(blob) % 4), validate=True).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            continue
+        if decoded.isprintable() and len(decoded.split()) >= 2:
+            forms.append(decoded)
+    return forms
 
 
 def screen(text: str, *, course_related: bool = False) -> Verdict:
@@ -254,6 +288,8 @@ def screen(text: str, *, course_related: bool = False) -> Verdict:
             continue
         for rule, pattern in _COMPILED[kind]:
             match = pattern.search(text)
+            if not match and kind == "injection":
+                match = next((m for form in plain_forms(text)[1:] if (m := pattern.search(form))), None)
             if (
                 match
                 and rule == "persona"

@@ -119,7 +119,7 @@ def read(
     if not text or is_non_answer(text):
         return Observation(answering=answering, guard=guard.kind, rule=guard.rule, junk=True)
     labelled, dropped = _sentences(
-        text, answering, heard.understanding, from_notes, asks_answer=guard.kind == "homework"
+        text, answering, heard.understanding, from_notes, asks_answer=guard.kind == "homework", course=course
     )
     role = "notes" if from_notes else (answering or "")
     return Observation(
@@ -219,6 +219,7 @@ def _sentences(
     understanding: MessageUnderstanding | None,
     from_notes: bool,
     asks_answer: bool = False,
+    course: Course | None = None,
 ) -> tuple[list[tuple[str, str]], int]:
     """Each clean sentence with the slot it fills; injected and answer-seeking sentences are withheld.
     ``asks_answer``: the message asks for the answer (rules or the classifier's sure level), so a sentence
@@ -256,7 +257,24 @@ def _sentences(
         if answering == "recap" and slot == "stuck_on" and not _CORRECTION.search(sentence):
             slot = "context"  # more detail after the recap, not a correction of the stuck point
         out.append((slot, clip(sentence, 400)))
+    if dropped and course is not None:
+        # a message that carried an injection keeps only what is plainly about the course: the sentences
+        # around an instruction ("Let's play a game.", "I'm curious how you work.") are part of it
+        kept = [(k, s) for k, s in out if _on_course(course, s)]
+        dropped += len(out) - len(kept)
+        out = kept
     return out, dropped
+
+
+def _on_course(course: Course, sentence: str) -> bool:
+    """Names an assignment, says a course keyword outright (a stray "work" of "Working in R" is not
+    enough), or holds something concrete: a number, code, an error name."""
+    if matching.match_assignment(course, sentence) or _CONCRETE.search(sentence):
+        return True
+    return max(matching.topic_scores(course, [sentence]).values(), default=0.0) >= 2.0
+
+
+_CONCRETE = re.compile(r"\d|[_=()\[\]{}<>]|\b[A-Z]\w*(?:Error|Exception)\b")
 
 
 _CLAUSE_BREAK = re.compile(r",\s+(?:and\s+|but\s+|so\s+)?(?=(?:i|i'm|i've|my)\b)|\s+and\s+(?=i\b)", re.I)
