@@ -151,6 +151,37 @@ def _abbreviations(keywords: Iterable[str]) -> list[str]:
     return [k for k in keywords if 2 <= len(k) <= 4 and k.isupper()]
 
 
+def _typed_in_lower_case(abbreviation: str) -> bool:
+    """Students type "maoi", "ssri", "dna" or "pcr" as often as the capitals; an abbreviation of three or
+    four letters that is not also an ordinary word ("AND", "USE", "MAP", "CARE") matches in any case."""
+    low = abbreviation.lower()
+    return len(low) >= 3 and low.isalpha() and low not in STOPWORDS and low not in _ORDINARY_SHORT
+
+
+_ORDINARY_SHORT = frozenset(
+    re.findall(
+        r"\w+",
+        """act add age aid aim air all and any arm art ask bad bag bar bed big bit box boy bus but buy can car cat
+    cut day die dog dry due ear eat egg end eye far fat few fit fix fly for fun gap gas get god gun guy hat
+    hit hot how ice ill job key kid law lay leg let lie lot low mad man map may men mix new nor not now odd
+    off oil old one our out own pay per pop pot put raw red rid row run sad say sea see set sex she sit six
+    sky son sum sun tax tea ten the tie tip toe too top toy try two use via war way web wet who why win yes
+    yet you zoo also area back base best body book call card care case cell code come cost data deal does
+    done down draw each easy edge else even fact fall farm fast file fill find fine fire firm five flat flow
+    food form four free full game gave give goal gold gone good half hand hard have head hear heat help here
+    high hold home hope hour idea into item just keep kind knew know land last late lead left less life
+    like line list live load long look loop lose loss love made main make many mark mass mean meet mind
+    miss mode more most move much must name near need news next nice none note once only open over page
+    pair part pass past path plan play plot poor post pull pure push rate read real rest rich ride ring
+    rise risk road rock role rule safe said sale same save seem seen self sell send ship show side sign
+    size slow soft sold some song soon sort step stop such sure take talk task team tell term test text
+    than that them then they thin this time tone took tool true turn type unit upon used very view wait
+    walk wall want ward warm wave week well went were what when wide wife will wind wish with word work
+    year your zero""",
+    )
+)
+
+
 _NEGATORS = frozenset({"no", "not", "never", "without", "nor"})
 
 
@@ -175,7 +206,8 @@ def topic_scores(course: Course, texts: Iterable[str]) -> dict[str, float]:
                 if _affirmed(said_stems, phrase):
                     scores[topic.id] += weight
             for abbr in _abbreviations(topic.keywords):
-                if re.search(rf"(?<![A-Za-z]){re.escape(abbr)}(?![A-Za-z])", said):
+                flags = re.I if _typed_in_lower_case(abbr) else 0
+                if re.search(rf"(?<![A-Za-z]){re.escape(abbr)}(?![A-Za-z])", said, flags):
                     scores[topic.id] += 1.0
     return scores
 

@@ -171,3 +171,14 @@ def test_a_keyword_said_only_to_deny_it_is_not_evidence() -> None:
         assert matching.topic_scores(course, [said])["errors"] == 0.0, said
     assert matching.topic_scores(course, ["the error says index out of range"])["errors"] > 0
     assert matching.topic_scores(course, ["it works without a for loop but not with one"])["loops"] > 0
+
+
+def test_an_abbreviation_typed_in_lower_case_still_counts_unless_it_is_an_ordinary_word() -> None:
+    """ "maoi" and "ssri" are how students type MAOI and SSRI; "use" or "care" typed in lower case is just
+    the word, so a keyword "USE" or "CARE" still needs the capitals."""
+    course = make_course()
+    course.topics.append(Topic("drugs", "Psychotropic drugs", ["MAOI", "SSRI", "USE"]))
+    assert matching.topic_scores(course, ["why cant you eat aged cheese on a maoi"])["drugs"] >= 1.0
+    assert matching.topic_scores(course, ["is sertraline an ssri"])["drugs"] >= 1.0
+    assert matching.topic_scores(course, ["what is the use of this"])["drugs"] == 0.0
+    assert matching.topic_scores(course, ["the USE keyword"])["drugs"] >= 1.0
