@@ -508,12 +508,20 @@ async def ingest(env: dict[str, str], target: Target, options: argparse.Namespac
 
 async def _through_proxy(env: dict[str, str], target: Target, options: argparse.Namespace) -> dict[str, Any]:
     """The same flood through HAProxy (``config/haproxy.cfg``) over the stack's gateway and a second one."""
-    with gateways_behind_proxy(env) as url:
-        rate, statuses = await flood(
-            url, list(deliveries(Target(url, *_rest(target)), options.deliveries)), options.connections
-        )
-    print(f"ingest through HAProxy, two gateways: {rate:.0f}/s {dict(statuses)}", flush=True)
+    with gateways_behind_proxy(env) as (url, second):
+        prepared = list(deliveries(Target(url, *_rest(target)), options.deliveries))
+        first = stack_cli.ctl(env, "pid", "gateway").stdout.strip()
+        before = [_process_cpu_s(int(first)), _process_cpu_s(second)]
+        rate, statuses = await flood(url, prepared, options.connections)
+        after = [_process_cpu_s(int(first)), _process_cpu_s(second)]
+    cpu = [_per_delivery_ms(b, a, options.deliveries) for b, a in zip(before, after, strict=True)]
+    print(
+        f"ingest through HAProxy, two gateways: {rate:.0f}/s {dict(statuses)}; gateway CPU per delivery "
+        f"{cpu[0]} + {cpu[1]} ms",
+        flush=True,
+    )
     return {
+        "gateway_cpu_ms_per_delivery": cpu,
         "per_s": round(rate),
         "statuses": {str(k): v for k, v in sorted(statuses.items())},
         "server_errors": sum(n for s, n in statuses.items() if s >= 500),
@@ -521,13 +529,18 @@ async def _through_proxy(env: dict[str, str], target: Target, options: argparse.
 
 
 def wait_until_quiet(
-    env: dict[str, str], idle_cores: float = 0.1, window_s: float = 2.0, timeout_s: float = 300.0
+    env: dict[str, str],
+    also: Sequence[int] = (),
+    idle_cores: float = 0.1,
+    window_s: float = 2.0,
+    timeout_s: float = 300.0,
 ) -> float:
-    """Seconds waited until the stack's programs together use under ``idle_cores`` of CPU over
-    ``window_s``: a gateway that has just started embeds every course's map in a thread (tens of CPU
-    seconds) and warms the model server's prompt cache, and a flood sent meanwhile measures that work too.
-    Gives up after ``timeout_s``."""
+    """Seconds waited until the stack's programs (and the processes ``also``) together use under
+    ``idle_cores`` of CPU over ``window_s``: a gateway that has just started embeds every course's map in
+    a thread (tens of CPU seconds) and warms the model server's prompt cache, and a flood sent meanwhile
+    measures that work too. Gives up after ``timeout_s``."""
     pids = [p for name in STACK_PROGRAMS if (p := stack_cli.ctl(env, "pid", name).stdout.strip()).isdigit()]
+    pids += [str(pid) for pid in also]
     started = time.monotonic()
     last = _total_cpu_s(pids)
     while time.monotonic() - started < timeout_s:
@@ -578,8 +591,9 @@ def _rest(target: Target) -> tuple[str, str, list[Course]]:
 
 
 @contextlib.contextmanager
-def gateways_behind_proxy(env: dict[str, str]) -> Iterator[str]:
-    """A second gateway on the stack's Redis and HAProxy in front of both; the proxy's URL."""
+def gateways_behind_proxy(env: dict[str, str]) -> Iterator[tuple[str, int]]:
+    """A second gateway on the stack's Redis and HAProxy in front of both, once it is idle; the proxy's URL
+    and the second gateway's pid."""
     haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
     if not Path(haproxy).exists():
         raise SystemExit("--proxy needs HAProxy: `make proxy` installs Debian's")
@@ -611,7 +625,8 @@ def gateways_behind_proxy(env: dict[str, str]) -> Iterator[str]:
         while not _answers(f"http://127.0.0.1:{port}/healthz") and time.monotonic() < deadline:
             time.sleep(0.5)
         time.sleep(3)  # HAProxy puts a server in after two passed checks a second apart
-        yield f"http://127.0.0.1:{proxy}"
+        wait_until_quiet(env, also=[gateway.pid])  # its course maps, as for the first one
+        yield f"http://127.0.0.1:{proxy}", gateway.pid
     finally:
         for proc in (balancer, gateway):
             proc.terminate()
