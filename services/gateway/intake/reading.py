@@ -420,6 +420,7 @@ _ADMIN_HEADING = re.compile(
     r"collaboration|office hours|contact|schedule|materials)\b",
     re.I,
 )
+_SYLLABUS = re.compile(r"(?:^|/)(?:syllabus|course[-_ ]?info|schedule|policies)[^/]*$", re.I)
 _ADMIN_WORDS = re.compile(
     r"\b(?:grad\w*|rubric|points?|marks?|submit\w*|format\w*|late|extension|due|deadline|word count|"
     r"pages?|policy|collaborat\w*|integrity)\b",
@@ -436,8 +437,11 @@ def _section(
     said = content_words(about)
     ranked = sorted(passages, key=lambda p: (p.source in sheets, -p.score))
     for passage in ranked:
-        if passage.section and _ADMIN_HEADING.search(passage.section) and not _ADMIN_WORDS.search(about):
-            continue  # "Grading" or "Format" is not where a student stuck on the graph is stuck
+        admin = _SYLLABUS.search(passage.source) or (
+            passage.section and _ADMIN_HEADING.search(passage.section)
+        )
+        if admin and not _ADMIN_WORDS.search(about):
+            continue  # "Grading", "Format" or the syllabus is not where a student stuck on the graph is stuck
         shared = said & content_words(f"{passage.title} {passage.section or ''} {passage.text}")
         if passage.source and len(shared) >= 2:
             return Section(

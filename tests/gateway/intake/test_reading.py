@@ -166,6 +166,20 @@ def test_an_administrative_section_is_not_the_stuck_point_unless_the_student_ask
     heard = reading.Heard(passages=[grading, notes])
     obs = reading.read("I can't read the graph of the residuals", course, answering="issue", heard=heard)
     assert obs.section is not None and obs.section.heading == "Residual plots"
+    syllabus = Passage(
+        text="Weekly schedule: week 6 residuals and the graph of fitted values.",
+        source="syllabus.md",
+        title="Syllabus",
+        section="Schedule",
+        score=3.0,
+    )
+    obs = reading.read(
+        "I can't read the graph of the residuals",
+        course,
+        answering="issue",
+        heard=reading.Heard(passages=[syllabus]),
+    )
+    assert obs.section is None  # the syllabus is where logistics live, not the stuck point
     only_grading = reading.Heard(passages=[grading])
     obs = reading.read(
         "I can't read the graph of the residuals", course, answering="issue", heard=only_grading
