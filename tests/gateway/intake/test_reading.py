@@ -170,7 +170,7 @@ def test_an_administrative_section_is_not_the_stuck_point_unless_the_student_ask
         text="Weekly schedule: week 6 residuals and the graph of fitted values.",
         source="syllabus.md",
         title="Syllabus",
-        section="Schedule",
+        section="Week 6",
         score=3.0,
     )
     obs = reading.read(
