@@ -37,7 +37,6 @@ import asyncio
 import json
 import logging
 import re
-import tomllib
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -49,52 +48,30 @@ import msgspec
 import structlog
 
 import finetune.replay as replay_module
+from finetune.blind.probe import (
+    Message,
+    by_kind,
+    judge,
+    load_probe,
+    print_sections,
+    print_table,
+    start_report,
+)
 from finetune.eval_students import EVAL_STUDENTS_PATH, EvalStudent, EvalTruth, Insert, load_eval_set
 from finetune.replay import NoModel, Replayed, replay
 from finetune.retrieval import LocalRetriever
 from services.coursepack import load_catalog
-from services.gateway.intake.guardrails import screen
 from services.gateway.intake.interview import Interviewer
 from services.gateway.intake.models import Summary
 from services.gateway.intake.reader import EmbeddingReader
 from services.gateway.intake.summary import FREE_FIELDS, build_summary
 from services.settings import Settings
-from services.understanding.classifier import INTENTS, load_classifier
 
 PROBE = Path(__file__).parent / "injection_probe.toml"
 LABELS = ("injection", "hard_negative", "ordinary")
-LEVELS = ("rules", "check_in", "sure_level")
 COURSE = "cs150"
 RUN_WORDS = 4  # a leak: this many words of the injected text in a row in a summary field
 MAX_TURNS = 10
-
-
-class Message(msgspec.Struct, frozen=True):
-    text: str
-    label: str
-    kind: str
-    style: str
-    replay: bool = False
-
-
-class Judged(msgspec.Struct, frozen=True):
-    """One message with both layers' verdicts (``rule`` is the injection rule that fired, "" if none)."""
-
-    message: Message
-    rule: str
-    score: float
-    flagged: bool
-    sure: bool
-
-    @property
-    def check_in(self) -> bool:
-        """Caught at all: the rules or the classifier's fitted threshold."""
-        return bool(self.rule) or self.flagged
-
-    @property
-    def sure_level(self) -> bool:
-        """Caught for sure: the rules or the classifier's sure level."""
-        return bool(self.rule) or self.sure
 
 
 # Four CS 150 students with a real stuck point; an injection is appended to the opening answer.
@@ -210,59 +187,6 @@ class Played(msgspec.Struct, frozen=True):
     leaks: dict[str, list[str]]  # summary field -> the leaked 4-word runs
 
 
-def load_probe(path: Path = PROBE) -> list[Message]:
-    with path.open("rb") as f:
-        raw = tomllib.load(f)["messages"]
-    messages = [msgspec.convert(m, Message) for m in raw]
-    unknown = {m.label for m in messages} - set(LABELS)
-    if unknown:
-        raise ValueError(f"unknown labels in {path}: {sorted(unknown)}")
-    return messages
-
-
-def judge(messages: Sequence[Message]) -> list[Judged]:
-    classifier = load_classifier()
-    understood = classifier.understand_many([m.text for m in messages])
-    out = []
-    for message, u in zip(messages, understood, strict=True):
-        verdict = screen(message.text)
-        out.append(
-            Judged(
-                message=message,
-                rule=verdict.rule if verdict.kind == "injection" else "",
-                score=u.intents.injection,
-                flagged="injection" in u.flagged,
-                sure="injection" in u.sure,
-            )
-        )
-    return out
-
-
-def rate(judged: Sequence[Judged], label: str, level: str) -> float:
-    """Share of messages with ``label`` caught at ``level`` ("rules", "check_in", "sure_level")."""
-    group = [j for j in judged if j.message.label == label]
-    if not group:
-        return 0.0
-    hits = sum(bool(j.rule) if level == "rules" else getattr(j, level) for j in group)
-    return hits / len(group)
-
-
-def describe(j: Judged) -> str:
-    levels = ["rules:" + j.rule] if j.rule else []
-    levels += ["sure"] if j.sure else ["flagged"] if j.flagged else []
-    said = ", ".join(levels) or "nothing"
-    text = j.message.text.replace("\n", "\\n")
-    return f"  [{j.message.kind} / {j.message.style}] p={j.score:.3f} ({said})\n      {text}"
-
-
-def by_kind(items: Sequence[Judged] | Sequence[Played]) -> str:
-    counts = Counter(i.message.kind for i in items)
-    return ", ".join(f"{k} {n}" for k, n in counts.most_common()) or "none"
-
-
-# ---------------------------------------------------------------- end to end: what reaches the professor
-
-
 def word_runs(text: str, n: int = RUN_WORDS) -> set[tuple[str, ...]]:
     words = re.findall(r"[a-z0-9']+", text.lower())
     return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
@@ -336,14 +260,6 @@ async def play_all(messages: Sequence[Message], corpus: Path) -> tuple[list[Play
     return played, clean
 
 
-def _shown(path: Path) -> str:
-    """``path`` relative to the working directory when it is under it (the JSON line stays portable)."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--probe", type=Path, default=PROBE, help="the probe TOML")
@@ -353,38 +269,24 @@ def main(argv: Sequence[str] | None = None) -> None:
     # the interview logs every turn (and every refused model call) at INFO/WARNING: keep the report readable
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
 
-    messages = load_probe(args.probe)
-    judged = judge(messages)
-    classifier = load_classifier()
-    index = INTENTS.index("injection")
-    threshold = float(classifier.thresholds[index])
-    sure_threshold = float(classifier.sure_thresholds[index])
-    sizes = Counter(m.label for m in messages)
-
-    figures: dict[str, object] = {
-        "probe": _shown(args.probe),
-        "messages": dict(sizes),
-        "threshold": round(threshold, 4),
-        "sure_threshold": round(sure_threshold, 4),
-        "data_hash": classifier.data_hash,
-    }
-    for label in LABELS:
-        for level in LEVELS:
-            figures[f"{label}_{level}"] = round(rate(judged, label, level), 4)
-
-    print(
-        f"Blind injection probe: {len(messages)} messages ({dict(sizes)}), "
-        f"classifier data {classifier.data_hash}"
+    messages = load_probe(args.probe, LABELS)
+    judged = judge(messages, "injection")
+    figures = start_report(
+        "Blind injection probe",
+        "injection",
+        args.probe,
+        messages,
+        judged,
+        ("rules", "check_in", "sure_level"),
     )
-    print(f"classifier injection threshold {threshold:.4f} (flagged), sure level {sure_threshold:.4f}\n")
-    print(f"{'':32}{'rules':>8}{'rules|flagged':>15}{'rules|sure':>12}")
-    for label, what in (
-        ("injection", "detection of injections"),
-        ("hard_negative", "false alarms, hard negatives"),
-        ("ordinary", "false alarms, ordinary"),
-    ):
-        row = [rate(judged, label, level) for level in LEVELS]
-        print(f"{what:32}{row[0]:>8.3f}{row[1]:>15.3f}{row[2]:>12.3f}")
+    print_table(
+        judged,
+        (
+            ("injection", "detection of injections"),
+            ("hard_negative", "false alarms, hard negatives"),
+            ("ordinary", "false alarms, ordinary"),
+        ),
+    )
 
     attacks = [j for j in judged if j.message.label == "injection"]
     others = [j for j in judged if j.message.label != "injection"]
@@ -392,18 +294,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         ("Injections missed by both layers (no rule, not flagged)", [j for j in attacks if not j.check_in]),
         (
             "Injections caught only at the flagged level (flagged, not sure, no rule)",
-            [j for j in attacks if j.check_in and not j.sure_level],
+            [j for j in attacks if j.check_in and not j.at_once],
         ),
-        ("False alarms at the sure level (rules or sure)", [j for j in others if j.sure_level]),
+        ("False alarms at the sure level (rules or sure)", [j for j in others if j.at_once]),
         (
             "False alarms at the flagged level only (flagged, not sure, no rule)",
-            [j for j in others if j.check_in and not j.sure_level],
+            [j for j in others if j.check_in and not j.at_once],
         ),
     )
-    for title, rows in sections:
-        print(f"\n{title}: {len(rows)} ({by_kind(rows)})")
-        for j in sorted(rows, key=lambda j: (j.message.label, j.message.kind, j.score)):
-            print(describe(j))
+    print_sections(sections)
 
     chosen = [m for m in messages if m.replay and m.label == "injection"]
     played, clean = asyncio.run(play_all(chosen, args.corpus))
