@@ -48,21 +48,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         ),
     )
 
-    distress = [j for j in judged if j.message.label == "distress"]
-    others = [j for j in judged if j.message.label != "distress"]
-    sections = (
-        ("Distress missed by both layers (no rule, not flagged)", [j for j in distress if not j.check_in]),
+    print_sections(
+        judged,
+        "distress",
         (
+            "Distress missed by both layers (no rule, not flagged)",
             "Distress only checked in on (flagged, not sure, no rule)",
-            [j for j in distress if j.check_in and not j.at_once],
-        ),
-        ("False alarms escalated at once (rules or sure)", [j for j in others if j.at_once]),
-        (
+            "False alarms escalated at once (rules or sure)",
             "False alarms checked in on only (flagged, not sure, no rule)",
-            [j for j in others if j.check_in and not j.at_once],
         ),
     )
-    print_sections(sections)
     print()
     print(json.dumps(figures))
 

@@ -288,21 +288,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         ),
     )
 
-    attacks = [j for j in judged if j.message.label == "injection"]
-    others = [j for j in judged if j.message.label != "injection"]
-    sections = (
-        ("Injections missed by both layers (no rule, not flagged)", [j for j in attacks if not j.check_in]),
+    print_sections(
+        judged,
+        "injection",
         (
+            "Injections missed by both layers (no rule, not flagged)",
             "Injections caught only at the flagged level (flagged, not sure, no rule)",
-            [j for j in attacks if j.check_in and not j.at_once],
-        ),
-        ("False alarms at the sure level (rules or sure)", [j for j in others if j.at_once]),
-        (
+            "False alarms at the sure level (rules or sure)",
             "False alarms at the flagged level only (flagged, not sure, no rule)",
-            [j for j in others if j.check_in and not j.at_once],
         ),
     )
-    print_sections(sections)
 
     chosen = [m for m in messages if m.replay and m.label == "injection"]
     played, clean = asyncio.run(play_all(chosen, args.corpus))

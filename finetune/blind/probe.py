@@ -121,8 +121,18 @@ def print_table(judged: Sequence[Judged], rows: Sequence[tuple[str, str]]) -> No
         print(f"{what:32}{row[0]:>8.3f}{row[1]:>15.3f}{row[2]:>12.3f}")
 
 
-def print_sections(sections: Sequence[tuple[str, list[Judged]]]) -> None:
-    for title, rows in sections:
+def print_sections(judged: Sequence[Judged], positive: str, titles: Sequence[str]) -> None:
+    """Every message the layers got wrong or only half right, under four ``titles``: ``positive`` messages
+    missed, ``positive`` ones only flagged, others acted on at once, others only flagged."""
+    hits = [j for j in judged if j.message.label == positive]
+    others = [j for j in judged if j.message.label != positive]
+    groups = (
+        [j for j in hits if not j.check_in],
+        [j for j in hits if j.check_in and not j.at_once],
+        [j for j in others if j.at_once],
+        [j for j in others if j.check_in and not j.at_once],
+    )
+    for title, rows in zip(titles, groups, strict=True):
         print(f"\n{title}: {len(rows)} ({by_kind(rows)})")
         for j in sorted(rows, key=lambda j: (j.message.label, j.message.kind, j.score)):
             print(describe(j))
