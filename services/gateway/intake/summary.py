@@ -190,7 +190,10 @@ def stuck_sentences(facts: Facts, course: Course, limit: int = 2) -> list[str]:
     """
     named = _assignment_words(facts, course) | _FEELINGS
     said = " ".join(x for x in (facts.stuck_on, facts.example) if x)
-    pool = [s for s in dict.fromkeys(clean_sentences(said)) if informative(s) - named]
+    said_sentences = clean_sentences(said)
+    if facts.no_assignment:
+        said_sentences = [_NOT_FOR.sub("", s) for s in said_sentences]
+    pool = [s for s in dict.fromkeys(said_sentences) if informative(s) - named]
     if not pool:
         return []
     focus = _course_terms(course)
@@ -209,6 +212,16 @@ def stuck_sentences(facts: Facts, course: Course, limit: int = 2) -> list[str]:
         terms = key_terms(facts.stuck_on or "", course)
         out = [f"They describe a problem involving {_and_list(terms)}."] if terms else []
     return out
+
+
+# "This isn't for the care plan or the final, it's from Tuesday's lecture": the summary's first sentence
+# already says the meeting is not tied to an assignment; what follows the clause is kept
+_NOT_FOR = re.compile(
+    r"^\W*(?:(?:hi|hey|hello|hola|so|ok(?:ay)?|quick q)\W+)*(?:this|it|that|my question)(?:'s| is)? "
+    r"(?:not|isn'?t|is not) (?:really |actually )?(?:for|about|part of|related to) "
+    r"[^,;:.]{1,60}(?:[,;:.]\s*|$)",
+    re.I,
+)
 
 
 def _assignment_words(facts: Facts, course: Course) -> set[str] | frozenset[str]:

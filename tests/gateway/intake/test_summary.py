@@ -216,6 +216,21 @@ def test_greetings_in_any_language_and_nothing_to_show_are_not_the_stuck_point()
     assert len(said) == len(set(said)), text
 
 
+def test_not_for_an_assignment_is_said_once_not_repeated_as_the_stuck_point() -> None:
+    """The first sentence says "(not tied to an assignment)"; the student's "this isn't for ps3 or anything,"
+    is cut from the stuck point and what follows it kept."""
+    state = _stuck_state(
+        assignment=None,
+        no_assignment=True,
+        request_type="concept",
+        stuck_on="this isnt for ps3 or anything, I just don't get when to reject the null hypothesis.",
+    )
+    text = summary.build_summary(state, make_course(), make_booking(), "complete", "").issue_description
+    assert "(not tied to an assignment)" in text
+    assert "isnt for" not in text and "isn't for" not in text, text
+    assert "reject the null hypothesis" in text
+
+
 def test_prep_note_carries_the_answers_to_the_courses_own_questions() -> None:
     """A course's must-ask question comes back labelled ("Exact error message they see: …"), code quoted."""
     course = msgspec.structs.replace(
