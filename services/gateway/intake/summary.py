@@ -807,17 +807,32 @@ def _keeps_essentials(field: str, text: str, state: InterviewState, course: Cour
     low = text.lower()
     if field in {"student_attempts", "student_goal"}:
         return field in draftable(state)
+    assignment = course.assignment(facts.assignment) if facts.assignment else None
+    names_assignment = not assignment or any(
+        n.lower() in low for n in {assignment.title, assignment.title.split(":")[0], assignment.file or "\0"}
+    )
     if field == "professor_prep_note":
+        # a polished note still sends the professor to the section and the sheet, says when it is due
+        # and carries the answers to the course's own questions
         section = facts.section
         names = [section.source, section.title, _heading(section) or section.title] if section else []
-        return not names or any(n.lower() in low for n in names)
-    assignment = course.assignment(facts.assignment) if facts.assignment else None
-    if assignment and not any(n.lower() in low for n in {assignment.title, assignment.title.split(":")[0]}):
+        due = dates.due_date(facts, course)
+        said = content_words(text)
+        return (
+            (not names or any(n.lower() in low for n in names))
+            and names_assignment
+            and (due is None or re.search(rf"\b{due.day}\b", text) is not None)
+            and all(
+                content_words(answer) & said or not content_words(answer)
+                for q_id, answer in facts.custom.items()
+                if any(q.id == q_id for q in course.questions)
+            )
+        )
+    if not names_assignment:
         return False
-    terms = {w for s in clean_sentences(facts.stuck_on) for w in informative(s)} - _assignment_words(
-        facts, course
-    )
-    return not terms or bool(content_words(text) & terms)
+    # the issue keeps most of the student's key terms, not just one of them
+    terms = {next(iter(content_words(t)), t.lower()) for t in key_terms(facts.stuck_on or "", course)}
+    return len(terms & content_words(text)) >= (len(terms) + 1) // 2
 
 
 def merge(summary: Summary, usable: Mapping[str, str]) -> Summary:

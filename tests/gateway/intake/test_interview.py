@@ -333,8 +333,9 @@ async def test_summarize_uses_a_grounded_model_draft_and_repairs_the_rest() -> N
     await _converse(iv, state, STYLES["rambling"])
     model.enqueue(
         'Here: {"issue_description": "Mina gets lost with p-values on problem set 3. She mixes up alpha and the '
-        'p-value.", "student_attempts": "She went skydiving.", "student_goal": "Explain her answer by herself.",'
-        ' "professor_prep_note": "Review Problem Set 3: Hypothesis Tests question 2 and bring the t-test notes."}',
+        'p-value in question 2, the two-sample t-test.", "student_attempts": "She went skydiving.", '
+        '"student_goal": "Explain her answer by herself.", "professor_prep_note": "Review Problem Set 3: '
+        'Hypothesis Tests question 2, due March 6, and bring the t-test notes."}',
         '{"student_attempts": "Nothing useful"}',
     )
     retries = state.model_retries

@@ -367,7 +367,8 @@ def test_a_faithful_draft_replaces_the_composed_text_sentence_by_sentence() -> N
         "null when the p-value is close to alpha. Her classmate Jordan says it is easy.",
         student_attempts="She re-read the lecture notes.",
         student_goal="She wants to understand the rule and do the next problems alone by March 13.",
-        professor_prep_note="Look at the P-values notes on comparing a p-value with alpha before the meeting.",
+        professor_prep_note="Look at the P-values notes on comparing a p-value with alpha before the meeting. "
+        "Have the Problem Set 3 sheet at hand; it is due March 6.",
     )
     usable = summary.usable_fields(draft, proof, state, make_course())
     merged = _valid(summary.merge(base, usable))
@@ -395,6 +396,21 @@ def test_a_draft_that_loses_what_the_professor_needs_keeps_the_composed_field() 
     state.facts.attempts = None
     tried = summary.DraftText(student_attempts="She re-read the lecture notes.")
     assert summary.usable_fields(tried, proof, state, make_course()) == {}
+
+
+def test_a_polished_draft_must_keep_the_sheet_the_due_date_and_most_key_terms() -> None:
+    """Seen with the fine-tuned model: "Look at the syllabus first. Have the sheet at hand." replaced a
+    prep note that named the section, the sheet, its due date and the answers to the course's questions;
+    an issue that kept one of the student's terms out of four replaced one that kept them all."""
+    state, _, proof = _draft_parts()
+    vague_note = summary.DraftText(
+        professor_prep_note="Look at the P-values notes on comparing a p-value with alpha. Have the sheet at hand."
+    )
+    assert "professor_prep_note" not in summary.usable_fields(vague_note, proof, state, make_course())
+    thin_issue = summary.DraftText(
+        issue_description="Mina is working on Problem Set 3 and has a small question. She is unsure about alpha."
+    )
+    assert "issue_description" not in summary.usable_fields(thin_issue, proof, state, make_course())
 
 
 async def test_the_interviewer_uses_checked_model_sentences_and_re_asks_failed_fields_once(
