@@ -43,8 +43,6 @@ SLOT_ORDER: tuple[str, ...] = (
 MAX_ASKS_PER_SLOT = 2
 VAGUE_WORDS = 4  # a stuck point with fewer content words than this gets one more, more specific ask
 _FACT_CHARS = 600
-SETTLED_TOPIC = 4.0  # topic evidence the leading topic needs, and its lead over the next, to be settled
-SETTLED_MARGIN = 1.6
 SECTION_TOPIC_WEIGHT = 2.5  # course packs keep one notes file per topic, and retrieval found that file
 
 
@@ -227,14 +225,6 @@ def essentials_known(facts: Facts) -> bool:
     )
 
 
-def topic_settled(facts: Facts) -> bool:
-    """One topic clearly ahead in the evidence: otherwise the stuck point is asked about once more, in
-    the student's own words ("Which part of …?"), before anything else; that answer is where students
-    name the concept ("epistasis", "Hardy-Weinberg") that the opening only hinted at."""
-    ranked = [*sorted(facts.topic_evidence.values(), reverse=True), 0.0, 0.0]
-    return ranked[0] >= SETTLED_TOPIC and ranked[0] >= SETTLED_MARGIN * ranked[1]
-
-
 def custom_questions(facts: Facts, course: Course) -> list[Question]:
     """The course's own must-ask questions that apply to this intake and are still unanswered."""
     return [
@@ -341,8 +331,7 @@ def _wanted(slot: str, state: InterviewState, course: Course) -> bool:
             and facts.request_type not in {"concept", "logistics"}
         )
     if slot == "stuck_on":
-        vague = not facts.stuck_on or len(content_words(facts.stuck_on)) < VAGUE_WORDS + 1
-        return vague or not topic_settled(facts)
+        return not facts.stuck_on or len(content_words(facts.stuck_on)) < VAGUE_WORDS + 1
     if slot == "topic":
         return bool(course.topics) and not facts.topic and "stuck_on" in state.asked
     if slot.startswith("q:"):

@@ -136,27 +136,6 @@ def test_an_imperative_answer_to_the_goal_question_is_the_goal_not_a_homework_re
     assert obs.guard == "homework"
 
 
-def test_the_stuck_point_is_asked_about_once_more_while_no_topic_is_clearly_ahead() -> None:
-    """A long opening that names the lab but no concept leaves the topic open: the next question asks
-    where exactly they are stuck (that answer names the concept); once one topic is clearly ahead, it
-    is not asked again."""
-    course = lab_course()
-    vague = _state(
-        course, ("issue", "I'm working on lab 3 and my numbers for the report look completely off")
-    )
-    assert not policy.topic_settled(vague.facts)
-    assert _decide(vague, course).slot == "stuck_on"
-    clear = _state(
-        course,
-        (
-            "issue",
-            "In lab 3 my titration endpoint overshoots: the indicator turns pink too late in the burette",
-        ),
-    )
-    assert policy.topic_settled(clear.facts) and clear.facts.topic == "titration"
-    assert _decide(clear, course).slot != "stuck_on"
-
-
 def test_not_for_an_assignment_means_no_assignment_and_no_assignment_question() -> None:
     """ "It's not for an assignment" leaves the assignment null and the policy never asks for one."""
     course = lab_course()
