@@ -493,6 +493,18 @@ async def test_a_weak_sign_or_coursework_after_two_okays_does_not_escalate() -> 
     assert outcome.status != "escalated" and not state.flags.distress
 
 
+async def test_nothing_to_add_is_not_a_reason_to_check_in() -> None:
+    """ "I'm not sure, I think I've told you what I know" (flagged at 0.20 in make eval) is a student with
+    nothing to add, not one to ask whether they are safe; the sure level would still escalate."""
+    said = "I'm not sure, I think I've told you what I know."
+    iv, state = await _with_reader({said: UNSURE})
+    _, outcome = await _say(iv, state, said)
+    assert "okay and safe" not in outcome.reply and outcome.status == "active"
+    iv, state = await _with_reader({said: SURE})
+    _, outcome = await _say(iv, state, said)
+    assert outcome.status == "escalated"
+
+
 async def test_not_really_to_the_second_check_in_escalates() -> None:
     again = "everything just feels pointless"
     iv, state = await _with_reader({VAGUE: UNSURE, again: UNSURE})
