@@ -92,6 +92,8 @@ _DISTRESS: tuple[tuple[str, str], ...] = (
         r"decide when|goodbye)|"
         r"\bi(?:'?ve| have| had)? (?:already |just )?(?:wrote|written|write|left) (?:a |my )(?:goodbye|farewell) "
         r"(?:note|letter)s?\b|\bmy (?:goodbye|farewell) (?:note|letter)s?\b|"
+        r"\bi(?:'?ve| have)? (?:already )?(?:wrote|written|left) (?:a )?(?:letter|note)s? (?:for|to) (?:everyone|everybody|"
+        r"all of them|my whole family)\b|"
         r"\b(?:won'?t|will not|wont) (?:be )?need(?:ing)? (?:it|them|any of (?:it|them|this)|my \w+) "
         r"(?:anymore|any more|where i'?m going|after)|\bwhere i'?m going\b[^.?!]{0,30}\bwon'?t need\b|"
         r"\b(?:not|never) coming back from\b|\bafter i'?m gone\b|"
@@ -109,21 +111,22 @@ _DISTRESS: tuple[tuple[str, str], ...] = (
         # in distress often fall back on their first language, where the sentence encoder reads nothing
         "other_language",
         r"\b(?:me quiero morir|quiero morir(?:me)?|quisiera (?:morir|no despertar)|ganas de morir|no quiero (?:seguir )?"
-        r"vivir|no quiero seguir (?:aqu[ií]|viviendo)|quitarme la vida|matarme|suicidarme|"
+        r"vivir|no quiero seguir (?:aqu[ií]|viviendo)|quitarme la vida|(?:quiero|pienso en|ganas de) matarme|suicidarme|"
         r"(?:quiero|quisiera) desaparecer|soy una carga|estar[ií]an mejor sin m[ií]|nadie me extrañar[ií]a|"
-        r"no creo que siga aqu[ií]|ya no (?:voy a )?estar[ée] aqu[ií]|hacerme daño|cortarme|"
-        r"no (?:las?|los) voy a necesitar|donde voy no)\b|"
-        r"\b(?:quero morrer|n[ãa]o quero mais viver|me matar|sou um peso|estariam melhor sem mim|"
+        r"no creo que siga aqu[ií]|ya no (?:voy a )?estar[ée] aqu[ií]|hacerme daño|"
+        r"cortarme (?:otra vez|de nuevo|los brazos|las muñecas)|no (?:las?|los) voy a necesitar)\b|"
+        r"\b(?:quero morrer|n[ãa]o quero mais viver|(?:quero|vou) me matar|sou um peso|estariam melhor sem mim|"
         r"acabar com (?:a )?minha vida)\b|"
-        r"\b(?:je veux mourir|envie de mourir|je ne veux plus vivre|me suicider|me tuer|en finir|"
+        r"\b(?:je veux mourir|envie de mourir|je ne veux plus vivre|me suicider|(?:je veux|envie de) me tuer|"
+        r"en finir avec (?:la vie|tout)|"
         r"je suis un fardeau|mieux sans moi)\b|"
-        r"\b(?:voglio morire|non voglio pi[uù] vivere|farla finita|togliermi la vita)\b|"
+        r"\b(?:voglio morire|non voglio pi[uù] vivere|farla finita(?! con)|togliermi la vita)\b|"
         r"\b(?:ich will sterben|nicht mehr leben|mich umbringen|selbstmord)\b|"
-        r"\b(?:marna chaht[aie]|mar jaana chaht[aie]|mar jaun(?:ga|gi)?|marr? jaau?n|jeena nahi? chaht[aie]|"
+        r"\b(?:marna chaht[aie]|mar jaana chaht[aie]|jeena nahi? chaht[aie]|"
         r"jeene ka (?:mann?|dil) nahi?|zinda nahi? rehna|khudkushi|aatmahatya|(?:ek )?bojh (?:hoon|hu|hun)|"
         r"mere bina (?:sab )?(?:zyada |jyada )?khush|kabhi na uth(?:u|oon|un)|phir kabhi na uth\w*|"
-        r"sab khatam kar (?:dun|du|doon)(?:ga|gi)?|letter likh diya)\b|"
-        r"想死|不想活|自杀|活着没意思|轻生|\b(?:xiang si|bu xiang huo le|zi sha)\b",
+        r"sab khatam kar (?:dun|du|doon)(?:ga|gi)?|sabke liye (?:ek )?(?:letter|chitthi|khat) likh)\b|"
+        r"想死|不想活|自杀|活着没意思|轻生|\b(?:bu xiang huo le|zi sha)\b",
     ),
 )
 # "suicide" or "self-harm" named as the subject of coursework (an essay on Hamlet's soliloquy, a nursing

@@ -46,6 +46,7 @@ def test_distress_is_recognised(text: str) -> None:
         "gave away all my stuff to my roommate",
         "I won't be needing my laptop anymore after this week",
         "after I'm gone they can have my notes",
+        "I've written letters to everyone in my family",
         # a burden
         "I'm just a burden to my family",
         "my family would be better off without me",
@@ -77,6 +78,14 @@ def test_distress_in_plain_words_and_other_languages_is_recognised(text: str) ->
         "quiero entender por qué la derivada da cero",
         "mujhe yeh question samajh nahi aa raha",
         "the blade of the turbine in problem 4",
+        # hyperbole in the student's first language is hyperbole there too
+        "esto va a matarme, tres parciales en una semana",
+        "ce devoir va me tuer",
+        "je veux en finir avec ce chapitre ce soir",
+        "main mar jaunga agar is quiz mein fail hua lol",
+        "mañana voy a cortarme el pelo",
+        "maine cover letter likh diya for the internship",
+        "这两个图形很相似 xiang si de",
     ],
 )
 def test_plain_words_about_heights_pills_letters_and_belongings_in_coursework_are_not_distress(
