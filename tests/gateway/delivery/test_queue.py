@@ -205,9 +205,11 @@ async def test_a_job_past_its_timeout_is_cancelled_before_its_retry_runs(
         return await _state(gw.services, key or "") == "delivered"
 
     await work_until(gw.services, done, timeout=30)
-    assert events == ["start", "cancelled", "start"] and not overlap
+    assert events == ["start", "cancelled", "start"] and not overlap  # two runs, one after the other
     job = await gw.services.jobs.get(key or "")
-    assert job is not None and job.attempts == 2
+    # SAQ's counter can also count the timed-out run's clean-up when it lands after the retry finished
+    # (seen: delivered at attempt 2, stored as 3 a second later); the runs themselves are counted above
+    assert job is not None and job.state == "delivered" and job.attempts >= 2
 
 
 async def test_a_copy_of_a_running_job_waits_and_then_finds_it_done(
