@@ -289,10 +289,10 @@ def screen(text: str, *, course_related: bool = False) -> Verdict:
     for kind in ("distress", "injection", "homework", "person", "reschedule", "off_topic"):
         if kind == "off_topic" and course_related:
             continue
+        # an instruction spelled out or encoded is still one: the plain forms are worked out once
+        forms = plain_forms(text) if kind == "injection" else [text]
         for rule, pattern in _COMPILED[kind]:
-            match = pattern.search(text)
-            if not match and kind == "injection":
-                match = next((m for form in plain_forms(text)[1:] if (m := pattern.search(form))), None)
+            match = next((m for form in forms if (m := pattern.search(form))), None)
             if (
                 match
                 and rule == "persona"

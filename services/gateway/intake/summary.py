@@ -188,7 +188,9 @@ def stuck_sentences(facts: Facts, course: Course, limit: int = 2) -> list[str]:
     At most one of them is a short quotation, and only of an error message or code, where the
     exact words matter to the professor.
     """
-    named = _assignment_words(facts, course) | _FEELINGS
+    named = (
+        _assignment_words(facts, course) | _FEELINGS
+    )  # the first sentence says these; feelings aren't the problem
     said = " ".join(x for x in (facts.stuck_on, facts.example) if x)
     said_sentences = clean_sentences(said)
     if facts.no_assignment:
@@ -198,7 +200,7 @@ def stuck_sentences(facts: Facts, course: Course, limit: int = 2) -> list[str]:
         return []
     focus = _course_terms(course)
     keep = proper_nouns(facts, course)
-    ranked = sorted(range(len(pool)), key=lambda i: -_weight(pool[i], facts, course, focus))
+    ranked = sorted(range(len(pool)), key=lambda i: -_weight(pool[i], named, focus))
     out: list[str] = []
     quoted = False
     for i in sorted(ranked[:limit]):
@@ -233,9 +235,10 @@ def _assignment_words(facts: Facts, course: Course) -> set[str] | frozenset[str]
     return content_words(named) | GENERIC_WORDS | _VAGUE
 
 
-def _weight(sentence: str, facts: Facts, course: Course, focus: set[str]) -> float:
-    """Specific sentences first: content words that are not generic, course vocabulary, an error message."""
-    own = informative(sentence) - _assignment_words(facts, course) - _FEELINGS
+def _weight(sentence: str, named: set[str] | frozenset[str], focus: set[str]) -> float:
+    """Specific sentences first: content words that are not ``named`` (the assignment's, generic, feelings),
+    course vocabulary, an error message."""
+    own = informative(sentence) - named
     score = len(own) + 1.5 * len(own & focus) + (2.0 if _CODE.search(sentence) else 0.0)
     if len(sentence.split()) > 45 or _TO_THE_BOT.search(sentence):
         score -= 3.0
