@@ -189,7 +189,17 @@ def error_event(code: str) -> ServerSentEventMessage:
 
 
 def _event(name: str, body: msgspec.Struct) -> ServerSentEventMessage:
-    return ServerSentEventMessage(event=name, data=msgspec.json.encode(body).decode())
+    return ServerSentEventMessage(event=name, data=event_data(body))
+
+
+# JSON may carry these raw inside strings, but many line readers (Python's splitlines, httpx's
+# aiter_lines) end a line at each of them, which would cut an event's JSON in two for such a client.
+_LINE_BREAKS_IN_STRINGS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def event_data(body: object) -> str:
+    """The JSON of one event's ``data``: on one line for every line reader, the browser's and others'."""
+    return msgspec.json.encode(body).decode().translate(_LINE_BREAKS_IN_STRINGS)
 
 
 def replay(record: IntakeRecord, client_turn_id: str) -> list[ServerSentEventMessage] | None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-import msgspec
 import structlog
 from litestar import Request, get
 from litestar.di import NamedDependency
@@ -20,6 +19,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from services.gateway.container import Services
 from services.gateway.errors import NotFound, Unauthorized, problems
+from services.gateway.intake import chat
 from services.gateway.live import Tick, hub_of, watch
 from services.gateway.staff import auth, dashboard, intakes
 from services.gateway.staff.accounts import StaffIntake, StaffPrincipal
@@ -88,7 +88,7 @@ async def _list_feed(
                 continue
             row = await row_of(services, change, who)
             if row is not None:
-                yield ServerSentEventMessage(event="row", data=msgspec.json.encode(row).decode())
+                yield ServerSentEventMessage(event="row", data=chat.event_data(row))
 
 
 async def _intake_feed(
@@ -107,9 +107,7 @@ async def _intake_feed(
                 yield _ended("This intake is no longer available.")
                 return
             detail = await intakes.detail(services, record)
-            yield ServerSentEventMessage(
-                event="intake", data=msgspec.json.encode(detail).decode(), retry=RETRY_MS
-            )
+            yield ServerSentEventMessage(event="intake", data=chat.event_data(detail), retry=RETRY_MS)
 
 
 async def _still_in(request: Request, services: Services) -> bool:
@@ -121,7 +119,7 @@ async def _still_in(request: Request, services: Services) -> bool:
 
 
 def _ended(message: str = "Your staff session has ended. Log in again.") -> ServerSentEventMessage:
-    return ServerSentEventMessage(event="ended", data=msgspec.json.encode({"message": message}).decode())
+    return ServerSentEventMessage(event="ended", data=chat.event_data({"message": message}))
 
 
 ROUTES = [list_events, intake_events]

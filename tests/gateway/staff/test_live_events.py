@@ -135,6 +135,29 @@ async def test_dashboard_stream_sends_changed_rows_of_the_staff_members_courses_
                 await _next(events, "reload")
 
 
+async def test_a_line_separator_in_a_name_does_not_cut_an_event(redis_url: str, tmp_path: Path) -> None:
+    """JSON may carry U+2028 raw, but line readers such as httpx's end a line there: the row of a student
+    whose name has one still arrives whole to them (and decodes to the same name)."""
+    settings = make_settings(tmp_path, redis_url, **NO_LOGIN_LIMIT)
+    record = await seed_intake(redis_url, settings)
+    name = "Ana\u2028Lee\u2029Ruiz\x85"
+    with serve(
+        create_app(settings, services_factory=services_factory(ScriptedModel(), _courses()))
+    ) as gateway:
+        async with httpx.AsyncClient(base_url=gateway.url, timeout=15) as client:
+            await _ta(client, settings)
+            async with client.stream("GET", "/staff/api/events") as response:
+                events = _events(response)
+                await _next(events, "ready")
+                record.booking = msgspec.structs.replace(
+                    record.booking, student=msgspec.structs.replace(record.booking.student, name=name)
+                )
+                await save(redis_url, settings, record)
+                while (row := await _next(events, "row"))["staff_id"] != record.staff_id:
+                    pass
+                assert row["student_name"] == name
+
+
 async def test_student_stream_carries_a_staff_message_live(redis_url: str, tmp_path: Path) -> None:
     """The student's page hears a staff member's message the moment it is stored, with their name."""
     settings = make_settings(tmp_path, redis_url, **NO_LOGIN_LIMIT)
