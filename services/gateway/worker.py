@@ -36,6 +36,7 @@ from services.settings import SettingsError, load_settings
 INTAKE_CONCURRENCY = 4
 MODEL_CONCURRENCY = 3  # model summaries: a minute or more each on a CPU, on their own queue
 STOP_GRACE_S = 8  # supervisord waits 10 s before SIGKILL
+CANCEL_GRACE_S = 1.5  # then SAQ cancels what is left; on Python 3.11 that waits for every task to obey
 SETUP_CRON = "* * * * *"
 log = structlog.get_logger()
 
@@ -91,6 +92,10 @@ class _GracefulWorker(Worker[Any]):
     SAQ's own grace period waits for every task, its idle upkeep loops included (the sweep sleeps a
     minute), so every stop would take the whole grace period; here only running jobs are waited for,
     and the rest is cancelled at once (a job still running then is retried after the restart).
+
+    SAQ's cancellation has no hard limit here (``asyncio.wait_for`` waits for a cancelled task to end),
+    so a task that does not end when cancelled would hold the stop for ever: after ``CANCEL_GRACE_S``
+    the stop returns anyway and logs where each such task is waiting (``worker_stop_stuck``).
     """
 
     async def stop(self) -> None:
@@ -98,7 +103,24 @@ class _GracefulWorker(Worker[Any]):
         deadline = asyncio.get_running_loop().time() + STOP_GRACE_S
         while self.job_task_contexts and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)
-        await super().stop()
+        tasks = [*self.tasks, *(c["task"] for c in self.job_task_contexts.values())]
+        stopping = asyncio.ensure_future(super().stop())
+        done, _ = await asyncio.wait({stopping}, timeout=CANCEL_GRACE_S)
+        if not done:
+            stuck = [_waiting_at(t) for t in tasks if not t.done()]
+            log.warning("worker_stop_stuck", queue=self.queue.name, tasks=stuck)
+
+
+def _waiting_at(task: asyncio.Task[Any]) -> str:
+    """Where a task is suspended: the innermost function outside asyncio and SAQ, as ``name (file:line)``."""
+    where = task.get_name()
+    coro: Any = task.get_coro()
+    while coro is not None and (frame := getattr(coro, "cr_frame", None)) is not None:
+        path = frame.f_code.co_filename
+        if "/asyncio/" not in path and "/saq/" not in path:
+            where = f"{frame.f_code.co_qualname} ({path.rsplit('/', 1)[-1]}:{frame.f_lineno})"
+        coro = getattr(coro, "cr_await", None)
+    return where
 
 
 def _job_function(kind: str) -> Callable[..., Awaitable[str]]:

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 from saq.job import Job
+from structlog.testing import capture_logs
 
-from services.gateway import locks
+from services.gateway import locks, worker
 from services.gateway.container import Services
 from services.gateway.delivery import jobs
 from services.gateway.delivery.queue import JobArgs, Jobs, partial_due_at
@@ -210,6 +211,41 @@ async def test_a_job_past_its_timeout_is_cancelled_before_its_retry_runs(
     # SAQ's counter can also count the timed-out run's clean-up when it lands after the retry finished
     # (seen: delivered at attempt 2, stored as 3 a second later); the runs themselves are counted above
     assert job is not None and job.state == "delivered" and job.attempts >= 2
+
+
+async def test_a_job_that_ignores_cancellation_does_not_hold_the_stop(
+    gw: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job still running after the grace, and deaf to cancellation, cannot keep the worker from
+    stopping (supervisord would kill it): the stop returns and says where that job was waiting."""
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def deaf(services: Services, args: JobArgs) -> str:
+        started.set()
+        while not release.is_set():
+            try:
+                await asyncio.sleep(0.05)
+            except asyncio.CancelledError:
+                continue
+        return "done"
+
+    monkeypatch.setitem(jobs.RUNNERS, "invite_email", deaf)
+    monkeypatch.setattr(worker, "STOP_GRACE_S", 0.2)
+    await gw.services.jobs.enqueue("invite_email", "b1", args=_args())
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run_worker(gw.services, stop))
+    try:
+        await asyncio.wait_for(started.wait(), 15)
+        with capture_logs() as logs:
+            stop.set()
+            began = time.monotonic()
+            await asyncio.wait_for(asyncio.shield(task), 10)
+        assert time.monotonic() - began < 0.2 + worker.CANCEL_GRACE_S + 1
+        stuck = next(e for e in logs if e["event"] == "worker_stop_stuck")
+        assert any("deaf" in where for where in stuck["tasks"]), stuck
+    finally:
+        release.set()
+        await asyncio.sleep(0.2)
 
 
 async def test_a_copy_of_a_running_job_waits_and_then_finds_it_done(

@@ -216,9 +216,9 @@ async def test_asking_for_a_person_flags_the_intake_and_emails_the_staff(
 
     services = _worker_services(settings)
     try:
-        await work_until(
-            services, lambda: _has_mail(smtp_server, "okafor@example.edu", record.staff_id, "asked for a person")
-        )
+        asked = "asked for a person"
+        to = "okafor@example.edu"
+        await work_until(services, lambda: _has_mail(smtp_server, to, record.staff_id, asked))
     finally:
         await services.aclose()
     mail = _mail_about(smtp_server, "okafor@example.edu", record.staff_id, "asked for a person")
