@@ -45,7 +45,8 @@ _DISTRESS: tuple[tuple[str, str], ...] = (
         "want_to_die",
         r"\b(?:want|wanna|going|ready) (?:to )?die\b|\bwish (?:i|that i) (?:was|were) dead\b|"
         r"\bbetter off dead\b|\bno reason to (?:live|go on)\b|\bnot worth living\b|"
-        r"\bdon'?t want to (?:live|be alive|exist|be here anymore|wake up)\b",
+        r"\bdon'?t want to (?:live|be alive|exist|be here anymore|wake up)\b|"
+        r"\bdon'?t want to (?:go on|keep|carry on|continue) (?:living|being alive|existing)\b",
     ),
     ("self_harm", r"\bself[- ]?harm\w*|\b(?:hurt|harm|cut|cutting|hurting|harming) my ?self\b"),
     (
@@ -56,7 +57,7 @@ _DISTRESS: tuple[tuple[str, str], ...] = (
     (
         "hopeless",
         r"\b(?:feel(?:ing)?|i'?m|i am|everything (?:is|feels)|it all (?:is|feels)) (?:so |really |completely |just )?"
-        r"hopeless\b(?! at)|\bhopelessness\b|\bnothing matters any ?more\b|\bwhat'?s the point of (?:anything|living|life)\b",
+        r"hopeless\b(?! at)|\bhopelessness\b|\bnothing matters any ?more\b|\bwhat'?s the (?:point|use) (?:of|in) (?:anything|living|life|going on|being alive)\b",
     ),
     (
         "panic",
@@ -67,7 +68,11 @@ _DISTRESS: tuple[tuple[str, str], ...] = (
     (
         "crisis",
         r"\b(?:i'?m|i am) in (?:a )?crisis\b|\bhaving a (?:mental )?(?:breakdown|crisis)\b|"
-        r"\bmental health crisis\b|\b(?:my life|i'?m|i am) falling apart\b|\bnobody would (?:care|notice) if i\b",
+        r"\bmental health crisis\b|\b(?:my life|i'?m|i am) falling apart\b|\bnobody would (?:care|notice) if i\b|"
+        # a breaking point about life itself, not about the problem set; asking for someone, not okay
+        r"\bbreaking point\b[^.?!]{0,40}\b(?:about|with) (?:everything|life)\b|"
+        r"\bneed (?:someone|somebody) to talk to\b(?! about)[^.?!]{0,40}\bnot (?:okay|ok|alright|all right)\b(?! with)|"
+        r"\bnot (?:okay|ok) at all\b[^.?!]{0,40}\bneed (?:someone|somebody) to talk to\b",
     ),
     ("abuse", r"\b(?:being|been|getting) (?:abused|assaulted|hurt by)\b|\bnot safe at home\b"),
     (
@@ -97,6 +102,8 @@ _DISTRESS: tuple[tuple[str, str], ...] = (
         r"\b(?:won'?t|will not|wont) (?:be )?need(?:ing)? (?:it|them|any of (?:it|them|this)|my \w+) "
         r"(?:anymore|any more|where i'?m going|after)|\bwhere i'?m going\b[^.?!]{0,30}\bwon'?t need\b|"
         r"\b(?:not|never) coming back from\b|\bafter i'?m gone\b|"
+        r"\b(?:left|wrote|written|writing) instructions (?:for|to) (?:my )?\w+(?: \w+)? (?:about|for) my "
+        r"(?:cats?|dogs?|pets?|plants|things|stuff|belongings|accounts|passwords)\b|"
         r"\bgave (?:away )?(?:all )?(?:of )?my (?:stuff|things|belongings|possessions|everything)(?: away)?\b|"
         r"\bgiving (?:away )?(?:all )?(?:of )?my (?:stuff|things|belongings|possessions)(?: away)?\b",
     ),

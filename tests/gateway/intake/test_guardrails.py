@@ -47,6 +47,13 @@ def test_distress_is_recognised(text: str) -> None:
         "I won't be needing my laptop anymore after this week",
         "after I'm gone they can have my notes",
         "I've written letters to everyone in my family",
+        "wrote instructions for my sister about my plants, just in case",
+        # not wanting to live, said as going on or as the use of it
+        "I don't want to go on living like this",
+        "honestly what's the use of living like this",
+        # a breaking point about life itself; asking for someone while not okay
+        "i'm at my breaking point, not about the class, about everything",
+        "I need someone to talk to right now, I'm not okay",
         # a burden
         "I'm just a burden to my family",
         "my family would be better off without me",
@@ -86,6 +93,11 @@ def test_distress_in_plain_words_and_other_languages_is_recognised(text: str) ->
         "mañana voy a cortarme el pelo",
         "maine cover letter likh diya for the internship",
         "这两个图形很相似 xiang si de",
+        "I'm at my breaking point with this proof, can we go over lemma 2?",
+        "I need someone to talk to about the essay outline, I'm not okay with my thesis yet",
+        "what's the use of the chain rule here?",
+        "I don't want to go on to part c before I get part b",
+        "I left instructions in the README just in case the grader can't run it",
     ],
 )
 def test_plain_words_about_heights_pills_letters_and_belongings_in_coursework_are_not_distress(
