@@ -113,6 +113,7 @@ async def replay(
         lines=[
             *lines,
             f"facts: topic={facts.topic} assignment={facts.assignment} section={facts.section}",
+            f"stuck_on: {facts.stuck_on!r}",
             f"evidence: topic={facts.topic_evidence} assignment={facts.assignment_evidence}",
             f"issue_description: {summary.issue_description}",
             f"professor_prep_note: {summary.professor_prep_note}",
