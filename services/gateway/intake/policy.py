@@ -85,9 +85,9 @@ def update(state: InterviewState, course: Course, obs: Observation, today: dt.da
         facts.no_assignment = True
     if obs.section and (facts.section is None or obs.said("stuck_on")):
         facts.section = obs.section
-    for sentence in [s for k, s in obs.sentences if k in {"deadline", "assignment", "context"}] + (
-        [obs.clean_text] if obs.answering == "deadline" else []
-    ):
+    for sentence in [
+        s for k, s in obs.sentences if k in {"deadline", "assignment", "context", "feelings"}
+    ] + ([obs.clean_text] if obs.answering == "deadline" else []):
         if deadline := dates.extract_deadline(sentence, today, answering=obs.answering == "deadline"):
             facts.deadline = deadline
             break

@@ -22,13 +22,23 @@ import msgspec
 from services.coursepack import Course
 from services.gateway.intake import guardrails, matching
 from services.gateway.intake.models import Section
+from services.gateway.intake.text import (
+    FEELING_WORDS,
+    GENERIC_WORDS,
+    STUCK_CUE,
+    clip,
+    content_words,
+    is_confused,
+    is_non_answer,
+    sentences,
+)
 from services.gateway.ports import CourseSimilarity, Passage
 
 if TYPE_CHECKING:
     from services.understanding.classifier import MessageUnderstanding
-from services.gateway.intake.text import STUCK_CUE, clip, content_words, is_confused, is_non_answer, sentences
+    from services.understanding.classifier import SentenceSlot as SentenceVerdict
 
-SentenceSlot = str  # stuck_on | attempts | goal | deadline | assignment | context | junk
+SentenceSlot = str  # stuck_on | attempts | goal | deadline | assignment | context | feelings | junk
 _CLASSIFIER_TRUST = 0.55  # below this the pending question decides what a sentence answers
 _ROLE_WEIGHT = {"notes": 3.0, "issue": 3.0, "assignment": 4.0, "which_assignment": 6.0, "recap": 6.0}
 _PAST = re.compile(
@@ -265,6 +275,8 @@ def _sentences(
             continue
         if answering == "recap" and slot == "stuck_on" and not _CORRECTION.search(sentence):
             slot = "context"  # more detail after the recap, not a correction of the stuck point
+        if slot == "stuck_on" and course is not None and _feelings_only(sentence, course, verdict):
+            slot = "feelings"  # the check-in hears it; not the stuck point, nor the context of the problem
         out.append((slot, clip(sentence, 400)))
     if dropped and course is not None:
         # a message that carried an injection keeps only what is plainly about the course: the sentences
@@ -273,6 +285,31 @@ def _sentences(
         dropped += len(out) - len(kept)
         out = kept
     return out, dropped
+
+
+def _feelings_only(sentence: str, course: Course, verdict: SentenceVerdict | None) -> bool:
+    """A sentence about how the student feels, with (almost) nothing about the problem: "I'm kind of
+    panicking about lab 6", "I'm dying here, this report is going to destroy my grade". It names a
+    feeling, holds nothing concrete (a number, code), and what is left once feelings, generic words and
+    the course's assignment names are taken out is at most one word, or three when the distress
+    classifier flags the sentence too ("I'm freaking out that it looks like I faked something")."""
+    said = content_words(sentence)
+    if not said & _EMOTIONS or _CONCRETE.search(sentence):
+        return False
+    rest = said - FEELING_WORDS - GENERIC_WORDS - _assignment_names(course)
+    return len(rest) <= (3 if verdict and "distress" in verdict.flagged else 1)
+
+
+_EMOTIONS = content_words(
+    "stressed stressing stress freaking panicking panic worried worry nervous anxious scared afraid terrified "
+    "overwhelmed frustrated frustrating upset dying killing dumb stupid"
+)
+
+
+def _assignment_names(course: Course) -> set[str]:
+    return content_words(
+        " ".join(f"{a.title} {a.id.replace('-', ' ')} {' '.join(a.keywords)}" for a in course.assignments)
+    )
 
 
 def _on_course(course: Course, sentence: str) -> bool:

@@ -35,6 +35,7 @@ from services.gateway.intake.models import (
     SummaryStatus,
 )
 from services.gateway.intake.text import (
+    FEELING_WORDS,
     GENERIC_WORDS,
     NOTHING,
     content_words,
@@ -189,7 +190,7 @@ def stuck_sentences(facts: Facts, course: Course, limit: int = 2) -> list[str]:
     exact words matter to the professor.
     """
     named = (
-        _assignment_words(facts, course) | _FEELINGS
+        _assignment_words(facts, course) | FEELING_WORDS
     )  # the first sentence says these; feelings aren't the problem
     said = " ".join(x for x in (facts.stuck_on, facts.example) if x)
     said_sentences = clean_sentences(said)
@@ -255,15 +256,6 @@ _TO_THE_BOT = re.compile(
 _VAGUE = content_words(
     "stuck confused lost struggling understand trouble hard difficult part problem question"
 )
-# How the student feels and how long they have worked at it: real, and the chat's check-in hears it, but
-# the professor's description of the problem says what is wrong ("I'm freaking out, I spent the whole
-# weekend on it" describes no problem). A sentence made only of these (and courtesy) is left out.
-_FEELINGS = content_words(
-    "stressed stressing stress freaking panicking panic worried worry nervous anxious scared afraid "
-    "overwhelmed frustrated frustrating annoyed annoying upset dying killing dumb stupid silly honestly "
-    "really advance questions spent whole weekend hours days night nights forever ages sorry bit lot little "
-    "kind kinda sort totally completely get getting working trying"
-) | {"i'm", "i've", "i'd", "i'll", "im", "ive"}
 _CODE = re.compile(r"\b[A-Z]\w*(?:Error|Exception)\b|\bTraceback\b|[`{}\[\]=<>]|\w\(")
 
 

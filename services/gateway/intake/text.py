@@ -354,3 +354,14 @@ def is_non_answer(text: str, *, numbers: bool = True) -> bool:
 def is_confused(text: str) -> bool:
     """The student did not understand the question: ask the same slot again, more simply."""
     return bool(_CONFUSED.search(text.strip()))
+
+
+# How the student feels and how long they have worked at it: real, and the chat's check-in hears it, but
+# the professor's description of the problem says what is wrong ("I'm freaking out, I spent the whole
+# weekend on it" describes no problem). A sentence made only of these (and courtesy) is left out.
+FEELING_WORDS = content_words(
+    "stressed stressing stress freaking panicking panic worried worry nervous anxious scared afraid "
+    "overwhelmed frustrated frustrating annoyed annoying upset dying killing dumb stupid silly honestly "
+    "really advance questions spent whole weekend hours days night nights forever ages sorry bit lot little "
+    "kind kinda sort totally completely get getting working trying"
+) | {"i'm", "i've", "i'd", "i'll", "im", "ive"}

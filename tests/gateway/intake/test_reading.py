@@ -55,6 +55,32 @@ def test_the_real_question_said_while_answering_something_else_is_the_stuck_poin
     assert obs.said("stuck_on") and not obs.said("deadline")
 
 
+@pytest.mark.parametrize(
+    ("text", "stuck"),
+    [
+        (
+            "I'm kind of panicking about this. I never know when to reject the null hypothesis.",
+            "I never know when to reject the null hypothesis.",
+        ),
+        (
+            "Honestly I'm so stressed and overwhelmed. My slope comes out negative.",
+            "My slope comes out negative.",
+        ),
+        # a feeling with the problem in it, or with something concrete, stays the stuck point
+        (
+            "I'm panicking because the chain rule part makes no sense",
+            "I'm panicking because the chain rule part makes no sense",
+        ),
+        ("I'm freaking out, q = 0.0004", "I'm freaking out, q = 0.0004"),
+    ],
+)
+def test_how_the_student_feels_is_not_the_stuck_point(text: str, stuck: str) -> None:
+    """A sentence that only says how the student feels is heard (the check-in reads the whole message)
+    but is not what they are stuck on: the recap and the professor's summary say the problem instead."""
+    obs = _read(text)
+    assert obs.said("stuck_on") == stuck
+
+
 def test_an_injected_sentence_is_withheld_whole_and_the_rest_kept() -> None:
     """The injection goes (counted in ``dropped``); the student's real answer around it stays."""
     obs = _read(
