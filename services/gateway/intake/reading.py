@@ -269,7 +269,9 @@ def _sentences(
             dropped += 1  # the classifier alone: withheld from the facts, the chat goes on
             continue
         slot = _cued(sentence, default)
-        if verdict and verdict.confidence >= _CLASSIFIER_TRUST and verdict.slot != "junk":
+        if default.startswith("q:") and slot == default:
+            pass  # the answer to the course's own question ("Trial 1 16.55 mL, ..."), unless a cue says otherwise
+        elif verdict and verdict.confidence >= _CLASSIFIER_TRUST and verdict.slot != "junk":
             slot = verdict.slot if not default.startswith("q:") or verdict.slot != "stuck_on" else default
         elif verdict and verdict.slot == "junk" and verdict.confidence >= 0.8 and not content_words(sentence):
             continue

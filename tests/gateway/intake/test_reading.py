@@ -6,6 +6,7 @@ import pytest
 
 from services.gateway.intake import reading
 from services.gateway.ports import Passage
+from services.understanding.classifier import Intents, MessageUnderstanding, SentenceSlot
 from tests.gateway.intake.scripted import make_course
 
 
@@ -79,6 +80,23 @@ def test_how_the_student_feels_is_not_the_stuck_point(text: str, stuck: str) -> 
     but is not what they are stuck on: the recap and the professor's summary say the problem instead."""
     obs = _read(text)
     assert obs.said("stuck_on") == stuck
+
+
+@pytest.mark.parametrize(("slot", "expected"), [("attempts", "q:numbers"), ("goal", "q:numbers")])
+def test_the_answer_to_a_course_question_stays_its_answer(slot: str, expected: str) -> None:
+    """ "Trial 1 16.55 mL, trial 2 19.60 mL" answers the course's own question even when the slot
+    classifier reads it as something tried: the prep note shows the professor the answer to their question."""
+    text = "Trial 1 16.55 mL, trial 2 19.60 mL."
+    understanding = MessageUnderstanding(
+        intents=Intents(0.0, 0.0, 0.0, 0.0, 0.0),
+        flagged=frozenset(),
+        sentences=(SentenceSlot(text, slot, 0.9),),
+    )
+    obs = _read(text, "q:numbers", understanding=understanding)
+    assert obs.sentences == ((expected, text),)
+    # a cue phrase still says what a sentence is: "I tried ..." is an attempt, whatever was asked
+    tried = "I tried redoing the titration math twice."
+    assert _read(tried, "q:numbers").sentences == (("attempts", tried),)
 
 
 def test_an_injected_sentence_is_withheld_whole_and_the_rest_kept() -> None:
