@@ -84,8 +84,10 @@ def _weights_of(
     in, not what they are stuck on (for assignments, the same words are their names). Callers must not
     mutate the result."""
     phrases: dict[str, list[tuple[str, ...]]] = {}
+    keywords: dict[str, set[tuple[str, ...]]] = {}  # topics: the phrases past the title and the id
     for key, texts in items:
         seen: list[tuple[str, ...]] = []
+        keywords[key] = {tuple(stem(w) for w in words(name)) for name in texts[2:]}
         for name in texts:
             phrase = tuple(stem(w) for w in words(name))
             if not phrase or phrase in seen:
@@ -94,7 +96,7 @@ def _weights_of(
                 continue  # "a", "an", "the", "may": useless for matching
             seen.append(phrase)
         phrases[key] = seen
-    distinctive = _add_distinctive_words(phrases) if topics else {}
+    distinctive = _add_distinctive_words(phrases, keywords) if topics else {}
     counts: dict[tuple[str, ...], int] = {}
     for seen in phrases.values():
         for p in seen:
@@ -118,10 +120,14 @@ def _weights_of(
     return weights
 
 
-def _add_distinctive_words(phrases: dict[str, list[tuple[str, ...]]]) -> dict[str, set[tuple[str, ...]]]:
+def _add_distinctive_words(
+    phrases: dict[str, list[tuple[str, ...]]], keywords: dict[str, set[tuple[str, ...]]]
+) -> dict[str, set[tuple[str, ...]]]:
     """A word of one topic's multi-word keyword that no other topic uses ("ceiling" of "price ceiling",
     "incidence" of "tax incidence") is a single-word keyword of that topic too, at half weight: students
-    say "the ceiling" once the phrase is established. Returns the words added, per topic."""
+    say "the ceiling" once the phrase is established. Only keywords give words: a title's ("work" of
+    "Working in R") names the topic, it is not something a student says about it. Returns the words added,
+    per topic."""
     added: dict[str, set[tuple[str, ...]]] = {}
     owners: dict[str, set[str]] = {}
     for key, seen in phrases.items():
@@ -132,7 +138,7 @@ def _add_distinctive_words(phrases: dict[str, list[tuple[str, ...]]]) -> dict[st
         extra: set[tuple[str, ...]] = {
             (w,)
             for p in seen
-            if len(p) > 1
+            if len(p) > 1 and p in keywords[key]
             for w in p
             if len(w) >= 4
             and owners[w] == {key}

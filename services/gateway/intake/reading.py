@@ -315,8 +315,8 @@ def _assignment_names(course: Course) -> set[str]:
 
 
 def _on_course(course: Course, sentence: str) -> bool:
-    """Names an assignment, says a course keyword outright (a stray "work" of "Working in R" is not
-    enough), or holds something concrete: a number, code, an error name."""
+    """Names an assignment, says a whole course keyword (one word of a keyword phrase, at half weight, is
+    not enough), or holds something concrete: a number, code, an error name."""
     if matching.match_assignment(course, sentence) or _CONCRETE.search(sentence):
         return True
     return max(matching.topic_scores(course, [sentence]).values(), default=0.0) >= 2.0

@@ -153,6 +153,20 @@ def test_a_word_only_one_topics_phrase_uses_counts_for_that_topic_at_half_weight
     assert matching.topic_scores(course, said)["market"] > matching.topic_scores(course, said)["controls"]
 
 
+def test_a_word_of_a_topics_title_alone_is_not_evidence() -> None:
+    """A title names the topic: "work" of "Working in R" is not something a student says about it ("I
+    can't get my work done" is not about R), while the title said whole still counts."""
+    course = msgspec.structs.replace(
+        writing_course(),
+        topics=[
+            Topic("r-basics", "Working in R", ["data frame", "vector"]),
+            Topic("plots", "Plotting with ggplot", ["ggplot", "scatter plot"]),
+        ],
+    )
+    assert matching.topic_scores(course, ["I can't get my work done this week"])["r-basics"] == 0.0
+    assert matching.topic_scores(course, ["I'm new to working in R"])["r-basics"] > 0.0
+
+
 def test_a_keyword_said_only_to_deny_it_is_not_evidence() -> None:
     """ "There's no error, it just returns 0" says nothing for the error-reading topic; "the error says"
     does."""
