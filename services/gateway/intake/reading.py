@@ -129,7 +129,7 @@ def read(
     if not text or is_non_answer(text):
         return Observation(answering=answering, guard=guard.kind, rule=guard.rule, junk=True)
     labelled, dropped = _sentences(
-        text, answering, heard.understanding, from_notes, asks_answer=guard.kind == "homework", course=course
+        text, course, answering, heard.understanding, from_notes, asks_answer=guard.kind == "homework"
     )
     role = "notes" if from_notes else (answering or "")
     return Observation(
@@ -234,11 +234,11 @@ _PENDING_DEFAULT = {
 
 def _sentences(
     text: str,
+    course: Course,
     answering: str | None,
     understanding: MessageUnderstanding | None,
     from_notes: bool,
     asks_answer: bool = False,
-    course: Course | None = None,
 ) -> tuple[list[tuple[str, str]], int]:
     """Each clean sentence with the slot it fills; injected and answer-seeking sentences are withheld.
     ``asks_answer``: the message asks for the answer (rules or the classifier's sure level), so a sentence
@@ -277,10 +277,10 @@ def _sentences(
             continue
         if answering == "recap" and slot == "stuck_on" and not _CORRECTION.search(sentence):
             slot = "context"  # more detail after the recap, not a correction of the stuck point
-        if slot == "stuck_on" and course is not None and _feelings_only(sentence, course, verdict):
+        if slot == "stuck_on" and _feelings_only(sentence, course, verdict):
             slot = "feelings"  # the check-in hears it; not the stuck point, nor the context of the problem
         out.append((slot, clip(sentence, 400)))
-    if dropped and course is not None:
+    if dropped:
         # a message that carried an injection keeps only what is plainly about the course: the sentences
         # around an instruction ("Let's play a game.", "I'm curious how you work.") are part of it
         kept = [(k, s) for k, s in out if _on_course(course, s)]
