@@ -16,6 +16,7 @@ import enum
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import redis.asyncio as aioredis
 import structlog
 
@@ -30,6 +31,17 @@ log = structlog.get_logger()
 Change = str | None  # the token that changed; None: something may have been missed, reload everything
 HEARTBEAT = ""  # yielded after ``heartbeat_s`` without a change: time to send a keep-alive comment
 MAX_LISTENERS = 5000  # per process; one more is refused rather than slowing every other page down
+
+
+# JSON may carry these raw inside strings, but many line readers (Python's splitlines, httpx's
+# aiter_lines) end a line at each of them, which would cut an event's JSON in two for such a client.
+_LINE_BREAKS_IN_STRINGS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def event_data(body: object) -> str:
+    """The JSON of one server-sent event's ``data``: on one line for every line reader, the browser's and
+    others'."""
+    return msgspec.json.encode(body).decode().translate(_LINE_BREAKS_IN_STRINGS)
 
 
 class TooManyListeners(Exception):

@@ -19,6 +19,7 @@ from litestar.response import ServerSentEventMessage
 
 from services.analytics import intake as intake_events
 from services.coursepack import Course
+from services.gateway import live
 from services.gateway.container import Services
 from services.gateway.errors import Conflict, PayloadTooLarge, Unprocessable
 from services.gateway.intake.interview import Interviewer, Queued, TurnOutcome, draft_summary
@@ -189,17 +190,7 @@ def error_event(code: str) -> ServerSentEventMessage:
 
 
 def _event(name: str, body: msgspec.Struct) -> ServerSentEventMessage:
-    return ServerSentEventMessage(event=name, data=event_data(body))
-
-
-# JSON may carry these raw inside strings, but many line readers (Python's splitlines, httpx's
-# aiter_lines) end a line at each of them, which would cut an event's JSON in two for such a client.
-_LINE_BREAKS_IN_STRINGS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
-
-
-def event_data(body: object) -> str:
-    """The JSON of one event's ``data``: on one line for every line reader, the browser's and others'."""
-    return msgspec.json.encode(body).decode().translate(_LINE_BREAKS_IN_STRINGS)
+    return ServerSentEventMessage(event=name, data=live.event_data(body))
 
 
 def replay(record: IntakeRecord, client_turn_id: str) -> list[ServerSentEventMessage] | None:

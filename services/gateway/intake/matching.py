@@ -81,15 +81,17 @@ def _weights_of(
 ) -> dict[str, list[tuple[tuple[str, ...], float]]]:
     """Multi-word phrases weigh more; words shared by items weigh less. For topics, a keyword made only of
     deliverable words ("report", "lab report") weighs like a generic word: it names what the student hands
-    in, not what they are stuck on (for assignments, the same words are their names). Callers must not
-    mutate the result."""
+    in, not what they are stuck on (for assignments, the same words are their names). A topic's texts are
+    its title, its id, then its keywords (``topic_scores``). Callers must not mutate the result."""
     phrases: dict[str, list[tuple[str, ...]]] = {}
-    keywords: dict[str, set[tuple[str, ...]]] = {}  # topics: the phrases past the title and the id
+    keywords: dict[str, set[tuple[str, ...]]] = {}  # topics: the phrases after the title and the id
     for key, texts in items:
         seen: list[tuple[str, ...]] = []
-        keywords[key] = {tuple(stem(w) for w in words(name)) for name in texts[2:]}
-        for name in texts:
+        keywords[key] = set()
+        for i, name in enumerate(texts):
             phrase = tuple(stem(w) for w in words(name))
+            if topics and i >= 2:
+                keywords[key].add(phrase)
             if not phrase or phrase in seen:
                 continue
             if len(phrase) == 1 and (len(name.strip()) < 3 or name.lower().strip() in STOPWORDS):
@@ -280,6 +282,20 @@ def match_assignment(course: Course, said_text: str) -> str | None:
     if not course.assignments:
         return None
     return best_of(assignment_scores(course, said_text))
+
+
+def assignment_words(course: Course, assignment_id: str | None = None) -> frozenset[str]:
+    """The content words that name an assignment (its title, id and keywords), or every assignment's when
+    ``assignment_id`` is None: saying them is naming the work, not describing the problem."""
+    chosen = (a for a in course.assignments if assignment_id is None or a.id == assignment_id)
+    return _words_of_names(
+        tuple(f"{a.title} {a.id.replace('-', ' ')} {' '.join(a.keywords)}" for a in chosen)
+    )
+
+
+@lru_cache(maxsize=256)
+def _words_of_names(names: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(content_words(" ".join(names)))
 
 
 def without_titles(course: Course, text: str) -> str:

@@ -298,7 +298,7 @@ def _feelings_only(sentence: str, course: Course, verdict: SentenceVerdict | Non
     said = content_words(sentence)
     if not said & _EMOTIONS or _CONCRETE.search(sentence):
         return False
-    rest = said - FEELING_WORDS - GENERIC_WORDS - _assignment_names(course)
+    rest = said - FEELING_WORDS - GENERIC_WORDS - matching.assignment_words(course)
     return len(rest) <= (3 if verdict and "distress" in verdict.flagged else 1)
 
 
@@ -306,12 +306,6 @@ _EMOTIONS = content_words(
     "stressed stressing stress freaking panicking panic worried worry nervous anxious scared afraid terrified "
     "overwhelmed frustrated frustrating upset dying killing dumb stupid"
 )
-
-
-def _assignment_names(course: Course) -> set[str]:
-    return content_words(
-        " ".join(f"{a.title} {a.id.replace('-', ' ')} {' '.join(a.keywords)}" for a in course.assignments)
-    )
 
 
 def _on_course(course: Course, sentence: str) -> bool:

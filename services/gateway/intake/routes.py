@@ -171,7 +171,7 @@ async def _live_states(services: Services, token: str) -> AsyncIterator[ServerSe
             view = chat.build_view(
                 record, services.catalog.courses.get(record.course_slug), services.settings
             )
-            yield ServerSentEventMessage(event="state", data=chat.event_data(view), retry=3000)
+            yield ServerSentEventMessage(event="state", data=live.event_data(view), retry=3000)
             if record.status == "cancelled":
                 return
 

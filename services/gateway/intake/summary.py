@@ -20,7 +20,7 @@ from typing import Literal
 import msgspec
 
 from services.coursepack import Course
-from services.gateway.intake import dates, guardrails, policy
+from services.gateway.intake import dates, guardrails, matching, policy
 from services.gateway.intake.evidence import Evidence, usable_sentences
 from services.gateway.intake.models import (
     Booking,
@@ -189,9 +189,8 @@ def stuck_sentences(facts: Facts, course: Course, limit: int = 2) -> list[str]:
     At most one of them is a short quotation, and only of an error message or code, where the
     exact words matter to the professor.
     """
-    named = (
-        _assignment_words(facts, course) | FEELING_WORDS
-    )  # the first sentence says these; feelings aren't the problem
+    # the first sentence says the assignment's words; feelings aren't the problem
+    named = _assignment_words(facts, course) | FEELING_WORDS
     said = " ".join(x for x in (facts.stuck_on, facts.example) if x)
     said_sentences = clean_sentences(said)
     if facts.no_assignment:
@@ -229,11 +228,9 @@ _NOT_FOR = re.compile(
 
 def _assignment_words(facts: Facts, course: Course) -> set[str] | frozenset[str]:
     """Words that only name the assignment ("ps3", "problem set 3"): the first sentence already says them."""
-    assignment = course.assignment(facts.assignment) if facts.assignment else None
-    if not assignment:
+    if not facts.assignment:
         return GENERIC_WORDS | _VAGUE
-    named = " ".join([assignment.title, assignment.id.replace("-", " "), *assignment.keywords])
-    return content_words(named) | GENERIC_WORDS | _VAGUE
+    return matching.assignment_words(course, facts.assignment) | GENERIC_WORDS | _VAGUE
 
 
 def _weight(sentence: str, named: set[str] | frozenset[str], focus: set[str]) -> float:

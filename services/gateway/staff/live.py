@@ -19,8 +19,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from services.gateway.container import Services
 from services.gateway.errors import NotFound, Unauthorized, problems
-from services.gateway.intake import chat
-from services.gateway.live import Tick, hub_of, watch
+from services.gateway.live import Tick, event_data, hub_of, watch
 from services.gateway.staff import auth, dashboard, intakes
 from services.gateway.staff.accounts import StaffIntake, StaffPrincipal
 
@@ -88,7 +87,7 @@ async def _list_feed(
                 continue
             row = await row_of(services, change, who)
             if row is not None:
-                yield ServerSentEventMessage(event="row", data=chat.event_data(row))
+                yield ServerSentEventMessage(event="row", data=event_data(row))
 
 
 async def _intake_feed(
@@ -107,7 +106,7 @@ async def _intake_feed(
                 yield _ended("This intake is no longer available.")
                 return
             detail = await intakes.detail(services, record)
-            yield ServerSentEventMessage(event="intake", data=chat.event_data(detail), retry=RETRY_MS)
+            yield ServerSentEventMessage(event="intake", data=event_data(detail), retry=RETRY_MS)
 
 
 async def _still_in(request: Request, services: Services) -> bool:
@@ -119,7 +118,7 @@ async def _still_in(request: Request, services: Services) -> bool:
 
 
 def _ended(message: str = "Your staff session has ended. Log in again.") -> ServerSentEventMessage:
-    return ServerSentEventMessage(event="ended", data=chat.event_data({"message": message}))
+    return ServerSentEventMessage(event="ended", data=event_data({"message": message}))
 
 
 ROUTES = [list_events, intake_events]
