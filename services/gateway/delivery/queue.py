@@ -56,32 +56,34 @@ SUMMARY_STATUSES: tuple[SummaryStatus, ...] = get_args(SummaryStatus)
 REMINDER_MIN_LEAD_S = 3600  # a reminder due sooner than this after booking is not sent (the invite is fresh)
 DONE_TTL_S = 24 * 3600  # a finished job's record; its done marker lives as long as the intake
 _DONE = "jobs:done:{}"
-# SAQ's RedisQueue._enqueue script (saq 0.26): KEYS incomplete, job id, queued, abort id; ARGV job, scheduled
-_SAQ_ENQUEUE = """
-if not redis.call('ZSCORE', KEYS[1], KEYS[2]) and redis.call('EXISTS', KEYS[4]) == 0 then
-    redis.call('SET', KEYS[2], ARGV[1])
-    redis.call('ZADD', KEYS[1], ARGV[2], KEYS[2])
-    if ARGV[2] == '0' then redis.call('RPUSH', KEYS[3], KEYS[2]) end
-    return 1
-else
-    return nil
-end
-"""
 _BY_TOKEN = "jobs:token:{}"
-# KEYS per job: its done marker, its intake's job list; ARGV each job's list entry, then the list's ttl (s).
-# Per job 1 when it is done already, else 0 and its entry is in the list.
-_BOOKKEEPING = """
-local done = {}
-for i = 1, #KEYS, 2 do
-  if redis.call('EXISTS', KEYS[i]) == 1 then
-    done[#done + 1] = 1
+# Queue several jobs, each only if it is not done already, in one step. Per job KEYS: its done marker, its
+# intake's job list, then SAQ's keys (the queue's incomplete set, the job id, the queue's queued list, the
+# job's abort id); per job ARGV: its entry in the intake's list, the job as SAQ stores it, its scheduled
+# time; the last ARGV is the list's ttl (s). Per job 1 when it is done already, 2 when SAQ has it queued,
+# scheduled or running already (the part after the done check is SAQ 0.26's RedisQueue._enqueue script),
+# 0 when it was queued now. Either way it is in its intake's list.
+_ENQUEUE = """
+local outcome = {}
+local ttl = ARGV[#ARGV]
+for j = 0, (#KEYS / 6) - 1 do
+  local k, a = j * 6, j * 3
+  if redis.call('EXISTS', KEYS[k + 1]) == 1 then
+    outcome[#outcome + 1] = 1
   else
-    redis.call('SADD', KEYS[i + 1], ARGV[(i + 1) / 2])
-    redis.call('EXPIRE', KEYS[i + 1], ARGV[#ARGV])
-    done[#done + 1] = 0
+    redis.call('SADD', KEYS[k + 2], ARGV[a + 1])
+    redis.call('EXPIRE', KEYS[k + 2], ttl)
+    if not redis.call('ZSCORE', KEYS[k + 3], KEYS[k + 4]) and redis.call('EXISTS', KEYS[k + 6]) == 0 then
+      redis.call('SET', KEYS[k + 4], ARGV[a + 2])
+      redis.call('ZADD', KEYS[k + 3], ARGV[a + 3], KEYS[k + 4])
+      if ARGV[a + 3] == '0' then redis.call('RPUSH', KEYS[k + 5], KEYS[k + 4]) end
+      outcome[#outcome + 1] = 0
+    else
+      outcome[#outcome + 1] = 2
+    end
   end
 end
-return done
+return outcome
 """
 _STATES: dict[Status, JobState] = {
     Status.NEW: "pending",
@@ -144,24 +146,16 @@ class LenientRedisQueue(RedisQueue):
             log.error("job_undecodable", queue=self.name, error=type(exc).__name__, payload_sha=digest)
             return None
 
-    async def enqueue_all(self, jobs: Sequence[Job]) -> list[Job | None]:
-        """SAQ's ``enqueue`` for several jobs of this queue in one round trip: the same script for each,
-        in one pipeline (sent as ``EVAL``: a pipeline of registered scripts first asks Redis whether they
-        are loaded). None for a job whose key is queued already. SAQ's own per-job log line is not
-        written: ``job_enqueued`` / ``jobs_enqueued`` says it."""
-        for job in jobs:
-            if job.queue and job.queue.name != self.name:
-                raise ValueError(f"Job {job} registered to a different queue")
-            job.queue = self
-            job.queued = saq_now()
-            job.status = Status.QUEUED
-            await self._before_enqueue(job)
-        async with self._op_sem, self.redis.pipeline(transaction=False) as pipe:
-            for job in jobs:
-                keys = [self._incomplete, job.id, self._queued, job.abort_id]
-                pipe.eval(_SAQ_ENQUEUE, len(keys), *keys, self.serialize(job), job.scheduled)
-            added = await pipe.execute()
-        return [job if ok else None for job, ok in zip(jobs, added, strict=True)]
+    async def ready(self, job: Job) -> tuple[list[str], bytes | str]:
+        """What SAQ's ``enqueue`` does to a job before its script runs (the queue, the time, the status,
+        the before-enqueue hooks); then the script's keys for it and the job as SAQ stores it."""
+        if job.queue and job.queue.name != self.name:
+            raise ValueError(f"Job {job} registered to a different queue")
+        job.queue = self
+        job.queued = saq_now()
+        job.status = Status.QUEUED
+        await self._before_enqueue(job)
+        return [self._incomplete, job.id, self._queued, job.abort_id], self.serialize(job)
 
 
 class Planned(NamedTuple):
@@ -201,9 +195,10 @@ class Jobs:
         self._settings = settings
         self.intake = LenientRedisQueue(broker, name=INTAKE_QUEUE)
         self.model = LenientRedisQueue(broker, name=MODEL_QUEUE)
+        self._enqueue = broker.register_script(_ENQUEUE)  # sent as EVALSHA, loaded when Redis lacks it
 
     @property
-    def queues(self) -> dict[str, RedisQueue]:
+    def queues(self) -> dict[str, LenientRedisQueue]:
         return {INTAKE_QUEUE: self.intake, MODEL_QUEUE: self.model}
 
     async def aclose(self) -> None:
@@ -224,38 +219,28 @@ class Jobs:
         return key
 
     async def enqueue_many(self, planned: Sequence[Planned]) -> list[str | None]:
-        """``enqueue`` for several jobs, in two round trips: one script that finds which are done and puts
-        the others in their intakes' lists, then SAQ's enqueue of them all (one more for a second queue)."""
+        """``enqueue`` for several jobs (of either queue) in one round trip: one script skips the ones that
+        are done, puts the others in their intakes' lists and queues them as SAQ's ``enqueue`` would.
+        SAQ's own per-job log line is not written: ``job_enqueued`` / ``jobs_enqueued`` says it."""
         if not planned:
             return []
         keys = [job_key(p.kind, *p.about) for p in planned]
-        script_keys = [k for p, key in zip(planned, keys, strict=True) for k in _bookkeeping_keys(p, key)]
-        members = [f"{p.queue}/{key}" for p, key in zip(planned, keys, strict=True)]
-        done = await self._redis.eval(  # type: ignore[misc]
-            _BOOKKEEPING, len(script_keys), *script_keys, *members, self._keep_s()
-        )
-        todo: list[tuple[Planned, Job]] = []
-        for p, key, is_done in zip(planned, keys, done, strict=True):
-            if is_done:
-                log.info("job_duplicate", job_id=key, kind=p.kind, reason="done")
-            else:
-                todo.append((p, self._job(p, key)))
+        jobs = [self._job(p, key) for p, key in zip(planned, keys, strict=True)]
+        script_keys: list[str] = []
+        script_args: list[bytes | str | int] = []
+        for p, key, job in zip(planned, keys, jobs, strict=True):
+            saq_keys, stored = await self.queues[p.queue].ready(job)
+            script_keys += [*_bookkeeping_keys(p, key), *saq_keys]
+            script_args += [f"{p.queue}/{key}", stored, job.scheduled]
+        outcomes = await self._enqueue(keys=script_keys, args=[*script_args, self._keep_s()])
         enqueued: list[dict[str, Any]] = []
-        for name, queue in ((INTAKE_QUEUE, self.intake), (MODEL_QUEUE, self.model)):  # a round trip each
-            mine = [(p, job) for p, job in todo if p.queue == name]
-            added = await queue.enqueue_all([job for _, job in mine]) if mine else []
-            for (p, job), ok in zip(mine, added, strict=True):
-                if ok is None:
-                    log.info("job_duplicate", job_id=job.key, kind=p.kind, reason="queued")
-                else:
-                    enqueued.append(
-                        {
-                            "job_id": job.key,
-                            "kind": p.kind,
-                            "queue": p.queue,
-                            "scheduled": job.scheduled or None,
-                        }
-                    )
+        for p, job, outcome in zip(planned, jobs, outcomes, strict=True):
+            if outcome:
+                log.info("job_duplicate", job_id=job.key, kind=p.kind, reason=("", "done", "queued")[outcome])
+                continue
+            enqueued.append(
+                {"job_id": job.key, "kind": p.kind, "queue": p.queue, "scheduled": job.scheduled or None}
+            )
         if len(enqueued) == 1:
             log.info("job_enqueued", **enqueued[0])
         elif enqueued:  # one line for the batch: each line is a flushed write to the log

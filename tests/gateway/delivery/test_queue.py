@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 from services.gateway import locks, worker
 from services.gateway.container import Services
 from services.gateway.delivery import jobs
-from services.gateway.delivery.queue import JobArgs, Jobs, partial_due_at
+from services.gateway.delivery.queue import MODEL_QUEUE, JobArgs, Jobs, Planned, partial_due_at
 from services.gateway.intake.models import Booking, IntakeRecord, Person
 from services.gateway.intake.store import parse_time
 from tests.gateway.delivery.harness import (
@@ -70,6 +70,31 @@ async def test_a_key_is_queued_once_and_a_done_key_never_again(gw: Gateway) -> N
     await queue.mark_done("invite_email.b2")
     assert await queue.enqueue("invite_email", "b2", args=_args()) is None
     assert [j.id for j in await queue.jobs_for("tok")] == [first]
+
+
+async def test_one_batch_over_both_queues_skips_the_done_and_the_queued_and_queues_the_rest(
+    gw: Gateway,
+) -> None:
+    """A batch is one Redis step for both queues: each job gets its own answer, in order."""
+    queue = gw.services.jobs
+    assert await queue.enqueue("invite_email", "queued", args=_args()) == "invite_email.queued"
+    await queue.mark_done("prepare.done")
+    planned = [
+        Planned("prepare", ("done",), _args()),
+        Planned("invite_email", ("queued",), _args()),
+        Planned("summarize", ("new", "complete"), _args(), queue=MODEL_QUEUE),
+        Planned("invite_email", ("new",), _args(), at=time.time() + 600),
+    ]
+    with capture_logs() as logs:
+        keys = await queue.enqueue_many(planned)
+    assert keys == [None, None, "summarize.new.complete", "invite_email.new"]
+    duplicates = {e["job_id"]: e["reason"] for e in logs if e["event"] == "job_duplicate"}
+    assert duplicates == {"prepare.done": "done", "invite_email.queued": "queued"}
+    summarize, later = await queue.get("summarize.new.complete"), await queue.get("invite_email.new")
+    assert summarize is not None and (summarize.queue, summarize.state) == (MODEL_QUEUE, "pending")
+    assert later is not None and later.scheduled_at is not None and later.scheduled_at > time.time() + 500
+    listed = {j.id for j in await queue.jobs_for("tok")}
+    assert listed == {"invite_email.queued", "summarize.new.complete", "invite_email.new"}
 
 
 async def test_a_job_for_later_waits_while_a_job_for_now_runs(gw: Gateway) -> None:
