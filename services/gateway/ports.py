@@ -94,12 +94,17 @@ class StaffAlerts(Protocol):
     ) -> None: ...
 
 
+class LineTimeout(TimeoutError):
+    """A turn waited longer than allowed for a generation slot: it answers without the model."""
+
+
 class GenerationSlots(Protocol):
     """The line for a generation slot, so the model server is never asked for more than it sustains.
 
     ``async with slots.acquire() as positions:`` takes a ticket; ``async for position in positions``
-    yields the place in line (1 = next) whenever it changes, and ends once the slot is held; leaving the
-    block gives the slot (or the unserved ticket) back.
+    yields the place in line (1 = next) whenever it changes, and ends once the slot is held, or raises
+    ``LineTimeout`` when the wait went on too long; leaving the block gives the slot (or the unserved
+    ticket) back.
     """
 
     def acquire(self) -> AbstractAsyncContextManager[AsyncIterator[int]]: ...

@@ -56,6 +56,7 @@ from services.gateway.ports import (
     ChatModel,
     CourseRetriever,
     GenerationSlots,
+    LineTimeout,
     MessageReader,
     Passage,
     PromptMessage,
@@ -397,8 +398,13 @@ class Interviewer:
         )
         released = ""
         async with self._slot() as positions:
-            async for position in positions:
-                yield Queued(position)
+            try:
+                async for position in positions:
+                    yield Queued(position)
+            except LineTimeout:  # the line is too long for the model to answer in time: the policy asks
+                log.info("interview_reply_rejected", attempt=0, problems=["line_timeout"], slot=slot)
+                yield fallback
+                return
             started = time.monotonic()
             for attempt_no in range(2):
                 if attempt_no and time.monotonic() - started > RETRY_BUDGET_S:

@@ -23,6 +23,8 @@ import redis.asyncio as aioredis
 import redis.exceptions
 import structlog
 
+from services.gateway.ports import LineTimeout
+
 log = structlog.get_logger()
 
 PREFIX = "intake:gen:"
@@ -58,7 +60,7 @@ return rank - math.max(free, 0) + 1
 class GenerationLine:
     """``GenerationSlots`` over Redis: at most ``limit`` generations at once, first come first served.
 
-    ``max_wait_s``: a turn that waited this long gets ``TimeoutError`` from its positions (the
+    ``max_wait_s``: a turn that waited this long gets ``LineTimeout`` from its positions (the
     interviewer then answers with the policy's own question). ``lease_s``: how long a holder may keep
     its slot without giving it back (a dead gateway's slot frees itself after that).
     """
@@ -115,7 +117,7 @@ class GenerationLine:
                 yield position
             if time.monotonic() > deadline:
                 log.warning("generation_line_timeout", position=position)
-                raise TimeoutError("waited too long for a generation slot")
+                raise LineTimeout("waited too long for a generation slot")
             await asyncio.sleep(self.poll_s)
 
     async def _take(self, ticket: str) -> int:

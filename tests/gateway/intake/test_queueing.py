@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from services.gateway.intake.interview import Interviewer, Queued, TurnOutcome
 from services.gateway.intake.models import InterviewState
 from services.gateway.intake.queueing import PREFIX, GenerationLine
+from services.gateway.ports import LineTimeout
 from services.settings import Settings
 from tests.gateway.intake.scripted import (
     TODAY,
@@ -102,11 +103,11 @@ async def test_a_waiter_that_stopped_asking_is_dropped_from_the_line(redis: aior
 
 
 async def test_a_wait_longer_than_allowed_raises_timeout(redis: aioredis.Redis) -> None:
-    """Past ``max_wait_s`` the positions end in ``TimeoutError`` (the turn answers from the policy)."""
+    """Past ``max_wait_s`` the positions end in ``LineTimeout`` (the turn answers from the policy)."""
     line = _line(redis, max_wait_s=0.1)
     async with line.acquire() as held:
         assert [p async for p in held] == []
-        with pytest.raises(TimeoutError):
+        with pytest.raises(LineTimeout):
             async with line.acquire() as positions:
                 async for _ in positions:
                     pass
@@ -137,3 +138,25 @@ async def test_a_waiting_turn_yields_its_place_before_its_words(redis: aioredis.
     await asyncio.wait_for(task, 5)
     assert isinstance(items[-1], TurnOutcome) and items[-1].reply.endswith("?")
     assert all(isinstance(i, str) for i in items[1:-1]) and len(items) > 2
+
+
+async def test_a_turn_that_waited_too_long_in_line_gets_the_policys_question(redis: aioredis.Redis) -> None:
+    """50 students on two cores: a turn still in line after ``max_wait_s`` is answered at once with the
+    policy's own question (no error, no model call), and its ticket leaves the line."""
+    line = _line(redis, max_wait_s=0.3)
+    model = ScriptedModel()
+    iv = Interviewer(model, ListRetriever(make_passages()), Settings(), today=lambda c: TODAY, slots=line)
+    course, booking = make_course(), make_booking()
+    state = InterviewState()
+    await iv.prepare(state, course, booking)
+    iv.opening(state, course, booking)
+    calls = len(model.calls)
+    async with line.acquire() as positions:
+        assert [p async for p in positions] == []
+        items = [i async for i in iv.turn(state, course, booking, "ps3, p-values confuse me")]
+    assert items[0] == Queued(1)
+    outcome = items[-1]
+    assert isinstance(outcome, TurnOutcome) and outcome.status == "active" and outcome.reply.endswith("?")
+    assert "".join(i for i in items if isinstance(i, str)) == outcome.reply
+    assert len(model.calls) == calls, "the model was not asked"
+    assert await redis.zcard(f"{PREFIX}line") == 0
