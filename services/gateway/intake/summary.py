@@ -43,6 +43,7 @@ from services.gateway.intake.text import (
     is_confused,
     is_non_answer,
     sentences,
+    without_disclaimer,
     words,
 )
 
@@ -194,7 +195,7 @@ def stuck_sentences(facts: Facts, course: Course, limit: int = 2) -> list[str]:
     said = " ".join(x for x in (facts.stuck_on, facts.example) if x)
     said_sentences = clean_sentences(said)
     if facts.no_assignment:
-        said_sentences = [_NOT_FOR.sub("", s) for s in said_sentences]
+        said_sentences = [without_disclaimer(s) for s in said_sentences]
     pool = [s for s in dict.fromkeys(said_sentences) if informative(s) - named]
     if not pool:
         return []
@@ -218,12 +219,6 @@ def stuck_sentences(facts: Facts, course: Course, limit: int = 2) -> list[str]:
 
 # "This isn't for the care plan or the final, it's from Tuesday's lecture": the summary's first sentence
 # already says the meeting is not tied to an assignment; what follows the clause is kept
-_NOT_FOR = re.compile(
-    r"^\W*(?:(?:hi|hey|hello|hola|so|ok(?:ay)?|quick q)\W+)*(?:this|it|that|my question)(?:'s| is)? "
-    r"(?:not|isn'?t|is not) (?:really |actually )?(?:for|about|part of|related to) "
-    r"[^,;:.]{1,60}(?:[,;:.]\s*|$)",
-    re.I,
-)
 
 
 def _assignment_words(facts: Facts, course: Course) -> set[str] | frozenset[str]:
@@ -337,7 +332,9 @@ def informative(sentence: str) -> set[str]:
 
 _COURTESY = content_words(
     "thanks thank that's that everything nothing else okay please sorry hello bye great cool fine sure "
-    "anyway hola bonjour salut ciao hallo namaste oi gracias merci danke"
+    "anyway hola bonjour salut ciao hallo namaste oi gracias merci danke "
+    # and words that name no problem ("just lecture stuff", "quick q about the material")
+    "stuff things thing lecture lectures material materials content question questions quick"
 )
 # "I don't have it with me right now": an answer to "could you paste ...", not something to tell the professor
 _NOTHING_TO_SHOW = re.compile(
@@ -376,7 +373,11 @@ _ABOUT = re.compile(
     r"understanding|getting|figuring|knowing|choosing|using|writing|reading|finding|making|doing)\b",
     re.I,
 )
-_STATE = re.compile(r"^(?:stuck|confused|lost|struggling|unsure|not sure|having trouble)\b", re.I)
+_STATE = re.compile(  # "still unsure about page numbers" -> "They are still unsure about page numbers."
+    r"^(?:(?:still|really|very|so|quite|totally|completely|just|a bit|kind of|a little)\s+)*"
+    r"(?:stuck|confused|lost|struggling|unsure|not sure|having trouble)\b",
+    re.I,
+)
 _FINITE = re.compile(
     r"\b(?:is|are|was|were|do|does|did|don't|doesn't|didn't|can|can't|cannot|won't|will|would|keeps?|fails?|"
     r"gives?|says?|returns?|prints?|shows?|runs?|works?|crash(?:es)?|has|have|gets?|goes|stops?|ends?|"

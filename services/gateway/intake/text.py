@@ -365,3 +365,18 @@ FEELING_WORDS = content_words(
     "really advance questions spent whole weekend hours days night nights forever ages sorry bit lot little "
     "kind kinda sort totally completely get getting working trying"
 ) | {"i'm", "i've", "i'd", "i'll", "im", "ive"}
+
+
+# "this isn't for the lab report, ..." / "hey not about a report or anything, ...": what the question is
+# not about, before what it is about
+_DISCLAIMER = re.compile(
+    r"^\W*(?:(?:hi|hey|hello|hola|so|ok(?:ay)?|quick q)\W+)*(?:(?:this|it|that|my question)(?:'s| is)? )?"
+    r"(?:not|isn'?t|is not) (?:really |actually )?(?:for|about|part of|related to) "
+    r"[^,;:.]{1,60}(?:[,;:.]\s*|$)",
+    re.I,
+)
+
+
+def without_disclaimer(sentence: str) -> str:
+    """The sentence without an opening "this isn't for ..." clause (empty when that was all of it)."""
+    return _DISCLAIMER.sub("", sentence)

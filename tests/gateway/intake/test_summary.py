@@ -231,6 +231,22 @@ def test_not_for_an_assignment_is_said_once_not_repeated_as_the_stuck_point() ->
     assert "reject the null hypothesis" in text
 
 
+@pytest.mark.parametrize(
+    "stuck_on",
+    [
+        "hey not about a report or anything, just confused about when to reject the null hypothesis.",
+        "quick q, not for any hw, just lecture stuff. I don't get when to reject the null hypothesis.",
+    ],
+)
+def test_what_the_question_is_not_about_never_reaches_the_professor(stuck_on: str) -> None:
+    """A disclaimer without "this is" ("not about a report or anything, ...") is cut like "this isn't for
+    ...", and what is left of it that names no problem ("just lecture stuff") is not a sentence."""
+    state = _stuck_state(assignment=None, no_assignment=True, request_type="concept", stuck_on=stuck_on)
+    text = summary.build_summary(state, make_course(), make_booking(), "complete", "").issue_description
+    assert "not about" not in text and "not for" not in text and "lecture stuff" not in text, text
+    assert "reject the null hypothesis" in text
+
+
 def test_prep_note_carries_the_answers_to_the_courses_own_questions() -> None:
     """A course's must-ask question comes back labelled ("Exact error message they see: …"), code quoted."""
     course = msgspec.structs.replace(
@@ -343,6 +359,8 @@ def test_very_long_and_clipped_answers_end_on_whole_sentences() -> None:
             "stuck",
             "They are stuck on the part where the function returns None.",
         ),
+        ("still unsure about page numbers", "stuck", "They are still unsure about page numbers."),
+        ("just confused about percent error", "stuck", "They are just confused about percent error."),
     ],
 )
 def test_student_sentences_are_said_of_them_in_the_third_person(said: str, mode: str, written: str) -> None:

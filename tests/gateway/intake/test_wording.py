@@ -52,3 +52,12 @@ def test_the_recap_names_assignment_stuck_point_and_goal_in_the_second_person() 
     assert wording.RECAP_CUE in text and text.count("?") == 1
     assert "Problem Set 3: Hypothesis Tests" in text and "you're stuck on when to reject the null" in text
     assert "you want to understand the rule" in text
+
+
+def test_the_recap_says_back_the_problem_not_what_it_is_not_about() -> None:
+    """ "hey not about a report or anything, just confused about ..." is said back from "just confused"."""
+    facts = Facts(
+        topic="hypothesis-tests", stuck_on="hey not about a report or anything, just confused about p-values"
+    )
+    text = wording.recap(make_course(), facts, TODAY)
+    assert "the hard part: just confused about p-values" in text and "not about" not in text, text
