@@ -593,7 +593,7 @@ class Interviewer:
         sent = prompt.messages([*state.prompt, {"role": "user", "content": prompt.SUMMARY_REQUEST}])
         with calling("summary_draft"):
             text = await self._complete_json(sent)
-        usable = summary.usable_fields(summary.parse_draft(text), proof, state, course)
+        usable = summary.usable_fields(summary.parse_draft(text), proof, state, course, base)
         missing = [f for f in summary.draftable(state) if f not in usable]
         if missing:
             state.model_retries += 1
@@ -604,7 +604,7 @@ class Interviewer:
             ]
             with calling("summary_retry"):
                 redrafted = await self._complete_json(retry)
-            again = summary.usable_fields(summary.parse_draft(redrafted), proof, state, course)
+            again = summary.usable_fields(summary.parse_draft(redrafted), proof, state, course, base)
             usable |= {f: again[f] for f in missing if f in again}
         log.info("summary_drafted", model_fields=len(usable), retries=state.model_retries)
         return summary.merge(base, usable)

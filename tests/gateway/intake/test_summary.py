@@ -431,6 +431,38 @@ def test_a_polished_draft_must_keep_the_sheet_the_due_date_and_most_key_terms() 
     assert "issue_description" not in summary.usable_fields(thin_issue, proof, state, make_course())
 
 
+def test_a_polish_that_drops_the_numbers_or_what_they_tried_keeps_the_composed_field() -> None:
+    """Seen with the fine-tuned model on a held-out student: "abstract is 260 words, limit 150" and "cut
+    the intro sentences" polished into "stuck on the abstract" and "They tried the exact same notes". Every
+    check of the evidence passed (nothing invented); what the student said was gone."""
+    state = _stuck_state(
+        stuck_on="My abstract is 260 words and the limit is 150 for Problem Set 3, I don't get what to cut.",
+        attempts="I cut the intro sentences, still 210.",
+    )
+    base = summary.build_summary(state, make_course(), make_booking(), "complete", "")
+    proof = summary.evidence_for(state, make_course(), make_booking(), base)
+    assert "260" in base.issue_description and "intro sentences" in base.student_attempts
+    vague = summary.DraftText(
+        issue_description="Mina is stuck on Problem Set 3 because her abstract is over the word limit. She "
+        "does not know what to cut.",
+        student_attempts="She tried to cut the sentences she had, and it is still long.",
+    )
+    assert summary.usable_fields(vague, proof, state, make_course()).keys() == {
+        "issue_description",
+        "student_attempts",
+    }, "without the composed summary only the evidence decides"
+    assert summary.usable_fields(vague, proof, state, make_course(), base) == {}
+    faithful = summary.DraftText(
+        issue_description="Mina is stuck on Problem Set 3: her abstract is 260 words and the limit is 150. "
+        "She does not know what to cut.",
+        student_attempts="She cut the intro sentences, but it is still 210 words.",
+    )
+    assert summary.usable_fields(faithful, proof, state, make_course(), base).keys() == {
+        "issue_description",
+        "student_attempts",
+    }
+
+
 async def test_the_interviewer_uses_checked_model_sentences_and_re_asks_failed_fields_once(
     tmp_path: Path,
 ) -> None:
