@@ -23,6 +23,7 @@ from services.coursepack import Course
 from services.gateway.intake import guardrails, matching
 from services.gateway.intake.models import Section
 from services.gateway.intake.text import (
+    ALREADY_SAID,
     FEELING_WORDS,
     GENERIC_WORDS,
     STUCK_CUE,
@@ -153,15 +154,6 @@ _NOT_OK = re.compile(
 )
 
 
-# "I'm not sure, I think I've told you what I know": a student with nothing to add to a question, which the
-# classifier's recall-first threshold can flag (0.20); not a reason to ask whether they are safe
-_ALREADY_SAID = re.compile(
-    r"^\W*(?:(?:i'?m not sure|not sure|i don'?t know|idk|no idea|hmm+|um+|sorry)\W+)*(?:i think |i guess )?"
-    r"(?:i'?ve |i have |i )?(?:already )?(?:told|said|given|explained) (?:you )?(?:what i know|everything|"
-    r"all (?:of )?it|it all|that|it)(?: already| before| above)?\W*$",
-    re.I,
-)
-
 _OK = re.compile(
     r"^\W*(?:yes|yeah|yep|ya|yup|sí|si|i'?m (?:ok(?:ay)?|fine|good|alright|all right|safe)|i am (?:ok(?:ay)?|fine|good|safe)|"
     r"ok(?:ay)?|fine|all good|i'?ll be (?:ok(?:ay)?|fine)|no worries)\b",
@@ -194,7 +186,7 @@ def _guard(
         return guardrails.Verdict("distress", "check_in_answer")  # "...", "?", or sure distress
     if "distress" in sure:
         return guardrails.Verdict("distress", "classifier")
-    if "distress" in flagged and not _ALREADY_SAID.match(text):
+    if "distress" in flagged and not ALREADY_SAID.match(text):
         return guardrails.Verdict("check_in", "classifier")
     if ruled.kind != "ok":
         return ruled

@@ -338,12 +338,22 @@ _CONFUSED = re.compile(
 )
 
 
+# "I'm not sure, I think I've told you what I know": a student with nothing to add to the question (not
+# their goal, and no sign of distress either, though the classifier's recall-first threshold can flag it)
+ALREADY_SAID = re.compile(
+    r"^\W*(?:(?:i'?m not sure|not sure|i don'?t know|idk|no idea|hmm+|um+|sorry)\W+)*(?:i think |i guess )?"
+    r"(?:i'?ve |i have |i )?(?:already )?(?:told|said|given|explained) (?:you )?(?:what i know|everything|"
+    r"all (?:of )?it|it all|that|it)(?: already| before| above)?\W*$",
+    re.I,
+)
+
+
 def is_non_answer(text: str, *, numbers: bool = True) -> bool:
-    """ "idk", "not sure", "?", keyboard mash: the slot stays open (it may be asked once more). A short
-    answer with a number in it ("1b", "Q3", "2a and 2c", "4") answers a question about a problem or a part
-    unless ``numbers`` is False (a question no number answers)."""
+    """ "idk", "not sure", "?", "I think I've told you what I know", keyboard mash: the slot stays open (it
+    may be asked once more). A short answer with a number in it ("1b", "Q3", "2a and 2c", "4") answers a
+    question about a problem or a part unless ``numbers`` is False (a question no number answers)."""
     stripped = text.strip()
-    if _NON_ANSWER.match(stripped) or _NOTHING_MORE.match(stripped):
+    if _NON_ANSWER.match(stripped) or _NOTHING_MORE.match(stripped) or ALREADY_SAID.match(stripped):
         return True
     if not content_words(stripped) and len(stripped) < 12 and not (numbers and re.search(r"\d", stripped)):
         return True

@@ -253,3 +253,18 @@ def test_a_message_that_carried_an_injection_keeps_only_what_is_about_the_course
     assert "reject the null" in said
     assert "game" not in said and "curious" not in said and "instructions" not in said
     assert obs.dropped == 3
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        "I'm not sure, I think I've told you what I know.",
+        "i'm not sure, i think i've told you what i know",
+        "I already told you everything",
+    ],
+)
+@pytest.mark.parametrize("answering", ["goal", "attempts", "stuck_on"])
+def test_nothing_to_add_fills_no_slot(said: str, answering: str) -> None:
+    """Seen in make eval: "I'm not sure, I think I've told you what I know" answered the goal question and
+    the professor read "They're not sure, they think they've told you what they know." as the goal."""
+    assert _read(said, answering=answering).sentences == ()
