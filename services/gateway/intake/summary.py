@@ -397,6 +397,13 @@ _GOAL_VERB = re.compile(
 
 
 _LEARNING = re.compile(r"^(?:understand|know|learn|see|figure|get)\b", re.I)
+_ADVERB = re.compile(r"^(?:(?:actually|really|just|finally|also|still|mostly|mainly|basically)\s+)+", re.I)
+# a task verb with its object ("read it right", "explain the graph"), not a noun ("test cases", "use case")
+_TASK_OBJECT = re.compile(
+    r"^\w+(?: up| out)? (?:it|them|this|that|these|those|the|a|an|my|our|each|every|how|why|what|which|when|"
+    r"where|whether)\b",
+    re.I,
+)
 _TASK_VERB = re.compile(
     r"^(?:draw|explain|solve|calculate|compute|derive|prove|graph|plot|balance|interpret|convert|set up|"
     r"build|choose|decide|apply|use|structure|organi[sz]e|cite|compare|identify|label|estimate|tell|"
@@ -463,7 +470,8 @@ def third_person_sentence(sentence: str, *, mode: Mode, keep: frozenset[str] = f
     if mode == "goal":
         if body.lower().startswith("to "):
             return f"They want {low}."
-        if _GOAL_VERB.match(body):
+        verb = _ADVERB.sub("", body)  # "actually get the difference", "just read it right"
+        if _GOAL_VERB.match(verb) or (_TASK_VERB.match(verb) and _TASK_OBJECT.match(verb)):
             return f"They want to {low}."
         if not _FINITE.search(body):
             return f"They want {low}."

@@ -360,6 +360,10 @@ def test_very_long_and_clipped_answers_end_on_whole_sentences() -> None:
             "They are stuck on the part where the function returns None.",
         ),
         ("still unsure about page numbers", "stuck", "They are still unsure about page numbers."),
+        # a goal that opens with a task verb or an adverb (make eval's ch-10 and ch-17)
+        ("read it right on the practical", "goal", "They want to read it right on the practical."),
+        ("actually get the difference", "goal", "They want to actually get the difference."),
+        ("test cases for my code", "goal", "They want test cases for their code."),
         ("just confused about percent error", "stuck", "They are just confused about percent error."),
     ],
 )
