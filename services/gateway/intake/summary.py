@@ -364,7 +364,7 @@ _THIRD = (
 )
 _FILLER = re.compile(
     r"^(?:(?:so|well|um+|uh+|ok(?:ay)?|yeah|yes|basically|honestly|like|hi|hello|hey|hola|bonjour|and|also|but|"
-    r"i mean|i guess|i think that)\b[,.!]?\s*)+",
+    r"mainly|mostly|anyway|i mean|i guess|i think that)\b[,.!]?\s*)+",
     re.I,
 )
 _SUBJECTS = {"they", "they're", "they've", "they'd", "they'll", "their", "them", "themselves"}
@@ -379,7 +379,7 @@ _STATE = re.compile(  # "still unsure about page numbers" -> "They are still uns
     re.I,
 )
 _FINITE = re.compile(
-    r"\b(?:is|are|was|were|do|does|did|don't|doesn't|didn't|can|can't|cannot|won't|will|would|keeps?|fails?|"
+    r"\b(?:(?:it|that|there|this|what|he|she)'s|is|are|was|were|do|does|did|don't|doesn't|didn't|can|can't|cannot|won't|will|would|keeps?|fails?|"
     r"gives?|says?|returns?|prints?|shows?|runs?|works?|crash(?:es)?|has|have|gets?|goes|stops?|ends?|"
     r"breaks?|happens?|seems?|makes?|needs?|comes?|counts?|skips?|loops?)\b",
     re.I,

@@ -364,6 +364,9 @@ def test_very_long_and_clipped_answers_end_on_whole_sentences() -> None:
         ("read it right on the practical", "goal", "They want to read it right on the practical."),
         ("actually get the difference", "goal", "They want to actually get the difference."),
         ("test cases for my code", "goal", "They want test cases for their code."),
+        # a discourse word before the subject, a contracted verb (make eval's ph-07 and cs-13)
+        ("mainly I want to know how to pick", "goal", "They want to know how to pick."),
+        ("it's the last function", "goal", "They say it's the last function."),
         ("just confused about percent error", "stuck", "They are just confused about percent error."),
     ],
 )
