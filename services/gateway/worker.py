@@ -38,7 +38,6 @@ MODEL_CONCURRENCY = 3  # model summaries: a minute or more each on a CPU, on the
 STOP_GRACE_S = 8  # supervisord waits 10 s before SIGKILL
 CANCEL_GRACE_S = 1.5  # then SAQ cancels what is left; on Python 3.11 that waits for every task to obey
 SETUP_CRON = "* * * * *"
-SWEEP_INTERVAL_S = 60  # SAQ's default sweep interval and sweep lock
 log = structlog.get_logger()
 
 
@@ -63,7 +62,7 @@ def build_workers(services: Services) -> list[Worker[Any]]:
 def _worker(services: Services, queue: RedisQueue, concurrency: int, cron: list[CronJob[Any]]) -> Worker[Any]:
     async def startup(ctx: dict[str, Any]) -> None:
         ctx["services"] = services
-        await _defer_first_sweep(queue)
+        await _defer_first_sweep(queue, ctx["worker"].timers["sweep"])
 
     async def before(ctx: dict[str, Any]) -> None:
         job: Job = ctx["job"]
@@ -88,13 +87,13 @@ def _worker(services: Services, queue: RedisQueue, concurrency: int, cron: list[
     return worker
 
 
-async def _defer_first_sweep(queue: RedisQueue) -> None:
+async def _defer_first_sweep(queue: RedisQueue, interval_s: int) -> None:
     """SAQ's sweep treats a job in the queue's active list that is not yet marked active as orphaned: it
     aborts it, waits up to 5 s and retries it, counting an attempt. A worker's first sweep runs the moment
     it starts, while its first dequeues are moving jobs into that list, so a job waiting when the worker
     started could be run twice. Holding SAQ's sweep lock for one sweep interval at start-up moves the first
     sweep past those dequeues (an orphan of a dead worker is swept a minute later instead)."""
-    await queue.redis.set(queue.namespace("sweep"), b"1", ex=SWEEP_INTERVAL_S, nx=True)
+    await queue.redis.set(queue.namespace("sweep"), b"1", ex=interval_s, nx=True)
 
 
 class _GracefulWorker(Worker[Any]):

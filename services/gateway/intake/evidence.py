@@ -41,7 +41,7 @@ _DATE_PATTERNS = (
     re.compile(rf"\b(\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH_RE}(?:,?\s+(\d{{4}}))?", re.I),
 )
 _RELATIVE_DAYS = frozenset(["today", "tonight", "tomorrow", "yesterday", "weekend"])
-_NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
+NUMBER = re.compile(r"\d+(?:[.,]\d+)?")  # a number as written ("3", "0.25", "16,55")
 _CAPITALISED = re.compile(r"(?<![\w-])([A-Z][\w'’-]*|[a-z]+[A-Z][\w'’-]*)")
 _QUOTED = re.compile(r"[\"“”]([^\"“”]{1,300})[\"“”]")
 _FIRST_PERSON = re.compile(r"\bI\b|\b(?:I'm|I've|I'd|I'll|me|my|mine|myself|we|our|us)\b")
@@ -198,7 +198,7 @@ def _numbers(text: str) -> set[str]:
     spans = _date_spans(text)
     return {
         _norm_number(m.group(0))
-        for m in _NUMBER.finditer(text)
+        for m in NUMBER.finditer(text)
         if not any(a <= m.start() < b for a, b in spans)
     }
 
@@ -324,7 +324,7 @@ def _dates(sentence: str, evidence: Evidence) -> list[str]:
 def _numbers_unknown(sentence: str, evidence: Evidence) -> list[str]:
     spans = _date_spans(sentence)
     out = []
-    for m in _NUMBER.finditer(sentence):
+    for m in NUMBER.finditer(sentence):
         if any(a <= m.start() < b for a, b in spans):
             continue  # a date is checked as a date
         if _norm_number(m.group(0)) not in evidence.numbers:

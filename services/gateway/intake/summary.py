@@ -21,7 +21,7 @@ import msgspec
 
 from services.coursepack import Course
 from services.gateway.intake import dates, guardrails, matching, policy
-from services.gateway.intake.evidence import Evidence, usable_sentences
+from services.gateway.intake.evidence import NUMBER, Evidence, usable_sentences
 from services.gateway.intake.models import (
     Booking,
     Facts,
@@ -327,10 +327,10 @@ def clean_sentences(text: str | None) -> list[str]:
 
 def informative(sentence: str) -> set[str]:
     """The content words of a sentence that say something ("No, that's it, thanks!" says nothing)."""
-    return content_words(sentence) - _COURTESY
+    return content_words(sentence) - _SAYS_NOTHING
 
 
-_COURTESY = content_words(
+_SAYS_NOTHING = content_words(  # courtesy, and words that name no problem
     "thanks thank that's that everything nothing else okay please sorry hello bye great cool fine sure "
     "anyway hola bonjour salut ciao hallo namaste oi gracias merci danke "
     # and words that name no problem ("just lecture stuff", "quick q about the material")
@@ -820,22 +820,26 @@ def keeps_specifics(polished: str, composed: str, said: str, course: Course) -> 
     the fine-tuned model on a held-out student: "They say abstract is 260 words, limit 150. They tried:
     cut the intro sentences." polished into "They are stuck on Abstract. They say they are kind of
     stuck." and "They tried the exact same notes"."""
-    numbers = set(_NUMBER.findall(said)) & set(_NUMBER.findall(composed))
-    if not numbers <= set(_NUMBER.findall(polished)):
+    numbers = set(NUMBER.findall(said)) & set(NUMBER.findall(composed))
+    if not numbers <= set(NUMBER.findall(polished)):
         return False
     low = polished.lower()
     if any(quote.lower() not in low for quote in _QUOTE.findall(composed)):
         return False
-    carried = content_words(composed)
-    terms = {
-        next(iter(content_words(t)), t.lower())
-        for t in key_terms(matching.without_titles(course, said), course)
-    }
-    terms &= carried
-    return len(terms & content_words(polished)) >= (len(terms) + 1) // 2
+    terms = _term_stems(matching.without_titles(course, said), course) & content_words(composed)
+    return _keeps_most(terms, polished)
 
 
-_NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
+def _term_stems(said: str, course: Course) -> set[str]:
+    """The stems of the student's ``key_terms`` (a number stays as written)."""
+    return {next(iter(content_words(t)), t.lower()) for t in key_terms(said, course)}
+
+
+def _keeps_most(terms: set[str], text: str) -> bool:
+    """At least half the terms (rounded up) are in the text."""
+    return len(terms & content_words(text)) >= (len(terms) + 1) // 2
+
+
 # what the student said that each field is written from (the prep note has its own essentials)
 _SAID_FOR = {
     "issue_description": lambda f: " ".join(x for x in (f.stuck_on, f.example) if x),
@@ -874,8 +878,7 @@ def _keeps_essentials(field: str, text: str, state: InterviewState, course: Cour
     if not names_assignment:
         return False
     # the issue keeps most of the student's key terms, not just one of them
-    terms = {next(iter(content_words(t)), t.lower()) for t in key_terms(facts.stuck_on or "", course)}
-    return len(terms & content_words(text)) >= (len(terms) + 1) // 2
+    return _keeps_most(_term_stems(facts.stuck_on or "", course), text)
 
 
 def merge(summary: Summary, usable: Mapping[str, str]) -> Summary:
