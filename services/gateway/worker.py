@@ -62,7 +62,6 @@ def build_workers(services: Services) -> list[Worker[Any]]:
 def _worker(services: Services, queue: RedisQueue, concurrency: int, cron: list[CronJob[Any]]) -> Worker[Any]:
     async def startup(ctx: dict[str, Any]) -> None:
         ctx["services"] = services
-        await _defer_first_sweep(queue, ctx["worker"].timers["sweep"])
 
     async def before(ctx: dict[str, Any]) -> None:
         job: Job = ctx["job"]
@@ -85,15 +84,6 @@ def _worker(services: Services, queue: RedisQueue, concurrency: int, cron: list[
     )
     worker.SIGNALS = []  # one SIGTERM handler for both workers: ``_serve``'s
     return worker
-
-
-async def _defer_first_sweep(queue: RedisQueue, interval_s: int) -> None:
-    """SAQ's sweep treats a job in the queue's active list that is not yet marked active as orphaned: it
-    aborts it, waits up to 5 s and retries it, counting an attempt. A worker's first sweep runs the moment
-    it starts, while its first dequeues are moving jobs into that list, so a job waiting when the worker
-    started could be run twice. Holding SAQ's sweep lock for one sweep interval at start-up moves the first
-    sweep past those dequeues (an orphan of a dead worker is swept a minute later instead)."""
-    await queue.redis.set(queue.namespace("sweep"), b"1", ex=interval_s, nx=True)
 
 
 class _GracefulWorker(Worker[Any]):

@@ -129,12 +129,73 @@ class QueuedJob(msgspec.Struct, frozen=True, kw_only=True):
     booking: Booking | None = None
 
 
-class LenientRedisQueue(RedisQueue):
-    """SAQ's Redis queue, except that a job record that cannot be decoded reads as missing.
+UNSTARTED_GRACE_S = 30.0  # how long a taken job may sit in the active list before it is marked active
 
-    SAQ's sweep then drops the id from its lists (the raw record stays under its key for inspection),
-    so one corrupt job never stops the worker or the sweep of every other job.
+
+class LenientRedisQueue(RedisQueue):
+    """SAQ's Redis queue with two changes to what its sweep takes for an orphan.
+
+    - A job record that cannot be decoded reads as missing: the sweep drops the id from its lists (the
+      raw record stays under its key for inspection), so one corrupt job never stops the worker or the
+      sweep of every other job.
+    - A job in the active list that is not yet marked active is an orphan only when an earlier sweep
+      already found it so at least ``UNSTARTED_GRACE_S`` ago. A worker moves a job into that list when it
+      takes it and marks it active a moment later; SAQ's own sweep aborted and retried a job caught in
+      between, so it ran twice (seen at worker start, when the first dequeues race the first sweep).
+      A job a dead worker took and never started is swept by the next sweep (sweeps run once a minute);
+      an active job whose worker stopped beating is swept at once, as in SAQ.
     """
+
+    async def sweep(self, lock: int = 60, abort: float = 5.0) -> list[str]:
+        """SAQ's ``RedisQueue.sweep`` (the same lock, abort, retry and clean-up), with the rule above."""
+        if not self._cleanup_script:
+            self._cleanup_script = self.redis.register_script(_SWEEP_LIST)
+        id_jobs = await self._cleanup_script(keys=[self._sweep, self._active], args=[lock], client=self.redis)
+        if not id_jobs:
+            return []
+        # "<job id>:<attempts>" -> when a sweep first found that attempt taken but not started (the
+        # attempt count tells a job retried since from the one seen then)
+        unstarted = self.namespace("unstarted")
+        seen = {k: float(v) for k, v in (await self.redis.hgetall(unstarted)).items()}
+        now = time.time()
+        swept: list[bytes] = []
+        waiting: dict[bytes, float] = {}
+        for job_id, job_bytes in id_jobs:
+            job = self.deserialize(job_bytes)
+            if job is None:
+                swept.append(job_id)
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    pipe.lrem(self._active, 0, job_id)
+                    pipe.zrem(self._incomplete, job_id)
+                    await pipe.execute()
+                log.info("job_swept_missing", queue=self.name, job_id=job_id.decode(errors="replace"))
+                continue
+            if job.status == Status.ACTIVE and not job.stuck:
+                continue
+            attempt = b"%s:%d" % (job_id, job.attempts)
+            if job.status != Status.ACTIVE and now - seen.get(attempt, now) < UNSTARTED_GRACE_S:
+                waiting[attempt] = seen.get(
+                    attempt, now
+                )  # taken a moment ago, perhaps: the next sweep decides
+                continue
+            swept.append(job_id)
+            log.info("job_swept", queue=self.name, job_id=job.key, status=str(job.status))
+            await self.abort(job, error=self.swept_error_message)
+            try:
+                await job.refresh(abort)
+            except TimeoutError:
+                log.info("job_sweep_abort_unconfirmed", queue=self.name, job_id=job.key)
+            if job.retryable:
+                await self.retry(job, error=self.swept_error_message)
+            else:
+                await self.finish(job, Status.ABORTED, error=self.swept_error_message)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(unstarted)
+            for attempt, first_seen in waiting.items():
+                pipe.hset(unstarted, attempt, first_seen)
+            pipe.expire(unstarted, lock * 3)
+            await pipe.execute()
+        return [job_id.decode() for job_id in swept]
 
     def deserialize(
         self, payload: dict | str | bytes | None, status: Status | str | None = None
@@ -156,6 +217,19 @@ class LenientRedisQueue(RedisQueue):
         job.status = Status.QUEUED
         await self._before_enqueue(job)
         return [self._incomplete, job.id, self._queued, job.abort_id], self.serialize(job)
+
+
+# SAQ's own sweep script: take the sweep lock, then list the active jobs (id, record)
+_SWEEP_LIST = """
+local id_jobs = {}
+if redis.call('EXISTS', KEYS[1]) == 0 then
+    redis.call('SETEX', KEYS[1], ARGV[1], 1)
+    for i, v in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
+        id_jobs[i] = {v, redis.call('GET', v)}
+    end
+end
+return id_jobs
+"""
 
 
 class Planned(NamedTuple):

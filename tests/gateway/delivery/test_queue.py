@@ -310,3 +310,33 @@ async def test_a_copy_of_a_running_job_waits_and_then_finds_it_done(
     assert effects == ["sent elsewhere"], "the copy never ran the effect a second time"
     stored: Job | None = await gw.services.jobs.intake.job(key)
     assert stored is not None and stored.result == "skipped: already done"
+
+
+async def test_the_sweep_leaves_a_job_just_taken_for_the_next_sweep(gw: Gateway) -> None:
+    """A worker moves a job into the active list and marks it active a moment later. A sweep that finds
+    it in between must not take it for an orphan (SAQ's own sweep aborted and retried it: it ran twice);
+    a later sweep that finds the same attempt still not started does sweep it (its worker died)."""
+    redis, queue = gw.services.redis, gw.services.jobs.intake
+    key = await gw.services.jobs.enqueue("invite_email", "b1", args=_args())
+    job_id = queue.job_id(key or "")
+    assert await redis.lmove(queue.namespace("queued"), queue.namespace("active")) == job_id.encode()
+
+    async def sweep() -> list[str]:
+        await redis.delete(queue.namespace("sweep"))  # SAQ sweeps once a minute: now, here
+        return await queue.sweep(abort=0.1)
+
+    assert await sweep() == [], "a job taken a moment ago is not an orphan"
+    assert await sweep() == [], "nor at the next sweep within the grace"
+    assert await redis.lrange(queue.namespace("active"), 0, -1) == [job_id.encode()]
+    job = await queue.job(key or "")
+    assert job is not None and job.status == "queued" and job.attempts == 0
+
+    unstarted = queue.namespace("unstarted")
+    (attempt,) = await redis.hkeys(unstarted)
+    await redis.hset(unstarted, attempt, time.time() - 31)  # found so by a sweep half a minute ago
+    assert await sweep() == [job_id], "the same attempt still not started: its worker is gone"
+    job = await queue.job(key or "")
+    assert job is not None and job.status == "queued", "retried"
+    assert await redis.lrange(queue.namespace("active"), 0, -1) == []
+    assert await redis.zscore(queue.namespace("incomplete"), job_id) is not None, "waits for its retry"
+    assert not await redis.exists(unstarted), "nothing left waiting"
