@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Literal
 from urllib.parse import quote
 
@@ -555,8 +556,14 @@ class PrefixGuard:
         slot: str | None = None,
         course: Course | None = None,
         assignment: str | None = None,
+        given: str = "",
     ) -> None:
         self.system_prompt = system_prompt
+        # words the reply may use that no dictionary has: whatever the model was given (the student's
+        # words, course snippets, names), the earlier replies and the course's own names
+        self._known = {*_words(system_prompt), *_words(given), *(w for p in previous for w in _words(p))}
+        if course is not None:
+            self._known |= _name_words(course)
         self.previous = list(previous)
         self.slot_words = re.compile(rf"\b(?:{_SLOT_WORDS[slot]})", re.I) if slot in _SLOT_WORDS else None
         self.course = course
@@ -611,7 +618,7 @@ class PrefixGuard:
             problems.append("repeat")
         if _ROLE.search(text):
             problems.append("role_marker")
-        if text.strip() and _garbled(text):
+        if text.strip() and (_garbled(text) or _mostly_unknown(words, self._known)):
             problems.append("garbled")
         if len(text) > MAX_REPLY_CHARS:
             problems.append("too_long")
@@ -641,6 +648,8 @@ class PrefixGuard:
         """The end of what may be shown: before every place where a check could still fire."""
         spans = [(m.start(), m.end()) for m in _WORD.finditer(text)]
         holds = [len(text) if text[-1:].isspace() else (spans[-1][0] if spans else 0)]  # the word in progress
+        if len(spans) - (not text[-1:].isspace()) < 2:
+            holds.append(0)  # one word cannot be judged alone: a stutter or junk shows with the next one
         for pattern in _PARTIAL:
             match = pattern.search(text, partial=True)
             if match is not None and match.partial:
@@ -670,6 +679,36 @@ class PrefixGuard:
 _INTERROGATIVE = re.compile(
     r"(?:what|which|how|when|where|why|who|could|can|would|will|do|does|did|is|are|have|has|should)\b", re.I
 )
+
+
+UNKNOWN_SHARE = 0.5  # more of a reply's words than this neither English nor given to the model: junk
+
+
+def _mostly_unknown(words: Sequence[str], known: set[str]) -> bool:
+    """Whether most words of three letters or more are in no dictionary and were not given to the model
+    ("zxqv blorp"): the small model's junk, not a course term (those are in what it was given)."""
+    plain = [w for w in words if len(w) >= 3 and w.isalpha()]
+    unknown = sum(w not in known and not _english_word(w) for w in plain)
+    return unknown >= 2 and unknown > len(plain) * UNKNOWN_SHARE
+
+
+def _english_word(word: str) -> bool:
+    english = _english()
+    return any(form in english for form in (word, *(word[: -len(x)] for x in _ENDINGS if word.endswith(x))))
+
+
+_ENDINGS = ("s", "es", "ed", "d", "ing", "ly", "er", "est")
+
+
+@lru_cache(maxsize=1)
+def _english() -> frozenset[str]:
+    """The whole words of the shipped encoder's WordPiece vocabulary: about 21,700 common English words."""
+    from tokenizers import Tokenizer
+
+    from services.indexer.embedding import model_dir
+
+    vocabulary = Tokenizer.from_file(str(model_dir() / "tokenizer.json")).get_vocab()
+    return frozenset(w for w in vocabulary if w.isascii() and w.isalpha())
 
 
 def _words(text: str) -> list[str]:

@@ -395,6 +395,7 @@ class Interviewer:
             slot=slot,
             course=course,
             assignment=state.facts.assignment,
+            given="\n".join(m.content for m in sent),
         )
         released = ""
         async with self._slot() as positions:

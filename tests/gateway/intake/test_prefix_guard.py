@@ -172,3 +172,24 @@ def test_a_reply_that_repeats_itself_stops_at_the_repeat() -> None:
     assert guard.check(once + once).problems == ["repeat"]
     again = PrefixGuard(system_prompt=SYSTEM, previous=["Thanks! What is the exact error?"], slot="attempts")
     assert again.check("Thanks! What have you tried so far?").problems == []  # one word is not a sentence
+
+
+def test_junk_words_never_show_and_a_lone_first_word_waits_for_the_next() -> None:
+    """A model emitting "blorp blorp ..." or "zxqv blorp ##": the first word is held until the second can
+    judge it (a stutter), and words that are in no dictionary and were not given to the model are junk.
+    A course term the model was given is not junk, however rare."""
+    guard = PrefixGuard(system_prompt=SYSTEM)
+    assert _shown(guard, "blorp ") == ""
+    assert guard.check("blorp blorp ").problems == ["garbled"]
+    assert guard.check("zxqv blorp ").problems == ["garbled"]
+    assert _shown(guard, "Thanks, that ") == "Thanks, that "
+    given = PrefixGuard(system_prompt=SYSTEM, given="my eutrophication and hypolimnion notes")
+    assert _shown(given, "Eutrophication, hypolimnion: which ") == "Eutrophication, hypolimnion: which "
+
+
+async def test_a_reply_of_endless_junk_shows_none_of_it() -> None:
+    """The junk model of the chaos tests ("blorp " three hundred times): the student reads the policy's
+    question and not one junk word."""
+    model = ScriptedModel("blorp " * 300, default="blorp " * 300)
+    _, outcome = await _turn(model, "ps3, p-values confuse me")
+    assert "blorp" not in outcome.reply and outcome.reply.endswith("?")
