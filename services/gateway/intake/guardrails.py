@@ -620,6 +620,8 @@ class PrefixGuard:
             problems.append("role_marker")
         if text.strip() and (_garbled(text) or _mostly_unknown(words, self._known)):
             problems.append("garbled")
+        if _lecture(text):
+            problems.append("lecture")
         if len(text) > MAX_REPLY_CHARS:
             problems.append("too_long")
         if self.course is not None and not self.guessing:
@@ -669,6 +671,8 @@ class PrefixGuard:
             holds.append(spans[-k][0])  # could still grow into a run this reply already has
         if k := _name_prefix(words, self._names):
             holds.append(spans[-k][0])
+        if start and text[start:].strip() and not _INTERROGATIVE.match(text[start:]):
+            holds.append(start)  # a second statement before the question shows once it ends (if short)
         if _INTERROGATIVE.match(text[start:]) and (
             len(sentence) < 3 or (self.slot_words is not None and not self.slot_words.search(text[start:]))
         ):
@@ -679,6 +683,17 @@ class PrefixGuard:
 _INTERROGATIVE = re.compile(
     r"(?:what|which|how|when|where|why|who|could|can|would|will|do|does|did|is|are|have|has|should)\b", re.I
 )
+
+
+PREFACE_SENTENCES, PREFACE_WORDS = 2, 25  # statements before the question; more is a lecture
+
+
+def _lecture(text: str) -> bool:
+    """More finished statements (sentences that ask nothing) than an acknowledgement needs: "Thanks.
+    That helps." is two sentences and three words; the small model explaining the concept in the course's
+    words, true or not, is more. A statement after the first is held until it ends, so it never shows."""
+    said = [s for s in sentences(text[: _sentence_start(text)]) if "?" not in s]
+    return len(said) > PREFACE_SENTENCES or sum(len(s.split()) for s in said) > PREFACE_WORDS
 
 
 UNKNOWN_SHARE = 0.5  # more of a reply's words than this neither English nor given to the model: junk

@@ -38,17 +38,17 @@ def test_finished_words_of_a_harmless_preface_are_released_at_once() -> None:
 def test_the_start_of_a_solution_phrase_is_held_until_it_is_decided() -> None:
     """ "The answer" could become "the answer is": held; "is" decides it is a solution, nothing shown."""
     guard = PrefixGuard(system_prompt=SYSTEM)
-    assert _shown(guard, "Good. The answer ") == "Good. "
-    assert guard.check("Good. The answer is ").problems == ["solution"]
-    assert _shown(guard, "Good. The answer key ") == "Good. The answer key "  # no longer a solution
+    assert _shown(guard, "Good, the answer ") == "Good, "
+    assert guard.check("Good, the answer is ").problems == ["solution"]
+    assert _shown(guard, "Good, the answer key ") == "Good, the answer key "  # no longer a solution
 
 
 def test_a_run_of_the_system_prompt_is_held_and_seven_words_are_a_leak() -> None:
     """Words that continue the system prompt are held until the run breaks or reaches seven words."""
     guard = PrefixGuard(system_prompt=SYSTEM)
-    assert _shown(guard, "OK. Never solve it, never ") == "OK. "
-    assert "leak" in guard.check("OK. Never solve it, never give answers or ").problems
-    assert _shown(guard, "OK. Never solve it, maybe ") == "OK. Never solve it, maybe "
+    assert _shown(guard, "OK, never solve it, never ") == "OK, "
+    assert "leak" in guard.check("OK, never solve it, never give answers or ").problems
+    assert _shown(guard, "OK, never solve it, maybe ") == "OK, never solve it, maybe "
 
 
 def test_a_sentence_that_so_far_repeats_an_earlier_one_is_held() -> None:
@@ -193,3 +193,27 @@ async def test_a_reply_of_endless_junk_shows_none_of_it() -> None:
     model = ScriptedModel("blorp " * 300, default="blorp " * 300)
     _, outcome = await _turn(model, "ps3, p-values confuse me")
     assert "blorp" not in outcome.reply and outcome.reply.endswith("?")
+
+
+def test_a_lecture_before_the_question_never_shows() -> None:
+    """An acknowledgement streams; a further statement waits until it ends, and a third statement (or
+    more than 25 words of them) is the small model explaining the concept: it fails and never shows."""
+    guard = PrefixGuard(system_prompt=SYSTEM, slot="stuck_on")
+    assert _shown(guard, "Thanks, that help") == "Thanks, that "
+    assert _shown(guard, "Thanks. That helps. In the course notes, it ") == "Thanks. That helps. "
+    lecture = 'Thanks. That helps. In the notes, "a list can be changed back." Which step is hard?'
+    assert guard.check(lecture).problems == ["lecture"]
+    assert not guard.check("Thanks. That helps. Which step is giving you the most trouble?").problems
+
+
+async def test_a_lecturing_reply_shows_only_its_acknowledgement() -> None:
+    """The eval's cs-18 case: the model starts explaining lists in invented course-note words; the student
+    reads the acknowledgement and then a question, never the explanation."""
+    lecture = (
+        'Thanks. That helps. In the course notes, it says "When a list is modified, it can be changed back. '
+        'Changing a list to a new list is a good example of this." Which step is giving you trouble?'
+    )
+    model = ScriptedModel(lecture, default=lecture)
+    _, outcome = await _turn(model, "ps3, p-values confuse me")
+    assert outcome.reply.startswith("Thanks. That helps. ") and "course notes" not in outcome.reply
+    assert outcome.reply.endswith("?")
