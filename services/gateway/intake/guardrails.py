@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from functools import lru_cache
 from typing import Literal
 from urllib.parse import quote
@@ -451,14 +451,18 @@ def repeats(text: str, previous: Sequence[str]) -> bool:
     )
 
 
-def check_partial(text: str, *, system_prompt: str, previous: Sequence[str] = ()) -> list[str]:
-    """Problems visible in an unfinished reply: enough to stop streaming it early."""
+def check_partial(
+    text: str, *, system_prompt: str, previous: Sequence[str] = (), names: Collection[str] = ()
+) -> list[str]:
+    """Problems visible in an unfinished reply: enough to stop streaming it early. ``names``: the course's
+    own name words (see ``_not_only_names``)."""
     problems = []
     if previous and repeats(text, previous):
         problems.append("repeat")
     if _SOLUTION.search(text):
         problems.append("solution")
-    if _LEAK.search(text) or (_ngrams(text, 7) & _ngrams(system_prompt, 7)):
+    shared = _ngrams(text, LEAK_RUN_WORDS) & _ngrams(system_prompt, LEAK_RUN_WORDS)
+    if _LEAK.search(text) or _not_only_names(shared, names, LEAK_RUN_WORDS):
         problems.append("leak")
     if _ROLE.search(text):
         problems.append("role_marker")
@@ -497,7 +501,8 @@ def check_reply(
     identified, None if none yet) is ``wrong_assignment``: a small model that learned to name the
     course's titles sometimes names the wrong one. A list of several assignments to choose from is fine.
     """
-    problems = check_partial(reply, system_prompt=system_prompt, previous=previous)
+    names = _name_words(course) if course is not None else set()
+    problems = check_partial(reply, system_prompt=system_prompt, previous=previous, names=names)
     if course is not None and not (slot == "assignment" and assignment is None):  # a candidate may be named
         named = assignments_named(reply, course)
         if len(named) == 1 and named != {assignment}:
@@ -569,7 +574,11 @@ class PrefixGuard:
         self.course = course
         self.assignment = assignment
         self.guessing = slot == "assignment" and assignment is None  # "is this for Lab 6?" may name one
-        self._leak_runs = _runs(_words(system_prompt), LEAK_RUN_WORDS)
+        self._leak_runs = _not_only_names(
+            _runs(_words(system_prompt), LEAK_RUN_WORDS),
+            _name_words(course) if course is not None else set(),
+            LEAK_RUN_WORDS,
+        )
         self._repeat_runs = _without_names(
             _runs([w for p in previous for w in _words(p)], REPEAT_RUN_WORDS),
             _name_words(course) if course is not None else set(),
@@ -765,6 +774,13 @@ def _name_words(course: Course) -> set[str]:
     names = [course.code, course.title, course.instructor_name]
     names += [a.title for a in course.assignments] + [t.title for t in course.topics]
     return {w for n in names for w in _words(n)}
+
+
+def _not_only_names(runs: set[tuple[str, ...]], names: Collection[str], limit: int) -> set[tuple[str, ...]]:
+    """Full-length runs of the system prompt with more than two words besides the course's own names: a
+    reply that writes out "Lab 6 Report: Acid-Base Titration of Vinegar" names the assignment the student
+    sees on the syllabus, it leaks nothing."""
+    return {r for r in runs if len(r) < limit or sum(w not in names for w in r) > 2}
 
 
 def _without_names(runs: set[tuple[str, ...]], names: set[str], limit: int) -> set[tuple[str, ...]]:

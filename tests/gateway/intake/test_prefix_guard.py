@@ -3,7 +3,10 @@ so the student sees words early and never sees text that is later taken back."""
 
 from __future__ import annotations
 
-from services.gateway.intake.guardrails import PrefixGuard
+import msgspec
+
+from services.coursepack import Assignment
+from services.gateway.intake.guardrails import PrefixGuard, check_reply
 from services.gateway.intake.interview import Interviewer, TurnOutcome
 from services.gateway.intake.models import InterviewState
 from services.settings import Settings
@@ -217,3 +220,21 @@ async def test_a_lecturing_reply_shows_only_its_acknowledgement() -> None:
     _, outcome = await _turn(model, "ps3, p-values confuse me")
     assert outcome.reply.startswith("Thanks. That helps. ") and "course notes" not in outcome.reply
     assert outcome.reply.endswith("?")
+
+
+def test_writing_out_a_long_assignment_title_is_not_a_leak() -> None:
+    """ "Lab 6 Report: Acid-Base Titration of Vinegar" is eight words of the system prompt, but the course's
+    own names: a question naming it leaks nothing (the demo's first turn was cut mid-name). A run of the
+    prompt's instructions around a name still is a leak."""
+    titled = msgspec.structs.replace(
+        COURSE,
+        assignments=[*COURSE.assignments, Assignment("lab6", "Lab 6 Report: Acid-Base Titration of Vinegar")],
+    )
+    system = SYSTEM + " Assignments: Lab 6 Report: Acid-Base Titration of Vinegar (due Friday)."
+    question = "Is this for Lab 6 Report: Acid-Base Titration of Vinegar, or another one?"
+    guard = PrefixGuard(system_prompt=system, slot="assignment", course=titled)
+    assert not guard.check(question).problems
+    assert not check_reply(question, system_prompt=system, previous=[], slot="assignment", course=titled)
+    assert (
+        "leak" in guard.check("Sure. Never solve it, never give answers or corrected text. Which?").problems
+    )
