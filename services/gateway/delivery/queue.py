@@ -146,56 +146,41 @@ class LenientRedisQueue(RedisQueue):
       an active job whose worker stopped beating is swept at once, as in SAQ.
     """
 
-    async def sweep(self, lock: int = 60, abort: float = 5.0) -> list[str]:
-        """SAQ's ``RedisQueue.sweep`` (the same lock, abort, retry and clean-up), with the rule above."""
-        if not self._cleanup_script:
-            self._cleanup_script = self.redis.register_script(_SWEEP_LIST)
-        id_jobs = await self._cleanup_script(keys=[self._sweep, self._active], args=[lock], client=self.redis)
+    def __init__(self, redis: aioredis.Redis, name: str = "default") -> None:
+        super().__init__(redis, name=name)
+        self._list_active = self.redis.register_script(_SWEEP_LIST)
+        # SAQ's sweep lists the active jobs with this script and sweeps what it returns: it gets the list
+        # without the jobs still in their grace, and SAQ does the rest (abort, retry, clean-up, logs)
+        self._cleanup_script = self._orphan_candidates  # type: ignore[assignment]
+
+    async def _orphan_candidates(self, keys: list[str], args: list[int], client: aioredis.Redis) -> list[Any]:
+        """SAQ's listing of the active jobs (empty while another worker holds the sweep lock), less each job
+        taken but not started that no sweep has found so for ``UNSTARTED_GRACE_S`` yet."""
+        id_jobs = await self._list_active(keys=keys, args=args, client=client)
         if not id_jobs:
             return []
         # "<job id>:<attempts>" -> when a sweep first found that attempt taken but not started (the
         # attempt count tells a job retried since from the one seen then)
         unstarted = self.namespace("unstarted")
-        seen = {k: float(v) for k, v in (await self.redis.hgetall(unstarted)).items()}
+        seen = {k: float(v) for k, v in (await client.hgetall(unstarted)).items()}
         now = time.time()
-        swept: list[bytes] = []
-        waiting: dict[bytes, float] = {}
+        candidates, waiting = [], {}
         for job_id, job_bytes in id_jobs:
             job = self.deserialize(job_bytes)
-            if job is None:
-                swept.append(job_id)
-                async with self.redis.pipeline(transaction=True) as pipe:
-                    pipe.lrem(self._active, 0, job_id)
-                    pipe.zrem(self._incomplete, job_id)
-                    await pipe.execute()
-                log.info("job_swept_missing", queue=self.name, job_id=job_id.decode(errors="replace"))
-                continue
-            if job.status == Status.ACTIVE and not job.stuck:
-                continue
-            attempt = b"%s:%d" % (job_id, job.attempts)
-            if job.status != Status.ACTIVE and now - seen.get(attempt, now) < UNSTARTED_GRACE_S:
-                waiting[attempt] = seen.get(
-                    attempt, now
-                )  # taken a moment ago, perhaps: the next sweep decides
-                continue
-            swept.append(job_id)
-            log.info("job_swept", queue=self.name, job_id=job.key, status=str(job.status))
-            await self.abort(job, error=self.swept_error_message)
-            try:
-                await job.refresh(abort)
-            except TimeoutError:
-                log.info("job_sweep_abort_unconfirmed", queue=self.name, job_id=job.key)
-            if job.retryable:
-                await self.retry(job, error=self.swept_error_message)
-            else:
-                await self.finish(job, Status.ABORTED, error=self.swept_error_message)
-        async with self.redis.pipeline(transaction=True) as pipe:
+            if job is not None and job.status != Status.ACTIVE:
+                attempt = b"%s:%d" % (job_id, job.attempts)
+                first_seen = seen.get(attempt, now)
+                if now - first_seen < UNSTARTED_GRACE_S:
+                    waiting[attempt] = first_seen  # taken a moment ago, perhaps: the next sweep decides
+                    continue
+            candidates.append((job_id, job_bytes))
+        async with client.pipeline(transaction=True) as pipe:
             pipe.delete(unstarted)
             for attempt, first_seen in waiting.items():
                 pipe.hset(unstarted, attempt, first_seen)
-            pipe.expire(unstarted, lock * 3)
+            pipe.expire(unstarted, args[0] * 3)
             await pipe.execute()
-        return [job_id.decode() for job_id in swept]
+        return candidates
 
     def deserialize(
         self, payload: dict | str | bytes | None, status: Status | str | None = None

@@ -455,14 +455,14 @@ def check_partial(
     text: str, *, system_prompt: str, previous: Sequence[str] = (), names: Collection[str] = ()
 ) -> list[str]:
     """Problems visible in an unfinished reply: enough to stop streaming it early. ``names``: the course's
-    own name words (see ``_not_only_names``)."""
+    own name words (see ``_without_names``)."""
     problems = []
     if previous and repeats(text, previous):
         problems.append("repeat")
     if _SOLUTION.search(text):
         problems.append("solution")
     shared = _ngrams(text, LEAK_RUN_WORDS) & _ngrams(system_prompt, LEAK_RUN_WORDS)
-    if _LEAK.search(text) or _not_only_names(shared, names, LEAK_RUN_WORDS):
+    if _LEAK.search(text) or _without_names(shared, names, LEAK_RUN_WORDS):
         problems.append("leak")
     if _ROLE.search(text):
         problems.append("role_marker")
@@ -564,25 +564,23 @@ class PrefixGuard:
         given: str = "",
     ) -> None:
         self.system_prompt = system_prompt
+        names = _name_words(course) if course is not None else set()
         # words the reply may use that no dictionary has: whatever the model was given (the student's
         # words, course snippets, names), the earlier replies and the course's own names
-        self._known = {*_words(system_prompt), *_words(given), *(w for p in previous for w in _words(p))}
-        if course is not None:
-            self._known |= _name_words(course)
+        self._known = {
+            *_words(system_prompt),
+            *_words(given),
+            *(w for p in previous for w in _words(p)),
+            *names,
+        }
         self.previous = list(previous)
         self.slot_words = re.compile(rf"\b(?:{_SLOT_WORDS[slot]})", re.I) if slot in _SLOT_WORDS else None
         self.course = course
         self.assignment = assignment
         self.guessing = slot == "assignment" and assignment is None  # "is this for Lab 6?" may name one
-        self._leak_runs = _not_only_names(
-            _runs(_words(system_prompt), LEAK_RUN_WORDS),
-            _name_words(course) if course is not None else set(),
-            LEAK_RUN_WORDS,
-        )
+        self._leak_runs = _without_names(_runs(_words(system_prompt), LEAK_RUN_WORDS), names, LEAK_RUN_WORDS)
         self._repeat_runs = _without_names(
-            _runs([w for p in previous for w in _words(p)], REPEAT_RUN_WORDS),
-            _name_words(course) if course is not None else set(),
-            REPEAT_RUN_WORDS,
+            _runs([w for p in previous for w in _words(p)], REPEAT_RUN_WORDS), names, REPEAT_RUN_WORDS
         )
         self._said = [_words(s) for p in previous for s in sentences(p)]
         self._names = _assignment_names(course) if course is not None else []
@@ -776,16 +774,12 @@ def _name_words(course: Course) -> set[str]:
     return {w for n in names for w in _words(n)}
 
 
-def _not_only_names(runs: set[tuple[str, ...]], names: Collection[str], limit: int) -> set[tuple[str, ...]]:
-    """Full-length runs of the system prompt with more than two words besides the course's own names: a
-    reply that writes out "Lab 6 Report: Acid-Base Titration of Vinegar" names the assignment the student
-    sees on the syllabus, it leaks nothing."""
-    return {r for r in runs if len(r) < limit or sum(w not in names for w in r) > 2}
-
-
-def _without_names(runs: set[tuple[str, ...]], names: set[str], limit: int) -> set[tuple[str, ...]]:
-    """Full-length runs that are mostly a name (three of five words or more) do not count as a repeat."""
-    return {r for r in runs if len(r) < limit or sum(w in names for w in r) < 3}
+def _without_names(runs: set[tuple[str, ...]], names: Collection[str], limit: int) -> set[tuple[str, ...]]:
+    """The full-length runs with at least three words besides the course's own names (and the shorter
+    runs, which the holds use). A run that is mostly a name is neither a repeat nor a leak: a reply that
+    writes out "Lab 6 Report: Acid-Base Titration of Vinegar" names the assignment the student sees on the
+    syllabus."""
+    return {r for r in runs if len(r) < limit or sum(w not in names for w in r) >= 3}
 
 
 def _assignment_names(course: Course) -> list[tuple[str, ...]]:
