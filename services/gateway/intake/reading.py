@@ -417,7 +417,12 @@ def _clause_scores(course: Course, sentence: str) -> dict[str, float]:
     return out
 
 
-_IDENTIFIER = re.compile(r"\b\w+_\w+\b")  # test_top_words_ties, drop_lowest: names, not topic words
+# A code identifier names something; it says nothing about the topic (test_top_words_ties, drop_lowest,
+# findMax, read()), and nor does the kind noun that goes with it ("my find_max function", "the function
+# count_words", "the test_letter_boundaries test"): a student naming a function is not stuck on functions.
+_NAME_KIND = r"(?i:functions?|methods?|class(?:es)?|tests?|variables?|modules?|procedures?|scripts?)"
+_NAME = r"(?:\w+_\w+|[a-z]+[A-Z]\w*|\w+\(\))"
+_IDENTIFIER = re.compile(rf"(?:\b{_NAME_KIND}\s+)?\b{_NAME}(?:\s+{_NAME_KIND}\b)?")
 
 
 def _topic_evidence(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
+from services.coursepack import Topic
 from services.gateway.intake import reading
 from services.gateway.ports import Passage
 from services.understanding.classifier import Intents, MessageUnderstanding, SentenceSlot
@@ -132,6 +134,29 @@ def test_code_identifiers_are_names_not_topic_words() -> None:
     obs = _read("check_significance_slope fails on my residual plot", answering="stuck_on")
     assert obs.topic_evidence.get("regression", 0.0) > 0
     assert "hypothesis-testing" not in obs.topic_evidence
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "my fit_line function gives the wrong slope",
+        "the function fitLine gives the wrong slope",
+        "fit_line() gives the wrong slope",
+    ],
+)
+def test_the_kind_of_a_named_piece_of_code_is_part_of_its_name(text: str) -> None:
+    """ "My fit_line function" names the student's code: it is no evidence of a course topic about
+    functions, while "function" said on its own still is."""
+    course = make_course()
+    course = msgspec.structs.replace(
+        course, topics=[*course.topics, Topic("functions", "Writing functions", ["function", "return value"])]
+    )
+
+    def evidence(said: str) -> dict[str, float]:
+        return reading.read(said, course, answering="stuck_on", heard=reading.Heard()).topic_evidence
+
+    assert "functions" not in evidence(text) and evidence(text).get("regression", 0.0) > 0
+    assert evidence("my function gives the wrong slope").get("functions", 0.0) > 0
 
 
 def test_a_correction_of_the_recap_weighs_more_than_a_first_answer() -> None:
