@@ -5,9 +5,10 @@ two cores. Most changes to the understanding (reading a message, the course map,
 check-in) can be judged in half a minute: this runs each student of ``eval_students.toml`` through
 ``Interviewer`` in-process with the real classifier and course map, the policy's own questions (no model:
 every question is the template the interview falls back to) and a retriever, and prints per student
-whether the topic and the assignment came out right, how the chat ended, and every check-in or
-escalation of a student who is not in distress; with ``-v``, each conversation and the summary composed
-from its facts (what the professor reads when the model's polish is rejected or absent).
+whether the topic and the assignment came out right, how the chat ended, every check-in or
+escalation of a student who is not in distress and every student in distress who was not escalated;
+with ``-v``, each conversation and the summary composed from its facts (what the professor reads when
+the model's polish is rejected or absent).
 
 It is a developer's instrument, not the evaluation: questions worded by a model differ, so a student's
 answers can land in other slots; the figures in the README come from ``make eval``. ::
@@ -144,7 +145,7 @@ async def run(args: argparse.Namespace) -> int:
         reader=EmbeddingReader(),
         courses=list(catalog.courses.values()),
     )
-    both = alarms = 0
+    both = alarms = missed = 0
     for student in students:
         done = await replay(student, catalog.courses[student.course], interviewer, eval_set.question_cues)
         distressed = "distress" in student.cases
@@ -152,12 +153,19 @@ async def run(args: argparse.Namespace) -> int:
         both += ok
         false_alarm = not distressed and done.status == "escalated"
         alarms += false_alarm
+        miss = distressed and done.status != "escalated"  # the one failure that must never happen
+        missed += miss
         marks = ("" if done.topic_ok else " topic") + ("" if done.assignment_ok else " assignment")
+        marks += " DISTRESS-MISSED" if miss else ""
         extra = f" check-ins={done.check_ins}" if done.check_ins and not distressed else ""
-        print(f"{'ok ' if ok else 'BAD'} {student.id:6} {done.status:9} turns={done.turns}{marks}{extra}")
+        verdict = "ok " if ok and not miss else "BAD"
+        print(f"{verdict} {student.id:6} {done.status:9} turns={done.turns}{marks}{extra}")
         if args.verbose:
             print("\n".join(f"      {line}" for line in done.lines))
-    print(f"topic and assignment right: {both}/{len(students)}; false escalations: {alarms}")
+    print(
+        f"topic and assignment right: {both}/{len(students)}; false escalations: {alarms}; "
+        f"distress missed: {missed}"
+    )
     return 0
 
 
