@@ -44,7 +44,8 @@ _DISTRESS: tuple[tuple[str, str], ...] = (
     ),
     (
         "want_to_die",
-        r"\b(?:want|wanna|going|ready) (?:to )?die\b|\bwish (?:i|that i) (?:was|were) dead\b|"
+        r"\b(?:want|wanna|ready) (?:to )?die\b|\bhow (?:i'?m|i am|i'?ll|to) (?:going to |gonna )?die\b|"
+        r"\bwish (?:i|that i) (?:was|were) dead\b|"
         r"\bbetter off dead\b|\bno reason to (?:live|go on)\b|\bnot worth living\b|"
         r"\bdon'?t want to (?:live|be alive|exist|be here anymore|wake up)\b|"
         r"\bdon'?t want to (?:go on|keep|carry on|continue) (?:living|being alive|existing)\b",
@@ -112,7 +113,10 @@ _DISTRESS: tuple[tuple[str, str], ...] = (
         "burden",
         r"\bi(?:'?m| am) (?:just |only |such )?(?:a|an) (?:burden|weight|load)(?: on| to)? "
         r"(?:everyone|everybody|my family|my parents|the world|all of you|people|nobody asked)|"
-        r"\b(?:everyone|everybody|they|my family|the world|people)(?:'d| would)? (?:be )?better off without me\b",
+        r"\b(?:everyone|everybody|they|my family|the world|people)(?:'d| would)? (?:be )?better off without me\b|"
+        r"\b(?:easier|better|simpler|happier) for (?:everyone|everybody|them|my family|my parents|all of them|the "
+        r"people around me)(?: if i (?:wasn'?t|weren'?t|was not|were not|wasnt|werent) (?:here|around|alive|there)|"
+        r" without me)\b",
     ),
     (
         # Spanish, Portuguese, French, Italian, German, Hindi/Urdu in Latin letters, Chinese: students
@@ -122,12 +126,23 @@ _DISTRESS: tuple[tuple[str, str], ...] = (
         r"vivir|no quiero seguir (?:aqu[ií]|viviendo)|quitarme la vida|(?:quiero|pienso en|ganas de) matarme|suicidarme|"
         r"(?:quiero|quisiera) desaparecer|soy una carga|estar[ií]an mejor sin m[ií]|nadie me extrañar[ií]a|"
         r"no creo que siga aqu[ií]|ya no (?:voy a )?estar[ée] aqu[ií]|hacerme daño|"
-        r"cortarme (?:otra vez|de nuevo|los brazos|las muñecas)|no (?:las?|los) voy a necesitar)\b|"
+        r"cortarme (?:otra vez|de nuevo|los brazos|las muñecas)|no (?:las?|los) voy a necesitar|"
+        # a burden, everyone better off, not being here, goodbye letters "just in case"
+        r"soy (?:un|una) (?:peso|carga|estorbo)(?! (?:de|del|en|muerto)\b)|"
+        r"(?:ser[ií]a|ser[ií]a todo|estar[ií]an|estar[ií]a) (?:m[aá]s (?:f[aá]cil|feliz|felices|tranquil[oa]s?)|mejor)"
+        r"(?: para [\w ]{2,30}?)? (?:si (?:yo )?(?:ya )?no (?:estoy|estuviera|estuviese|existiera|existo)"
+        r"(?: aqu[ií]| ac[aá]| en este mundo)?(?=\s*(?:[.,;!?]|$))|sin m[ií])|"
+        r"mejor sin m[ií]|no quiero (?:estar|seguir) en este mundo|no despertar(?:me)? (?:nunca )?m[aá]s|"
+        r"cartas? de despedida|(?:escrib[ií]|he escrito|dej[ée]) (?:unas |algunas |mis |las )?cartas\b[^.?!]{0,50}"
+        r"\b(?:por si acaso|para cuando|para despedirme)|regal[ée] (?:todas )?mis cosas)\b|"
         r"\b(?:quero morrer|n[ãa]o quero mais viver|(?:quero|vou) me matar|sou um peso|estariam melhor sem mim|"
-        r"acabar com (?:a )?minha vida)\b|"
+        r"acabar com (?:a )?minha vida|sou um fardo|(?:seria|estariam) (?:mais f[aá]cil|melhor) (?:para [\w ]{2,30}?)?"
+        r"(?:sem mim|se eu n[ãa]o (?:estivesse|existisse)(?: aqui| mais)?(?=\s*(?:[.,;!?]|$)))|"
+        r"cartas? de despedida)\b|"
         r"\b(?:je veux mourir|envie de mourir|je ne veux plus vivre|me suicider|(?:je veux|envie de) me tuer|"
         r"en finir avec (?:la vie|tout)|"
-        r"je suis un fardeau|mieux sans moi)\b|"
+        r"je suis un fardeau|mieux sans moi|plus (?:facile|simple) (?:pour [\w ]{2,30}?)?si je n'?(?:[ée]tais|existais) "
+        r"(?:plus|pas)(?: l[àa]| ici)?(?=\s*(?:[.,;!?]|$))|lettres? d'adieu)\b|"
         r"\b(?:voglio morire|non voglio pi[uù] vivere|farla finita(?! con)|togliermi la vita)\b|"
         r"\b(?:ich will sterben|nicht mehr leben|mich umbringen|selbstmord)\b|"
         r"\b(?:marna chaht[aie]|mar jaana chaht[aie]|jeena nahi? chaht[aie]|"
@@ -137,6 +152,9 @@ _DISTRESS: tuple[tuple[str, str], ...] = (
         r"想死|不想活|自杀|活着没意思|轻生|\b(?:bu xiang huo le|zi sha)\b",
     ),
 )
+# Said as hyperbole far more often than not ("if I fail this quiz I'm going to die lol"), but not to be let
+# pass: the student is asked how they are (a check-in), and the answer decides.
+_CHECK_IN_SIGNS: tuple[tuple[str, str], ...] = (("going_to_die", r"\b(?:going|gonna) (?:to )?die\b"),)
 # "suicide" or "self-harm" named as the subject of coursework (an essay on Hamlet's soliloquy, a nursing
 # case, a risk-assessment module) with no first-person wish or plan: the student is asked how they are
 # (a check-in) rather than the chat being stopped; the answer escalates on any further sign.
@@ -251,6 +269,7 @@ _OFF_TOPIC: tuple[tuple[str, str], ...] = (
         r"\bare you (?:a |an )?(?:bot|robot|human|real|ai|person|chatgpt)\b|\bwho (?:made|built|created) you\b",
     ),
 )
+_COMPILED_CHECK_IN = [(rule, re.compile(pattern, re.I)) for rule, pattern in _CHECK_IN_SIGNS]
 _COMPILED = {
     name: [(rule, re.compile(pattern, re.I)) for rule, pattern in rules]
     for name, rules in (
@@ -315,6 +334,10 @@ def screen(text: str, *, course_related: bool = False) -> Verdict:
                 return Verdict(kind, rule)  # type: ignore[arg-type]
         if kind == "distress" and demoted:
             return demoted
+        if kind == "distress":
+            sign = next((rule for rule, pattern in _COMPILED_CHECK_IN if pattern.search(text)), None)
+            if sign:
+                return Verdict("check_in", sign)
     return Verdict("ok")
 
 

@@ -74,9 +74,11 @@ DRAIN_S = 5.0  # after the cut at '?', how long the server may finish the reply 
 _SENTENCE_END = re.compile(r"[.!?…][\"')\]]*\s*$")
 _drains: set[asyncio.Task[None]] = set()  # keeps the drain tasks from being garbage-collected
 MAX_CHECK_INS = 2  # "are you okay?" at most twice; an uncertain sign after that escalates unless it is weak
-# A student who has said twice that they are okay is not escalated on a sign barely over the classifier's
-# recall-first threshold ("...without freezing": 0.20) nor on coursework that names self-harm (the rules'
-# check-in); a sign at least this strong still escalates. Rules and the sure level escalate at any time.
+# A student who has said they are okay is not asked again on a sign barely over the classifier's
+# recall-first threshold ("I keep losing points for leaving out 'me' or 'se'": 0.83 is strong, "Una forma
+# rápida de decidir" 0.28 is not; its words are not the encoder's language), and one who has said it twice
+# is not escalated on one, nor on coursework that names self-harm (the rules' check-in); a sign at least
+# this strong still is. Rules and the sure level escalate at any time.
 PERSISTENT_SIGNAL = 0.5
 _TEMPLATE_ONLY = frozenset({"recap", "which_assignment"})  # exact wording matters more than variety
 _GUARD_NOTES = {
@@ -265,6 +267,8 @@ class Interviewer:
         heard = await self._hear(course, text, pending, state.facts.stuck_on)
         obs = reading.read(text, course, answering=pending, heard=heard)
         check_ins = state.asked.count("wellbeing")
+        if obs.guard == "check_in" and check_ins and not self._persists(obs, heard):
+            obs = msgspec.structs.replace(obs, guard="ok", rule="")  # they said they are okay: a weak sign
         if obs.guard == "check_in" and check_ins < MAX_CHECK_INS:
             # asked again (once) when a student who said they were okay shows another uncertain sign:
             # an anxious student is not escalated for being anxious twice, and a "not really" still is
@@ -277,9 +281,7 @@ class Interviewer:
             yield TurnOutcome(status="active", reply=reply, finished=False)
             return
         if obs.guard == "check_in":  # an uncertain sign past every check-in: escalate if it is not weak
-            persists = obs.rule == "classifier" and (
-                heard.understanding is None or heard.understanding.intents.distress >= PERSISTENT_SIGNAL
-            )
+            persists = obs.rule == "classifier" and self._persists(obs, heard)
             obs = msgspec.structs.replace(
                 obs, guard="distress" if persists else "ok", rule="second_signal" if persists else ""
             )
@@ -341,6 +343,14 @@ class Interviewer:
         self._record(state, user, reply)
         log.info("interview_turn", turn=state.turn, slot=slot, variant=variant, retries=state.model_retries)
         yield TurnOutcome(status="active", reply=reply, finished=False, asked_for_person=person)
+
+    @staticmethod
+    def _persists(obs: reading.Observation, heard: reading.Heard) -> bool:
+        """A sign that still counts after the student said they are okay: a rule's, or the classifier's
+        at ``PERSISTENT_SIGNAL`` or more."""
+        if obs.rule != "classifier":
+            return True
+        return heard.understanding is None or heard.understanding.intents.distress >= PERSISTENT_SIGNAL
 
     def _links(self, guard: str, booking: Booking) -> tuple[str, str] | None:
         """The booking's own reschedule and cancel pages, for a student who asks to move or cancel."""

@@ -65,6 +65,15 @@ def test_distress_is_recognised(text: str) -> None:
         "yaar mujhe ab jeene ka mann nahi hai",
         "main sabke liye bojh hoon",
         "有时候我真的想死",
+        # a burden, everyone better off, not being here, goodbye letters "just in case"
+        "Últimamente siento que soy un peso para todos",
+        "creo que para mi familia sería más fácil si yo no estoy aquí.",
+        "sería todo más fácil para mis papás sin mí",
+        "escribí unas cartas, por si acaso",
+        "seria mais fácil para todos se eu não estivesse aqui",
+        "ce serait plus facile pour tout le monde si je n'étais plus là",
+        "it would be easier for everyone if I wasn't around",
+        "I've made a plan for how I'm going to die",
     ],
 )
 def test_distress_in_plain_words_and_other_languages_is_recognised(text: str) -> None:
@@ -98,12 +107,29 @@ def test_distress_in_plain_words_and_other_languages_is_recognised(text: str) ->
         "what's the use of the chain rule here?",
         "I don't want to go on to part c before I get part b",
         "I left instructions in the README just in case the grader can't run it",
+        "soy un peso muerto en el equipo jaja, no hice nada del proyecto",
+        "sería más fácil para mí si no estoy en el grupo de Juan",
+        "ce serait plus facile si je n'étais pas dans ce groupe",
+        "it would be easier for everyone if I wasn't the one presenting",
+        "escribí unas cartas formales para la tarea 3",
     ],
 )
 def test_plain_words_about_heights_pills_letters_and_belongings_in_coursework_are_not_distress(
     text: str,
 ) -> None:
     assert guardrails.screen(text, course_related=True).kind not in {"distress", "check_in"}, text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Honestly if I fail another quiz I'm going to die, my mom is going to kill me lol.",
+        "I'm gonna die if this doesn't compile",
+    ],
+)
+def test_going_to_die_gets_a_check_in_not_an_escalation(text: str) -> None:
+    """Hyperbole far more often than not, but never let pass: the student is asked how they are."""
+    assert guardrails.screen(text).kind == "check_in"
 
 
 @pytest.mark.parametrize(

@@ -494,6 +494,22 @@ async def test_a_weak_sign_or_coursework_after_two_okays_does_not_escalate() -> 
     assert outcome.status != "escalated" and not state.flags.distress
 
 
+async def test_a_weak_sign_after_an_okay_is_not_asked_about_again() -> None:
+    """Said "I'm okay" once: a sign barely over the threshold (seen: 0.28 on half-Spanish course talk the
+    encoder cannot read) carries on without a second "are you okay?"; a stronger one (0.6) asks again."""
+    weak = "Una forma rápida de decidir, porque en la presentación I won't have time"
+    again = "everything just feels pointless"
+    iv, state = await _start(ScriptedModel(default="Thanks. What have you tried so far?"))
+    iv.reader = ReaderStub({VAGUE: UNSURE, weak: UNSURE, again: UNSURE}, scores={weak: 0.28})
+    await _say(iv, state, VAGUE)
+    await _say(iv, state, "I'm okay")
+    _, outcome = await _say(iv, state, weak)
+    assert "safe right now" not in outcome.reply and outcome.status == "active"
+    assert state.asked.count("wellbeing") == 1 and not state.flags.distress
+    _, outcome = await _say(iv, state, again)
+    assert "safe right now" in outcome.reply and state.asked.count("wellbeing") == 2
+
+
 async def test_nothing_to_add_is_not_a_reason_to_check_in() -> None:
     """ "I'm not sure, I think I've told you what I know" (flagged at 0.20 in make eval) is a student with
     nothing to add, not one to ask whether they are safe; the sure level would still escalate."""
