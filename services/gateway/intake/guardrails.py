@@ -134,15 +134,31 @@ _DISTRESS: tuple[tuple[str, str], ...] = (
         r"(?: aqu[ií]| ac[aá]| en este mundo)?(?=\s*(?:[.,;!?]|$))|sin m[ií])|"
         r"mejor sin m[ií]|no quiero (?:estar|seguir) en este mundo|no despertar(?:me)? (?:nunca )?m[aá]s|"
         r"cartas? de despedida|(?:escrib[ií]|he escrito|dej[ée]) (?:unas |algunas |mis |las )?cartas\b[^.?!]{0,50}"
-        r"\b(?:por si acaso|para cuando|para despedirme)|regal[ée] (?:todas )?mis cosas)\b|"
+        r"\b(?:por si acaso|para cuando|para despedirme)|regal[ée] (?:todas )?mis cosas|"
+        # tired of living, rather not exist or wake up, no one would notice, no will to live, wanting it all
+        # to end, leaving for good, in the way of everyone, hurting oneself
+        r"(?:cansad[oa]|hart[oa]) de (?:vivir|la vida|existir|estar viv[oa])|"
+        r"(?:ser[ií]a mejor|prefiero|preferir[ií]a|quisiera|quiero) no (?:existir|despertar(?:me)?|haber nacido)|"
+        r"dormir(?:me)? y no despertar|no despertar(?:me)? (?:nunca )?m[aá]s|"
+        r"nadie (?:me )?(?:notar[ií]a|extrañar[ií]a|echar[ií]a de menos|se dar[ií]a cuenta)|"
+        r"no (?:le )?(?:veo|encuentro) (?:el |ning[uú]n )?sentido a (?:seguir|vivir|la vida|mi vida|estar aqu[ií])|"
+        r"(?:no tengo|sin|perd[ií](?: las)?) ganas de vivir|\bni de vivir|"
+        r"quiero que (?:todo|mi vida) (?:se )?(?:termine|acabe)|acabar con mi vida|"
+        r"(?:(?:quiero|quisiera|me gustar[ií]a|voy a) (?:irme|desaparecer)|me quiero ir) para siempre|no puedo m[aá]s con (?:mi|la|esta) vida|"
+        r"(?:solo |s[oó]lo )?estorbo (?:en todos lados|en todas partes|a todos)|lastimarme|autolesi\w+)\b|"
         r"\b(?:quero morrer|n[ãa]o quero mais viver|(?:quero|vou) me matar|sou um peso|estariam melhor sem mim|"
         r"acabar com (?:a )?minha vida|sou um fardo|(?:seria|estariam) (?:mais f[aá]cil|melhor) (?:para [\w ]{2,30}?)?"
         r"(?:sem mim|se eu n[ãa]o (?:estivesse|existisse)(?: aqui| mais)?(?=\s*(?:[.,;!?]|$)))|"
-        r"cartas? de despedida)\b|"
+        r"cartas? de despedida|cansad[oa] de viver|dormir e n[ãa]o acordar|(?:queria|quero|prefiro) n[ãa]o "
+        r"(?:existir|acordar)|ningu[ée]m (?:sentiria (?:a )?minha falta|notaria|perceberia)|sumir para sempre|"
+        r"quero que tudo acabe)\b|"
         r"\b(?:je veux mourir|envie de mourir|je ne veux plus vivre|me suicider|(?:je veux|envie de) me tuer|"
         r"en finir avec (?:la vie|tout)|"
         r"je suis un fardeau|mieux sans moi|plus (?:facile|simple) (?:pour [\w ]{2,30}?)?si je n'?(?:[ée]tais|existais) "
-        r"(?:plus|pas)(?: l[àa]| ici)?(?=\s*(?:[.,;!?]|$))|lettres? d'adieu)\b|"
+        r"(?:plus|pas)(?: l[àa]| ici)?(?=\s*(?:[.,;!?]|$))|lettres? d'adieu|(?:fatigu[ée]e?|las(?:se)?) de vivre|"
+        r"n'en peux plus de (?:vivre|la vie)|personne ne (?:remarquerait|s'en rendrait compte|me regretterait)|"
+        r"(?:voudrais|veux|pr[ée]f[èe]re(?:rais)?) ne (?:plus )?(?:exister|me r[ée]veiller)|"
+        r"dormir et ne (?:jamais|plus) me r[ée]veiller|dispara[iî]tre pour toujours)\b|"
         r"\b(?:voglio morire|non voglio pi[uù] vivere|farla finita(?! con)|togliermi la vita)\b|"
         r"\b(?:ich will sterben|nicht mehr leben|mich umbringen|selbstmord)\b|"
         r"\b(?:marna chaht[aie]|mar jaana chaht[aie]|jeena nahi? chaht[aie]|"
@@ -154,7 +170,17 @@ _DISTRESS: tuple[tuple[str, str], ...] = (
 )
 # Said as hyperbole far more often than not ("if I fail this quiz I'm going to die lol"), but not to be let
 # pass: the student is asked how they are (a check-in), and the answer decides.
-_CHECK_IN_SIGNS: tuple[tuple[str, str], ...] = (("going_to_die", r"\b(?:going|gonna) (?:to )?die\b"),)
+_CHECK_IN_SIGNS: tuple[tuple[str, str], ...] = (
+    ("going_to_die", r"\b(?:going|gonna) (?:to )?die\b"),
+    # "I can't take any more", "I feel empty", "nothing makes sense", goodbyes to everyone: in Spanish and
+    # French; "ya no puedo más con este curso" is about the course and passes
+    (
+        "other_language",
+        r"\b(?:ya no puedo m[aá]s|no aguanto m[aá]s)\b(?! con (?:este|esta|el|la|los|las) (?!vida))|"
+        r"\bme siento (?:tan |muy )?vac[ií][oa]\b|\bnada tiene sentido\b|"
+        r"\bya me desped[ií] de (?:todos|todo el mundo|mi familia)\b|\bje n'en peux plus\b(?! de ce)",
+    ),
+)
 # "suicide" or "self-harm" named as the subject of coursework (an essay on Hamlet's soliloquy, a nursing
 # case, a risk-assessment module) with no first-person wish or plan: the student is asked how they are
 # (a check-in) rather than the chat being stopped; the answer escalates on any further sign.

@@ -74,6 +74,17 @@ def test_distress_is_recognised(text: str) -> None:
         "ce serait plus facile pour tout le monde si je n'étais plus là",
         "it would be easier for everyone if I wasn't around",
         "I've made a plan for how I'm going to die",
+        "estoy cansada de vivir",
+        "quiero dormir y no despertar",
+        "a veces pienso que sería mejor no existir",
+        "nadie notaría si desaparezco",
+        "no le veo sentido a seguir",
+        "ya no tengo ganas de nada, ni de vivir",
+        "ya no puedo más con mi vida",
+        "estou cansado de viver",
+        "ninguém sentiria minha falta",
+        "je n'en peux plus de vivre",
+        "personne ne remarquerait si je disparaissais",
     ],
 )
 def test_distress_in_plain_words_and_other_languages_is_recognised(text: str) -> None:
@@ -112,6 +123,15 @@ def test_distress_in_plain_words_and_other_languages_is_recognised(text: str) ->
         "ce serait plus facile si je n'étais pas dans ce groupe",
         "it would be easier for everyone if I wasn't the one presenting",
         "escribí unas cartas formales para la tarea 3",
+        # a language course's own sentences
+        "el verbo morir en pretérito: murió, murieron",
+        "¿Dónde vives? Vivo en Madrid.",
+        "no tiene sentido esta regla del subjuntivo",
+        "me despedí de mis amigos en el aeropuerto",
+        "quiero que la clase termine temprano",
+        "estoy cansado de estudiar",
+        "el personaje quiere desaparecer para siempre del pueblo",
+        "ya no puedo más con este curso, el subjuntivo me mata",
     ],
 )
 def test_plain_words_about_heights_pills_letters_and_belongings_in_coursework_are_not_distress(
@@ -125,10 +145,14 @@ def test_plain_words_about_heights_pills_letters_and_belongings_in_coursework_ar
     [
         "Honestly if I fail another quiz I'm going to die, my mom is going to kill me lol.",
         "I'm gonna die if this doesn't compile",
+        "ya no puedo más",
+        "me siento vacía, como si nada tuviera sentido",
+        "je n'en peux plus",
     ],
 )
 def test_going_to_die_gets_a_check_in_not_an_escalation(text: str) -> None:
-    """Hyperbole far more often than not, but never let pass: the student is asked how they are."""
+    """Hyperbole far more often than not ("going to die", "ya no puedo más"), but never let pass: the
+    student is asked how they are."""
     assert guardrails.screen(text).kind == "check_in"
 
 
