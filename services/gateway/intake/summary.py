@@ -37,6 +37,7 @@ from services.gateway.intake.models import (
 from services.gateway.intake.text import (
     FEELING_WORDS,
     GENERIC_WORDS,
+    LEADING_FILLER,
     NOTHING,
     content_words,
     first_name,
@@ -362,11 +363,6 @@ _THIRD = (
     (r"\bour\b", "their"),
     (r"\bam\b", "are"),
 )
-_FILLER = re.compile(
-    r"^(?:(?:so|well|um+|uh+|ok(?:ay)?|yeah|yes|basically|honestly|like|hi|hello|hey|hola|bonjour|and|also|but|"
-    r"mainly|mostly|anyway|i mean|i guess|i think that)\b[,.!]?\s*)+",
-    re.I,
-)
 _SUBJECTS = {"they", "they're", "they've", "they'd", "they'll", "their", "them", "themselves"}
 _ABOUT = re.compile(
     r"^(?:how|why|what|when|where|which|whether|who|the|a|an|this|that|these|those|some|any|all|"
@@ -453,7 +449,7 @@ def third_person_sentence(sentence: str, *, mode: Mode, keep: frozenset[str] = f
     if not text:
         return None
     question = text.endswith("?")
-    body = third_person(_FILLER.sub("", text).rstrip(" ?.!;:,-"))
+    body = third_person(LEADING_FILLER.sub("", text).rstrip(" ?.!;:,-"))
     if len(content_words(body)) == 0:
         return None
     lead = body.split()[0].lower().strip(",")

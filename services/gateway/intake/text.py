@@ -390,3 +390,11 @@ _DISCLAIMER = re.compile(
 def without_disclaimer(sentence: str) -> str:
     """The sentence without an opening "this isn't for ..." clause (empty when that was all of it)."""
     return _DISCLAIMER.sub("", sentence)
+
+
+# What a student's sentence may open with that carries nothing ("so", "um", "hey", "I mean"), repeated
+LEADING_FILLER = re.compile(
+    r"^(?:(?:so|well|um+|uh+|ok(?:ay)?|yeah|yes|basically|honestly|like|hi|hello|hey|hola|bonjour|and|also|but|"
+    r"mainly|mostly|anyway|i mean|i guess|i think that)\b[,.!]?\s*)+",
+    re.I,
+)

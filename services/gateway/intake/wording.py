@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from services.coursepack import Assignment, Course
 from services.gateway.intake import dates
 from services.gateway.intake.models import Booking, Facts
-from services.gateway.intake.text import clip, first_name, sentences, without_disclaimer
+from services.gateway.intake.text import LEADING_FILLER, clip, first_name, sentences, without_disclaimer
 
 RECAP_CUE = "Did I get that right"  # public: the recap is the message that contains this phrase
 
@@ -211,7 +211,7 @@ def _short(text: str | None, limit: int = 110) -> str | None:
         return None
     parts = [without_disclaimer(s) or s for s in sentences(text)] or [text]  # "not for the lab, just ..."
     first = max(parts, key=lambda s: (bool(_TELLING.search(s)), min(len(s.split()), 18)))
-    first = re.sub(r"^(?:so|well|um+|uh+|ok(?:ay)?|yeah|basically|honestly|like)[, ]+", "", first, flags=re.I)
+    first = LEADING_FILLER.sub("", first)
     return clip(second_person(first.rstrip(".!")), limit)
 
 

@@ -61,3 +61,10 @@ def test_the_recap_says_back_the_problem_not_what_it_is_not_about() -> None:
     )
     text = wording.recap(make_course(), facts, TODAY)
     assert "the hard part: just confused about p-values" in text and "not about" not in text, text
+
+
+def test_the_recap_does_not_say_a_greeting_back() -> None:
+    """ "Hey I'm working on ..." (the opening answer, greeting and all) is said back without the "Hey"."""
+    facts = Facts(assignment="ps3", stuck_on="Hey I'm working on ps3 and the p-value comes out wrong")
+    text = wording.recap(make_course(), facts, TODAY)
+    assert "the hard part: you're working on ps3" in text and "Hey" not in text, text
