@@ -42,6 +42,18 @@ MAX_SENTENCES = (
 )
 NGRAMS = (2, 4)
 _SPACES = re.compile(r"\s\s+")
+# A greeting, "sorry to bother you", "thanks", nothing else. Learned as a sign of distress (the classifier
+# scored "I'm sorry to bother you." 0.78: many distressed messages in the data open with it), it carries
+# none; "I'm sorry." alone or "sorry for everything" are not courtesies and are still judged.
+COURTESY = re.compile(
+    r"^\W*(?:(?:hi|hello|hey|dear|good (?:morning|afternoon|evening))\b[^.!?]{0,40}?[.!?,]*\s*)?"
+    r"(?:(?:i'?m |i am |so |really )*sorry (?:to (?:bother|disturb|trouble) you|"
+    r"for (?:bothering|disturbing) you|for the (?:long|late) (?:message|email|note))"
+    r"(?: again| like this| with this)?|"
+    r"thanks?(?: you)?(?: so much| a lot| again)?|(?:i )?hope you(?:'re| are) (?:well|doing well))?"
+    r"[\s.!?,]*$",
+    re.I,
+)
 _WORD = re.compile(r"[A-Za-z]{5,}")
 # Contractions typed without the apostrophe ("im", "cant", "dont"): the encoder reads "im" and "i'm" as
 # different words, so texting style would move a message away from its meaning.
@@ -259,9 +271,12 @@ class MessageClassifier:
         return self.piece_scores(texts, vectors).max(axis=0)
 
     def piece_scores(self, texts: Sequence[str], vectors: np.ndarray) -> np.ndarray:
-        """Per-piece, per-intent probabilities (rows: pieces)."""
+        """Per-piece, per-intent probabilities (rows: pieces); a piece that is only a courtesy ("Hi, I'm
+        sorry to bother you.", "Thanks so much!") says nothing and scores 0."""
         logits = self.intents.logits(vectors, self.ngram_features(texts))
-        return sigmoid(logits).astype(np.float64)
+        scores = sigmoid(logits).astype(np.float64)
+        scores[[bool(COURTESY.match(t)) for t in texts]] = 0.0
+        return scores
 
     def slot_probabilities(self, texts: Sequence[str], vectors: np.ndarray) -> np.ndarray:
         return softmax(self.slots.logits(vectors, self.ngram_features(texts)))

@@ -135,6 +135,18 @@ def test_course_talk_that_sounds_dark_is_not_distress(classifier: MessageClassif
     assert "distress" not in classifier.understand(text).flagged
 
 
+@pytest.mark.parametrize("text", ["Hi, I'm sorry to bother you.", "Thanks so much!"])
+def test_a_courtesy_alone_is_no_sign_of_anything(classifier: MessageClassifier, text: str) -> None:
+    """ "I'm sorry to bother you." scored 0.78 for distress on its own (many distressed messages in the
+    data open with it); a sentence that is only a greeting, an apology for writing or thanks scores 0,
+    while "I'm sorry." or the same apology with more in the sentence is still judged."""
+    understanding = classifier.understand(f"{text} What is a p-value?")
+    assert "distress" not in understanding.flagged
+    assert classifier.understand(text).intents.distress == 0.0
+    assert classifier.understand("I'm sorry.").intents.distress > 0.0
+    assert classifier.understand("Hi, I'm sorry to bother you, I can't do this anymore").flagged
+
+
 def test_an_injection_hidden_in_a_normal_answer_is_flagged(classifier: MessageClassifier) -> None:
     """The injection sentence is judged on its own, so the ordinary sentences around it do not hide
     it; the same answer without it is not flagged."""
