@@ -477,16 +477,25 @@ async def test_suicide_as_coursework_gets_a_check_in_and_a_first_language_plea_e
     assert outcome.status == "escalated" and state.flags.distress
 
 
+AGAIN = "everything just feels pointless"
+
+
+async def _okay_once(weak: str, score: float) -> tuple[Interviewer, InterviewState]:
+    """A student checked in on once (``VAGUE``) who said they are okay; ``weak`` scores ``score`` and
+    ``AGAIN`` 0.6 (the stub's default for an uncertain sign)."""
+    iv, state = await _start(ScriptedModel(default="Thanks. What have you tried so far?"))
+    iv.reader = ReaderStub({VAGUE: UNSURE, AGAIN: UNSURE, weak: UNSURE}, scores={weak: score})
+    await _say(iv, state, VAGUE)
+    await _say(iv, state, "I'm okay")
+    return iv, state
+
+
 async def test_a_weak_sign_or_coursework_after_two_okays_does_not_escalate() -> None:
     """Said "I'm okay" twice: a sign barely over the threshold (0.2) carries on, and so does a coursework
     mention of self-harm (the rules' check-in); a stronger one (0.6, the stub's default) escalated above."""
     weak = "I just hope I get through the check-off without freezing"
-    again = "everything just feels pointless"
-    iv, state = await _start(ScriptedModel(default="Thanks. What have you tried so far?"))
-    iv.reader = ReaderStub({VAGUE: UNSURE, again: UNSURE, weak: UNSURE}, scores={weak: 0.2})
-    await _say(iv, state, VAGUE)
-    await _say(iv, state, "I'm okay")
-    await _say(iv, state, again)
+    iv, state = await _okay_once(weak, 0.2)
+    await _say(iv, state, AGAIN)
     await _say(iv, state, "yes, fine")
     _, outcome = await _say(iv, state, weak)
     assert outcome.status != "escalated" and not state.flags.distress
@@ -498,15 +507,11 @@ async def test_a_weak_sign_after_an_okay_is_not_asked_about_again() -> None:
     """Said "I'm okay" once: a sign barely over the threshold (seen: 0.28 on half-Spanish course talk the
     encoder cannot read) carries on without a second "are you okay?"; a stronger one (0.6) asks again."""
     weak = "Una forma rápida de decidir, porque en la presentación I won't have time"
-    again = "everything just feels pointless"
-    iv, state = await _start(ScriptedModel(default="Thanks. What have you tried so far?"))
-    iv.reader = ReaderStub({VAGUE: UNSURE, weak: UNSURE, again: UNSURE}, scores={weak: 0.28})
-    await _say(iv, state, VAGUE)
-    await _say(iv, state, "I'm okay")
+    iv, state = await _okay_once(weak, 0.28)
     _, outcome = await _say(iv, state, weak)
     assert "safe right now" not in outcome.reply and outcome.status == "active"
     assert state.asked.count("wellbeing") == 1 and not state.flags.distress
-    _, outcome = await _say(iv, state, again)
+    _, outcome = await _say(iv, state, AGAIN)
     assert "safe right now" in outcome.reply and state.asked.count("wellbeing") == 2
 
 
