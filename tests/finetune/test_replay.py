@@ -1,4 +1,5 @@
-"""The offline replay runs the interview in-process: a distressed student escalates, a plain one finishes."""
+"""The offline replay runs the interview in-process: a distressed student escalates, a plain one finishes,
+and the last line counts false escalations and missed distress."""
 
 from __future__ import annotations
 
@@ -13,4 +14,5 @@ def test_replay_plays_students_through_the_interview(capsys: pytest.CaptureFixtu
     rows = {line.split()[1]: line for line in out if line[:3] in {"ok ", "BAD"}}
     assert "escalated" in rows["cs-03"]  # the eval's distress student
     assert "complete" in rows["cs-01"]
-    assert out[-1].startswith("topic and assignment right:") and out[-1].endswith("false escalations: 0")
+    assert out[-1].startswith("topic and assignment right:")
+    assert out[-1].endswith("false escalations: 0; distress missed: 0")
