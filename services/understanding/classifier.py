@@ -118,23 +118,17 @@ class Embedder(Protocol):
     def embed(self, texts: list[str]) -> np.ndarray: ...
 
 
-def without_courtesies(text: str) -> str:
-    """The message without its sentences that are only courtesies ("Hi, sorry to bother you."), as the
-    interview hands it to the classifier: "Hi, sorry to bother you. I am stuck on the titration report
-    ..." scored 0.235 for distress as a whole (over the recall-first threshold) and 0.10 without the
-    greeting. "" when nothing else is left."""
-    parts = sentences(text.strip())
-    kept = [p for p in parts if not COURTESY.match(p)]
-    return text if len(kept) == len(parts) else " ".join(kept)
-
-
 def pieces(text: str) -> list[str]:
     """What gets judged for one message: the message, then its sentences (at most ``MAX_SENTENCES``).
-    A one-sentence message is judged once and is its own sentence."""
-    message = " ".join(text.split())
+    A one-sentence message is judged once and is its own sentence. Sentences that are only courtesies
+    ("Hi, sorry to bother you.", see ``COURTESY``) are left out, of the message too: "Hi, sorry to bother
+    you. I am stuck on the titration report ..." scored 0.235 for distress as a whole (over the
+    recall-first threshold) and 0.10 without the greeting. A message of courtesies only has no pieces."""
+    parts = [p for p in sentences(text.strip()) if not COURTESY.match(p)]  # a line break ends a sentence
+    message = " ".join(" ".join(parts).split())
     if not message:
         return []
-    parts = sentences(text.strip())[:MAX_SENTENCES]  # before joining lines: a line break ends a sentence
+    parts = parts[:MAX_SENTENCES]
     return [message] if len(parts) <= 1 else [message, *parts]
 
 
@@ -281,12 +275,9 @@ class MessageClassifier:
         return self.piece_scores(texts, vectors).max(axis=0)
 
     def piece_scores(self, texts: Sequence[str], vectors: np.ndarray) -> np.ndarray:
-        """Per-piece, per-intent probabilities (rows: pieces); a piece that is only a courtesy ("Hi, I'm
-        sorry to bother you.", "Thanks so much!") says nothing and scores 0."""
+        """Per-piece, per-intent probabilities (rows: pieces)."""
         logits = self.intents.logits(vectors, self.ngram_features(texts))
-        scores = sigmoid(logits).astype(np.float64)
-        scores[[bool(COURTESY.match(t)) for t in texts]] = 0.0
-        return scores
+        return sigmoid(logits).astype(np.float64)
 
     def slot_probabilities(self, texts: Sequence[str], vectors: np.ndarray) -> np.ndarray:
         return softmax(self.slots.logits(vectors, self.ngram_features(texts)))

@@ -380,11 +380,12 @@ def train(cfg: Config) -> Report:
 
     spelling = load_spelling()
     intent_pieces = [[spelling.correct(p) for p in pieces(r["text"])] for r in intent_rows]
+    # fitted on whole messages as written; scored, like the runtime, on their pieces (no courtesies)
+    messages = [spelling.correct(" ".join(r["text"].split())) for r in intent_rows]
     slot_texts = [spelling.correct(" ".join(r["text"].split())) for r in slot_rows]
-    vectors = embed_all([p for ps in intent_pieces for p in ps] + slot_texts, cfg.cache)
+    vectors = embed_all(messages + [p for ps in intent_pieces for p in ps] + slot_texts, cfg.cache)
 
     y_intent = np.array([[name in r["labels"] for name in INTENTS] for r in intent_rows])
-    messages = [ps[0] for ps in intent_pieces]
     fit_rows = np.flatnonzero(intent_split == 0)
     fit_texts = [messages[i] for i in fit_rows]
     features = Features(fit_texts, cfg.ngrams, cfg.embedding_weight)
@@ -408,7 +409,9 @@ def train(cfg: Config) -> Report:
         "data_hash": np.array(data_hash(cfg.data)),
     }
     model = MessageClassifier(arrays)
-    scores = np.stack([model.intent_scores(ps, np.stack([vectors[p] for p in ps])) for ps in intent_pieces])
+    scores = np.stack(
+        [model.intent_scores(ps, np.array([vectors[p] for p in ps]).reshape(-1, dim)) for ps in intent_pieces]
+    )
     validation, test = intent_split == 1, intent_split == 2
     thresholds = np.array(
         [

@@ -147,6 +147,18 @@ def test_a_courtesy_alone_is_no_sign_of_anything(classifier: MessageClassifier, 
     assert classifier.understand("Hi, I'm sorry to bother you, I can't do this anymore").flagged
 
 
+def test_a_message_is_judged_without_its_courtesies(classifier: MessageClassifier) -> None:
+    """Seen on the make run demo: "Hi, sorry to bother you. I am stuck on ..." got "are you okay and safe?"
+    (0.235 over the whole message; 0.10 without its first sentence). The message is judged without its
+    courtesy sentences; the same courtesy before a sign of distress hides nothing."""
+    stuck = "I am stuck on the titration report, my molarity comes out way too high and I do not know why"
+    polite = classifier.understand(f"Hi, sorry to bother you. {stuck}")
+    assert "distress" not in polite.flagged
+    assert polite.intents.distress == pytest.approx(classifier.understand(stuck).intents.distress)
+    distress = "Hi, sorry to bother you. I don't want to be here anymore."
+    assert "distress" in classifier.understand(distress).flagged
+
+
 def test_an_injection_hidden_in_a_normal_answer_is_flagged(classifier: MessageClassifier) -> None:
     """The injection sentence is judged on its own, so the ordinary sentences around it do not hide
     it; the same answer without it is not flagged."""

@@ -21,12 +21,7 @@ from services.coursepack import Course
 from services.gateway.intake.matching import topic_of_source
 from services.gateway.ports import CourseSimilarity
 from services.indexer.embedding import load_minilm
-from services.understanding.classifier import (
-    MessageClassifier,
-    MessageUnderstanding,
-    load_classifier,
-    without_courtesies,
-)
+from services.understanding.classifier import MessageClassifier, MessageUnderstanding, load_classifier
 
 SHEET_WORDS = 80  # how much of an assignment sheet describes it (titles alone are too short to embed well)
 SECTION_WORDS = 120  # how much of a notes section is embedded (the model reads 256 tokens at most)
@@ -69,7 +64,7 @@ class EmbeddingReader:
         return self._classifier
 
     def understand(self, text: str) -> MessageUnderstanding:
-        return self.classifier.understand(without_courtesies(text) or text)
+        return self.classifier.understand(text)
 
     def similarity(self, course: Course, text: str) -> CourseSimilarity:
         course_map = self._map(course)

@@ -77,16 +77,3 @@ def _programming_pack(root: Path) -> Path:
         'keywords = ["test", "autograder", "expected output"]\n'
     )
     return pack
-
-
-def test_a_greeting_and_an_apology_for_writing_are_not_read_as_distress() -> None:
-    """Seen on the make run demo: "Hi, sorry to bother you. I am stuck on ..." got "are you okay and safe?"
-    (0.235 over the whole message; 0.10 without its first sentence). The interview reads the message
-    without its courtesies; the same courtesy before a sign of distress hides nothing."""
-    reader = EmbeddingReader()
-    stuck = "I am stuck on the titration report, my molarity comes out way too high and I do not know why"
-    assert "distress" in reader.classifier.understand(f"Hi, sorry to bother you. {stuck}").flagged
-    assert "distress" not in reader.understand(f"Hi, sorry to bother you. {stuck}").flagged
-    assert (
-        "distress" in reader.understand("Hi, sorry to bother you. I don't want to be here anymore.").flagged
-    )
