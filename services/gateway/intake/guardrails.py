@@ -132,7 +132,7 @@ _DISTRESS: tuple[tuple[str, str], ...] = (
         r"(?:ser[ií]a|ser[ií]a todo|estar[ií]an|estar[ií]a) (?:m[aá]s (?:f[aá]cil|feliz|felices|tranquil[oa]s?)|mejor)"
         r"(?: para [\w ]{2,30}?)? (?:si (?:yo )?(?:ya )?no (?:estoy|estuviera|estuviese|existiera|existo)"
         r"(?: aqu[ií]| ac[aá]| en este mundo)?(?=\s*(?:[.,;!?]|$))|sin m[ií])|"
-        r"mejor sin m[ií]|no quiero (?:estar|seguir) en este mundo|no despertar(?:me)? (?:nunca )?m[aá]s|"
+        r"mejor sin m[ií]|no quiero (?:estar|seguir) en este mundo|"
         r"cartas? de despedida|(?:escrib[ií]|he escrito|dej[ée]) (?:unas |algunas |mis |las )?cartas\b[^.?!]{0,50}"
         r"\b(?:por si acaso|para cuando|para despedirme)|regal[ée] (?:todas )?mis cosas|"
         # tired of living, rather not exist or wake up, no one would notice, no will to live, wanting it all
@@ -149,7 +149,7 @@ _DISTRESS: tuple[tuple[str, str], ...] = (
         r"\b(?:quero morrer|n[ãa]o quero mais viver|(?:quero|vou) me matar|sou um peso|estariam melhor sem mim|"
         r"acabar com (?:a )?minha vida|sou um fardo|(?:seria|estariam) (?:mais f[aá]cil|melhor) (?:para [\w ]{2,30}?)?"
         r"(?:sem mim|se eu n[ãa]o (?:estivesse|existisse)(?: aqui| mais)?(?=\s*(?:[.,;!?]|$)))|"
-        r"cartas? de despedida|cansad[oa] de viver|dormir e n[ãa]o acordar|(?:queria|quero|prefiro) n[ãa]o "
+        r"cansad[oa] de viver|dormir e n[ãa]o acordar|(?:queria|quero|prefiro) n[ãa]o "
         r"(?:existir|acordar)|ningu[ée]m (?:sentiria (?:a )?minha falta|notaria|perceberia)|sumir para sempre|"
         r"quero que tudo acabe)\b|"
         r"\b(?:je veux mourir|envie de mourir|je ne veux plus vivre|me suicider|(?:je veux|envie de) me tuer|"
@@ -358,12 +358,10 @@ def screen(text: str, *, course_related: bool = False) -> Verdict:
                 continue
             if match:
                 return Verdict(kind, rule)  # type: ignore[arg-type]
-        if kind == "distress" and demoted:
-            return demoted
         if kind == "distress":
             sign = next((rule for rule, pattern in _COMPILED_CHECK_IN if pattern.search(text)), None)
-            if sign:
-                return Verdict("check_in", sign)
+            if checked := demoted or (Verdict("check_in", sign) if sign else None):
+                return checked
     return Verdict("ok")
 
 
@@ -764,7 +762,7 @@ def _mostly_unknown(words: Sequence[str], known: set[str]) -> bool:
 
 
 def _english_word(word: str) -> bool:
-    english = _english()
+    english = english_words()
     return any(form in english for form in (word, *(word[: -len(x)] for x in _ENDINGS if word.endswith(x))))
 
 
@@ -772,13 +770,12 @@ _ENDINGS = ("s", "es", "ed", "d", "ing", "ly", "er", "est")
 
 
 @lru_cache(maxsize=1)
-def _english() -> frozenset[str]:
-    """The whole words of the shipped encoder's WordPiece vocabulary: about 21,700 common English words."""
-    from tokenizers import Tokenizer
+def english_words() -> frozenset[str]:
+    """The whole words of the shipped encoder's WordPiece vocabulary: about 21,700 common English words.
+    Built once per process (the gateway does it at start-up, with the course maps)."""
+    from services.indexer.embedding import load_minilm
 
-    from services.indexer.embedding import model_dir
-
-    vocabulary = Tokenizer.from_file(str(model_dir() / "tokenizer.json")).get_vocab()
+    vocabulary = load_minilm().tokenizer.get_vocab()
     return frozenset(w for w in vocabulary if w.isascii() and w.isalpha())
 
 

@@ -18,7 +18,7 @@ import redis.exceptions
 import structlog
 
 from services.gateway.container import Services
-from services.gateway.intake import chat
+from services.gateway.intake import chat, guardrails
 from services.gateway.quality.assignment import default_model_id, model_b_id
 
 log = structlog.get_logger()
@@ -31,6 +31,10 @@ _KEY = "intake:gen:warm:{}:{}:{}"  # course slug, prompt digest, model id digest
 async def keep_courses_warm(services: Services, check_s: float = CHECK_S) -> None:
     """Runs until cancelled (the gateway's lifespan starts it)."""
     if services.reader is not None:  # each course's map (embedded notes sections) now, not on a chat turn
+        try:
+            await asyncio.to_thread(guardrails.english_words)  # the reply check's dictionary, likewise
+        except Exception as exc:  # the first reply builds it then
+            log.warning("english_words_warm_failed", error=type(exc).__name__)
         for course in list(services.catalog.courses.values()):
             try:
                 await asyncio.to_thread(services.reader.similarity, course, course.title)
