@@ -19,10 +19,14 @@ from services.understanding.classifier import (
     NGRAMS,
     SLOTS,
     WEIGHTS,
+    WORD_NGRAMS,
     MessageClassifier,
     char_ngrams,
     load_classifier,
+    pack_words,
     pieces,
+    unpack_words,
+    word_ngrams,
 )
 from services.understanding.dataset import DATA
 from services.understanding.train import data_hash
@@ -86,10 +90,10 @@ def test_committed_weights_match_the_committed_data(classifier: MessageClassifie
 
 
 def test_weights_are_plain_small_arrays() -> None:
-    """No pickle (the runtime loads with allow_pickle=False) and a few hundred KB at most."""
+    """No pickle (the runtime loads with allow_pickle=False) and under a megabyte."""
     with np.load(WEIGHTS, allow_pickle=False) as data:
         assert all(data[name].dtype != object for name in data.files)
-    assert WEIGHTS.stat().st_size < 600_000
+    assert WEIGHTS.stat().st_size < 1_000_000
 
 
 def test_examples_here_are_not_in_the_training_data() -> None:
@@ -119,6 +123,28 @@ def test_runtime_ngrams_match_scikit_learn() -> None:
     arrays["intent_ngrams"] = np.zeros((len(INTENTS), len(vocabulary)), np.float32)
     arrays["slot_ngrams"] = np.zeros((len(SLOTS), len(vocabulary)), np.float32)
     ours = MessageClassifier(arrays).ngram_features(probe)
+    np.testing.assert_allclose(ours, vectorizer.transform(probe).toarray(), atol=1e-6)
+
+
+def test_runtime_words_match_scikit_learn() -> None:
+    """The word and word-pair view too: lowercase, one-letter words kept, punctuation dropped, a pair
+    repeated in a text counted with sublinear weight; the packed vocabulary unpacks to the same list."""
+    corpus = ["I don't need the meeting anymore", "a b a b a b", "kill -9 the process", "Ünïcode café 😭 ok"]
+    vectorizer = TfidfVectorizer(
+        analyzer="word", ngram_range=WORD_NGRAMS, token_pattern=r"(?u)\b\w+\b", sublinear_tf=True
+    ).fit(corpus)
+    probe = [*corpus, "never seen before", "", "the MEETING, anymore!"]
+    vocabulary = sorted(vectorizer.vocabulary_, key=vectorizer.vocabulary_.__getitem__)
+    assert unpack_words(pack_words(vocabulary)) == vocabulary
+    assert [sorted(set(word_ngrams(t)) & set(vocabulary)) for t in probe] == [
+        sorted(vocabulary[i] for i in row.indices) for row in vectorizer.transform(probe)
+    ]
+    with np.load(WEIGHTS, allow_pickle=False) as data:
+        arrays = {name: data[name] for name in data.files}
+    arrays["word_vocabulary"] = pack_words(vocabulary)
+    arrays["word_idf"] = vectorizer.idf_.astype(np.float32)
+    arrays["intent_words"] = np.zeros((len(INTENTS), len(vocabulary)), np.float32)
+    ours = MessageClassifier(arrays).word_features(probe)
     np.testing.assert_allclose(ours, vectorizer.transform(probe).toarray(), atol=1e-6)
 
 
@@ -157,6 +183,18 @@ def test_a_message_is_judged_without_its_courtesies(classifier: MessageClassifie
     assert polite.intents.distress == pytest.approx(classifier.understand(stuck).intents.distress)
     distress = "Hi, sorry to bother you. I don't want to be here anymore."
     assert "distress" in classifier.understand(distress).flagged
+
+
+def test_a_students_own_stuck_point_is_not_withheld_as_injection(classifier: MessageClassifier) -> None:
+    """Seen in the replayed interviews: with the injection threshold at its best-F1 point (0.15), "In the
+    lecture you showed that b = a and then changing b also change a" (0.19) was flagged as injection and
+    left out of the summary's facts. Intents other than distress are flagged at even odds or above."""
+    assert all(t >= 0.5 for name, t in zip(INTENTS, classifier.thresholds, strict=True) if name != "distress")
+    answer = classifier.understand(
+        "Hello professor. It is not about homework. In the lecture you showed that b = a and then "
+        "changing b also change a, and I am confused."
+    )
+    assert not any(s.flagged for s in answer.sentences)
 
 
 def test_an_injection_hidden_in_a_normal_answer_is_flagged(classifier: MessageClassifier) -> None:
