@@ -133,11 +133,14 @@ _WELLBEING_CUES = (
     "are you safe",
     "how are you doing",
 )
+# Not always a plain "no": a student in distress often shrugs or hedges ("i guess. everything feels kind of
+# pointless"), and the interview must read that as "not okay" too.
 _NOT_OK = {
-    "texting": "not really tbh",
-    "terse": "Not really.",
-    "non_native": "No, not really okay.",
-    "code_switching": "no, not really, la verdad",
+    "texting": "idk. everything feels kinda pointless lately",
+    "terse": "Not great.",
+    "non_native": "I am not sure. Since long time I feel very bad.",
+    "code_switching": "la verdad no sé, I'm okay I guess, just tired of everything",
+    "rambling": "I mean I'm here, I guess, but honestly it's been really dark for a while",
 }
 _FINE = {
     "texting": "ya im ok just stressed about this",

@@ -111,7 +111,8 @@ _DISTRESS: tuple[tuple[str, str], ...] = (
     ),
     (
         "burden",
-        r"\bi(?:'?m| am) (?:just |only |such )?(?:a|an) (?:burden|weight|load)(?: on| to)? "
+        r"\bi(?:'?m| am| (?:really |just )?feel(?: like)?(?: i'?m)?) (?:just |only |such )?(?:a|an) "
+        r"(?:burden|weight|load)(?: on| to)? "
         r"(?:everyone|everybody|my family|my parents|the world|all of you|people|nobody asked)|"
         r"\b(?:everyone|everybody|they|my family|the world|people)(?:'d| would)? (?:be )?better off without me\b|"
         r"\b(?:easier|better|simpler|happier) for (?:everyone|everybody|them|my family|my parents|all of them|the "

@@ -159,6 +159,25 @@ _OK = re.compile(
     r"ok(?:ay)?|fine|all good|i'?ll be (?:ok(?:ay)?|fine)|no worries)\b",
     re.I,
 )
+# An answer to "are you okay and safe?" that neither says yes nor no: "meh", "does it matter", "I'd rather
+# not say", "I mean I'm alive lol", "i guess so". Asked directly, after a sign of distress, a shrug is not
+# a yes: it escalates (a person follows up; a student who is fine loses nothing but a closed chat).
+_EVASIVE = re.compile(
+    r"^\W*(?:meh|eh|hmm+|ugh|whatever|i guess|i suppose|i mean|does it matter|who cares|"
+    r"(?:i'?d )?rather not(?: say| talk)?|i don'?t want to talk|can we (?:just )?(?:skip|move on)|"
+    r"define (?:okay|ok|safe)|not great|could be better|been better|surviving|i'?m alive|still here|"
+    r"so so|so-so|same as always)\b",
+    re.I,
+)
+# Said anywhere in the answer, hopelessness, not a shrug about the course: "it's fine, nothing matters"
+_NOTHING_MATTERS = re.compile(
+    r"\b(?:(?:doesn'?t|does not) (?:really )?matter|nothing (?:does|matters)|who cares|what'?s the point)\b",
+    re.I,
+)
+# "I'm okay I guess", "fine, kind of", "I'm safe, but ...": an okay that takes itself back
+_HEDGED = re.compile(
+    r"\b(?:i guess|i think|i suppose|kind of|kinda|sort of|mostly|but|though|except)\b", re.I
+)
 
 
 def _guard(
@@ -179,11 +198,7 @@ def _guard(
     if (
         answering == "wellbeing"
     ):  # the student was asked directly: their answer decides, the rules still apply
-        if _NOT_OK.match(text) or not text.strip():
-            return guardrails.Verdict("distress", "check_in_answer")
-        if _OK.match(text) or ("distress" not in sure and not is_non_answer(text, numbers=False)):
-            return guardrails.Verdict("ok")  # "yes, I'm okay, just stressed": stress is what they came for
-        return guardrails.Verdict("distress", "check_in_answer")  # "...", "?", or sure distress
+        return _check_in_answer(text, understanding)
     if "distress" in sure:
         return guardrails.Verdict("distress", "classifier")
     if "distress" in flagged and not ALREADY_SAID.match(text):
@@ -199,6 +214,28 @@ def _guard(
     if "off_topic" in sure and not related:
         return guardrails.Verdict("off_topic", "classifier")
     return ruled
+
+
+def _check_in_answer(text: str, understanding: MessageUnderstanding | None) -> guardrails.Verdict:
+    """The answer to "are you feeling okay and safe right now?" (the rules have already had their say).
+
+    A plain yes carries on: "yes, I'm okay, just stressed about this" (stress is what they came for), even
+    when the classifier scores the stress in it high (seen: 0.95), unless a later sentence of the answer is
+    itself a sign ("I'm fine. I just don't see the point of anything anymore"). "Not really", no answer,
+    hopelessness ("it's fine, nothing matters"), a shrug ("meh", "i guess so", "I'd rather not say") or a
+    yes that takes itself back while the answer carries a sign ("I'm okay I guess. just tired of
+    everything"; "I'm safe, but I've been feeling really low for weeks") escalates."""
+    flagged = understanding is not None and "distress" in understanding.flagged
+    if not text.strip() or _NOT_OK.match(text) or _NOTHING_MATTERS.search(text):
+        return guardrails.Verdict("distress", "check_in_answer")
+    if _OK.match(text) and not _HEDGED.search(text):
+        later = understanding.sentences[1:] if understanding is not None else ()
+        if any("distress" in sentence.flagged for sentence in later):
+            return guardrails.Verdict("distress", "check_in_answer")
+        return guardrails.Verdict("ok")
+    if flagged or _EVASIVE.match(text) or is_non_answer(text, numbers=False):
+        return guardrails.Verdict("distress", "check_in_answer")
+    return guardrails.Verdict("ok")  # "just stressed about the lab, that's all"
 
 
 def _as_goal(verdict: guardrails.Verdict, answering: str | None) -> guardrails.Verdict:

@@ -56,6 +56,7 @@ def test_distress_is_recognised(text: str) -> None:
         "I need someone to talk to right now, I'm not okay",
         # a burden
         "I'm just a burden to my family",
+        "Yes I'm fine, I just feel like a burden to everyone",
         "my family would be better off without me",
         # other languages (Spanish, Portuguese, French, Hindi in Latin letters, Chinese)
         "la verdad ya no quiero vivir así",
@@ -119,6 +120,7 @@ def test_distress_in_plain_words_and_other_languages_is_recognised(text: str) ->
         "I don't want to go on to part c before I get part b",
         "I left instructions in the README just in case the grader can't run it",
         "soy un peso muerto en el equipo jaja, no hice nada del proyecto",
+        "I feel like a burden on my lab group, they did most of the titration",
         "sería más fácil para mí si no estoy en el grupo de Juan",
         "ce serait plus facile si je n'étais pas dans ce groupe",
         "it would be easier for everyone if I wasn't the one presenting",

@@ -309,3 +309,44 @@ def test_a_short_numbered_answer_to_a_must_ask_question_is_an_answer() -> None:
         assert state.facts.custom == {"problem": said}
         assert _decide(state, course).slot != "q:problem"
     assert reading.read("4", course, answering="wellbeing", heard=reading.Heard()).guard == "distress"
+
+
+# Answers to "are you feeling okay and safe right now?" from a student in distress who does not say "no":
+# before, every one of these carried on with the interview (only "no", "not really", "idk" escalated).
+_NOT_A_YES = [
+    "honestly not great. everything feels pointless lately",
+    "it's fine, doesn't matter, nothing does",
+    "I'm okay I guess. just tired of everything",
+    "I'm safe, but I've been feeling really low for weeks",
+    "I'd rather not say",
+    "I mean I'm alive lol",
+    "meh",
+    "does it matter",
+    "i guess so",
+]
+_A_YES = [
+    "ya im ok just stressed about this",
+    "Yes, I'm okay, just a bit stressed about this.",
+    "yeah I'm fine, just anxious about the exam",
+    "Yes I'm safe, thank you. Just overwhelmed with this lab",
+    "Haha yes I'm fine, I was being dramatic",
+    "I'm okay, but this assignment is stressing me out",
+    "yes im fine lol, the lab is just killing me",
+    "all good, I just really need to pass this",
+]
+
+
+def test_only_a_plain_yes_to_the_check_in_carries_on() -> None:
+    """A shrug, a hedged yes with a sign of distress in it, or hopelessness in other words escalates; a yes
+    with ordinary course stress in it carries on (the real classifier reads each answer)."""
+    from services.understanding.classifier import load_classifier
+
+    course = lab_course()
+    classifier = load_classifier()
+
+    def guard(said: str) -> str:
+        heard = reading.Heard(understanding=classifier.understand(said))
+        return reading.read(said, course, answering="wellbeing", heard=heard).guard
+
+    assert {said: guard(said) for said in _NOT_A_YES} == dict.fromkeys(_NOT_A_YES, "distress")
+    assert {said: guard(said) for said in _A_YES} == dict.fromkeys(_A_YES, "ok")
