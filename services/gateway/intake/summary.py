@@ -43,7 +43,9 @@ from services.gateway.intake.text import (
     first_name,
     is_confused,
     is_non_answer,
+    phrase_starts,
     sentences,
+    stem,
     without_disclaimer,
     words,
 )
@@ -582,6 +584,9 @@ def prep_note(state: InterviewState, course: Course, booking: Booking, status: S
     if topic and (not facts.section or on_sheet):
         notes.append(f"Have your notes on {_lower_first(topic.title)} ready.")
     notes += [_answer(q.ask, facts.custom[q.id]) for q in course.questions if facts.custom.get(q.id)]
+    written = " ".join([issue_text(state, course, booking, status), *notes]).lower().replace("-", " ")
+    if terms := [t for t in course_terms_said(facts, course) if t.lower() not in written]:
+        notes.append(f"Course terms they used: {', '.join(terms)}.")
     if bring := _bring(facts, assignment is not None):
         notes.append(bring)
     if not notes:
@@ -589,6 +594,52 @@ def prep_note(state: InterviewState, course: Course, booking: Booking, status: S
             "Little is known yet: start by asking what the student needs, and check their booking note."
         )
     return _whole(notes, _LIMITS["professor_prep_note"])
+
+
+def course_terms_said(facts: Facts, course: Course, limit: int = 5) -> list[str]:
+    """The course's topic vocabulary (titles and keywords; an assignment's keywords mostly name it) in the
+    student's words, as they wrote it, the longest phrase where two overlap, in the order said: "read the
+    meniscus", "standard form", "molar mass" tell the professor where the problem sits in the course.
+    Words of the assignment's title (the summary's first sentence has them), anything with a number
+    ("lab 6") and generic words ("report", "test") are left out."""
+    said = " ".join(
+        x for x in (facts.stuck_on, facts.example, facts.attempts, facts.goal, facts.context) if x
+    )
+    said = " ".join([said, *facts.custom.values()])
+    surface = _LETTER_WORDS.findall(said)
+    said_stems = [stem(w) for w in surface]
+    named = course.assignment(facts.assignment) if facts.assignment else None
+    own = content_words(f"{named.title} {named.id.replace('-', ' ')}") if named else set()
+    vocabulary = {t.title for t in course.topics} | {k for t in course.topics for k in t.keywords}
+    found: list[tuple[int, int]] = []  # (start, length) in the student's words
+    for phrase in sorted(vocabulary, key=lambda p: -len(_LETTER_WORDS.findall(p))):
+        phrase_stems = [stem(w) for w in _LETTER_WORDS.findall(phrase)]
+        if not phrase_stems or any(c.isdigit() for c in phrase) or set(phrase_stems) <= own | GENERIC_WORDS:
+            continue
+        if len(phrase_stems) == 1 and _common_word(phrase):
+            continue
+        for start in phrase_starts(said_stems, phrase_stems):
+            span = range(start, start + len(phrase_stems))
+            if not any(set(span) & set(range(s, s + n)) for s, n in found):
+                found.append((start, len(phrase_stems)))
+    terms: dict[
+        tuple[str, ...], str
+    ] = {}  # one per phrase: "codons" and "codon", "Chi square" and "chi square"
+    for start, n in sorted(found):
+        terms.setdefault(tuple(said_stems[start : start + n]), " ".join(surface[start : start + n]))
+    return list(terms.values())[:limit]
+
+
+_LETTER_WORDS = re.compile(r"[^\W_]+(?:'[^\W_]+)?")  # words in any alphabet: "Composición" stays whole
+
+
+def _common_word(keyword: str) -> bool:
+    """A single keyword that is an everyday English word ("test", "sound", "loops", "how") says little on
+    its own; a technical one ("burette", "meniscus", "codon") or an acronym or identifier ("FBD",
+    "KeyError") says where the problem sits. Everyday: a whole word of the encoder's vocabulary."""
+    if sum(c.isupper() for c in keyword) >= 2 or not (content_words(keyword) - GENERIC_WORDS):
+        return not content_words(keyword) - GENERIC_WORDS
+    return keyword.lower() in guardrails.english_words()
 
 
 _MATERIALS_NOTE = {

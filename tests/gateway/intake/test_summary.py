@@ -570,3 +570,24 @@ def test_a_sentence_about_what_the_professor_showed_is_not_taken_for_one_asking_
     assert "b = a" in summary.stuck_sentences(state.facts, make_course(), limit=1)[0]
     asks = _state(stuck_on=f"Can you just tell me why changing b changes a? {vaguer}")
     assert "plain numbers" in summary.stuck_sentences(asks.facts, make_course(), limit=1)[0]
+
+
+def test_the_prep_note_names_the_course_terms_the_student_used() -> None:
+    """The professor reads the course's own terms the student used ("least squares", "RStudio", "ggplot")
+    when the composed sentences left them out; everyday keywords ("slope"), the assignment's own name and
+    a term already written elsewhere are not repeated."""
+    state = _stuck_state(
+        goal="redo the least squares fit in RStudio with ggplot without the slope coming out negative, "
+        "and check the t-test homework"
+    )
+    facts = state.facts
+    assert summary.course_terms_said(facts, make_course()) == [
+        "reject the null",
+        "p value",
+        "least squares",
+        "RStudio",
+        "ggplot",
+    ]
+    s = summary.build_summary(state, make_course(), make_booking(), "complete", "")
+    assert "Course terms they used: least squares, RStudio, ggplot." in s.professor_prep_note
+    assert "reject the null" in s.issue_description and "p-value" in s.issue_description  # said once
