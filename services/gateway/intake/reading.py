@@ -174,6 +174,16 @@ _NOTHING_MATTERS = re.compile(
     r"\b(?:(?:doesn'?t|does not) (?:really )?matter|nothing (?:does|matters)|who cares|what'?s the point)\b",
     re.I,
 )
+# A no said after something else: "yeah no, not really", "honestly I'm not okay", "yes and no"
+_NO_INSIDE = re.compile(
+    r"\bnot really\b|\byeah,? no\b|\byes and no\b|\b(?:i'?m|i am|im) not (?:ok(?:ay)?|fine|safe|good|alright)\b|"
+    r"\bnot (?:ok(?:ay)?|safe)\b",
+    re.I,
+)
+# A yes said after a lead-in: "I mean yeah I'm fine, just stressed", "honestly I'm okay"
+_OK_INSIDE = re.compile(
+    r"\b(?:i'?m|i am|im) (?:totally |really |doing )?(?:ok(?:ay)?|fine|good|alright|all right|safe)\b", re.I
+)
 # "I'm okay I guess", "fine, kind of", "I'm safe, but ...": an okay that takes itself back
 _HEDGED = re.compile(
     r"\b(?:i guess|i think|i suppose|kind of|kinda|sort of|mostly|but|though|except)\b", re.I
@@ -226,9 +236,9 @@ def _check_in_answer(text: str, understanding: MessageUnderstanding | None) -> g
     yes that takes itself back while the answer carries a sign ("I'm okay I guess. just tired of
     everything"; "I'm safe, but I've been feeling really low for weeks") escalates."""
     flagged = understanding is not None and "distress" in understanding.flagged
-    if not text.strip() or _NOT_OK.match(text) or _NOTHING_MATTERS.search(text):
+    if not text.strip() or _NOT_OK.match(text) or _NO_INSIDE.search(text) or _NOTHING_MATTERS.search(text):
         return guardrails.Verdict("distress", "check_in_answer")
-    if _OK.match(text) and not _HEDGED.search(text):
+    if (_OK.match(text) or _OK_INSIDE.search(text)) and not _HEDGED.search(text):
         later = understanding.sentences[1:] if understanding is not None else ()
         if any("distress" in sentence.flagged for sentence in later):
             return guardrails.Verdict("distress", "check_in_answer")

@@ -323,6 +323,8 @@ _NOT_A_YES = [
     "meh",
     "does it matter",
     "i guess so",
+    "yeah no, not really",
+    "honestly I'm not okay",
 ]
 _A_YES = [
     "ya im ok just stressed about this",
@@ -333,6 +335,8 @@ _A_YES = [
     "I'm okay, but this assignment is stressing me out",
     "yes im fine lol, the lab is just killing me",
     "all good, I just really need to pass this",
+    "I mean yeah I'm fine, just stressed",
+    "honestly I'm okay, this lab is just a lot",
 ]
 
 
