@@ -189,9 +189,13 @@ class Features:
         self.weight = cfg.embedding_weight
 
     def matrix(self, texts: list[str], embeddings: np.ndarray, words: bool = True) -> sparse.csr_matrix:
-        """``words=False``: the embedding and character views only (the slot model's)."""
-        views = [sparse.csr_matrix(embeddings * self.weight), self.chars.transform(texts)]
-        return sparse.hstack([*views, self.words.transform(texts)] if words else views).tocsr()
+        """``words=False``: the embedding and character views only (the slot model's). No texts: no rows."""
+        vectorizers = [self.chars, self.words] if words else [self.chars]
+        if not texts:
+            width = embeddings.shape[1] + sum(len(v.vocabulary_) for v in vectorizers)
+            return sparse.csr_matrix((0, width), dtype=np.float32)
+        views = [sparse.csr_matrix(embeddings * self.weight), *(v.transform(texts) for v in vectorizers)]
+        return sparse.hstack(views).tocsr()
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {
@@ -440,17 +444,14 @@ def train(cfg: Config) -> Report:
     fit_texts = [messages[i] for i in fit_rows]
     features = Features(fit_texts, cfg)
     x_intent = features.matrix(fit_texts, np.stack([vectors[t] for t in fit_texts]))
-    owners = np.array(
-        [n for n, i in enumerate(fit_rows) for _ in intent_pieces[i]] if cfg.negative_pieces else []
-    )
-    fit_pieces = [p for i in fit_rows for p in intent_pieces[i]] if cfg.negative_pieces else []
-    x_pieces = (
-        features.matrix(fit_pieces, np.stack([vectors[p] for p in fit_pieces]))
-        if fit_pieces
-        else sparse.csr_matrix((0, x_intent.shape[1]))
+    # every piece of every fitted message, with the row of its message (none without negative pieces)
+    owned = [(n, p) for n, i in enumerate(fit_rows) for p in intent_pieces[i]] if cfg.negative_pieces else []
+    dim = len(next(iter(vectors.values())))
+    x_pieces = features.matrix(
+        [p for _, p in owned], np.array([vectors[p] for _, p in owned], np.float32).reshape(-1, dim)
     )
     intent_coef, intent_intercept = fit_intents(
-        x_intent, y_intent[fit_rows], cfg.intent_c, cfg.seed, x_pieces, owners.astype(int)
+        x_intent, y_intent[fit_rows], cfg.intent_c, cfg.seed, x_pieces, np.array([n for n, _ in owned], int)
     )
 
     y_slot = np.array([SLOTS.index(r["slot"]) for r in slot_rows])
@@ -461,7 +462,6 @@ def train(cfg: Config) -> Report:
     x_slot = features.matrix([slot_texts[i] for i in slot_fit], slot_vectors[slot_fit], words=False)
     slot_coef, slot_intercept = fit_slots(x_slot, y_slot[slot_fit], cfg.slot_c, cfg.seed)
 
-    dim = slot_vectors.shape[1]
     arrays = {
         "intent_labels": np.array(INTENTS),
         "slot_labels": np.array(SLOTS),

@@ -163,7 +163,7 @@ _OK = re.compile(
 # not say", "I mean I'm alive lol", "i guess so". Asked directly, after a sign of distress, a shrug is not
 # a yes: it escalates (a person follows up; a student who is fine loses nothing but a closed chat).
 _EVASIVE = re.compile(
-    r"^\W*(?:meh|eh|hmm+|ugh|whatever|i guess|i suppose|i mean|does it matter|who cares|"
+    r"^\W*(?:meh|eh|hmm+|ugh|whatever|i guess|i suppose|i mean|does it matter|"
     r"(?:i'?d )?rather not(?: say| talk)?|i don'?t want to talk|can we (?:just )?(?:skip|move on)|"
     r"define (?:okay|ok|safe)|not great|could be better|been better|surviving|i'?m alive|still here|"
     r"so so|so-so|same as always)\b",

@@ -105,6 +105,7 @@ def build_summary(
         off_topic=state.flags.off_topic,
         escalated_to_human=state.flags.escalated_to_human or status == "escalated",
     )
+    issue = issue_text(state, course, booking, status)
     return Summary(
         booking_uid=booking.uid,
         course=course.code,
@@ -114,12 +115,12 @@ def build_summary(
         topic=topic,
         assignment=assignment,
         request_type=request,
-        issue_description=_fit(issue_text(state, course, booking, status), "issue_description"),
+        issue_description=_fit(issue, "issue_description"),
         student_attempts=_fit(attempts_text(facts, course), "student_attempts"),
         student_goal=_fit(goal_text(facts, course), "student_goal"),
         difficulty=policy.difficulty(facts, state, course, booking),
         urgency=dates.urgency(facts, course, booking),
-        professor_prep_note=_fit(prep_note(state, course, booking, status), "professor_prep_note"),
+        professor_prep_note=_fit(prep_note(state, course, booking, status, issue), "professor_prep_note"),
         suggested_materials=materials(state, course),
         flags=flags,
         turns=state.turn,
@@ -556,9 +557,12 @@ def _and_list(items: list[str]) -> str:
 # ---------------------------------------------------------------- prep note and materials
 
 
-def prep_note(state: InterviewState, course: Course, booking: Booking, status: SummaryStatus) -> str:
+def prep_note(
+    state: InterviewState, course: Course, booking: Booking, status: SummaryStatus, issue: str | None = None
+) -> str:
     """Actionable, most important first: distress, the matched section, the sheet and its due date, the
-    answers to the course's own questions, what to ask the student to bring."""
+    answers to the course's own questions, the course terms the student used that neither this note nor
+    the issue text says (``issue``: ``issue_text``'s, when the caller has it), what to ask them to bring."""
     facts = state.facts
     notes: list[str] = []
     if status == "escalated" or state.flags.distress:
@@ -584,7 +588,8 @@ def prep_note(state: InterviewState, course: Course, booking: Booking, status: S
     if topic and (not facts.section or on_sheet):
         notes.append(f"Have your notes on {_lower_first(topic.title)} ready.")
     notes += [_answer(q.ask, facts.custom[q.id]) for q in course.questions if facts.custom.get(q.id)]
-    written = " ".join([issue_text(state, course, booking, status), *notes]).lower().replace("-", " ")
+    issue = issue_text(state, course, booking, status) if issue is None else issue
+    written = " ".join([issue, *notes]).lower().replace("-", " ")
     if terms := [t for t in course_terms_said(facts, course) if t.lower() not in written]:
         notes.append(f"Course terms they used: {', '.join(terms)}.")
     if bring := _bring(facts, assignment is not None):
@@ -602,16 +607,21 @@ def course_terms_said(facts: Facts, course: Course, limit: int = 5) -> list[str]
     meniscus", "standard form", "molar mass" tell the professor where the problem sits in the course.
     Words of the assignment's title (the summary's first sentence has them), anything with a number
     ("lab 6") and generic words ("report", "test") are left out."""
-    said = " ".join(
-        x for x in (facts.stuck_on, facts.example, facts.attempts, facts.goal, facts.context) if x
+    fields = (
+        facts.stuck_on,
+        facts.example,
+        facts.attempts,
+        facts.goal,
+        facts.context,
+        *facts.custom.values(),
     )
-    said = " ".join([said, *facts.custom.values()])
-    surface = _LETTER_WORDS.findall(said)
+    surface = _LETTER_WORDS.findall(" ".join(x for x in fields if x))
     said_stems = [stem(w) for w in surface]
     named = course.assignment(facts.assignment) if facts.assignment else None
     own = content_words(f"{named.title} {named.id.replace('-', ' ')}") if named else set()
     vocabulary = {t.title for t in course.topics} | {k for t in course.topics for k in t.keywords}
     found: list[tuple[int, int]] = []  # (start, length) in the student's words
+    taken: set[int] = set()  # word positions a longer phrase already covers
     for phrase in sorted(vocabulary, key=lambda p: -len(_LETTER_WORDS.findall(p))):
         phrase_stems = [stem(w) for w in _LETTER_WORDS.findall(phrase)]
         if not phrase_stems or any(c.isdigit() for c in phrase) or set(phrase_stems) <= own | GENERIC_WORDS:
@@ -619,12 +629,12 @@ def course_terms_said(facts: Facts, course: Course, limit: int = 5) -> list[str]
         if len(phrase_stems) == 1 and _common_word(phrase):
             continue
         for start in phrase_starts(said_stems, phrase_stems):
-            span = range(start, start + len(phrase_stems))
-            if not any(set(span) & set(range(s, s + n)) for s, n in found):
+            span = set(range(start, start + len(phrase_stems)))
+            if not span & taken:
                 found.append((start, len(phrase_stems)))
-    terms: dict[
-        tuple[str, ...], str
-    ] = {}  # one per phrase: "codons" and "codon", "Chi square" and "chi square"
+                taken |= span
+    # one per phrase, as first written: "codons" and "codon", "Chi square" and "chi square"
+    terms: dict[tuple[str, ...], str] = {}
     for start, n in sorted(found):
         terms.setdefault(tuple(said_stems[start : start + n]), " ".join(surface[start : start + n]))
     return list(terms.values())[:limit]
@@ -637,9 +647,9 @@ def _common_word(keyword: str) -> bool:
     """A single keyword that is an everyday English word ("test", "sound", "loops", "how") says little on
     its own; a technical one ("burette", "meniscus", "codon") or an acronym or identifier ("FBD",
     "KeyError") says where the problem sits. Everyday: a whole word of the encoder's vocabulary."""
-    if sum(c.isupper() for c in keyword) >= 2 or not (content_words(keyword) - GENERIC_WORDS):
-        return not content_words(keyword) - GENERIC_WORDS
-    return keyword.lower() in guardrails.english_words()
+    if not content_words(keyword) - GENERIC_WORDS:
+        return True
+    return sum(c.isupper() for c in keyword) < 2 and keyword.lower() in guardrails.english_words()
 
 
 _MATERIALS_NOTE = {
