@@ -38,11 +38,12 @@ class Judged(msgspec.Struct, frozen=True):
     score: float
     flagged: bool
     sure: bool
+    rule_check_in: bool = False  # a rule asked how they are (distress only: "going to die", a final goodbye)
 
     @property
     def check_in(self) -> bool:
-        """Caught at all: the rules or the classifier's fitted threshold."""
-        return bool(self.rule) or self.flagged
+        """Caught at all: the rules (acting, or asking how they are) or the classifier's fitted threshold."""
+        return bool(self.rule) or self.rule_check_in or self.flagged
 
     @property
     def at_once(self) -> bool:
@@ -78,6 +79,7 @@ def judge(messages: Sequence[Message], intent: str) -> list[Judged]:
                 score=getattr(u.intents, intent),
                 flagged=intent in u.flagged,
                 sure=intent in u.sure,
+                rule_check_in=intent == "distress" and verdict.kind == "check_in",
             )
         )
     return out

@@ -166,7 +166,27 @@ _DISTRESS: tuple[tuple[str, str], ...] = (
         r"jeene ka (?:mann?|dil) nahi?|zinda nahi? rehna|khudkushi|aatmahatya|(?:ek )?bojh (?:hoon|hu|hun)|"
         r"mere bina (?:sab )?(?:zyada |jyada )?khush|kabhi na uth(?:u|oon|un)|phir kabhi na uth\w*|"
         r"sab khatam kar (?:dun|du|doon)(?:ga|gi)?|sabke liye (?:ek )?(?:letter|chitthi|khat) likh)\b|"
-        r"想死|不想活|自杀|活着没意思|轻生|\b(?:bu xiang huo le|zi sha)\b",
+        r"想死|不想活|自杀|活着没意思|轻生|\b(?:bu xiang huo le|zi sha)\b|"
+        # no future, a burden, wanting to vanish: Chinese (characters and pinyin), Hindi (both scripts)
+        r"没有未来|看不到(?:任何)?(?:未来|希望)|(?:我是|我只是|我就是)(?:大家的|所有人的|家里的|别人的)?(?:一个)?负担|"
+        r"想(?:要)?消失|不想存在|活着(?:好|太|真)累|没(?:有)?人会(?:在乎|想我|发现我)|不如死了|"
+        r"\b(?:wo )?(?:mei ?you|mei) ?wei ?lai\b|\bkan ?bu ?dao (?:wei ?lai|xi ?wang)\b|"
+        r"\bwo (?:jiu |zhi )?shi (?:ge |yi ge )?fu ?dan\b|\bxiang xiao ?shi\b|"
+        r"\bbu xiang (?:zai )?huo (?:xia ?qu|le)\b|\bhuo zhe (?:mei yi ?si|hao lei|tai lei)\b|"
+        r"\b(?:mera |meri )?koi (?:future|bhavishya) nahi?\b|\bsab andhera hai\b|"
+        r"\bzindagi se (?:thak|tang aa) (?:gaya|gayi|gai|chuka|chuki)\b|\bkhud ko (?:khatam|maar) (?:karna|dena|lena)\b|"
+        r"\bkisi ko (?:koi )?farak nahi? padega agar main (?:na rah\w*|chala ja\w*|chali ja\w*|mar ja\w*)|"
+        r"जीना नहीं चाहत|मरना चाहत|आत्महत्या|कोई भविष्य नहीं|(?:मैं )?(?:सब(?:के लिए)? )?बोझ हूँ|"
+        # Korean, Japanese, Vietnamese, Tagalog, Indonesian / Malay, Turkish, Russian, Arabic
+        r"죽고 싶|살고 싶지 않|사라지고 싶|없어지고 싶|\bjukgo ?sip\w*|"
+        r"死にたい|消えたい|生きていたくない|生きたくない|いなくなりたい|\b(?:shinitai|kietai|ikitakunai)\b|"
+        r"không muốn sống nữa|muốn chết|muốn biến mất|\b(?:khong muon song nua|muon chet)\b|"
+        r"\b(?:ayoko nang mabuhay|gusto ko nang (?:mamatay|mawala)|magpakamatay)\b|"
+        r"\b(?:ingin mati|pengen mati|(?:capek|lelah) hidup|(?:tidak|gak|nggak|ga) (?:ingin|mau) hidup lagi|"
+        r"bunuh diri|pengen menghilang)\b|"
+        r"\b(?:yaşamak istemiyorum|ölmek istiyorum|kendimi öldürmek)\b|"
+        r"не хочу (?:больше )?жить|хочу умереть|покончить с собой|\b(?:ne khochu (?:bolshe )?zhit|khochu umeret)\b|"
+        r"بدي موت|ما بدي عيش|(?:أريد|اريد) (?:أن|ان) (?:أموت|اموت)",
     ),
 )
 # Said as hyperbole far more often than not ("if I fail this quiz I'm going to die lol"), but not to be let
@@ -179,7 +199,10 @@ _CHECK_IN_SIGNS: tuple[tuple[str, str], ...] = (
         "other_language",
         r"\b(?:ya no puedo m[aá]s|no aguanto m[aá]s)\b(?! con (?:este|esta|el|la|los|las) (?!vida))|"
         r"\bme siento (?:tan |muy )?vac[ií][oa]\b|\bnada tiene sentido\b|"
-        r"\bya me desped[ií] de (?:todos|todo el mundo|mi familia)\b|\bje n'en peux plus\b(?! de ce)",
+        r"\bya me desped[ií] de (?:todos|todo el mundo|mi familia)\b|\bje n'en peux plus\b(?! de ce)|"
+        # a goodbye that sounds final: Hindi in Latin letters, Chinese
+        r"\b(?:shayad|ab) (?:kabhi|phir kabhi) (?:baat|mulaqat|mil\w*) na\b|\baakhri baar\b[^.?!]{0,40}\b(?:baat|bye|alvida)\b|"
+        r"\balvida\b[^.?!]{0,60}\b(?:kabhi|aakhri|hamesha)\b|永别|\byong ?yuan zai ?jian\b",
     ),
 )
 # "suicide" or "self-harm" named as the subject of coursework (an essay on Hamlet's soliloquy, a nursing

@@ -86,6 +86,19 @@ def test_distress_is_recognised(text: str) -> None:
         "ninguém sentiria minha falta",
         "je n'en peux plus de vivre",
         "personne ne remarquerait si je disparaissais",
+        # no future, a burden, wanting to vanish or not to live, in more languages and scripts
+        "我看不到未来，一切都是黑的",
+        "wo jiu shi ge fudan, mei you wo geng hao",
+        "mera koi future nahi hai, sab andhera hai",
+        "मैं अब जीना नहीं चाहता",
+        "더 이상 살고 싶지 않아요",
+        "もう消えたい",
+        "em không muốn sống nữa",
+        "ayoko nang mabuhay",
+        "aku capek hidup, pengen menghilang aja",
+        "artık yaşamak istemiyorum",
+        "я больше не хочу жить",
+        "ما بدي عيش",
     ],
 )
 def test_distress_in_plain_words_and_other_languages_is_recognised(text: str) -> None:
@@ -134,6 +147,15 @@ def test_distress_in_plain_words_and_other_languages_is_recognised(text: str) ->
         "estoy cansado de estudiar",
         "el personaje quiere desaparecer para siempre del pueblo",
         "ya no puedo más con este curso, el subjuntivo me mata",
+        # stress and hyperbole in more languages
+        "zhe ge zuoye tai nan le, lei si le",
+        "課題が難しすぎて死にそう",
+        "시험 때문에 스트레스 받아요",
+        "aku bingung sama tugas nomor 2",
+        "я не понимаю задачу номер три",
+        "the project has no future unless we fix the memory leak",
+        "alvida! see you next week sir",
+        "main bahut thak gaya hoon, kal raat tak padh raha tha",
     ],
 )
 def test_plain_words_about_heights_pills_letters_and_belongings_in_coursework_are_not_distress(
@@ -150,6 +172,8 @@ def test_plain_words_about_heights_pills_letters_and_belongings_in_coursework_ar
         "ya no puedo más",
         "me siento vacía, como si nada tuviera sentido",
         "je n'en peux plus",
+        "thank you sir, alvida. ab shayad kabhi baat na ho",
+        "永别了，老师",
     ],
 )
 def test_going_to_die_gets_a_check_in_not_an_escalation(text: str) -> None:
