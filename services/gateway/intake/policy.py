@@ -182,7 +182,8 @@ def _with_due_dates(evidence: dict[str, float], course: Course, today: dt.date) 
 
 
 def _topic(facts: Facts, course: Course) -> str | None:
-    """The best-evidenced topic; among equals, the assignment's own; else the assignment's first."""
+    """The best-evidenced topic; among equals, the assignment's own; with no clear winner, what they tried
+    tips it (among the assignment's own topics when there is one)."""
     scores = dict(facts.topic_evidence)
     assignment = course.assignment(facts.assignment) if facts.assignment else None
     if assignment:
@@ -194,9 +195,14 @@ def _topic(facts: Facts, course: Course) -> str | None:
     best = matching.best_of(scores, floor=1.0, margin=0.25)
     if best:
         return best
+    # the stuck point names no topic clearly: where they looked ("I read the Kant notes") breaks the tie,
+    # at half weight, and among the assignment's own topics when it is known
+    tried = matching.topic_scores(course, [matching.without_titles(course, facts.attempts or "")])
+    hinted = {t: scores.get(t, 0.0) + tried.get(t, 0.0) / 2 for t in {*scores, *tried}}
     if assignment and assignment.topics:
-        own = {t: scores.get(t, 0.0) for t in assignment.topics}
-        return max(own, key=lambda t: own[t])
+        return max(assignment.topics, key=lambda t: hinted.get(t, 0.0))
+    if best := matching.best_of(hinted, floor=1.0, margin=0.25):
+        return best
     return max(scores, key=lambda t: scores[t]) if scores and max(scores.values()) > 0 else facts.topic
 
 

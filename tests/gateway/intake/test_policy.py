@@ -299,6 +299,25 @@ def test_a_matched_section_of_a_file_spanning_topics_counts_for_its_headings_top
     assert state.facts.topic == "titration"
 
 
+def test_where_they_looked_names_the_topic_when_the_stuck_point_names_none() -> None:
+    """ "Not for an assignment, just from Tuesday's lab" names no topic; "I reread the notes on
+    significant figures" says where they were looking, so the topic is error analysis. When the stuck
+    point does name a topic, what they read does not outvote it."""
+    course = lab_course()
+    vague = _state(
+        course,
+        ("issue", "it's not for an assignment, just something from Tuesday's lab"),
+        ("attempts", "I reread the notes on significant figures and percent error"),
+    )
+    assert vague.facts.topic == "error"
+    named = _state(
+        course,
+        ("issue", "not for an assignment: my burette reading at the endpoint of the titration jumps around"),
+        ("attempts", "I reread the notes on significant figures"),
+    )
+    assert named.facts.topic == "titration"
+
+
 def test_a_short_numbered_answer_to_a_must_ask_question_is_an_answer() -> None:
     """ "1b" answers "which problem and part?": it is stored and not followed up as junk; a bare number is
     no answer to "are you okay and safe right now?"."""
