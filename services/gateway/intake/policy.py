@@ -71,7 +71,7 @@ def update(state: InterviewState, course: Course, obs: Observation, today: dt.da
     elif obs.answering == "attempts" and NOTHING.match(obs.clean_text) and not facts.attempts:
         facts.attempts = "Nothing yet."
     else:
-        _add_sentences(facts, obs)
+        _add_sentences(facts, obs, course)
     if obs.answering and obs.answering.startswith("q:") and (answer := obs.said(obs.answering)):
         facts.custom = {**facts.custom, obs.answering[2:]: clip(answer, 300)}
     facts.assignment_evidence = _add(facts.assignment_evidence, obs.assignment_evidence)
@@ -83,8 +83,9 @@ def update(state: InterviewState, course: Course, obs: Observation, today: dt.da
     facts.topic_evidence = _add(facts.topic_evidence, obs.topic_evidence)
     if obs.no_assignment:
         facts.no_assignment = True
-    if obs.section and (facts.section is None or obs.said("stuck_on")):
-        facts.section = obs.section
+    said_problem = f"{obs.said('stuck_on')} {obs.said('assignment')}"
+    if obs.section and (facts.section is None or obs.said("stuck_on")) and substance(said_problem, course):
+        facts.section = obs.section  # not from "just from Tuesday's seminar": that names no problem
     for sentence in [
         s for k, s in obs.sentences if k in {"deadline", "assignment", "context", "feelings"}
     ] + ([obs.clean_text] if obs.answering == "deadline" else []):
@@ -94,10 +95,13 @@ def update(state: InterviewState, course: Course, obs: Observation, today: dt.da
     _resolve(state, course, today)
 
 
-def _add_sentences(facts: Facts, obs: Observation) -> None:
+def _add_sentences(facts: Facts, obs: Observation, course: Course) -> None:
     if stuck := obs.said("stuck_on"):
         if obs.answering == "example" and not facts.example:
             facts.example = clip(stuck, 300)
+        if facts.stuck_on and not substance(facts.stuck_on, course) and substance(stuck, course):
+            # "just from Tuesday's seminar" was where the question came from; now they say what it is
+            facts.context, facts.stuck_on = _join(facts.context, facts.stuck_on), None
         facts.stuck_on = _join(facts.stuck_on, stuck)
     if tried := obs.said("attempts"):
         facts.attempts = _join(facts.attempts, tried)
@@ -219,16 +223,21 @@ def _section_topic(course: Course, section: Section) -> str | None:
 # ---------------------------------------------------------------- deciding
 
 
-def essentials_known(facts: Facts) -> bool:
-    """Enough for a useful summary: what it is about, where they are stuck, what they tried, their goal."""
-    return bool(
-        (facts.topic or facts.assignment)
-        and facts.stuck_on
-        and len(content_words(facts.stuck_on)) >= VAGUE_WORDS
-        and facts.attempts
-        and facts.goal
-        and not facts.ambiguous
+# Words that greet or say where a question comes from, not what the problem is: "hey, this isn't for
+# paper 2 or anything, just from Tuesday's seminar" names no stuck point yet.
+_PROVENANCE = frozenset(
+    content_words(
+        "hey hello isnt isn't it's that's anything something stuff thing things question questions help homework "
+        "assignment class lecture seminar week today yesterday tomorrow monday tuesday wednesday "
+        "thursday friday saturday sunday"
     )
+)
+
+
+def substance(stuck_on: str, course: Course) -> set[str]:
+    """The stuck point's words that describe the problem: not greetings, days, the kind of session or
+    the names of the course's assignments."""
+    return content_words(stuck_on) - _PROVENANCE - matching.assignment_words(course)
 
 
 def custom_questions(facts: Facts, course: Course) -> list[Question]:
@@ -247,7 +256,7 @@ def decide(state: InterviewState, course: Course, *, min_turns: int, max_turns: 
     if turn + 1 >= max_turns:
         return Decision("ask", "recap")
     latest = next((m.text for m in reversed(state.messages) if m.role == "student"), "")
-    if last and _follow_up(state, last, latest):
+    if last and _follow_up(state, course, last, latest):
         return Decision("ask", last, variant=1)
     if facts.ambiguous and asked.count("which_assignment") == 0:
         return Decision("ask", "which_assignment")
@@ -300,20 +309,20 @@ def _candidates(facts: Facts, course: Course) -> list[str]:
     return out
 
 
-def _follow_up(state: InterviewState, last: str, latest: str) -> bool:
+def _follow_up(state: InterviewState, course: Course, last: str, latest: str) -> bool:
     """A junk, empty or confused answer to a slot that is still open earns one more ask of it."""
     if state.asked.count(last) >= MAX_ASKS_PER_SLOT or last in {"anything_else", "which_assignment"}:
         return False
     if not (is_non_answer(latest) or is_confused(latest)):
         return False
-    return _open(last, state)
+    return _open(last, state, course)
 
 
-def _open(slot: str, state: InterviewState) -> bool:
+def _open(slot: str, state: InterviewState, course: Course) -> bool:
     facts = state.facts
     return {
         "issue": not facts.stuck_on,
-        "stuck_on": not facts.stuck_on or len(content_words(facts.stuck_on)) < VAGUE_WORDS,
+        "stuck_on": not facts.stuck_on or len(substance(facts.stuck_on, course)) < VAGUE_WORDS,
         "attempts": not facts.attempts,
         "goal": not facts.goal,
         "deadline": not facts.deadline,
@@ -337,7 +346,7 @@ def _wanted(slot: str, state: InterviewState, course: Course) -> bool:
             and facts.request_type not in {"concept", "logistics"}
         )
     if slot == "stuck_on":
-        return not facts.stuck_on or len(content_words(facts.stuck_on)) < VAGUE_WORDS + 1
+        return not facts.stuck_on or len(substance(facts.stuck_on, course)) < VAGUE_WORDS + 1
     if slot == "topic":
         return bool(course.topics) and not facts.topic and "stuck_on" in state.asked
     if slot.startswith("q:"):

@@ -318,6 +318,21 @@ def test_where_they_looked_names_the_topic_when_the_stuck_point_names_none() -> 
     assert named.facts.topic == "titration"
 
 
+def test_an_opening_that_only_says_where_the_question_comes_from_is_followed_by_the_stuck_point() -> None:
+    """ "Not for lab 3 or anything, just from Tuesday's lecture" names no problem: the stuck point is asked
+    next (not what they tried), and once they say it, the opening moves to the context instead of being
+    quoted to the professor as what they are stuck on."""
+    course = lab_course()
+    opening = "hey, this isn't for lab 3 or anything, just a question from Tuesday's lecture"
+    state = _state(course, ("issue", opening))
+    assert _decide(state, course).slot == "stuck_on"
+    answer = "why does a small error in the burette reading change the moles so much"
+    state = _state(course, ("issue", opening), ("stuck_on", answer))
+    assert state.facts.stuck_on and state.facts.stuck_on.startswith("why does a small error")
+    assert "Tuesday" not in state.facts.stuck_on
+    assert state.facts.context and "Tuesday" in state.facts.context
+
+
 def test_a_short_numbered_answer_to_a_must_ask_question_is_an_answer() -> None:
     """ "1b" answers "which problem and part?": it is stored and not followed up as junk; a bare number is
     no answer to "are you okay and safe right now?"."""
