@@ -3,8 +3,9 @@
     python -m services.inference.server
 
 We wrap it rather than fork it: this module only decides arguments and environment, then replaces
-itself with ``python -m mlx_lm server`` so supervisor signals reach the server directly. The
-``mlx_lm.server`` module path the docs show is deprecated in 0.32 in favour of the subcommand.
+itself with the server so supervisor signals reach it directly. The server is ``mlx_lm``'s own, started
+through ``services.inference.mlx_server``, which changes one thing: prompt-cache entries are evaluated
+when stored, so they stop pinning whole batch buffers (see that module).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def server_flags(platform: str = sys.platform) -> dict[str, str]:
 
 def build_command(settings: Settings) -> list[str]:
     """The ``mlx_lm`` server command line, always bound to loopback (the gateway is the public face)."""
-    command = [sys.executable, "-m", "mlx_lm", "server", "--model", settings.model_path]
+    command = [sys.executable, "-m", "services.inference.mlx_server", "--model", settings.model_path]
     command += ["--host", "127.0.0.1", "--port", str(settings.inference_port)]
     command += ["--log-level", settings.log_level.upper()]
     if adapter := adapter_for(settings):

@@ -19,7 +19,7 @@ from services.settings import Settings, load_settings
 
 
 def _args(command: list[str]) -> dict[str, str]:
-    return dict(zip(command[4::2], command[5::2], strict=True))
+    return dict(zip(command[3::2], command[4::2], strict=True))
 
 
 @pytest.fixture
@@ -32,10 +32,11 @@ def committed(tmp_path: Path) -> Path:
 
 
 def test_command_serves_the_configured_model_on_loopback(tmp_path: Path) -> None:
-    """The model folder, loopback host, configured port and an adapter reach mlx_lm's server subcommand."""
+    """The model folder, loopback host, configured port and an adapter reach mlx_lm's server (started
+    through the launcher that evaluates prompt-cache entries on insert)."""
     settings = Settings(data_dir=str(tmp_path), inference_port=8123, adapter_path="/adapters/x")
     command = build_command(settings)
-    assert command[:4] == [sys.executable, "-m", "mlx_lm", "server"]
+    assert command[:3] == [sys.executable, "-m", "services.inference.mlx_server"]
     args = _args(command)
     assert args["--model"] == str(tmp_path / "models" / "smollm2-135m-instruct-f32")
     assert (args["--host"], args["--port"], args["--adapter-path"]) == ("127.0.0.1", "8123", "/adapters/x")
