@@ -159,7 +159,8 @@ def _resolve(state: InterviewState, course: Course, today: dt.date) -> None:
         best = None if facts.assignment is None else facts.assignment
     elif best:
         facts.ambiguous = []
-    if facts.no_assignment and (not best or evidence.get(best, 0.0) < 6.0):
+    if facts.no_assignment and (not best or facts.assignment_evidence.get(best, 0.0) < 6.0):
+        # "not for an assignment": only the student's own strong naming overrides it, not a due date
         best = None
     facts.assignment = best
     if best and facts.section and _on_other_sheet(course, facts.section, best):

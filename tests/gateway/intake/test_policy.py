@@ -144,6 +144,17 @@ def test_not_for_an_assignment_means_no_assignment_and_no_assignment_question() 
     assert _decide(state, course).slot != "assignment"
 
 
+def test_an_assignment_due_this_week_does_not_override_not_for_an_assignment() -> None:
+    """ "Not about a report", and lab 3 mentioned only in passing (as where it happened, weak evidence):
+    lab 3 being due this week does not make it the assignment. The due-date prior ranks candidates the
+    student named; it is no evidence that they work on one. Named strongly, it still wins."""
+    course = lab_course()
+    for evidence, expected in ((5.5, None), (12.0, "lab-3")):
+        state = InterviewState(facts=Facts(no_assignment=True, assignment_evidence={"lab-3": evidence}))
+        policy._resolve(state, course, TODAY)  # lab 3 is due on Friday: the prior would make 5.5 into 6.3
+        assert state.facts.assignment == expected, evidence
+
+
 def test_two_close_candidates_get_one_disambiguation_question_naming_both() -> None:
     """Two assignments named with equal weight: ask which one, naming both titles, instead of guessing."""
     course = lab_course()
