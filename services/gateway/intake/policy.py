@@ -80,6 +80,12 @@ def update(state: InterviewState, course: Course, obs: Observation, today: dt.da
         # said before, however often it said it
         others = [v for k, v in facts.assignment_evidence.items() if k != named]
         facts.assignment_evidence[named] = round(max([*others, 0.0]) * 1.5 + 6.0, 3)
+    restated = obs.answering == "recap" and bool(obs.said("stuck_on")) and bool(obs.topic_evidence)
+    if restated:
+        # "actually the part I'm stuck on is...": the recap got the stuck point wrong, so what the topic
+        # was inferred from counts for half, and the notes section matched to it goes
+        facts.topic_evidence = {k: round(v / 2, 3) for k, v in facts.topic_evidence.items()}
+        facts.section = None
     facts.topic_evidence = _add(facts.topic_evidence, obs.topic_evidence)
     if obs.no_assignment:
         facts.no_assignment = True

@@ -10,7 +10,7 @@ import datetime as dt
 
 from services.coursepack import Assignment, CalcomMapping, Course, Question, Tone, Topic
 from services.gateway.intake import policy, reading, wording
-from services.gateway.intake.models import ChatMessage, Facts, InterviewState
+from services.gateway.intake.models import ChatMessage, Facts, InterviewState, Section
 from services.gateway.ports import Passage
 from tests.gateway.intake.scripted import TODAY, make_booking, make_course
 
@@ -342,6 +342,22 @@ def test_an_opening_that_only_says_where_the_question_comes_from_is_followed_by_
     assert state.facts.stuck_on and state.facts.stuck_on.startswith("why does a small error")
     assert "Tuesday" not in state.facts.stuck_on
     assert state.facts.context and "Tuesday" in state.facts.context
+
+
+def test_a_corrected_stuck_point_outweighs_what_the_recap_was_built_on() -> None:
+    """The recap said the stuck point was the percent error; "actually the part I'm stuck on is the
+    limiting reagent" moves the topic, and the notes section matched to the wrong stuck point goes."""
+    course = lab_course()
+    wrong = "my percent error and the significant figures in the uncertainty are a mess"
+    state = _state(course, ("issue", wrong), ("stuck_on", "the percent error in the uncertainty table"))
+    state.facts.section = Section(source="notes/error.md", title="Error analysis", heading="Percent error")
+    assert state.facts.topic == "error"
+    fix = "Actually the part I'm stuck on is the limiting reagent and the moles"
+    state.asked.append("recap")
+    obs = reading.read(fix, course, answering="recap", heard=reading.Heard())
+    policy.update(state, course, obs, TODAY)
+    assert state.facts.topic == "stoichiometry", state.facts.topic_evidence
+    assert state.facts.section is None
 
 
 def test_a_short_numbered_answer_to_a_must_ask_question_is_an_answer() -> None:
