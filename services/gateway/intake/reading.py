@@ -332,18 +332,24 @@ def _feelings_only(sentence: str, course: Course, verdict: SentenceVerdict | Non
     """A sentence about how the student feels, with (almost) nothing about the problem: "I'm kind of
     panicking about lab 6", "I'm dying here, this report is going to destroy my grade". It names a
     feeling, holds nothing concrete (a number, code), and what is left once feelings, generic words and
-    the course's assignment names are taken out is at most one word, or three when the distress
+    the course's assignment names and what is at stake (a grade, failing) are taken out is at most one word, or three when the distress
     classifier flags the sentence too ("I'm freaking out that it looks like I faked something")."""
     said = content_words(sentence)
     if not said & _EMOTIONS or _CONCRETE.search(sentence):
         return False
-    rest = said - FEELING_WORDS - GENERIC_WORDS - matching.assignment_words(course)
+    rest = said - FEELING_WORDS - GENERIC_WORDS - _STAKES - matching.assignment_words(course)
     return len(rest) <= (3 if verdict and "distress" in verdict.flagged else 1)
 
 
 _EMOTIONS = content_words(
     "stressed stressing stress freaking panicking panic worried worry nervous anxious scared afraid terrified "
     "overwhelmed frustrated frustrating upset dying killing dumb stupid"
+)
+
+
+# What a worried student fears for ("this report is going to destroy my grade"): the stakes, not the problem
+_STAKES = content_words(
+    "going grade grades gpa destroy ruin ruined fail failing flunk tank semester scholarship"
 )
 
 

@@ -360,6 +360,15 @@ def test_a_corrected_stuck_point_outweighs_what_the_recap_was_built_on() -> None
     assert state.facts.section is None
 
 
+def test_fearing_for_a_grade_is_a_feeling_not_the_stuck_point() -> None:
+    """ "I'm dying here, this report is going to destroy my grade" says what is at stake, not what is wrong:
+    it is heard as a feeling, and the sentence with the trials in it is the stuck point."""
+    course = lab_course()
+    said = "My lab 3 trials don't agree at all. I'm dying here, this report is going to destroy my grade."
+    obs = reading.read(said, course, answering="issue", heard=reading.Heard())
+    assert [k for k, _ in obs.sentences] == ["stuck_on", "feelings"], obs.sentences
+
+
 def test_a_short_numbered_answer_to_a_must_ask_question_is_an_answer() -> None:
     """ "1b" answers "which problem and part?": it is stored and not followed up as junk; a bare number is
     no answer to "are you okay and safe right now?"."""
