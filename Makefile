@@ -13,7 +13,7 @@ TEST_APT_PACKAGES := chromium
 SCALE_APT_PACKAGES := haproxy
 MODEL_DIR := $(DATA)/models/smollm2-135m-instruct-f32
 
-.PHONY: help run stop status logs test test-fast lint index model bench finetune eval replay classifiers demo setup system-packages browser bench-load chaos fuzz scale-out proxy demo-semester report bench-analytics
+.PHONY: help run stop status logs test test-fast lint index model bench finetune eval replay classifiers demo setup system-packages browser bench-load bench-memory chaos fuzz scale-out proxy demo-semester report bench-analytics
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  make %-14s %s\n", $$1, $$2}'
@@ -72,6 +72,9 @@ bench: setup model ## Benchmarks against the running stack (see bench/)
 
 bench-load: setup model ## 50 students through whole intakes at once + signed webhooks/s, on a stack of its own (LOAD_ARGS=...)
 	$(PY) -m bench.load $(LOAD_ARGS)
+
+bench-memory: setup model ## Inference server memory under 8 chat clients: stock mlx-lm vs our launcher, ~6 min (MEMORY_ARGS=...)
+	$(PY) -m bench.inference_memory $(MEMORY_ARGS)
 
 chaos: setup model ## Faults on a stack of its own: kill -9 mid-stream, Redis restart, Cal.com/SMTP/Chroma down, junk model
 	$(PY) -m pytest -p no:cacheprovider -m chaos -ra --durations=10 tests/chaos

@@ -7,10 +7,10 @@ out of the running batch for its prompt cache. The copy is lazy: a slice of the 
 sequence in flight, padded in 256-token steps, all layers), and ``LRUPromptCache.insert_cache`` stores it
 unevaluated, so an entry that is never fetched again keeps the entire batch buffer alive while its byte
 count (what ``--prompt-cache-bytes`` limits) is only the slice's. With eight replies in flight the
-server's memory grew by about 80 MB per stored conversation beyond what the cache counted (3.15 GB after
-60 requests, 15 GB after a whole ``make eval``). Evaluating the entry on insert copies out just its own
-slice and frees the batch buffer; then the byte cap means what it says (1.33 GB after the same 60
-requests, no slower; ``python -m bench.inference_memory``).
+server's memory grew far beyond what the cache counted (4.0 GB after 60 requests from 8 clients, 15 GB
+during a whole ``make eval``). Evaluating the entry on insert copies out just its own slice and frees the
+batch buffer; then the byte cap means what it says (1.4 GB after the same 60 requests, no slower:
+``python -m bench.inference_memory``).
 
 Only ``insert_cache`` is wrapped, by the public method's own signature; if a future mlx-lm renames it,
 the server runs as released (with a warning) rather than not at all.
