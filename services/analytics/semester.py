@@ -86,7 +86,10 @@ def semester(course: Course, today: dt.date, seed: int = 7) -> Iterator[Event]:
             seen[host] += 1
             # the host moves every 4th of the flagged host's bookings (25%), every 20th of the others' (5%)
             by_host = seen[host] % (4 if host == high else 20) == 0
-            yield from _booking(course, week, uid, host, by_host, rng, hot, sections, topics, today)
+            # half of this week's meetings have happened already, even on a Monday, so this week's
+            # figures (the hot spot among them) are never empty early in the week
+            met = back == 0 and n % 2 == 0
+            yield from _booking(course, week, uid, (host, by_host, met), rng, hot, sections, topics, today)
 
 
 def _bookings_in(course: Course, week: dt.date, rng: random.Random) -> int:
@@ -113,15 +116,18 @@ def _booking(
     course: Course,
     week: dt.date,
     uid: str,
-    host: str,
-    by_host: bool,
+    meeting_kind: tuple[str, bool, bool],  # host, moved by the host, met already this week
     rng: random.Random,
     hot: tuple[str, str],
     sections: Sequence[tuple[str, str]],
     topics: Sequence[str],
     today: dt.date,
 ) -> Iterator[Event]:
-    start = dt.datetime.combine(week, dt.time(14, 0), dt.UTC) + dt.timedelta(days=rng.randint(0, 4))
+    host, by_host, met = meeting_kind
+    day = rng.randint(0, 4)
+    start = dt.datetime.combine(week, dt.time(14, 0), dt.UTC) + dt.timedelta(
+        days=min(day, today.weekday()) if met else day
+    )
     booked = start - dt.timedelta(days=rng.randint(1, 6), hours=rng.randint(0, 9))
     make = _Maker(course, week, uid, host)
     yield make("booking_created", booked, booking=uid)

@@ -16,7 +16,7 @@ from services.settings import Settings
 from tests.gateway.intake.scripted import TODAY, ListRetriever, make_booking, make_course, make_passages
 
 ANSWERS = [
-    "I'm stuck on problem set 3, the t-test questions.",
+    "I'm stuck on problem set 3, the t-test questions: I can't tell when the p-value means I should reject the null.",
     "I don't get when to reject the null hypothesis with the p-value.",
     "I re-read the lecture notes and tried problem 2 twice.",
     "I want to understand how to read a p-value.",
