@@ -38,7 +38,7 @@ def demo_payload(course: Course, now: dt.datetime | None = None) -> dict[str, An
         "email": course.instructor_email,
         "timeZone": course.timezone,
     }
-    notes = "Demo booking: I would like help with the next assignment."
+    notes = "I would like help with the next assignment."
     slug = course.calcom.event_type_slugs[0] if course.calcom.event_type_slugs else None
     return {
         "triggerEvent": "BOOKING_CREATED",

@@ -231,12 +231,13 @@ def _section_topic(course: Course, section: Section) -> str | None:
 
 
 # Words that greet or say where a question comes from, not what the problem is: "hey, this isn't for
-# paper 2 or anything, just from Tuesday's seminar" names no stuck point yet.
+# paper 2 or anything, just from Tuesday's seminar" or a booking note's "I'd like help with the next
+# assignment" names no stuck point yet.
 _PROVENANCE = frozenset(
     content_words(
         "hey hello isnt isn't it's that's anything something stuff thing things question questions help homework "
-        "assignment class lecture seminar week today yesterday tomorrow monday tuesday wednesday "
-        "thursday friday saturday sunday"
+        "assignment next booking booked appointment meeting office hours class lecture seminar week today "
+        "yesterday tomorrow monday tuesday wednesday thursday friday saturday sunday"
     )
 )
 

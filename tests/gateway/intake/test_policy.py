@@ -360,6 +360,25 @@ def test_a_corrected_stuck_point_outweighs_what_the_recap_was_built_on() -> None
     assert state.facts.section is None
 
 
+def test_a_booking_note_asking_for_help_with_the_next_assignment_is_not_the_stuck_point() -> None:
+    """The booking form's "I would like help with the next assignment" says nothing of the problem: the
+    stuck point is asked, and the student's answer replaces the note instead of following it."""
+    course = lab_course()
+    state = _state(
+        course,
+        ("issue", "it's not for an assignment, just from Tuesday's lab"),
+        notes="I would like help with the next assignment.",
+    )
+    assert _decide(state, course).slot == "stuck_on"
+    state = _state(
+        course,
+        ("issue", "it's not for an assignment, just from Tuesday's lab"),
+        ("stuck_on", "why does a small error in the burette reading change the moles so much"),
+        notes="I would like help with the next assignment.",
+    )
+    assert state.facts.stuck_on and state.facts.stuck_on.startswith("why does a small error"), state.facts
+
+
 def test_fearing_for_a_grade_is_a_feeling_not_the_stuck_point() -> None:
     """ "I'm dying here, this report is going to destroy my grade" says what is at stake, not what is wrong:
     it is heard as a feeling, and the sentence with the trials in it is the stuck point."""
