@@ -44,30 +44,35 @@ async def test_the_first_words_reach_the_student_while_the_model_is_still_writin
     inference_server: str,
 ) -> None:
     """Of the turns the model answered itself, at least one yielded words to the student before the
-    model's last piece (and every turn's pieces still add up to the stored reply)."""
+    model's last piece (and every turn's pieces still add up to the stored reply). The small model's
+    replies are sampled and often rejected (garbled, off the slot, a repeat: the template is shown then),
+    so up to three whole intakes are played to see one model-written turn."""
     client = AsyncOpenAI(base_url=inference_server, api_key="local", max_retries=0, timeout=120)
     log: list[str] = []
     model = Watched(OpenAIChatModel(client, "default_model", timeout_s=120), log)
     settings = Settings(inference_timeout_s=120.0)
     iv = Interviewer(model, ListRetriever(make_passages()), settings, today=lambda c: TODAY)  # type: ignore[arg-type]
     course, booking = make_course(), make_booking()
-    state = InterviewState()
-    await iv.prepare(state, course, booking)
-    iv.opening(state, course, booking)
     streamed_turns = 0
     try:
-        for answer in ANSWERS:
-            log.clear()
-            pieces: list[str] = []
-            async for item in iv.turn(state, course, booking, answer):
-                if isinstance(item, str):
-                    log.append("shown")
-                    pieces.append(item)
-                elif isinstance(item, TurnOutcome):
-                    assert "".join(pieces) == item.reply
-            model_pieces = [i for i, e in enumerate(log) if e == "model"]
-            if "shown" in log and model_pieces and log.index("shown") < model_pieces[-1]:
-                streamed_turns += 1
+        for _ in range(3):
+            state = InterviewState()
+            await iv.prepare(state, course, booking)
+            iv.opening(state, course, booking)
+            for answer in ANSWERS:
+                log.clear()
+                pieces: list[str] = []
+                async for item in iv.turn(state, course, booking, answer):
+                    if isinstance(item, str):
+                        log.append("shown")
+                        pieces.append(item)
+                    elif isinstance(item, TurnOutcome):
+                        assert "".join(pieces) == item.reply
+                model_pieces = [i for i, e in enumerate(log) if e == "model"]
+                if "shown" in log and model_pieces and log.index("shown") < model_pieces[-1]:
+                    streamed_turns += 1
+            if streamed_turns:
+                break
     finally:
         await client.close()
     assert streamed_turns >= 1, "no turn showed words before the model finished"
