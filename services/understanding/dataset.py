@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DATA = Path(__file__).parent / "data"
+TRAIN_ONLY = "train-only"  # hand-written lines the training script never holds out (see train_only_examples)
 INTENTS = ("distress", "answer_request", "injection", "off_topic", "reschedule")
 SLOTS = ("stuck_on", "attempts", "goal", "deadline", "assignment", "context", "junk")
 DEFAULTS = {
@@ -217,9 +218,9 @@ def _fills(filler: Filler, template: str, count: int, rng: random.Random, **extr
 # ---------------------------------------------------------------- sources
 
 
-def read_handwritten(task: str) -> Iterator[tuple[tuple[str, ...], int, str]]:
+def read_handwritten(task: str, folder: str = "") -> Iterator[tuple[tuple[str, ...], int, str]]:
     """(labels, line number, text) for every non-comment line; ``none.txt`` means no label."""
-    for path in sorted((DATA / "handwritten" / task).glob("*.txt")):
+    for path in sorted((DATA / "handwritten" / task / folder).glob("*.txt")):
         labels = () if path.stem == "none" else tuple(path.stem.split("+"))
         for number, line in enumerate(path.read_text().splitlines(), start=1):
             if line.strip() and not line.lstrip().startswith("#"):
@@ -263,6 +264,18 @@ def intent_examples(
                 yield Example(text, labels, group, "template")
                 if rng.random() < 0.5:
                     yield Example(styled(text, 1, rng)[0], labels, group, "style")
+
+
+def train_only_examples(cfg: dict[str, int], rng: random.Random) -> Iterator[Example]:
+    """Lines written after a false alarm or a miss was seen (``handwritten/intents/train-only/``), with
+    their style variants: groups ``intents:<label>:x<line>``, which the training script always puts in the
+    training split. They come last with a random stream of their own, so every earlier example, and with
+    it the held-out split the report is measured on, stays exactly as it was."""
+    for labels, number, text in read_handwritten("intents", TRAIN_ONLY):
+        group = f"intents:{'+'.join(labels) or 'none'}:x{number}"
+        yield Example(text, labels, group, "handwritten")
+        for variant in styled(text, cfg["styles"], rng):
+            yield Example(variant, labels, group, "style")
 
 
 def slot_examples(
@@ -313,6 +326,9 @@ def build(cfg: dict[str, int]) -> tuple[list[Example], list[Example]]:
     slots, _ = deduplicated(slot_examples(filler, templates, cfg, rng))
     as_answers = (Example(e.text, (), e.group, "slot") for e in slots)
     intents, _ = deduplicated(iter([*intent_examples(filler, templates, cfg, rng), *as_answers]))
+    seen = {" ".join(e.text.lower().split()) for e in intents}
+    extra, _ = deduplicated(train_only_examples(cfg, random.Random(cfg["seed"] + 1)))
+    intents += [e for e in extra if " ".join(e.text.lower().split()) not in seen]
     return intents, slots
 
 

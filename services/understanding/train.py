@@ -28,6 +28,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -115,14 +116,20 @@ def limited(rows: list[Row], limit: int) -> list[Row]:
     return kept
 
 
+TRAIN_ONLY_GROUP = re.compile(r":x\d+$")
+
+
 def assign_splits(rows: list[Row], validation: float, test: float, seed: int) -> np.ndarray:
     """0/1/2 (train/validation/test) per row. Whole groups go to one split; within each label
-    combination the groups are shuffled and cut at the requested fractions of examples."""
+    combination the groups are shuffled and cut at the requested fractions of examples. Train-only
+    groups (``…:x<line>``, lines written after a false alarm was seen) always train and take no part in
+    the shuffle, so adding them leaves the held-out splits as they were."""
     rng = np.random.default_rng(seed)
     sizes: dict[str, Counter[str]] = {}
     for row in rows:
-        sizes.setdefault(stratum(row), Counter())[row["group"]] += 1
-    where: dict[tuple[str, str], int] = {}
+        if not TRAIN_ONLY_GROUP.search(row["group"]):
+            sizes.setdefault(stratum(row), Counter())[row["group"]] += 1
+    where: dict[tuple[str, str], int] = {(stratum(r), r["group"]): 0 for r in rows}
     for name in sorted(sizes):
         groups = sorted(sizes[name])
         total = sum(sizes[name].values())
@@ -353,7 +360,9 @@ def markdown(report: Report) -> str:
         "Written by `python -m services.understanding.train` (`make classifiers`); do not edit by hand.",
         f"Data hash `{report['data_hash'][:16]}…`, seed {report['config']['seed']}. Split 70 / 15 / 15 "
         "(train / validation / test) by label and by group: a hand-written line with all its variants, "
-        "or all fillings of one template, stay in one split, so the test split holds unseen phrasings.",
+        "or all fillings of one template, stay in one split, so the test split holds unseen phrasings. "
+        f"{report['train_only']} examples from lines written after a false alarm was seen "
+        "(`data/handwritten/intents/train-only/`) always train and leave the other groups' splits as they were.",
         "Intents are scored as the runtime scores them: the maximum over the message and its sentences; "
         "thresholds were chosen on the validation split. Three views of each text (MiniLM embedding, "
         "character n-grams, words and word pairs); a message without an intent is fitted as a negative "
@@ -505,6 +514,7 @@ def train(cfg: Config) -> Report:
             "intents": intent_metrics(scores[validation], y_intent[validation], thresholds, hard[validation])
         },
         "sizes": {"intents": sizes(intent_rows, intent_split), "slots": sizes(slot_rows, slot_split)},
+        "train_only": sum(1 for r in intent_rows if TRAIN_ONLY_GROUP.search(r["group"])),
     }
     # the level the interview acts on without asking first: 1% of the validation split's hard negatives
     # (academic stress, idioms, dark course content), the messages an anxious student writes. Over all

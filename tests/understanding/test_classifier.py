@@ -161,6 +161,23 @@ def test_course_talk_that_sounds_dark_is_not_distress(classifier: MessageClassif
     assert "distress" not in classifier.understand(text).flagged
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I've used two late days and I'm scared I'm just not getting genetics at all.",
+        "I'm scared I'm not getting sex-linked inheritance.",
+        "I'm really scared I don't understand meiosis at all and the exam is Friday.",
+    ],
+)
+def test_fear_of_not_getting_the_material_is_never_sure_distress(
+    classifier: MessageClassifier, text: str
+) -> None:
+    """Fear of not understanding the course is at most a check-in, never an escalation at once ("I'm
+    scared I'm just not getting sex linkage at all" scored 0.97, over the sure level, and ended an
+    anxious student's intake at the first message)."""
+    assert "distress" not in classifier.understand(text).sure
+
+
 @pytest.mark.parametrize("text", ["Hi, I'm sorry to bother you.", "Thanks so much!"])
 def test_a_courtesy_alone_is_no_sign_of_anything(classifier: MessageClassifier, text: str) -> None:
     """ "I'm sorry to bother you." scored 0.78 for distress on its own (many distressed messages in the

@@ -39,6 +39,20 @@ def test_every_group_stays_in_one_split() -> None:
     assert sorted(np.bincount(split) / len(split)) == pytest.approx([0.15, 0.15, 0.70], abs=0.02)
 
 
+def test_train_only_lines_train_and_leave_the_held_out_split_alone() -> None:
+    """Lines written after a false alarm was seen (``handwritten/intents/train-only/``) always train, and
+    adding them leaves every other group in the split it had, so the report keeps measuring the same
+    held-out messages."""
+    rows = train.read_jsonl(dataset.DATA / "intents.jsonl")
+    extra = [r for r in rows if train.TRAIN_ONLY_GROUP.search(str(r["group"]))]
+    assert extra, "the committed data has train-only lines"
+    others = [r for r in rows if r not in extra]
+    with_extra = train.assign_splits(rows, 0.15, 0.15, seed=0)
+    without = train.assign_splits(others, 0.15, 0.15, seed=0)
+    assert {int(s) for r, s in zip(rows, with_extra, strict=True) if r in extra} == {0}
+    assert [int(s) for r, s in zip(rows, with_extra, strict=True) if r not in extra] == without.tolist()
+
+
 def test_training_on_a_tiny_subset_writes_loadable_weights(tmp_path: Path) -> None:
     """The command runs end to end on a few examples per label and writes weights the runtime loads,
     plus both reports."""
