@@ -362,7 +362,8 @@ def markdown(report: Report) -> str:
         "(train / validation / test) by label and by group: a hand-written line with all its variants, "
         "or all fillings of one template, stay in one split, so the test split holds unseen phrasings. "
         f"{report['train_only']} examples from lines written after a false alarm was seen "
-        "(`data/handwritten/intents/train-only/`) always train and leave the other groups' splits as they were.",
+        "(`data/handwritten/intents/train-only/`) always train and leave the other groups' splits "
+        "as they were.",
         "Intents are scored as the runtime scores them: the maximum over the message and its sentences; "
         "thresholds were chosen on the validation split. Three views of each text (MiniLM embedding, "
         "character n-grams, words and word pairs); a message without an intent is fitted as a negative "

@@ -785,6 +785,15 @@ def _mostly_unknown(words: Sequence[str], known: set[str]) -> bool:
     return unknown >= 2 and unknown > len(plain) * UNKNOWN_SHARE
 
 
+def mostly_foreign(text: str, known: Collection[str] = ()) -> bool:
+    """Whether a sentence is mostly in another language: at least two of its words of four letters or more,
+    and at least 40% of them, are neither English nor ``known`` (the course's own words). "Entender bien
+    los boundaries para poder arreglarlo yo misma" is; "I reread the Kant notes and the handout" is not."""
+    plain = [w for w in _words(text) if len(w) >= 4 and w.isalpha()]
+    unknown = sum(w not in known and not _english_word(w) for w in plain)
+    return unknown >= 2 and unknown >= 0.4 * len(plain)
+
+
 def _english_word(word: str) -> bool:
     english = english_words()
     return any(form in english for form in (word, *(word[: -len(x)] for x in _ENDINGS if word.endswith(x))))

@@ -293,6 +293,16 @@ def assignment_words(course: Course, assignment_id: str | None = None) -> frozen
     )
 
 
+def course_words(course: Course) -> frozenset[str]:
+    """The content words of the course's own names: its title, topics (with their keywords) and
+    assignments. "Punnett", "cuvette" or "elif" are course words, not a foreign language."""
+    names = [
+        course.title,
+        *(f"{t.title} {t.id.replace('-', ' ')} {' '.join(t.keywords)}" for t in course.topics),
+    ]
+    return _words_of_names(tuple(names)) | assignment_words(course)
+
+
 @lru_cache(maxsize=256)
 def _words_of_names(names: tuple[str, ...]) -> frozenset[str]:
     return frozenset(content_words(" ".join(names)))

@@ -310,7 +310,14 @@ def _sentences(
         slot = _cued(sentence, default)
         if default.startswith("q:") and slot == default:
             pass  # the answer to the course's own question ("Trial 1 16.55 mL, ..."), unless a cue says otherwise
-        elif verdict and verdict.confidence >= _CLASSIFIER_TRUST and verdict.slot != "junk":
+        elif (
+            verdict
+            and verdict.confidence >= _CLASSIFIER_TRUST
+            and verdict.slot != "junk"
+            and not (
+                default != "stuck_on" and guardrails.mostly_foreign(sentence, matching.course_words(course))
+            )
+        ):  # the encoder reads English: in another language the question asked says more than its guess
             slot = verdict.slot if not default.startswith("q:") or verdict.slot != "stuck_on" else default
         elif verdict and verdict.slot == "junk" and verdict.confidence >= 0.8 and not content_words(sentence):
             continue

@@ -195,7 +195,7 @@ def stuck_sentences(facts: Facts, course: Course, limit: int = 2) -> list[str]:
     exact words matter to the professor.
     """
     # the first sentence says the assignment's words; feelings aren't the problem
-    named = _assignment_words(facts, course) | FEELING_WORDS
+    named = _assignment_words(facts, course) | FEELING_WORDS | _addressing(course)
     said = " ".join(x for x in (facts.stuck_on, facts.example) if x)
     said_sentences = clean_sentences(said)
     if facts.no_assignment:
@@ -223,6 +223,18 @@ def stuck_sentences(facts: Facts, course: Course, limit: int = 2) -> list[str]:
 
 # "This isn't for the care plan or the final, it's from Tuesday's lecture": the summary's first sentence
 # already says the meeting is not tied to an assignment; what follows the clause is kept
+
+
+# how students address the staff ("Hi po Dr. Okonjo-Marsh!", "Buenos días profe"): a greeting, no problem
+_HONORIFICS = content_words(
+    "dr doctor prof professor profe profesor profesora sir maam madam miss mr mrs ms po"
+)
+
+
+def _addressing(course: Course) -> frozenset[str]:
+    """Words that only address someone: honorifics and the names of the course's staff."""
+    names = " ".join([course.instructor_name, *(m.name for m in course.staff)]).replace("-", " ")
+    return _HONORIFICS | content_words(names)
 
 
 def _assignment_words(facts: Facts, course: Course) -> set[str] | frozenset[str]:

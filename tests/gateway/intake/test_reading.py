@@ -101,6 +101,38 @@ def test_the_answer_to_a_course_question_stays_its_answer(slot: str, expected: s
     assert _read(tried, "q:numbers").sentences == (("attempts", tried),)
 
 
+@pytest.mark.parametrize(
+    ("text", "answering", "guess"),
+    [
+        ("Entender bien los boundaries para poder arreglarlo yo misma", "goal", "stuck_on"),
+        (
+            "Punnett square do baar banaya aur notes padhe, lekin abhi bhi confuse hoon",
+            "attempts",
+            "stuck_on",
+        ),
+    ],
+)
+def test_in_another_language_the_question_asked_decides_the_slot(
+    text: str, answering: str, guess: str
+) -> None:
+    """The sentence encoder reads English: its slot guess for a sentence mostly in another language (here
+    0.67 and 0.83 sure, both wrong) gives way to the question the student answered, so a goal in Spanish
+    is the goal, not a second stuck point. An English sentence still follows the classifier."""
+
+    def heard(said: str, slot: str) -> MessageUnderstanding:
+        return MessageUnderstanding(
+            intents=Intents(0.0, 0.0, 0.0, 0.0, 0.0),
+            flagged=frozenset(),
+            sentences=(SentenceSlot(said, slot, 0.8),),
+        )
+
+    assert _read(text, answering, understanding=heard(text, guess)).sentences == ((answering, text),)
+    english = "The loop never stops when the list is empty"
+    assert _read(english, "goal", understanding=heard(english, "stuck_on")).sentences == (
+        ("stuck_on", english),
+    )
+
+
 def test_an_injected_sentence_is_withheld_whole_and_the_rest_kept() -> None:
     """The injection goes (counted in ``dropped``); the student's real answer around it stays."""
     obs = _read(

@@ -216,6 +216,15 @@ def test_greetings_in_any_language_and_nothing_to_show_are_not_the_stuck_point()
     assert len(said) == len(set(said)), text
 
 
+def test_a_greeting_that_names_the_professor_is_not_the_stuck_point() -> None:
+    """ "Hi po Dr. Okafor!" only addresses the professor: it was written up as "They are stuck on po Dr.
+    Okafor." once the sentence after it was short enough to leave it room."""
+    state = _stuck_state(stuck_on="Hi po Dr. Okafor! I can't tell when to reject the null hypothesis.")
+    text = summary.build_summary(state, make_course(), make_booking(), "complete", "").issue_description
+    assert "reject the null hypothesis" in text
+    assert "okafor" not in text.lower(), text
+
+
 def test_not_for_an_assignment_is_said_once_not_repeated_as_the_stuck_point() -> None:
     """The first sentence says "(not tied to an assignment)"; the student's "this isn't for ps3 or anything,"
     is cut from the stuck point and what follows it kept."""
