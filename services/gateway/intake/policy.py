@@ -43,6 +43,11 @@ SLOT_ORDER: tuple[str, ...] = (
 MAX_ASKS_PER_SLOT = 2
 VAGUE_WORDS = 4  # a stuck point with fewer content words than this gets one more, more specific ask
 _FACT_CHARS = 600
+# a topic the assignment's sheet does not list counts half: the course pack says which topics the work is
+# about, so "the 3D plate with two cables" on a rigid-body problem set is rigid-body equilibrium even though
+# the student talked mostly of unit vectors (make replay: +3 on the blind packs, -1 on eval, a proposal
+# whose sheet lists only the writing topics)
+OFF_SHEET_TOPIC = 0.5
 SECTION_TOPIC_WEIGHT = 2.5  # course packs keep one notes file per topic, and retrieval found that file
 
 
@@ -201,6 +206,8 @@ def _topic(facts: Facts, course: Course) -> str | None:
         for topic_id in assignment.topics:
             if scores.get(topic_id, 0.0) > 0:
                 scores[topic_id] += 0.75
+        if assignment.topics:
+            scores = {t: v if t in assignment.topics else v * OFF_SHEET_TOPIC for t, v in scores.items()}
     if facts.section and (owner := _section_topic(course, facts.section)):
         scores[owner] = scores.get(owner, 0.0) + SECTION_TOPIC_WEIGHT  # the notes the stuck point matched
     best = matching.best_of(scores, floor=1.0, margin=0.25)

@@ -310,6 +310,18 @@ def test_a_matched_section_of_a_file_spanning_topics_counts_for_its_headings_top
     assert state.facts.topic == "titration"
 
 
+def test_the_assignment_sheets_topics_count_double() -> None:
+    """Working on Lab 3 (titration), a stuck point that talks a little more of moles than of the burette
+    is still about titration: the sheet says what the work is about. A topic the student evidences far
+    more strongly still wins, and without an assignment the words alone decide."""
+    course = lab_course()
+    close = {"stoichiometry": 4.0, "titration": 3.0}
+    assert policy._topic(Facts(assignment="lab-3", topic_evidence=close), course) == "titration"
+    assert policy._topic(Facts(topic_evidence=close), course) == "stoichiometry"
+    far = {"stoichiometry": 12.0, "titration": 3.0}
+    assert policy._topic(Facts(assignment="lab-3", topic_evidence=far), course) == "stoichiometry"
+
+
 def test_where_they_looked_names_the_topic_when_the_stuck_point_names_none() -> None:
     """ "Not for an assignment, just from Tuesday's lab" names no topic; "I reread the notes on
     significant figures" says where they were looking, so the topic is error analysis. When the stuck
