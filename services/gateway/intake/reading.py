@@ -65,6 +65,13 @@ _ATTEMPT_CUE = re.compile(
     r"made|did|worked|followed|talked|visited|outlined|redid|re-?did|printed|tested|ran)\b|\b(?:tried|trying) to\b",
     re.I,
 )
+# an answer to "what have you tried?" that leaves out the "I": "wrote position vectors for both cables"
+_ATTEMPT_START = re.compile(
+    r"^\W*(?:(?:also|already|then|first)\s+)?(?:tried|read|re-?read|looked|watched|asked|went|checked|used|"
+    r"searched|googled|rewrote|wrote|attempted|practi[cs]ed|reviewed|studied|made|did|followed|talked|"
+    r"outlined|redid|re-?did|printed|tested|ran|drew|calculated|computed|plugged|compared)\b",
+    re.I,
+)
 _GOAL_CUE = re.compile(
     r"\b(?:i (?:want|would like|'d like|hope|wanna|need) to|i'?m hoping to|hoping to|my goal|by the end of the meeting|"
     r"from (?:the|this) meeting)\b[^.?!]*\b(?:understand|learn|leave|walk away|know|figure|fix|improve|make sure|"
@@ -310,6 +317,8 @@ def _sentences(
         slot = _cued(sentence, default)
         if default.startswith("q:") and slot == default:
             pass  # the answer to the course's own question ("Trial 1 16.55 mL, ..."), unless a cue says otherwise
+        elif default == "attempts" and _ATTEMPT_START.match(sentence):
+            pass  # asked what they tried, "wrote position vectors for both cables, got the unit vectors" is that
         elif (
             verdict
             and verdict.confidence >= _CLASSIFIER_TRUST

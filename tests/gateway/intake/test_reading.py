@@ -133,6 +133,19 @@ def test_in_another_language_the_question_asked_decides_the_slot(
     )
 
 
+def test_what_they_tried_without_the_i_is_what_they_tried() -> None:
+    """Asked what they tried, "wrote position vectors for both cables, got the unit vectors" leaves out the
+    "I": it is still what they tried, however sure the slot classifier is that it describes the problem
+    (it became "the hard part" of the recap)."""
+    text = "wrote position vectors for both cables, got the unit vectors, did sum of forces in x y z"
+    understanding = MessageUnderstanding(
+        intents=Intents(0.0, 0.0, 0.0, 0.0, 0.0),
+        flagged=frozenset(),
+        sentences=(SentenceSlot(text, "stuck_on", 0.9),),
+    )
+    assert _read(text, "attempts", understanding=understanding).sentences == (("attempts", text),)
+
+
 def test_an_injected_sentence_is_withheld_whole_and_the_rest_kept() -> None:
     """The injection goes (counted in ``dropped``); the student's real answer around it stays."""
     obs = _read(
