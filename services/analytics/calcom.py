@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar, cast
 
 import msgspec
+from redis.asyncio.client import Pipeline
 
 from services.analytics.events import Actor, Event, EventLog, epoch, event_id, week_of
 from services.coursepack import Catalog
@@ -64,8 +65,20 @@ class _TopLevel(_Booking, frozen=True, rename="camel"):
     created_at: str = ""
 
 
-def tracked(sources: _Sources, run: Run, body: bytes, key: str) -> Run:
-    """``run``, then the delivery's analytics events (``key`` is the delivery's idempotency key)."""
+def tracked(
+    sources: _Sources,
+    run: Run,
+    body: bytes,
+    key: str,
+    *,
+    tail: Pipeline | None = None,
+    lenient: list[int] | None = None,
+) -> Run:
+    """``run``, then the delivery's analytics events (``key`` is the delivery's idempotency key).
+
+    With ``tail`` (the pipeline the handling sends once the run succeeded) the events are queued on it
+    instead of sent on their own, and their positions in it added to ``lenient``: a failure to write them
+    is the caller's to log, never to raise."""
     events = sources.events
     if events is None:
         return run
@@ -73,7 +86,14 @@ def tracked(sources: _Sources, run: Run, body: bytes, key: str) -> Run:
     async def run_and_emit() -> Any:
         result = await run()
         status = str(getattr(result, "status", ""))
-        await events.emit(*await webhook_events(sources.catalog, events, body, key, status))
+        found = await webhook_events(sources.catalog, events, body, key, status)
+        if tail is None:
+            await events.emit(*found)
+        else:
+            first = len(tail)
+            events.queue(tail, found)
+            if lenient is not None:
+                lenient.extend(range(first, len(tail)))
         return result
 
     return cast(Run, run_and_emit)  # the same call, its events emitted after it

@@ -16,11 +16,13 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Sequence
 from typing import Literal
 
 import msgspec
 import redis.asyncio as aioredis
 import structlog
+from redis.asyncio.client import Pipeline
 
 STREAM = "analytics:events"
 FIELD = b"e"
@@ -129,13 +131,17 @@ class EventLog:
 
     async def append(self, events: list[Event]) -> None:
         """Append events in one round trip (raises on a Redis error; ``emit`` is the forgiving one)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            self.queue(pipe, events)
+            await pipe.execute()
+
+    def queue(self, pipe: Pipeline, events: Sequence[Event]) -> None:
+        """Queue the events' appends on ``pipe``, to go in the round trip of its other commands."""
         now = time.time()
         min_id = f"{int(now * 1000) - self._keep_ms}-0"
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for event in events:
-                stamped = msgspec.structs.replace(event, emitted=event.emitted or now)
-                pipe.xadd(STREAM, {FIELD: msgspec.json.encode(stamped)}, minid=min_id, approximate=True)
-            await pipe.execute()
+        for event in events:
+            stamped = msgspec.structs.replace(event, emitted=event.emitted or now)
+            pipe.xadd(STREAM, {FIELD: msgspec.json.encode(stamped)}, minid=min_id, approximate=True)
 
     async def student(self, email: str) -> str:
         """The student as analytics knows them: an HMAC of the email under this installation's salt."""

@@ -12,14 +12,17 @@ A lock held for long (a chat turn: minutes, if the model is slow) can be a *leas
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
 from redis.asyncio.client import Pipeline
+from redis.exceptions import NoScriptError
 
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -31,6 +34,21 @@ return 0
 """
 _POLL_S = 0.05
 log = structlog.get_logger()
+
+
+def script_sha(script: str) -> str:
+    return hashlib.sha1(script.encode()).hexdigest()
+
+
+async def run_script(
+    redis: aioredis.Redis, script: str, sha: str, keys: Sequence[str], args: Sequence[str | int | bytes]
+) -> Any:
+    """``script`` by its SHA (EVALSHA), its text sent only when Redis does not have it yet (then EVAL, which
+    also caches it): a hot path's script is not sent, nor hashed by Redis, with every call."""
+    try:
+        return await redis.evalsha(sha, len(keys), *keys, *args)  # type: ignore[misc]
+    except NoScriptError:
+        return await redis.eval(script, len(keys), *keys, *args)  # type: ignore[misc]
 
 
 class RedisLock:

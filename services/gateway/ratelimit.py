@@ -33,7 +33,7 @@ from litestar.middleware.rate_limit import (
 )
 from litestar.types import Receive, Scope, Send
 
-from services.gateway import metrics
+from services.gateway import locks, metrics
 from services.gateway.errors import TooManyRequests
 from services.gateway.peers import client_address
 from services.settings import Settings
@@ -52,6 +52,7 @@ if ttl < 0 then
 end
 return {n, ttl}
 """
+_HIT_SHA = locks.script_sha(_HIT)
 log = structlog.get_logger()
 
 
@@ -60,6 +61,7 @@ class NamedLimit(RateLimitConfig):
     """One limit, named for logs, metrics and the 429's text."""
 
     name: str = ""
+    kind: str = ""  # the ``opt[LIMIT]`` of the handlers it applies to
 
 
 @dataclass
@@ -77,6 +79,10 @@ class Limiter(RateLimitMiddleware):
     config: NamedLimit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        handler = scope.get("route_handler")
+        if handler is not None and handler.opt.get(LIMIT) != self.config.kind:
+            await self.app(scope, receive, send)  # not limited here: no Request built, nothing awaited
+            return
         app = scope["litestar_app"]
         request: Request[Any, Any, Any] = app.request_class(scope)
         if await self.should_check_request(request=request):
@@ -114,7 +120,7 @@ class Limiter(RateLimitMiddleware):
 async def hit(redis: aioredis.Redis, key: str, window_s: int) -> Window:
     """Count one request against ``key``'s fixed window of ``window_s`` seconds (one atomic call); also
     for limits that are not per route (login links per address, resends per booking)."""
-    count, ttl = await redis.eval(_HIT, 1, f"{KEY_PREFIX}{key}", window_s)  # type: ignore[misc]
+    count, ttl = await locks.run_script(redis, _HIT, _HIT_SHA, [f"{KEY_PREFIX}{key}"], [window_s])
     return Window(count=int(count), reset=int(time()) + max(1, int(ttl)))
 
 
@@ -138,6 +144,7 @@ def _limit(kind: Kind, key: Key, per_minute: int) -> NamedLimit:
         middleware_class=Limiter,
         store=STORE,
         name=name,
+        kind=kind,
     )
 
 

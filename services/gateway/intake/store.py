@@ -19,6 +19,7 @@ from typing import cast
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 
 from services.gateway import locks
 from services.gateway.errors import Conflict
@@ -175,6 +176,10 @@ class IntakeStore:
 
     async def setup_done(self, token: str) -> None:
         await self._redis.zrem(_SETUP, token)
+
+    def setup_done_with(self, pipe: Pipeline, token: str) -> None:
+        """``setup_done`` queued on ``pipe``, to go with its other commands."""
+        pipe.zrem(_SETUP, token)
 
     async def pending_setups(self, older_than_s: float, limit: int = 50) -> list[str]:
         """Intakes whose setup started over ``older_than_s`` ago and never finished (a crash mid-way)."""

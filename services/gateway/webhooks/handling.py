@@ -22,12 +22,13 @@ import hashlib
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Literal, TypeVar
 
 import msgspec
-import redis.asyncio as aioredis
 import structlog
+from redis.asyncio.client import Pipeline
 
 from services.analytics import calcom as analytics
 from services.coursepack import Course
@@ -54,19 +55,22 @@ _PROCESSING = "calcom:processing:{}"
 _TOMBSTONE = "calcom:booking:{}"
 _LOCK = "calcom:lock:{}"
 _PROCESSING_TTL_S = 60
-# KEYS seen, processing, then the booking locks in order; ARGV owner, marker ttl, lock ttl (ms).
-# -1: handled already; -2: a copy has the marker; n >= 0: the marker is ours, and the first n locks too
-# (taken in order, stopping at the first one someone else holds)
+# KEYS seen, processing, a key to read, then the booking locks in order; ARGV owner, marker ttl, lock ttl
+# (ms), '1' to read the third key. {-1}: handled already; {-2}: a copy has the marker; {n}: the marker is
+# ours, and the first n locks too (taken in order, stopping at the first one someone else holds); {n, value}
+# once every lock is ours: the third key's value, read under them (nil when it has none)
 _CLAIM = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
-if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return -2 end
+if redis.call('EXISTS', KEYS[1]) == 1 then return {-1} end
+if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {-2} end
 local taken = 0
-for i = 3, #KEYS do
-  if not redis.call('SET', KEYS[i], ARGV[1], 'NX', 'PX', ARGV[3]) then return taken end
+for i = 4, #KEYS do
+  if not redis.call('SET', KEYS[i], ARGV[1], 'NX', 'PX', ARGV[3]) then return {taken} end
   taken = taken + 1
 end
-return taken
+if ARGV[4] == '1' then return {taken, redis.call('GET', KEYS[3])} end
+return {taken}
 """
+_CLAIM_SHA = locks.script_sha(_CLAIM)
 _LOCK_TTL_S = 30
 _LOCK_WAIT_S = 3.0
 _INTAKE_WAIT_S = 2.0
@@ -79,6 +83,24 @@ class Ack(msgspec.Struct, frozen=True):
     """The 2xx body: what the delivery did (``duplicate`` when it had been handled already)."""
 
     status: AckStatus
+
+
+@dataclass
+class Delivery:
+    """What one delivery's steps share to save Redis round trips (each one costs the gateway more CPU than
+    the work it carries): the booking's tombstone, read by the claim under the booking's lock, and the
+    writes that follow a successful run (*setup* mark off, analytics events), which go in the round trip
+    that marks the delivery seen and frees its locks."""
+
+    tail: Pipeline
+    peek: str = ""  # the key the claim reads (a tombstone); "" for none
+    peeked: bytes | None = None
+    fresh: bool = False  # the claim took every lock, so ``peeked`` still holds
+    lenient: list[int] = field(default_factory=list)  # tail commands whose failure is only logged
+
+    def tombstone(self, uid: str) -> tuple[bool, bytes | None]:
+        """(known, value) of ``uid``'s tombstone as the claim read it."""
+        return self.fresh and self.peek == _TOMBSTONE.format(uid), self.peeked
 
 
 def decode_envelope(body: bytes) -> Envelope:
@@ -103,10 +125,13 @@ def _decode(raw: bytes | msgspec.Raw, kind: type[T], trigger: str) -> T:
 async def handle_webhook(services: Services, envelope: Envelope, body: bytes) -> Ack:
     """Dispatch one verified delivery, exactly once per (booking uid, trigger, createdAt)."""
     trigger = envelope.trigger_event
-    handler = _Handlers(services)
+    delivery = Delivery(tail=services.redis.pipeline(transaction=False))
+    handler = _Handlers(services, delivery)
     if trigger in BOOKING_TRIGGERS:
         booking = _decode(envelope.payload, BookingPayload, trigger)
         uid, uids = booking.uid, [booking.uid, booking.reschedule_uid or booking.uid]
+        if trigger == "BOOKING_CREATED":  # its first step reads the tombstone: the claim does
+            delivery.peek = _TOMBSTONE.format(uid)
         run = partial(handler.booking, trigger, booking)
     elif trigger == "MEETING_ENDED":
         ended = _decode(body, MeetingEnded, trigger)
@@ -123,8 +148,9 @@ async def handle_webhook(services: Services, envelope: Envelope, body: bytes) ->
         log.info("webhook_ignored", trigger=trigger[:64], reason="unhandled_trigger")
         return Ack("ignored")
     key = _delivery_key(uid, trigger, envelope.created_at, body)
-    run = analytics.tracked(services, run, body, key)  # the delivery's events, inside its handling
-    return await handle_once(services, key, uids, run, trigger=trigger, booking_uid=uid)
+    # the delivery's events, inside its handling (written with the seen mark)
+    run = analytics.tracked(services, run, body, key, tail=delivery.tail, lenient=delivery.lenient)
+    return await handle_once(services, key, uids, run, trigger=trigger, booking_uid=uid, delivery=delivery)
 
 
 def _delivery_key(uid: str, trigger: str, created_at: str, body: bytes) -> str:
@@ -140,11 +166,15 @@ async def handle_once(
     *,
     trigger: str,
     booking_uid: str,
+    delivery: Delivery | None = None,
 ) -> Ack:
+    """``run`` once per ``key``, holding the booking locks of ``uids``; ``delivery``'s tail goes with the
+    seen mark."""
     redis = services.redis
+    delivery = delivery or Delivery(tail=redis.pipeline(transaction=False))
     # events for the same booking(s) one at a time; locks taken in sorted order to avoid deadlock
     lock_keys = [_LOCK.format(uid) for uid in sorted(set(uids))]
-    claimed = await _claim(redis, key, lock_keys)
+    claimed = await _claim(services, key, lock_keys, delivery)
     if claimed == "seen":
         log.info("webhook_duplicate", trigger=trigger, booking_uid=booking_uid)
         return Ack("duplicate")
@@ -159,11 +189,13 @@ async def handle_once(
                 raise Conflict("Another delivery for this booking is being handled; send it again shortly.")
             held.append(lock)
         ack: Ack = await run()
-        async with redis.pipeline(transaction=False) as pipe:  # handled: seen first, then every lock freed
+        # handled: what the run left to write, then seen, then every lock freed (in that order, one trip)
+        async with delivery.tail as pipe:
+            mine = len(pipe)
             pipe.set(_SEEN.format(key), b"1", ex=_keep_s(services))
             for lock in reversed(held):
                 lock.release_with(pipe)
-            await pipe.execute()
+            _raise_failures(await pipe.execute(raise_on_error=False), delivery.lenient, mine)
         held = []
     finally:
         for lock in reversed(held):  # it failed half-way: free it for the sender's retry
@@ -172,21 +204,38 @@ async def handle_once(
     return ack
 
 
+def _raise_failures(results: Sequence[object], lenient: Sequence[int], mine: int) -> None:
+    """The tail's errors: an analytics event's is logged (analytics never fails a delivery); any other
+    raises, so the delivery fails and its sender retries it."""
+    for i, result in enumerate(results):
+        if not isinstance(result, Exception):
+            continue
+        if i < mine and i in lenient:
+            log.warning("analytics_emit_failed", kind="webhook", error=type(result).__name__)
+            continue
+        raise result
+
+
 async def _claim(
-    redis: aioredis.Redis, key: str, lock_keys: Sequence[str]
+    services: Services, key: str, lock_keys: Sequence[str], delivery: Delivery
 ) -> list[locks.RedisLock] | Literal["seen"] | None:
     """In one round trip: ``"seen"`` for a delivery handled already, None while another copy holds its
     *processing* marker, else the marker and every booking lock that was free (in order, up to the first
-    one another delivery holds)."""
+    one another delivery holds); with every lock taken, also ``delivery.peek``'s value."""
+    redis = services.redis
     owner = secrets.token_hex(8)
     marker = _PROCESSING.format(key)
-    keys = [_SEEN.format(key), marker, *lock_keys]
-    ttls = (_PROCESSING_TTL_S * 1000, _LOCK_TTL_S * 1000)
-    taken = int(await redis.eval(_CLAIM, len(keys), *keys, owner, *ttls))  # type: ignore[misc]
+    seen = _SEEN.format(key)
+    keys = [seen, marker, delivery.peek or seen, *lock_keys]
+    args = (owner, _PROCESSING_TTL_S * 1000, _LOCK_TTL_S * 1000, "1" if delivery.peek else "0")
+    reply = await locks.run_script(redis, _CLAIM, _CLAIM_SHA, keys, args)
+    taken = int(reply[0])
     if taken == -1:
         return "seen"
     if taken < 0:
         return None
+    if len(reply) > 1:
+        delivery.peeked, delivery.fresh = reply[1], True
     return [locks.RedisLock(redis, k, owner) for k in [marker, *lock_keys[:taken]]]
 
 
@@ -195,8 +244,9 @@ def _keep_s(services: Services) -> int:
 
 
 class _Handlers:
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, delivery: Delivery) -> None:
         self.services = services
+        self.delivery = delivery
         self.redis = services.redis
         self.store = services.intakes
         self.jobs = services.jobs
@@ -211,7 +261,8 @@ class _Handlers:
     # --- BOOKING_CREATED ---------------------------------------------------------------------------
 
     async def created(self, payload: BookingPayload) -> Ack:
-        fate = await self._tombstone(payload.uid)
+        known, raw = self.delivery.tombstone(payload.uid)  # read by the claim, under the booking's lock
+        fate = _text(raw) if known else await self._tombstone(payload.uid)
         if fate:
             log.info("webhook_ignored", booking_uid=payload.uid, reason=f"booking_{fate.split(':')[0]}")
             return Ack("ignored")
@@ -338,7 +389,7 @@ class _Handlers:
         token, created = await self.store.create(record)
         if not created:  # the booking has an intake already (this delivery's earlier copy, or the process
             return await self._finish_if_half_created(token)  # that stored it died before its jobs)
-        await finish_setup(self.store, self.jobs, record.token, created=record)
+        await finish_setup(self.store, self.jobs, record.token, created=record, then=self.delivery.tail)
         log.info("intake_created", booking_uid=booking.uid, course=course.slug)
         return Ack("created")
 
@@ -352,8 +403,7 @@ class _Handlers:
         return Ack("created")
 
     async def _tombstone(self, uid: str) -> str | None:
-        raw = await self.redis.get(_TOMBSTONE.format(uid))
-        return raw.decode() if isinstance(raw, bytes) else raw
+        return _text(await self.redis.get(_TOMBSTONE.format(uid)))
 
     async def _set_tombstone(self, uid: str, fate: str) -> None:
         await self.redis.set(_TOMBSTONE.format(uid), fate.encode(), ex=_keep_s(self.services))
@@ -369,3 +419,7 @@ class _Handlers:
         finally:
             if lock is not None:
                 await lock.release()
+
+
+def _text(raw: bytes | str | None) -> str | None:
+    return raw.decode() if isinstance(raw, bytes) else raw

@@ -20,9 +20,9 @@ from structlog.testing import capture_logs
 from services.gateway.container import Services
 from tests.gateway.delivery.harness import encode, jobs_of, open_live_app, post_webhook, record_for, upcoming
 
-# rate limit 1, claim with the booking lock 1, tombstone 1, create 1, jobs' bookkeeping 1, SAQ 1 (all four
-# jobs in one pipeline), setup done 1, analytics 1, seen + locks freed 1
-ROUND_TRIPS_PER_NEW_BOOKING = 9
+# rate limit 1, claim with the booking lock and the tombstone 1, create 1, the four jobs with their
+# bookkeeping 1, setup done + analytics + seen + locks freed 1
+ROUND_TRIPS_PER_NEW_BOOKING = 5
 
 _sent: ContextVar[list[int] | None] = ContextVar("sent", default=None)
 
