@@ -231,10 +231,10 @@ _HONORIFICS = content_words(
 )
 
 
-def _addressing(course: Course) -> frozenset[str]:
+def _addressing(course: Course) -> set[str]:
     """Words that only address someone: honorifics and the names of the course's staff."""
     names = " ".join([course.instructor_name, *(m.name for m in course.staff)]).replace("-", " ")
-    return _HONORIFICS | content_words(names)
+    return set(_HONORIFICS) | content_words(names)
 
 
 def _assignment_words(facts: Facts, course: Course) -> set[str] | frozenset[str]:
