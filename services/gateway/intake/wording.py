@@ -205,14 +205,37 @@ _TELLING = re.compile(
 )
 
 
-def _short(text: str | None, limit: int = 110) -> str | None:
-    """The most telling sentence of a fact, said back in the second person."""
+def _short(text: str | None, limit: int = 150) -> str | None:
+    """The most telling sentence of a fact, said back in the second person; a long one is shortened to
+    its first whole clauses, not cut mid-phrase ("… different answers every…")."""
     if not text:
         return None
     parts = [without_disclaimer(s) or s for s in sentences(text)] or [text]  # "not for the lab, just ..."
     first = max(parts, key=lambda s: (bool(_TELLING.search(s)), min(len(s.split()), 18)))
     first = LEADING_FILLER.sub("", first)
-    return clip(second_person(first.rstrip(".!")), limit)
+    return _whole_clauses(second_person(first.rstrip(".!")), limit)
+
+
+_CLAUSE_BREAK = re.compile(r"(?<=[,;:])\s+|\s+(?=(?:but|because|so|and then|which|whereas)\b)", re.I)
+
+
+def _whole_clauses(text: str, limit: int) -> str:
+    """``text`` when it fits; else as many of its first clauses as fit, when they make at least half of
+    ``limit``; else the first clause that names the trouble; else cut on a word with a mark."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    clauses = _CLAUSE_BREAK.split(text)
+    kept = ""
+    for clause in clauses:
+        longer = f"{kept} {clause}" if kept else clause
+        if len(longer) > limit:
+            break
+        kept = longer
+    if len(kept) >= limit // 2:
+        return kept.rstrip(",;: ")
+    telling = next((c for c in clauses if _TELLING.search(c) and len(c) <= limit), None)
+    return telling.rstrip(",;: ") if telling else clip(text, limit)
 
 
 def recap(course: Course, facts: Facts, today: dt.date) -> str:

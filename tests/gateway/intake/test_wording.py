@@ -63,6 +63,20 @@ def test_the_recap_says_back_the_problem_not_what_it_is_not_about() -> None:
     assert "the hard part: just confused about p-values" in text and "not about" not in text, text
 
 
+def test_a_long_stuck_point_is_said_back_in_whole_clauses() -> None:
+    """A long stuck point is shortened to its first whole clauses for the recap, never cut mid-phrase."""
+    stuck = (
+        "I'm still on problem 3, the one with the two-tailed test on the battery data, and my p-value comes "
+        "out twice as big as the answer key says, because I think I doubled it when I shouldn't have"
+    )
+    text = wording.recap(make_course(), Facts(assignment="ps3", stuck_on=stuck), TODAY)
+    assert "…" not in text, text
+    assert (
+        "the hard part: you're still on problem 3, the one with the two-tailed test on the battery data"
+        in text
+    )
+
+
 def test_the_recap_does_not_say_a_greeting_back() -> None:
     """ "Hey I'm working on ..." (the opening answer, greeting and all) is said back without the "Hey"."""
     facts = Facts(assignment="ps3", stuck_on="Hey I'm working on ps3 and the p-value comes out wrong")
