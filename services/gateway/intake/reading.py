@@ -515,7 +515,36 @@ def _topic_evidence(
 
 
 def _topic_words(course: Course, sentence: str) -> str:
-    return matching.without_titles(course, _IDENTIFIER.sub(" ", sentence))
+    return matching.without_titles(course, _IDENTIFIER.sub(" ", _without_denied(sentence)))
+
+
+# "it's not about recursion, it's my loop", "rather than the t-test": what the question is not about
+_DENIED = re.compile(
+    r"\b(?:(?:not|isn'?t|wasn'?t|nothing)\s+(?:really\s+|actually\s+|even\s+)?"
+    r"(?:about|on|for|related to|to do with|part of)|instead of|rather than)\s+",
+    re.I,
+)
+
+
+def _without_denied(sentence: str) -> str:
+    """The sentence without the few words a denial is about ("not about X or Y": neither counts)."""
+    out, rest = [], sentence
+    while match := _DENIED.search(rest):
+        out.append(rest[: match.start()])
+        after = rest[match.end() :].split(" ")
+        end, i = 4, 0
+        while i <= min(end, len(after) - 1):
+            if after[i].lower() in {"but", "just", "only"}:  # "not about X but Y": Y is what it is about
+                end = i
+                break
+            if after[i].lower() in {"or", "nor"}:
+                end = max(end, i + 5)
+            if re.search(r"[,;:.!?]$", after[i]):  # the denial ends with its clause
+                end = min(end, i + 1)
+                break
+            i += 1
+        rest = " ".join(after[end:])
+    return " ".join([*out, rest])
 
 
 def _about_problem(labelled: Sequence[tuple[str, str]]) -> bool:

@@ -146,6 +146,16 @@ def test_what_they_tried_without_the_i_is_what_they_tried() -> None:
     assert _read(text, "attempts", understanding=understanding).sentences == (("attempts", text),)
 
 
+def test_what_the_question_is_not_about_is_no_topic_evidence() -> None:
+    """ "It's not about the regression part, it's that my p-value is 0.2" is about the p-value; the
+    regression it denies counts for nothing, while "I'm not sure how the slope works" still counts."""
+    obs = _read("It's not about the regression part, it's that my p-value comes out 0.2 and I can't see why")
+    assert obs.topic_evidence.get("regression", 0.0) == 0.0
+    assert obs.topic_evidence.get("hypothesis-testing", 0.0) > 0.0
+    unsure = _read("I'm not sure how the slope of the regression line works")
+    assert unsure.topic_evidence.get("regression", 0.0) > 0.0
+
+
 def test_an_injected_sentence_is_withheld_whole_and_the_rest_kept() -> None:
     """The injection goes (counted in ``dropped``); the student's real answer around it stays."""
     obs = _read(
