@@ -9,8 +9,10 @@ from typing import Any
 import httpx
 from litestar import Litestar
 from litestar.connection import ASGIConnection
+from prometheus_client import REGISTRY
 
 from services.gateway.peers import client_address, is_local
+from tests.gateway.delivery.harness import encode, open_live_app, post_webhook, upcoming
 from tests.gateway.live import ELSEWHERE, LOOPBACK, client, running_app, services_of
 from tests.gateway.staff.harness import make_settings, seed_intake, services_factory
 
@@ -121,3 +123,42 @@ def test_client_address_rules() -> None:
     assert not is_local(connection("127.0.0.1", CF_Connecting_IP="203.0.113.5"))
     assert not is_local(connection("127.0.0.1", Forwarded="for=203.0.113.5"))
     assert not is_local(connection("198.51.100.7")) and not is_local(connection("testclient"))
+
+
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_signed_deliveries_are_limited_like_any_other(tmp_path: Path, redis_url: str) -> None:
+    """The webhook counts its request in the claim's Redis script (no round trip of its own), with the
+    same contract as the limiter: each answer carries the count, and once over the limit every delivery
+    is a 429 with ``Retry-After`` before anything is handled, a new booking, a duplicate, an unsigned or
+    unknown one alike; counted as ``intake_rate_limited``, not as a delivery outcome."""
+    bodies = []
+    for n in range(4):
+        data = upcoming("booking_created")
+        data["payload"]["uid"] = f"limited-{n}"
+        bodies.append(encode(data))
+    unknown = encode({**upcoming("booking_created"), "triggerEvent": "FORM_SUBMITTED"})
+    async with open_live_app(tmp_path, redis_url, rate_limit_webhook_per_client=4) as (services, http):
+        accepted = [await post_webhook(http, body) for body in bodies[:3]]
+        assert [r.json() for r in accepted] == [{"status": "created"}] * 3
+        assert [r.headers["ratelimit-remaining"] for r in accepted] == ["3", "2", "1"]
+        assert all(r.headers["ratelimit-limit"] == "4" for r in accepted)
+        assert (await post_webhook(http, unknown)).json() == {"status": "ignored"}
+        limited = _sample("intake_rate_limited_total", limit="webhook_per_client")
+        outcomes = _sample("intake_webhooks_total", outcome="429")
+        refused = [
+            await post_webhook(http, bodies[3]),
+            await post_webhook(http, bodies[0]),
+            await post_webhook(http, bodies[1], signature="sha256=0"),
+            await post_webhook(http, b"not json"),
+            await post_webhook(http, unknown),
+        ]
+        for response in refused:
+            assert_limited(response, 4)
+            assert response.headers["ratelimit-remaining"] == "0"
+        assert await services.intakes.token_for_booking("limited-3") is None, "refused before handling"
+        assert await services.intakes.token_for_booking("limited-0") is not None
+    assert _sample("intake_rate_limited_total", limit="webhook_per_client") - limited == len(refused)
+    assert _sample("intake_webhooks_total", outcome="429") == outcomes

@@ -39,6 +39,7 @@ from services.gateway.delivery.queue import finish_setup
 from services.gateway.errors import BadRequest, Conflict, Unprocessable
 from services.gateway.intake.models import Booking, IntakeRecord, InterviewState, Person
 from services.gateway.intake.store import new_token, now_iso
+from services.gateway.ratelimit import Deferred, count_lua
 from services.gateway.webhooks.payloads import (
     BookingPayload,
     Envelope,
@@ -55,21 +56,32 @@ _PROCESSING = "calcom:processing:{}"
 _TOMBSTONE = "calcom:booking:{}"
 _LOCK = "calcom:lock:{}"
 _PROCESSING_TTL_S = 60
-# KEYS seen, processing, a key to read, then the booking locks in order; ARGV owner, marker ttl, lock ttl
-# (ms), '1' to read the third key. {-1}: handled already; {-2}: a copy has the marker; {n}: the marker is
-# ours, and the first n locks too (taken in order, stopping at the first one someone else holds); {n, value}
-# once every lock is ours: the third key's value, read under them (nil when it has none)
-_CLAIM = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return {-1} end
-if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {-2} end
+# KEYS seen, processing, a key to read, the rate-limit window, then the booking locks in order; ARGV owner,
+# marker ttl, lock ttl (ms), '1' to read the third key, the window's length (s; '0': no limit counted here),
+# the limit. Every reply starts {outcome, hits, ttl}: the request as the window counted it (0, 0 with none).
+# Outcome -3: over the limit (nothing else done); -1: handled already; -2: a copy has the marker; n: the
+# marker is ours, and the first n locks too (taken in order, stopping at the first one someone else holds);
+# once every lock is ours, a fourth element: the third key's value, read under them (nil when it has none)
+_CLAIM = (
+    """
+local hits, ttl = 0, 0
+if ARGV[5] ~= '0' then
+"""
+    + count_lua("KEYS[4]", "ARGV[5]")
+    + """
+  if hits > tonumber(ARGV[6]) then return {-3, hits, ttl} end
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then return {-1, hits, ttl} end
+if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {-2, hits, ttl} end
 local taken = 0
-for i = 4, #KEYS do
-  if not redis.call('SET', KEYS[i], ARGV[1], 'NX', 'PX', ARGV[3]) then return {taken} end
+for i = 5, #KEYS do
+  if not redis.call('SET', KEYS[i], ARGV[1], 'NX', 'PX', ARGV[3]) then return {taken, hits, ttl} end
   taken = taken + 1
 end
-if ARGV[4] == '1' then return {taken, redis.call('GET', KEYS[3])} end
-return {taken}
+if ARGV[4] == '1' then return {taken, hits, ttl, redis.call('GET', KEYS[3])} end
+return {taken, hits, ttl}
 """
+)
 _CLAIM_SHA = locks.script_sha(_CLAIM)
 _LOCK_TTL_S = 30
 _LOCK_WAIT_S = 3.0
@@ -88,11 +100,13 @@ class Ack(msgspec.Struct, frozen=True):
 @dataclass
 class Delivery:
     """What one delivery's steps share to save Redis round trips (each one costs the gateway more CPU than
-    the work it carries): the booking's tombstone, read by the claim under the booking's lock, and the
-    writes that follow a successful run (*setup* mark off, analytics events), which go in the round trip
-    that marks the delivery seen and frees its locks."""
+    the work it carries): the request's rate-limit count and the booking's tombstone, both taken by the
+    claim (the tombstone under the booking's lock), and the writes that follow a successful run (*setup*
+    mark off, analytics events), which go in the round trip that marks the delivery seen and frees its
+    locks."""
 
     tail: Pipeline
+    limit: Deferred | None = None  # the request's rate limit, not counted yet: the claim counts it
     peek: str = ""  # the key the claim reads (a tombstone); "" for none
     peeked: bytes | None = None
     fresh: bool = False  # the claim took every lock, so ``peeked`` still holds
@@ -122,10 +136,13 @@ def _decode(raw: bytes | msgspec.Raw, kind: type[T], trigger: str) -> T:
         raise Unprocessable(f"Malformed {trigger} payload: {exc}") from None
 
 
-async def handle_webhook(services: Services, envelope: Envelope, body: bytes) -> Ack:
-    """Dispatch one verified delivery, exactly once per (booking uid, trigger, createdAt)."""
+async def handle_webhook(
+    services: Services, envelope: Envelope, body: bytes, limit: Deferred | None = None
+) -> Ack:
+    """Dispatch one verified delivery, exactly once per (booking uid, trigger, createdAt). ``limit``: the
+    request's rate limit, still to be counted (by the claim; a 429 when it is over)."""
     trigger = envelope.trigger_event
-    delivery = Delivery(tail=services.redis.pipeline(transaction=False))
+    delivery = Delivery(tail=services.redis.pipeline(transaction=False), limit=limit)
     handler = _Handlers(services, delivery)
     if trigger in BOOKING_TRIGGERS:
         booking = _decode(envelope.payload, BookingPayload, trigger)
@@ -145,6 +162,8 @@ async def handle_webhook(services: Services, envelope: Envelope, body: bytes) ->
         marked = sum(1 for a in no_show.attendees if a.no_show)
         run = partial(handler.record, trigger, uid, envelope.created_at, no_show_attendees=marked)
     else:
+        if limit is not None:
+            await limit.check()
         log.info("webhook_ignored", trigger=trigger[:64], reason="unhandled_trigger")
         return Ack("ignored")
     key = _delivery_key(uid, trigger, envelope.created_at, body)
@@ -219,23 +238,34 @@ def _raise_failures(results: Sequence[object], lenient: Sequence[int], mine: int
 async def _claim(
     services: Services, key: str, lock_keys: Sequence[str], delivery: Delivery
 ) -> list[locks.RedisLock] | Literal["seen"] | None:
-    """In one round trip: ``"seen"`` for a delivery handled already, None while another copy holds its
-    *processing* marker, else the marker and every booking lock that was free (in order, up to the first
-    one another delivery holds); with every lock taken, also ``delivery.peek``'s value."""
+    """In one round trip: the request's rate-limit count first (429 when it is over: nothing else done),
+    then ``"seen"`` for a delivery handled already, None while another copy holds its *processing*
+    marker, else the marker and every booking lock that was free (in order, up to the first one another
+    delivery holds); with every lock taken, also ``delivery.peek``'s value."""
     redis = services.redis
     owner = secrets.token_hex(8)
     marker = _PROCESSING.format(key)
     seen = _SEEN.format(key)
-    keys = [seen, marker, delivery.peek or seen, *lock_keys]
-    args = (owner, _PROCESSING_TTL_S * 1000, _LOCK_TTL_S * 1000, "1" if delivery.peek else "0")
+    limit = delivery.limit if delivery.limit is not None and not delivery.limit.counted else None
+    keys = [seen, marker, delivery.peek or seen, limit.key if limit else seen, *lock_keys]
+    args = (
+        owner,
+        _PROCESSING_TTL_S * 1000,
+        _LOCK_TTL_S * 1000,
+        "1" if delivery.peek else "0",
+        limit.window_s if limit else 0,
+        limit.limit if limit else 0,
+    )
     reply = await locks.run_script(redis, _CLAIM, _CLAIM_SHA, keys, args)
+    if limit is not None:
+        limit.settle(reply[1], reply[2])  # over the limit: 429
     taken = int(reply[0])
     if taken == -1:
         return "seen"
     if taken < 0:
         return None
-    if len(reply) > 1:
-        delivery.peeked, delivery.fresh = reply[1], True
+    if len(reply) > 3:
+        delivery.peeked, delivery.fresh = reply[3], True
     return [locks.RedisLock(redis, k, owner) for k in [marker, *lock_keys[:taken]]]
 
 

@@ -4,7 +4,10 @@ Order matters: the body is read in a bounded way (413 past ``max_webhook_bytes``
 checked over the exact raw bytes (401), and only then parsed (400 not JSON / 422 not a Cal.com webhook).
 Unknown triggers and event types of no known course are acknowledged (2xx) and logged, so Cal.com does
 not disable the subscription; a copy of a delivery that is being handled right now is 409 (send it
-again); a client over the webhook rate limit gets 429. Every outcome is counted (``intake_webhooks``).
+again); a client over the webhook rate limit gets 429 (counted as ``intake_rate_limited``, as every
+limiter's refusal: the request is counted in the claim's Redis script, or, on a path that fails or
+returns before it, by itself first, so such a client gets the 429 whatever it sent). Every other outcome is
+counted (``intake_webhooks``).
 Only the handling in ``handling.py`` touches Redis.
 """
 
@@ -26,7 +29,7 @@ from services.gateway.errors import (
     problems,
 )
 from services.gateway.metrics import WEBHOOKS
-from services.gateway.ratelimit import LIMIT
+from services.gateway.ratelimit import COUNTED_BY_HANDLER, LIMIT, deferred_count
 from services.gateway.webhooks.handling import Ack, decode_envelope, handle_webhook
 from services.gateway.webhooks.signature import SIGNATURE_HEADER, verify_signature
 
@@ -34,15 +37,20 @@ from services.gateway.webhooks.signature import SIGNATURE_HEADER, verify_signatu
 @post(
     "/webhooks/calcom",
     status_code=200,
-    opt={LIMIT: "webhook"},
+    opt={LIMIT: "webhook", COUNTED_BY_HANDLER: True},
     responses=problems(BadRequest, Unauthorized, Conflict, PayloadTooLarge, Unprocessable, TooManyRequests),
 )
 async def calcom_webhook(request: Request, services: NamedDependency[Services]) -> Ack:
+    limit = deferred_count(request)
     try:
         body = await read_bounded(request, services.settings.max_webhook_bytes)
         verify_signature(services.settings, body, request.headers.get(SIGNATURE_HEADER))
-        ack = await handle_webhook(services, decode_envelope(body), body)
+        ack = await handle_webhook(services, decode_envelope(body), body, limit)
+    except TooManyRequests:
+        raise
     except IntakeError as exc:
+        if limit is not None:
+            await limit.check()  # not counted yet (failed before the claim): over the limit, a 429 instead
         WEBHOOKS.labels(outcome=str(exc.status_code)).inc()
         raise
     WEBHOOKS.labels(outcome=ack.status).inc()
