@@ -7,7 +7,8 @@ rule, so a score can be explained by reading the transcript and the summary.
 
 Per student, one point each:
 
-- **conversation**: 3–8 bot turns after the greeting, no bot message with more than one question, no bot
+- **conversation**: 3–8 bot turns after the greeting (fewer are fine when a student in distress was
+  escalated: the interview stops there by design), no bot message with more than one question, no bot
   sentence of three or more words shown twice (prefaces included).
 - **accuracy**: topic exact, assignment exact (None for "not for an assignment"), every key term in the
   issue description or the prep note (case, plural and spacing tolerant, ``matching.term_present``), and
@@ -100,7 +101,8 @@ def score_intake(
     ``others`` the rest of the evaluation set (their names and addresses must never show up here)."""
     bot = [m.text for m in messages if m.role == "assistant"]
     said = [m.text for m in messages if m.role == "student"]
-    conv_ok, conv_note = _conversation(messages)
+    stopped_for_distress = student.truth.distress and status == "escalated"
+    conv_ok, conv_note = _conversation(messages, stopped_early=stopped_for_distress)
     valid, valid_note = schema_valid(summary)
     accuracy, acc_checks, acc_note = _accuracy(student, course, summary)
     solved = _solved(bot, said, course)
@@ -139,8 +141,13 @@ def score_intake(
 # ---------------------------------------------------------------- conversation
 
 
-def _conversation(messages: Sequence[ChatMessage]) -> tuple[bool, str]:
-    problems = conversation_problems(messages)
+def _conversation(messages: Sequence[ChatMessage], *, stopped_early: bool = False) -> tuple[bool, str]:
+    """``stopped_early``: a student in distress was escalated, so too few turns is no fault (too many is)."""
+    problems = [
+        (key, note)
+        for key, note in conversation_problems(messages)
+        if not (stopped_early and key == "turn_count" and bot_turns(messages) < MIN_BOT_TURNS)
+    ]
     turns = bot_turns(messages)
     note = "; ".join(text for _, text in problems)
     return not problems, note or f"{turns} bot turns, one question each, nothing repeated"

@@ -195,6 +195,29 @@ def test_distress_students_need_only_topic_and_assignment(eval_set: EvalSet, cat
     assert score_intake(student, course, messages, "escalated", summary).scores["accuracy"] == 1.0
 
 
+def test_an_early_escalation_of_a_student_in_distress_is_no_short_conversation(
+    eval_set: EvalSet, catalog: Catalog
+) -> None:
+    """Escalated at the first sign (two bot turns after the greeting), a student in distress keeps the
+    conversation point; a calm student's two-turn chat, or an escalated calm one, does not."""
+    student, course = _pick(eval_set, catalog, "cs-16")
+    messages = [
+        *good_messages(student, course)[:2],
+        ChatMessage(A, "Before we go on: are you feeling okay and safe right now?"),
+        ChatMessage(S, student.distress_text),
+        ChatMessage(A, "You don't have to carry this alone. Call or text 988."),
+    ]
+    summary = good_summary(student, course, status="escalated", flags={"distress": True})
+    assert score_intake(student, course, messages, "escalated", summary).scores["conversation"] == 1.0
+    calm, calm_course = _pick(eval_set, catalog, "cs-06")
+    short = [*good_messages(calm, calm_course)[:4]]
+    for status in ("complete", "escalated"):
+        scored = score_intake(
+            calm, calm_course, short, status, good_summary(calm, calm_course, status=status)
+        )
+        assert scored.scores["conversation"] == 0.0, scored.notes
+
+
 def test_schema_invalid_summary(eval_set: EvalSet, catalog: Catalog) -> None:
     """A summary that does not decode as schema v1 is counted invalid; no summary scores no accuracy."""
     student, course = _pick(eval_set, catalog, "ph-01")

@@ -243,7 +243,7 @@ def _section_topic(course: Course, section: Section) -> str | None:
 _PROVENANCE = frozenset(
     content_words(
         "hey hello isnt isn't it's that's anything something stuff thing things question questions help homework "
-        "assignment next booking booked appointment meeting office hours class lecture seminar week today "
+        "assignment next due booking booked appointment meeting office hours class lecture seminar week today "
         "yesterday tomorrow monday tuesday wednesday thursday friday saturday sunday"
     )
 )

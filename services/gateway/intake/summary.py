@@ -200,7 +200,14 @@ def stuck_sentences(facts: Facts, course: Course, limit: int = 2) -> list[str]:
     said_sentences = clean_sentences(said)
     if facts.no_assignment:
         said_sentences = [without_disclaimer(s) for s in said_sentences]
-    pool = [s for s in dict.fromkeys(said_sentences) if informative(s) - named]
+    # a sentence that only says where the question comes from ("I need help with PA 4, the one due this
+    # Tuesday") is no stuck sentence: the first sentence names the assignment, and after a correction at
+    # the recap the one it named was the wrong one
+    pool = [
+        s
+        for s in dict.fromkeys(said_sentences)
+        if informative(s) - named and policy.substance(s, course) - named
+    ]
     if not pool:
         return []
     focus = _course_terms(course)

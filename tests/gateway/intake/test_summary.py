@@ -225,6 +225,18 @@ def test_a_greeting_that_names_the_professor_is_not_the_stuck_point() -> None:
     assert "okafor" not in text.lower(), text
 
 
+def test_a_sentence_that_only_names_the_assignment_is_not_the_stuck_point() -> None:
+    """ "I need help with PS 4, the one due this Friday" says which work, not what is wrong: after the
+    student corrected the recap to Problem Set 3 it told the professor the opposite of the first sentence."""
+    state = _stuck_state(
+        stuck_on="I need help with PS 4, the one due this Friday. I don't get when to reject the null.",
+        corrected=True,
+    )
+    text = summary.build_summary(state, make_course(), make_booking(), "complete", "").issue_description
+    assert "Problem Set 3" in text and "reject the null" in text
+    assert "PS 4" not in text and "this Friday" not in text, text
+
+
 def test_not_for_an_assignment_is_said_once_not_repeated_as_the_stuck_point() -> None:
     """The first sentence says "(not tied to an assignment)"; the student's "this isn't for ps3 or anything,"
     is cut from the stuck point and what follows it kept."""
