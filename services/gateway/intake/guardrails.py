@@ -597,7 +597,15 @@ LEAK_RUN_WORDS = 7
 REPEAT_RUN_WORDS = 5
 # The same patterns as above, with the ``regex`` module (it ships with transformers, which is pinned):
 # its partial matching says whether the end of a text could still become a match once more words come.
-_PARTIAL = [_regex.compile(p.pattern, _regex.I) for p in (_SOLUTION, _LEAK, _ROLE)]
+# words said of the course materials: the small model's "In the course notes, it says: ..." is followed by
+# words the notes do not have (seen in make eval), and a question needs no citation
+_CITES = re.compile(
+    r"\bit (?:says|states|reads)\b|\baccording to\b|"
+    r"\b(?:notes?|handouts?|slides?|textbook|materials?|readings?|sheet|syllabus) (?:says?|said|states?|explains?|"
+    r"mentions?|tells? (?:you|us))\b",
+    re.I,
+)
+_PARTIAL = [_regex.compile(p.pattern, _regex.I) for p in (_SOLUTION, _LEAK, _ROLE, _CITES)]
 _WORD = re.compile(r"[A-Za-z0-9']+")
 _SENTENCE_START = re.compile(r"(?:^|[.!?…][\"')\]]*\s+)(?=\S)")
 
@@ -769,9 +777,16 @@ PREFACE_SENTENCES, PREFACE_WORDS = 2, 25  # statements before the question; more
 def _lecture(text: str) -> bool:
     """More finished statements (sentences that ask nothing) than an acknowledgement needs: "Thanks.
     That helps." is two sentences and three words; the small model explaining the concept in the course's
-    words, true or not, is more. A statement after the first is held until it ends, so it never shows."""
+    words, true or not, is more. So is any statement that quotes, and any words citing the materials ("In
+    the course notes, it says: ..."). A statement after the first is held until it ends, and a citation
+    from its first words, so neither ever shows."""
     said = [s for s in sentences(text[: _sentence_start(text)]) if "?" not in s]
+    if any(_QUOTATION.search(s) for s in said) or _CITES.search(text):
+        return True  # a statement that quotes or cites: the materials said back in words the model made up
     return len(said) > PREFACE_SENTENCES or sum(len(s.split()) for s in said) > PREFACE_WORDS
+
+
+_QUOTATION = re.compile(r"[\"“”]")
 
 
 UNKNOWN_SHARE = 0.5  # more of a reply's words than this neither English nor given to the model: junk

@@ -209,6 +209,23 @@ def test_a_lecture_before_the_question_never_shows() -> None:
     assert not guard.check("Thanks. That helps. Which step is giving you the most trouble?").problems
 
 
+def test_a_short_preface_that_cites_or_quotes_the_materials_never_shows() -> None:
+    """Two statements are allowed, but not one that quotes or cites the notes (make eval cs-18: "Thanks for
+    explaining. In the course notes, it says: "When working with lists and dictionaries, the order of
+    assignment is not always clear." ...", words the notes do not have). A citation is held from its
+    first words, so even a first statement never shows it."""
+    guard = PrefixGuard(system_prompt=SYSTEM, slot="stuck_on")
+    cited = (
+        'Thanks for explaining. In the course notes, it says: "the order is not clear." Which step is hard?'
+    )
+    assert guard.check(cited).problems == ["lecture"]
+    assert _shown(guard, "In the course notes, it ") == "In the course notes, "
+    assert guard.check("In the course notes, it says").problems == ["lecture"]
+    assert guard.check("Thanks. The notes say lists are mutable. Which step is hard?").problems == ["lecture"]
+    plain = "Thanks for explaining. Thinking of “Expected versus actual”, which step is giving you trouble?"
+    assert not guard.check(plain).problems
+
+
 async def test_a_lecturing_reply_shows_only_its_acknowledgement() -> None:
     """The eval's cs-18 case: the model starts explaining lists in invented course-note words; the student
     reads the acknowledgement and then a question, never the explanation."""
