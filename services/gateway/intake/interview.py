@@ -80,7 +80,9 @@ MAX_CHECK_INS = 2  # "are you okay?" at most twice; an uncertain sign after that
 # is not escalated on one, nor on coursework that names self-harm (the rules' check-in); a sign at least
 # this strong still is. Rules and the sure level escalate at any time.
 PERSISTENT_SIGNAL = 0.5
-_TEMPLATE_ONLY = frozenset({"recap", "which_assignment"})  # exact wording matters more than variety
+# exact wording matters more than variety: the recap, and the questions that list assignment titles (the
+# model wrote "Lab 8: Pre-lab Quiz 7: Spectrophotometry" for two of them in the make run demo)
+_TEMPLATE_ONLY = frozenset({"recap", "which_assignment", "assignment"})
 _GUARD_NOTES = {
     "distress": "[The student seems to be in distress. Support resources were shown; the interview stopped.]",
     "injection": "[Message withheld: it asked for hidden instructions or other people's data.]",

@@ -145,6 +145,20 @@ async def test_a_good_preface_sentence_survives_a_failed_question() -> None:
     assert outcome.reply.startswith("Thanks, that helps. ") and outcome.reply.endswith("most trouble?")
 
 
+async def test_the_question_listing_assignments_is_the_policys_own_wording() -> None:
+    """Which assignment it is for is asked with the course's exact titles, never in the model's words (it
+    wrote "Lab 8: Pre-lab Quiz 7: Spectrophotometry" for two titles in the make run demo)."""
+    model = ScriptedModel("Is this for Problem Set 9: Regression, or something else?")
+    iv, state = await _start(model)
+    calls = len(model.calls)
+    _, outcome = await _say(iv, state, "I'm confused about what we did in class")
+    assert state.asked[-1] == "assignment", state.asked
+    assert "Problem Set 9" not in outcome.reply and outcome.reply.startswith(
+        "Is this for one of the assignments"
+    )
+    assert len(model.calls) == calls
+
+
 async def test_model_errors_fall_back_to_templates() -> None:
     """An unreachable model still gives a complete interview from templates."""
     model = ScriptedModel()
