@@ -326,9 +326,8 @@ def build(cfg: dict[str, int]) -> tuple[list[Example], list[Example]]:
     slots, _ = deduplicated(slot_examples(filler, templates, cfg, rng))
     as_answers = (Example(e.text, (), e.group, "slot") for e in slots)
     intents, _ = deduplicated(iter([*intent_examples(filler, templates, cfg, rng), *as_answers]))
-    seen = {" ".join(e.text.lower().split()) for e in intents}
-    extra, _ = deduplicated(train_only_examples(cfg, random.Random(cfg["seed"] + 1)))
-    intents += [e for e in extra if " ".join(e.text.lower().split()) not in seen]
+    extra = train_only_examples(cfg, random.Random(cfg["seed"] + 1))
+    intents, _ = deduplicated(iter([*intents, *extra]))  # the earlier examples win, as they come first
     return intents, slots
 
 
