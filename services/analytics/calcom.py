@@ -14,6 +14,8 @@ as they are.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol, TypeVar, cast
 
 import msgspec
@@ -65,6 +67,17 @@ class _TopLevel(_Booking, frozen=True, rename="camel"):
     created_at: str = ""
 
 
+@dataclass
+class Ahead:
+    """For a run that writes its delivery's events itself, in the step that ends its work: ``entries``
+    gives them, as ``EventLog.entries`` does, for the outcome (status) it is about to return (``tracked``
+    sets it), and the run sets ``written`` once they are written, so ``tracked`` does not write them
+    again."""
+
+    entries: Callable[[str], Awaitable[tuple[str, list[bytes]]]] | None = None
+    written: bool = False
+
+
 def tracked(
     sources: _Sources,
     run: Run,
@@ -73,18 +86,23 @@ def tracked(
     *,
     tail: Pipeline | None = None,
     lenient: list[int] | None = None,
+    ahead: Ahead | None = None,
 ) -> Run:
     """``run``, then the delivery's analytics events (``key`` is the delivery's idempotency key).
 
     With ``tail`` (the pipeline the handling sends once the run succeeded) the events are queued on it
     instead of sent on their own, and their positions in it added to ``lenient``: a failure to write them
-    is the caller's to log, never to raise."""
+    is the caller's to log, never to raise. With ``ahead``, the run may write them itself (see ``Ahead``)."""
     events = sources.events
     if events is None:
         return run
+    if ahead is not None:
+        ahead.entries = partial(_entries, sources.catalog, events, body, key)
 
     async def run_and_emit() -> Any:
         result = await run()
+        if ahead is not None and ahead.written:
+            return result
         status = str(getattr(result, "status", ""))
         found = await webhook_events(sources.catalog, events, body, key, status)
         if tail is None:
@@ -140,6 +158,12 @@ async def webhook_events(
             )
         )
     return found
+
+
+async def _entries(
+    catalog: Catalog, events: EventLog, body: bytes, key: str, status: str
+) -> tuple[str, list[bytes]]:
+    return events.entries(await webhook_events(catalog, events, body, key, status))
 
 
 def _booking_events(trigger: str, base: Event, booking: _Booking) -> list[Event]:

@@ -137,11 +137,16 @@ class EventLog:
 
     def queue(self, pipe: Pipeline, events: Sequence[Event]) -> None:
         """Queue the events' appends on ``pipe``, to go in the round trip of its other commands."""
+        min_id, entries = self.entries(events)
+        for entry in entries:
+            pipe.xadd(STREAM, {FIELD: entry}, minid=min_id, approximate=True)
+
+    def entries(self, events: Sequence[Event]) -> tuple[str, list[bytes]]:
+        """The events as they are appended (stamped now, JSON in the entry's ``FIELD``), and the ``MINID``
+        that trims the stream with each append (``XADD STREAM MINID ~ <min id> * FIELD <entry>``)."""
         now = time.time()
-        min_id = f"{int(now * 1000) - self._keep_ms}-0"
-        for event in events:
-            stamped = msgspec.structs.replace(event, emitted=event.emitted or now)
-            pipe.xadd(STREAM, {FIELD: msgspec.json.encode(stamped)}, minid=min_id, approximate=True)
+        stamped = [msgspec.structs.replace(e, emitted=e.emitted or now) for e in events]
+        return f"{int(now * 1000) - self._keep_ms}-0", [msgspec.json.encode(e) for e in stamped]
 
     async def student(self, email: str) -> str:
         """The student as analytics knows them: an HMAC of the email under this installation's salt."""

@@ -41,7 +41,11 @@ def script_sha(script: str) -> str:
 
 
 async def run_script(
-    redis: aioredis.Redis, script: str, sha: str, keys: Sequence[str], args: Sequence[str | int | bytes]
+    redis: aioredis.Redis,
+    script: str,
+    sha: str,
+    keys: Sequence[str],
+    args: Sequence[str | int | float | bytes],
 ) -> Any:
     """``script`` by its SHA (EVALSHA), its text sent only when Redis does not have it yet (then EVAL, which
     also caches it): a hot path's script is not sent, nor hashed by Redis, with every call."""

@@ -26,7 +26,6 @@ from typing import Any, Literal, NamedTuple, get_args
 import msgspec
 import redis.asyncio as aioredis
 import structlog
-from redis.asyncio.client import Pipeline
 from saq.job import Job, Status
 from saq.queue.redis import RedisQueue
 from saq.utils import now as saq_now
@@ -58,34 +57,38 @@ REMINDER_MIN_LEAD_S = 3600  # a reminder due sooner than this after booking is n
 DONE_TTL_S = 24 * 3600  # a finished job's record; its done marker lives as long as the intake
 _DONE = "jobs:done:{}"
 _BY_TOKEN = "jobs:token:{}"
-# Queue several jobs, each only if it is not done already, in one step. Per job KEYS: its done marker, its
+# Queue several jobs, each only if it is not done already, in one step: ``enqueue(k, a, count, ttl)`` for
+# ``count`` jobs whose KEYS start after index k and ARGV after index a. Per job KEYS: its done marker, its
 # intake's job list, then SAQ's keys (the queue's incomplete set, the job id, the queue's queued list, the
 # job's abort id); per job ARGV: its entry in the intake's list, the job as SAQ stores it, its scheduled
-# time; the last ARGV is the list's ttl (s). Per job 1 when it is done already, 2 when SAQ has it queued,
-# scheduled or running already (the part after the done check is SAQ 0.26's RedisQueue._enqueue script),
-# 0 when it was queued now. Either way it is in its intake's list.
-_ENQUEUE = """
-local outcome = {}
-local ttl = ARGV[#ARGV]
-for j = 0, (#KEYS / 6) - 1 do
-  local k, a = j * 6, j * 3
-  if redis.call('EXISTS', KEYS[k + 1]) == 1 then
-    outcome[#outcome + 1] = 1
-  else
-    redis.call('SADD', KEYS[k + 2], ARGV[a + 1])
-    redis.call('EXPIRE', KEYS[k + 2], ttl)
-    if not redis.call('ZSCORE', KEYS[k + 3], KEYS[k + 4]) and redis.call('EXISTS', KEYS[k + 6]) == 0 then
-      redis.call('SET', KEYS[k + 4], ARGV[a + 2])
-      redis.call('ZADD', KEYS[k + 3], ARGV[a + 3], KEYS[k + 4])
-      if ARGV[a + 3] == '0' then redis.call('RPUSH', KEYS[k + 5], KEYS[k + 4]) end
-      outcome[#outcome + 1] = 0
+# time; ``ttl``: the list's (s). Per job 1 when it is done already, 2 when SAQ has it queued, scheduled or
+# running already (the part after the done check is SAQ 0.26's RedisQueue._enqueue script), 0 when it was
+# queued now. Either way it is in its intake's list.
+ENQUEUE_LUA = """
+local function enqueue(k0, a0, count, ttl)
+  local outcome = {}
+  for j = 0, count - 1 do
+    local k, a = k0 + j * 6, a0 + j * 3
+    if redis.call('EXISTS', KEYS[k + 1]) == 1 then
+      outcome[#outcome + 1] = 1
     else
-      outcome[#outcome + 1] = 2
+      redis.call('SADD', KEYS[k + 2], ARGV[a + 1])
+      redis.call('EXPIRE', KEYS[k + 2], ttl)
+      if not redis.call('ZSCORE', KEYS[k + 3], KEYS[k + 4]) and redis.call('EXISTS', KEYS[k + 6]) == 0 then
+        redis.call('SET', KEYS[k + 4], ARGV[a + 2])
+        redis.call('ZADD', KEYS[k + 3], ARGV[a + 3], KEYS[k + 4])
+        if ARGV[a + 3] == '0' then redis.call('RPUSH', KEYS[k + 5], KEYS[k + 4]) end
+        outcome[#outcome + 1] = 0
+      else
+        outcome[#outcome + 1] = 2
+      end
     end
   end
+  return outcome
 end
-return outcome
 """
+# KEYS and ARGV: the jobs' (as above), then the list's ttl as the last ARGV
+_ENQUEUE = ENQUEUE_LUA + "return enqueue(0, 0, #KEYS / 6, ARGV[#ARGV])"
 _STATES: dict[Status, JobState] = {
     Status.NEW: "pending",
     Status.QUEUED: "pending",
@@ -233,6 +236,16 @@ class Planned(NamedTuple):
     at: float | None = None
 
 
+class Batch(NamedTuple):
+    """Jobs made ready for the enqueue script: its KEYS and ARGV for them (the list's ttl not included)."""
+
+    planned: list[Planned]
+    job_keys: list[str]
+    jobs: list[Job]
+    keys: list[str]
+    args: list[bytes | str | int]
+
+
 def job_key(kind: JobKind, *about: str) -> str:
     return ".".join([kind, *about])
 
@@ -289,17 +302,26 @@ class Jobs:
         SAQ's own per-job log line is not written: ``job_enqueued`` / ``jobs_enqueued`` says it."""
         if not planned:
             return []
-        keys = [job_key(p.kind, *p.about) for p in planned]
-        jobs = [self._job(p, key) for p, key in zip(planned, keys, strict=True)]
-        script_keys: list[str] = []
-        script_args: list[bytes | str | int] = []
-        for p, key, job in zip(planned, keys, jobs, strict=True):
+        batch = await self.batch(planned)
+        outcomes = await self._enqueue(keys=batch.keys, args=[*batch.args, self._keep_s()])
+        return self.queued(batch, outcomes)
+
+    async def batch(self, planned: Sequence[Planned]) -> Batch:
+        """What the enqueue script (``ENQUEUE_LUA``) takes for ``planned``, each job made ready as SAQ's
+        ``enqueue`` would; ``queued`` reads the script's outcomes."""
+        batch = Batch(list(planned), [job_key(p.kind, *p.about) for p in planned], [], [], [])
+        for p, key in zip(planned, batch.job_keys, strict=True):
+            job = self._job(p, key)
             saq_keys, stored = await self.queues[p.queue].ready(job)
-            script_keys += [*_bookkeeping_keys(p, key), *saq_keys]
-            script_args += [f"{p.queue}/{key}", stored, job.scheduled]
-        outcomes = await self._enqueue(keys=script_keys, args=[*script_args, self._keep_s()])
+            batch.jobs.append(job)
+            batch.keys.extend([*_bookkeeping_keys(p, key), *saq_keys])
+            batch.args.extend([f"{p.queue}/{key}", stored, job.scheduled])
+        return batch
+
+    def queued(self, batch: Batch, outcomes: Sequence[Any]) -> list[str | None]:
+        """The keys of the jobs the script queued now (None for one done or queued already), logged."""
         enqueued: list[dict[str, Any]] = []
-        for p, job, outcome in zip(planned, jobs, outcomes, strict=True):
+        for p, job, outcome in zip(batch.planned, batch.jobs, outcomes, strict=True):
             if outcome:
                 log.info("job_duplicate", job_id=job.key, kind=p.kind, reason=("", "done", "queued")[outcome])
                 continue
@@ -311,7 +333,11 @@ class Jobs:
         elif enqueued:  # one line for the batch: each line is a flushed write to the log
             log.info("jobs_enqueued", jobs=enqueued)
         done_keys = {e["job_id"] for e in enqueued}
-        return [key if key in done_keys else None for key in keys]
+        return [key if key in done_keys else None for key in batch.job_keys]
+
+    def keep_s(self) -> int:
+        """How long a job's bookkeeping (its done marker, its intake's list) is kept."""
+        return self._keep_s()
 
     def _job(self, planned: Planned, key: str) -> Job:
         attempts = self._max_attempts(planned.kind)
@@ -330,15 +356,19 @@ class Jobs:
         )
 
     async def start_intake(self, record: IntakeRecord, *, fresh: bool = False) -> None:
-        """Everything a new intake needs queued: the partial summary, the reminder, preparation, the
-        invitation. ``fresh``: the intake was created just now, so it has no jobs yet that these replace."""
+        """Everything a new intake needs queued (``intake_jobs``). ``fresh``: the intake was created just
+        now, so it has no jobs yet that these replace."""
         if not fresh:
             await self.drop(record.token, kinds={"partial_summary", "reminder_email"})
+        await self.enqueue_many(self.intake_jobs(record))
+
+    def intake_jobs(self, record: IntakeRecord) -> list[Planned]:
+        """A new intake's jobs: the partial summary, the reminder, preparation, the invitation."""
         uid, args = record.booking.uid, JobArgs(token=record.token, course_slug=record.course_slug)
         planned = [self._partial(record), *self._reminder(record), Planned("prepare", (uid,), args)]
         if record.booking.student.email:
             planned.append(Planned("invite_email", (uid,), args))
-        await self.enqueue_many(planned)
+        return planned
 
     async def schedule_reminder(self, record: IntakeRecord) -> None:
         """A reminder to a student who has not started the chat, ``reminder_before_s`` before the meeting.
@@ -593,28 +623,10 @@ def _iso(epoch_ms: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_ms / 1000)) if epoch_ms else ""
 
 
-async def finish_setup(
-    store: IntakeStore,
-    jobs: Jobs,
-    token: str,
-    created: IntakeRecord | None = None,
-    then: Pipeline | None = None,
-) -> None:
+async def finish_setup(store: IntakeStore, jobs: Jobs, token: str) -> None:
     """Write the intake's model on it and queue its jobs (each idempotent by key), then clear its *setup
-    pending* mark.
-
-    ``created``: the record this delivery stored a moment ago, model included, while it holds the
-    booking's lock (no cancellation or move can touch it, and nobody else knows its token yet): it is not
-    read back, and it has no jobs yet for its own to replace. ``then``: a pipeline the caller sends once
-    its own work is done; the mark is cleared in it (its jobs are queued by then), saving a round trip.
-    """
-    if created is not None and created.model:
-        await jobs.start_intake(created, fresh=True)
-        if then is not None:
-            store.setup_done_with(then, token)
-        else:
-            await store.setup_done(token)
-        return
+    pending* mark: an intake whose creation stopped half-way (a delivery creates an intake with its jobs in
+    one step, so only a step that failed in the middle, or an older gateway, leaves one)."""
     record = await store.get(token)
     if record is not None and not record.model and record.status != "cancelled":
         record = await store.update(token, jobs.assign_model) or record

@@ -19,7 +19,6 @@ from typing import cast
 
 import msgspec
 import redis.asyncio as aioredis
-from redis.asyncio.client import Pipeline
 
 from services.gateway import locks
 from services.gateway.errors import Conflict
@@ -51,20 +50,25 @@ redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2])
 redis.call('PUBLISH', 'intake:changed', ARGV[2])
 return version
 """
-# KEYS record, by_booking, all, version, setup, by_staff; ARGV json, token, ttl, start, now.
-# Returns the token that owns the booking.
-_CREATE = """
-local existing = redis.call('GET', KEYS[2])
-if existing then return existing end
-redis.call('SET', KEYS[4], 1, 'EX', ARGV[3])
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
-redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
-redis.call('SET', KEYS[6], ARGV[2], 'EX', ARGV[3])
-redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2])
-redis.call('ZADD', KEYS[5], ARGV[5], ARGV[2])
-redis.call('PUBLISH', 'intake:changed', ARGV[2])
-return ARGV[2]
+# Creating an intake, as a Lua function for the scripts that create one: KEYS record, by_booking, all,
+# version, setup, by_staff and ARGV json, token, ttl, start, now come first. ``create()`` returns the token
+# of the intake the booking has already (then it wrote nothing), else false (created, *setup pending*).
+CREATE_LUA = """
+local function create()
+  local existing = redis.call('GET', KEYS[2])
+  if existing then return existing end
+  redis.call('SET', KEYS[4], 1, 'EX', ARGV[3])
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+  redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+  redis.call('SET', KEYS[6], ARGV[2], 'EX', ARGV[3])
+  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2])
+  redis.call('ZADD', KEYS[5], ARGV[5], ARGV[2])
+  redis.call('PUBLISH', 'intake:changed', ARGV[2])
+  return false
+end
 """
+# Returns the token that owns the booking.
+_CREATE = CREATE_LUA + "return create() or ARGV[2]"
 
 
 def _text(value: bytes | str) -> str:
@@ -166,20 +170,20 @@ class IntakeStore:
         The new intake is marked *setup pending* in the same step; ``setup_done`` clears the mark once its
         jobs are queued, and ``pending_setups`` finds intakes whose setup was interrupted.
         """
-        args = [*self._script_args(record), time.time()]
-        keys = [*self._keys(record), _SETUP, _BY_STAFF.format(record.staff_id)]
+        keys, args = self.creation(record)
         token = _text(cast(bytes, await self._create(keys=keys, args=args)))
         return token, token == record.token
+
+    def creation(self, record: IntakeRecord) -> tuple[list[str], list[bytes | str | int | float]]:
+        """The KEYS and ARGV that ``CREATE_LUA`` takes to create ``record``."""
+        args = [*self._script_args(record), time.time()]
+        return [*self._keys(record), _SETUP, _BY_STAFF.format(record.staff_id)], args
 
     async def setup_pending(self, token: str) -> bool:
         return await self._redis.zscore(_SETUP, token) is not None
 
     async def setup_done(self, token: str) -> None:
         await self._redis.zrem(_SETUP, token)
-
-    def setup_done_with(self, pipe: Pipeline, token: str) -> None:
-        """``setup_done`` queued on ``pipe``, to go with its other commands."""
-        pipe.zrem(_SETUP, token)
 
     async def pending_setups(self, older_than_s: float, limit: int = 50) -> list[str]:
         """Intakes whose setup started over ``older_than_s`` ago and never finished (a crash mid-way)."""

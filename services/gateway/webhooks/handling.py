@@ -7,9 +7,11 @@ Cal.com may deliver twice, out of order, or not retry at all, so every handler i
   handled, and a short-lived *processing* marker makes a copy that arrives meanwhile a 409 (the sender
   retries it; acknowledging it would drop it if the first copy then failed), so a delivery that failed
   halfway can simply be sent again;
-- an intake is created in one Redis script together with a *setup pending* mark that is cleared once its
-  jobs are queued; a retried delivery (or the worker's ``finish_setups`` cron) completes a creation that
-  stopped half-way, so the invitation is never lost;
+- an intake is created in one Redis script together with its jobs (the invitation among them) and the
+  delivery's own last writes (analytics events, *seen*, its locks freed); the script marks the intake
+  *setup pending* first and clears the mark once its jobs are queued, so a creation that stopped half-way
+  (or one an older gateway left) is completed by a retried delivery or the worker's ``finish_setups``
+  cron, and the invitation is never lost;
 - a per-booking tombstone (``cancelled`` / ``moved:<new uid>``) remembers what happened to a booking
   uid, so a late BOOKING_CREATED neither resurrects a cancelled booking nor creates a second intake
   for one that was already rescheduled;
@@ -31,14 +33,15 @@ import structlog
 from redis.asyncio.client import Pipeline
 
 from services.analytics import calcom as analytics
+from services.analytics.events import FIELD, STREAM
 from services.coursepack import Course
 from services.gateway import locks
 from services.gateway.container import Services
 from services.gateway.delivery.email import delete_mail_about
-from services.gateway.delivery.queue import finish_setup
+from services.gateway.delivery.queue import ENQUEUE_LUA, finish_setup
 from services.gateway.errors import BadRequest, Conflict, Unprocessable
 from services.gateway.intake.models import Booking, IntakeRecord, InterviewState, Person
-from services.gateway.intake.store import new_token, now_iso
+from services.gateway.intake.store import CREATE_LUA, new_token, now_iso
 from services.gateway.ratelimit import Deferred, count_lua
 from services.gateway.webhooks.payloads import (
     BookingPayload,
@@ -83,6 +86,39 @@ return {taken, hits, ttl}
 """
 )
 _CLAIM_SHA = locks.script_sha(_CLAIM)
+# A new booking's intake and everything after it, in one step: the create script's KEYS and ARGV first (6
+# and 5), then the jobs' (ARGV 6: how many, ARGV 7: their lists' ttl, then 3 per job; 6 KEYS per job), then
+# the delivery's tail: KEYS the analytics stream, seen, then its locks; ARGV seen's ttl, the stream's MINID,
+# its entries' field, the number of entries, the entries, then the locks' owners. Nothing is written when
+# the booking has an intake already: {token, 0}. Else {token, 1, the jobs' outcomes, how many entries failed}
+# (an analytics entry that fails is counted, never fails the step). Without the tail's KEYS, no tail.
+_CREATE_AND_FINISH = (
+    CREATE_LUA
+    + ENQUEUE_LUA
+    + """
+local existing = create()
+if existing then return {existing, 0} end
+local n = tonumber(ARGV[6])
+local outcome = enqueue(6, 7, n, ARGV[7])
+redis.call('ZREM', KEYS[5], ARGV[2])
+local k, a = 6 + 6 * n, 7 + 3 * n
+local failed = 0
+if #KEYS > k then
+  local e = tonumber(ARGV[a + 4])
+  for i = 1, e do
+    local entry = ARGV[a + 4 + i]
+    local added = redis.pcall('XADD', KEYS[k + 1], 'MINID', '~', ARGV[a + 2], '*', ARGV[a + 3], entry)
+    if type(added) == 'table' and added.err then failed = failed + 1 end
+  end
+  redis.call('SET', KEYS[k + 2], '1', 'EX', ARGV[a + 1])
+  for i = k + 3, #KEYS do
+    if redis.call('GET', KEYS[i]) == ARGV[a + 4 + e + i - k - 2] then redis.call('DEL', KEYS[i]) end
+  end
+end
+return {ARGV[2], 1, outcome, failed}
+"""
+)
+_CREATE_AND_FINISH_SHA = locks.script_sha(_CREATE_AND_FINISH)
 _LOCK_TTL_S = 30
 _LOCK_WAIT_S = 3.0
 _INTAKE_WAIT_S = 2.0
@@ -101,9 +137,9 @@ class Ack(msgspec.Struct, frozen=True):
 class Delivery:
     """What one delivery's steps share to save Redis round trips (each one costs the gateway more CPU than
     the work it carries): the request's rate-limit count and the booking's tombstone, both taken by the
-    claim (the tombstone under the booking's lock), and the writes that follow a successful run (*setup*
-    mark off, analytics events), which go in the round trip that marks the delivery seen and frees its
-    locks."""
+    claim (the tombstone under the booking's lock), and the writes that follow a successful run (analytics
+    events), which go in the round trip that marks the delivery seen and frees its locks; a run that
+    creates an intake does all of that itself, in the step that creates it (``finished``)."""
 
     tail: Pipeline
     limit: Deferred | None = None  # the request's rate limit, not counted yet: the claim counts it
@@ -111,6 +147,23 @@ class Delivery:
     peeked: bytes | None = None
     fresh: bool = False  # the claim took every lock, so ``peeked`` still holds
     lenient: list[int] = field(default_factory=list)  # tail commands whose failure is only logged
+    ahead: analytics.Ahead = field(default_factory=analytics.Ahead)  # its events, for a run that writes them
+    seen: tuple[str, int] | None = None  # the seen mark (key, ttl) and the locks held, once they all are
+    held: list[locks.RedisLock] = field(default_factory=list)
+    last_step: bool = False  # a creation is the run's last step (BOOKING_CREATED), so it may write the tail
+    finished: bool = False  # the run wrote the tail itself: seen, locks freed, events
+
+    async def tail_script(self) -> tuple[list[str], list[bytes | str | int | float]] | None:
+        """The tail as ``_CREATE_AND_FINISH`` writes it (KEYS, ARGV; ``ahead``'s events for ``created``),
+        or None when the run cannot write it itself (outside ``handle_once``, with more in the tail, or with
+        more to do after the creation)."""
+        if self.seen is None or len(self.tail) or not self.last_step:
+            return None
+        min_id, entries = await self.ahead.entries("created") if self.ahead.entries else ("0-0", [])
+        keys = [STREAM, self.seen[0], *[lock.key for lock in self.held]]
+        owners = [lock.owner for lock in self.held]
+        args: list[bytes | str | int | float] = [self.seen[1], min_id, FIELD, len(entries), *entries, *owners]
+        return keys, args
 
     def tombstone(self, uid: str) -> tuple[bool, bytes | None]:
         """(known, value) of ``uid``'s tombstone as the claim read it."""
@@ -148,7 +201,7 @@ async def handle_webhook(
         booking = _decode(envelope.payload, BookingPayload, trigger)
         uid, uids = booking.uid, [booking.uid, booking.reschedule_uid or booking.uid]
         if trigger == "BOOKING_CREATED":  # its first step reads the tombstone: the claim does
-            delivery.peek = _TOMBSTONE.format(uid)
+            delivery.peek, delivery.last_step = _TOMBSTONE.format(uid), True
         run = partial(handler.booking, trigger, booking)
     elif trigger == "MEETING_ENDED":
         ended = _decode(body, MeetingEnded, trigger)
@@ -168,7 +221,9 @@ async def handle_webhook(
         return Ack("ignored")
     key = _delivery_key(uid, trigger, envelope.created_at, body)
     # the delivery's events, inside its handling (written with the seen mark)
-    run = analytics.tracked(services, run, body, key, tail=delivery.tail, lenient=delivery.lenient)
+    run = analytics.tracked(
+        services, run, body, key, tail=delivery.tail, lenient=delivery.lenient, ahead=delivery.ahead
+    )
     return await handle_once(services, key, uids, run, trigger=trigger, booking_uid=uid, delivery=delivery)
 
 
@@ -207,14 +262,16 @@ async def handle_once(
             if lock is None:
                 raise Conflict("Another delivery for this booking is being handled; send it again shortly.")
             held.append(lock)
+        delivery.seen, delivery.held = (_SEEN.format(key), _keep_s(services)), held
         ack: Ack = await run()
-        # handled: what the run left to write, then seen, then every lock freed (in that order, one trip)
-        async with delivery.tail as pipe:
-            mine = len(pipe)
-            pipe.set(_SEEN.format(key), b"1", ex=_keep_s(services))
-            for lock in reversed(held):
-                lock.release_with(pipe)
-            _raise_failures(await pipe.execute(raise_on_error=False), delivery.lenient, mine)
+        if not delivery.finished:  # (a creation wrote all of this in its own step)
+            # handled: what the run left to write, then seen, then every lock freed (in that order, one trip)
+            async with delivery.tail as pipe:
+                mine = len(pipe)
+                pipe.set(delivery.seen[0], b"1", ex=delivery.seen[1])
+                for lock in reversed(held):
+                    lock.release_with(pipe)
+                _raise_failures(await pipe.execute(raise_on_error=False), delivery.lenient, mine)
         held = []
     finally:
         for lock in reversed(held):  # it failed half-way: free it for the sender's retry
@@ -410,16 +467,28 @@ class _Handlers:
         )
 
     async def _create(self, course: Course, booking: Booking) -> Ack:
-        """The record (with its *setup pending* mark) in one Redis step, then its jobs, then the mark off."""
+        """The record, its model and its jobs in one Redis step (``_CREATE_AND_FINISH``), with the
+        delivery's tail when it can go there too; nothing when the booking has an intake already."""
         now = now_iso()
         record = IntakeRecord(
             token=new_token(), booking=booking, course_slug=course.slug, created_at=now, updated_at=now
         )
         self.jobs.assign_model(record)
-        token, created = await self.store.create(record)
-        if not created:  # the booking has an intake already (this delivery's earlier copy, or the process
-            return await self._finish_if_half_created(token)  # that stored it died before its jobs)
-        await finish_setup(self.store, self.jobs, record.token, created=record, then=self.delivery.tail)
+        keys, args = self.store.creation(record)
+        batch = await self.jobs.batch(self.jobs.intake_jobs(record))
+        keys += batch.keys
+        args += [len(batch.jobs), self.jobs.keep_s(), *batch.args]  # type: ignore[list-item]
+        tail = await self.delivery.tail_script()
+        if tail is not None:
+            keys, args = keys + tail[0], args + tail[1]
+        reply = await locks.run_script(self.redis, _CREATE_AND_FINISH, _CREATE_AND_FINISH_SHA, keys, args)
+        if not int(reply[1]):  # the booking has an intake already (this delivery's earlier copy, or the
+            return await self._finish_if_half_created(_text(reply[0]) or "")  # process died before its jobs)
+        self.jobs.queued(batch, reply[2])
+        if tail is not None:
+            self.delivery.finished = self.delivery.ahead.written = True
+            for _ in range(int(reply[3])):
+                log.warning("analytics_emit_failed", kind="webhook", error="ResponseError")
         log.info("intake_created", booking_uid=booking.uid, course=course.slug)
         return Ack("created")
 

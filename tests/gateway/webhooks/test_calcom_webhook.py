@@ -10,17 +10,18 @@ from typing import Any
 
 import msgspec
 import pytest
+from structlog.testing import capture_logs
 
 from services.analytics.events import STREAM, decode
 from services.gateway import locks
-from services.gateway.container import Services
 from services.gateway.delivery import jobs as job_kinds
 from services.gateway.delivery.queue import QueuedJob, partial_due_at
 from services.gateway.errors import Conflict
 from services.gateway.intake.models import ChatMessage, IntakeRecord
-from services.gateway.intake.store import parse_time
+from services.gateway.intake.store import new_token, now_iso, parse_time
 from services.gateway.webhooks import handling
 from services.gateway.webhooks.handling import Ack, handle_once
+from services.gateway.webhooks.payloads import BookingPayload, to_booking
 from services.gateway.webhooks.signature import NO_SECRET
 from tests.gateway.delivery.harness import (
     Gateway,
@@ -416,6 +417,33 @@ async def test_meeting_ended_and_no_show_are_recorded_for_analytics_only(gw: Gat
     assert (await deliver(gw.client, sample("meeting_ended"))).json() == {"status": "duplicate"}
 
 
+async def test_a_new_booking_emits_its_events_and_a_refused_event_fails_nothing(gw: Gateway) -> None:
+    """A creation writes the delivery's events (the booking, the invitation) in its own step; if Redis
+    refuses them, the intake, its jobs and the seen mark are still written, and the failure only logged."""
+    assert (await deliver(gw.client, upcoming("booking_created"))).json() == {"status": "created"}
+    events = [decode(fields[b"e"]) for _, fields in await gw.services.redis.xrange(STREAM)]
+    assert [e.kind for e in events] == ["booking_created", "intake_invited"]
+    assert all(e.booking == OLD_UID and e.emitted for e in events)
+    await gw.services.redis.delete(STREAM)
+    await gw.services.redis.set(STREAM, b"not a stream")  # every XADD fails
+    other = upcoming("booking_created")
+    other["payload"]["uid"] = "refused-events"
+    with capture_logs() as lines:
+        assert (await deliver(gw.client, other)).json() == {"status": "created"}
+    assert [line["event"] for line in lines].count("analytics_emit_failed") == 2
+    record = await record_for(gw.services, "refused-events")
+    assert sorted(j.kind for j in await jobs_of(gw.services, record.token)) == [
+        "invite_email",
+        "partial_summary",
+        "prepare",
+    ]
+    assert not await gw.services.intakes.setup_pending(record.token)
+    assert not [k async for k in gw.services.redis.scan_iter("calcom:lock:*")], "its locks are freed"
+    assert not [k async for k in gw.services.redis.scan_iter("calcom:processing:*")]
+    assert (await deliver(gw.client, other)).json() == {"status": "duplicate"}
+    await gw.services.redis.delete(STREAM)
+
+
 async def test_ack_body_is_a_struct(gw: Gateway) -> None:
     """The 2xx body decodes as ``Ack`` (a documented wire shape)."""
     response = await deliver(gw.client, sample("booking_created"))
@@ -481,27 +509,18 @@ async def test_a_copy_arriving_while_the_first_is_handled_is_409_not_dropped(
         assert len(await services.intakes.tokens()) == 1
 
 
-async def test_a_creation_interrupted_after_the_record_is_finished_by_cal_coms_retry(
-    gw: Gateway, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The process dies right after the intake record is written (here: queueing its jobs fails once).
-    Cal.com's retry of the same delivery is not a ``duplicate``: it queues the invitation and says
-    ``created``."""
-    services: Services = gw.client.app.state.services
-    real = services.jobs.start_intake
-    failures: list[str] = []
-
-    async def dies_once(record: Any, **options: Any) -> None:
-        if not failures:
-            failures.append("died")
-            raise ConnectionError("the gateway died here")
-        await real(record, **options)
-
-    monkeypatch.setattr(services.jobs, "start_intake", dies_once)
+async def test_a_creation_interrupted_after_the_record_is_finished_by_cal_coms_retry(gw: Gateway) -> None:
+    """The creation step stops right after the intake record is written (here: Redis fails the step at
+    its first job, and a Lua script's writes before a failure stay). Cal.com's retry of the same delivery
+    is not a ``duplicate``: it queues the invitation and says ``created``."""
+    incomplete = gw.services.jobs.intake.namespace("incomplete")
+    await gw.services.redis.set(incomplete, b"not a sorted set")  # the step's first job fails on it
     body = encode(upcoming("booking_created"))
     assert (await post_webhook(gw.client, body)).status_code == 500
+    await gw.services.redis.delete(incomplete)
     record = await record_for(gw.services, OLD_UID)
     assert await jobs_of(gw.services, record.token) == [], "half-created: the record, no jobs"
+    assert await gw.services.intakes.setup_pending(record.token)
     assert (await post_webhook(gw.client, body)).json() == {"status": "created"}
     kinds = sorted(j.kind for j in await jobs_of(gw.services, record.token))
     assert kinds == ["invite_email", "partial_summary", "prepare"]
@@ -513,17 +532,25 @@ async def test_the_worker_finishes_an_interrupted_creation_without_a_retry(
     gw: Gateway, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Cal.com may never retry: the worker's ``finish_setups`` cron queues the jobs of an intake whose
-    creation stopped half-way, and leaves complete intakes alone."""
-    services: Services = gw.client.app.state.services
-
-    async def dies(record: Any, **options: Any) -> None:
-        raise ConnectionError("the gateway died here")
-
-    monkeypatch.setattr(services.jobs, "start_intake", dies)
-    assert (await post_webhook(gw.client, encode(upcoming("booking_created")))).status_code == 500
-    record = await record_for(gw.services, OLD_UID)
+    creation stopped half-way (as a gateway that stored the record in a step of its own, then died, left
+    it), writes its model on it, and leaves complete intakes alone."""
+    payload = msgspec.convert(upcoming("booking_created")["payload"], BookingPayload)
+    course = gw.services.catalog.for_event_type(payload.event_type_id, payload.type)
+    assert course is not None
+    record = IntakeRecord(
+        token=new_token(),
+        booking=to_booking(payload),
+        course_slug=course.slug,
+        created_at=now_iso(),
+        updated_at=now_iso(),
+    )
+    assert await gw.services.intakes.create(record) == (record.token, True)  # no model, no jobs yet
+    complete = upcoming("booking_created", days=4)
+    complete["payload"]["uid"] = "a-complete-intake"
+    assert (await deliver(gw.client, complete)).json() == {"status": "created"}
     monkeypatch.setattr(job_kinds, "SETUP_GRACE_S", 0.0)
     assert await job_kinds.finish_setups({"services": gw.services}) == 1  # type: ignore[typeddict-item]
     kinds = sorted(j.kind for j in await jobs_of(gw.services, record.token))
     assert kinds == ["invite_email", "partial_summary", "prepare"]
+    assert (await record_for(gw.services, OLD_UID)).model, "its model is written on it"
     assert await job_kinds.finish_setups({"services": gw.services}) == 0  # type: ignore[typeddict-item]
