@@ -158,6 +158,7 @@ class Section(msgspec.Struct, frozen=True, kw_only=True):
     title: str  # the document's title
     heading: str | None = None  # the ``## `` section inside it
     score: float = 0.0
+    topic: str | None = None  # for a problem on an assignment sheet: the topic its own text names clearly
 
 
 class Facts(msgspec.Struct, kw_only=True):

@@ -227,9 +227,9 @@ def _topic(facts: Facts, course: Course) -> str | None:
 def _section_topic(course: Course, section: Section) -> str | None:
     """The topic of the matched section: its heading's when the heading names one (a "common errors"
     file spans topics: its "Temperature in °C in a gas law" section is about gas laws), else its file's;
-    none for an assignment sheet."""
+    on an assignment sheet, the topic one numbered problem's own text names (none for the rest of it)."""
     if any(a.file == section.source for a in course.assignments):
-        return None
+        return section.topic
     by_heading = matching.topic_of_source(course, "", section.heading) if section.heading else None
     return by_heading or matching.topic_of_source(course, section.source, section.title)
 

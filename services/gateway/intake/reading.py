@@ -565,6 +565,21 @@ _ADMIN_WORDS = re.compile(
 )
 
 
+# one numbered problem of a sheet ("Problem 2 (8 points)", "Question 3", "Case 2: Digoxin ...", "Part B"),
+# not a section about the whole assignment ("Autograder tests", "What the questions look like")
+_PROBLEM_HEADING = re.compile(
+    r"^\W*(?:problem|question|exercise|case|task|part)\s*(?:#\s*)?(?:\d+\b|(?<=\s)(?:[a-h]|[ivx]+)\b)", re.I
+)
+
+
+def _problem_topic(course: Course, passage: Passage) -> str | None:
+    """The topic one numbered problem of an assignment sheet is about, when its own words name one
+    clearly (the sheet's title, which names every topic of the set, left out)."""
+    if not passage.section or not _PROBLEM_HEADING.match(passage.section):
+        return None
+    return matching.best_of(matching.topic_scores(course, [matching.without_titles(course, passage.text)]))
+
+
 def _section(
     course: Course, passages: Sequence[Passage], labelled: Sequence[tuple[str, str]]
 ) -> Section | None:
@@ -586,5 +601,6 @@ def _section(
                 title=passage.title or passage.source,
                 heading=passage.section,
                 score=passage.score,
+                topic=_problem_topic(course, passage) if passage.source in sheets else None,
             )
     return None

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import msgspec
+
 from services.coursepack import Assignment, CalcomMapping, Course, Question, Tone, Topic
 from services.gateway.intake import policy, reading, wording
 from services.gateway.intake.models import ChatMessage, Facts, InterviewState, Section
@@ -123,6 +125,48 @@ def test_a_section_of_another_assignments_sheet_is_dropped_once_the_assignment_i
     policy.update(state, course, obs, TODAY)
     assert state.facts.assignment == "lab-3"
     assert state.facts.section is None
+
+
+def test_the_numbered_problem_the_stuck_point_matched_names_its_topic() -> None:
+    """A problem set spanning two topics: the student describes the problem ("the bookstore raised the
+    price and made less money") in words of neither topic, but the sheet's Problem 1, which the stuck point
+    matched, is about elasticity in its own words. A section about the whole sheet names no topic."""
+    course = msgspec.structs.replace(
+        lab_course(),
+        topics=[
+            Topic("elasticity", "Elasticity", ["elasticity", "elastic", "inelastic", "total revenue"]),
+            Topic("surplus", "Surplus", ["consumer surplus", "producer surplus", "deadweight loss"]),
+        ],
+        assignments=[
+            Assignment(
+                "ps4",
+                "Problem Set 4: Elasticity and Surplus",
+                dt.date(2026, 3, 6),
+                ["surplus", "elasticity"],
+                ["ps4"],
+                "a/ps4.md",
+            )
+        ],
+    )
+    problem = Passage(
+        text="The bookstore raises the hoodie price from $40 to $50. Is demand elastic or inelastic, and "
+        "what happens to total revenue? Compute the price elasticity.",
+        source="a/ps4.md",
+        title="Problem Set 4: Elasticity and Surplus",
+        section="Problem 1 (8 points)",
+        score=0.8,
+    )
+    said = "ps4, the hoodie question: the bookstore raised the price and made less money, why?"
+
+    def topic(passage: Passage) -> str | None:
+        state = InterviewState()
+        obs = reading.read(said, course, answering="issue", heard=reading.Heard(passages=[passage]))
+        policy.update(state, course, obs, TODAY)
+        return state.facts.topic
+
+    assert topic(problem) == "elasticity"
+    # the same text under a heading about the whole sheet: the words name no topic, the sheet's first wins
+    assert topic(msgspec.structs.replace(problem, section="Submission and grading")) == "surplus"
 
 
 def test_an_imperative_answer_to_the_goal_question_is_the_goal_not_a_homework_request() -> None:
