@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 import secrets
 import sys
+from typing import Any
 
+import msgspec
 import structlog
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from structlog.typing import EventDict
 
 REQUEST_ID_HEADER = "x-request-id"
 
@@ -24,12 +27,34 @@ def configure_logging(level: str = "INFO") -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(),
+            render_json,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
         logger_factory=structlog.PrintLoggerFactory(sys.stdout),
         cache_logger_on_first_use=True,
     )
+
+
+def _unjsonable(value: Any) -> Any:
+    """A value JSON has no type for, as structlog's ``JSONRenderer`` writes it."""
+    structlog_form = getattr(value, "__structlog__", None)
+    return structlog_form() if callable(structlog_form) else repr(value)
+
+
+_ENCODER = msgspec.json.Encoder(enc_hook=_unjsonable)
+_STDLIB_JSON = structlog.processors.JSONRenderer()
+
+
+def render_json(logger: Any, name: str, event: EventDict) -> str:
+    """The line as JSON, with msgspec (the same JSON as structlog's ``JSONRenderer``, in a fraction of
+    its time: a webhook delivery writes a line); bytes are written as ``repr`` (msgspec's own form is
+    base64), and anything msgspec cannot write goes through ``JSONRenderer`` itself."""
+    if any(isinstance(v, (bytes, bytearray)) for v in event.values()):
+        event = {k: repr(v) if isinstance(v, (bytes, bytearray)) else v for k, v in event.items()}
+    try:
+        return _ENCODER.encode(event).decode()
+    except (TypeError, ValueError, msgspec.EncodeError):
+        return str(_STDLIB_JSON(logger, name, event))
 
 
 def drop_saq_enqueue_lines() -> None:

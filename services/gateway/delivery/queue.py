@@ -318,8 +318,11 @@ class Jobs:
             batch.args.extend([f"{p.queue}/{key}", stored, job.scheduled])
         return batch
 
-    def queued(self, batch: Batch, outcomes: Sequence[Any]) -> list[str | None]:
-        """The keys of the jobs the script queued now (None for one done or queued already), logged."""
+    def queued(
+        self, batch: Batch, outcomes: Sequence[Any], note: dict[str, Any] | None = None
+    ) -> list[str | None]:
+        """The keys of the jobs the script queued now (None for one done or queued already), logged; with
+        ``note``, the jobs queued go into it (as ``jobs``) for the caller's own line instead."""
         enqueued: list[dict[str, Any]] = []
         for p, job, outcome in zip(batch.planned, batch.jobs, outcomes, strict=True):
             if outcome:
@@ -328,7 +331,9 @@ class Jobs:
             enqueued.append(
                 {"job_id": job.key, "kind": p.kind, "queue": p.queue, "scheduled": job.scheduled or None}
             )
-        if len(enqueued) == 1:
+        if note is not None:
+            note["jobs"] = enqueued
+        elif len(enqueued) == 1:
             log.info("job_enqueued", **enqueued[0])
         elif enqueued:  # one line for the batch: each line is a flushed write to the log
             log.info("jobs_enqueued", jobs=enqueued)

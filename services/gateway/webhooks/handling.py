@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import msgspec
 import structlog
@@ -152,6 +152,7 @@ class Delivery:
     held: list[locks.RedisLock] = field(default_factory=list)
     last_step: bool = False  # a creation is the run's last step (BOOKING_CREATED), so it may write the tail
     finished: bool = False  # the run wrote the tail itself: seen, locks freed, events
+    noted: dict[str, Any] = field(default_factory=dict)  # what the run adds to the delivery's log line
 
     async def tail_script(self) -> tuple[list[str], list[bytes | str | int | float]] | None:
         """The tail as ``_CREATE_AND_FINISH`` writes it (KEYS, ARGV; ``ahead``'s events for ``created``),
@@ -276,7 +277,10 @@ async def handle_once(
     finally:
         for lock in reversed(held):  # it failed half-way: free it for the sender's retry
             await lock.release()
-    log.info("webhook_handled", trigger=trigger, booking_uid=booking_uid, outcome=ack.status)
+    # one line per delivery (each is a flushed write): a creation adds its course and jobs to it
+    log.info(
+        "webhook_handled", trigger=trigger, booking_uid=booking_uid, outcome=ack.status, **delivery.noted
+    )
     return ack
 
 
@@ -484,12 +488,12 @@ class _Handlers:
         reply = await locks.run_script(self.redis, _CREATE_AND_FINISH, _CREATE_AND_FINISH_SHA, keys, args)
         if not int(reply[1]):  # the booking has an intake already (this delivery's earlier copy, or the
             return await self._finish_if_half_created(_text(reply[0]) or "")  # process died before its jobs)
-        self.jobs.queued(batch, reply[2])
+        self.delivery.noted["course"] = course.slug
+        self.jobs.queued(batch, reply[2], note=self.delivery.noted)
         if tail is not None:
             self.delivery.finished = self.delivery.ahead.written = True
             for _ in range(int(reply[3])):
                 log.warning("analytics_emit_failed", kind="webhook", error="ResponseError")
-        log.info("intake_created", booking_uid=booking.uid, course=course.slug)
         return Ack("created")
 
     async def _finish_if_half_created(self, token: str) -> Ack:
