@@ -72,6 +72,13 @@ _ATTEMPT_START = re.compile(
     r"outlined|redid|re-?did|printed|tested|ran|drew|calculated|computed|plugged|compared)\b",
     re.I,
 )
+# an answer to "what would you like to get out of the meeting?" that leaves out "I want to"
+_GOAL_START = re.compile(
+    r"^\W*(?:(?:to|just|mainly|mostly|really|finally|hopefully)\s+)*(?:understand|learn|know|figure out|"
+    r"be able|get (?:a|an|the|to|better|clear|comfortable|confident)|feel|leave|walk away|make sure|"
+    r"see (?:how|why|what|where|whether|if)|fix|finish|solve|work out|clarify|check|confirm)\b",
+    re.I,
+)
 _GOAL_CUE = re.compile(
     r"\b(?:i (?:want|would like|'d like|hope|wanna|need) to|i'?m hoping to|hoping to|my goal|by the end of the meeting|"
     r"from (?:the|this) meeting)\b[^.?!]*\b(?:understand|learn|leave|walk away|know|figure|fix|improve|make sure|"
@@ -319,6 +326,8 @@ def _sentences(
             pass  # the answer to the course's own question ("Trial 1 16.55 mL, ..."), unless a cue says otherwise
         elif default == "attempts" and _ATTEMPT_START.match(sentence):
             pass  # asked what they tried, "wrote position vectors for both cables, got the unit vectors" is that
+        elif default == "goal" and _GOAL_START.match(sentence):
+            pass  # asked what they want from the meeting, "Understand why (a) and (b) differ" is that
         elif (
             verdict
             and verdict.confidence >= _CLASSIFIER_TRUST
@@ -497,14 +506,18 @@ _IDENTIFIER = re.compile(rf"(?:\b{_NAME_KIND}\s+)?\b{_NAME}(?:\s+{_NAME_KIND}\b)
 def _topic_evidence(
     course: Course, labelled: Sequence[tuple[str, str]], heard: Heard, answering: str | None
 ) -> dict[str, float]:
-    """What the stuck point is about. The stuck point counts fully (a correction of the recap twice);
-    answers to a course question (an error message, a failing test)
-    and background count half: they name the tools more than the topic. Code identifiers and assignment
+    """What the stuck point is about. The stuck point and a goal that says what they want to understand
+    count fully (a correction of the recap twice); answers to a course question (an error message, a
+    failing test), background and other goals count half: they name the tools more than the topic. Code identifiers and assignment
     titles are names, not topic words (a test called ``test_sort_ties`` is not about testing, and "the
     Singer response" is not about Singer's argument unless the student says so)."""
     scale = 2.0 if answering == "recap" else 1.0
-    about = [_topic_words(course, s) for k, s in labelled if k in {"stuck_on", "assignment"}]
-    aside = [_topic_words(course, s) for k, s in labelled if k in {"context", "goal"} or k.startswith("q:")]
+    about = [_topic_words(course, s) for k, s in labelled if k in {"stuck_on", "assignment"} or _learns(k, s)]
+    aside = [
+        _topic_words(course, s)
+        for k, s in labelled
+        if k == "context" or k.startswith("q:") or (k == "goal" and not _learns(k, s))
+    ]
     evidence = {t: scale * v for t, v in matching.topic_scores(course, about).items()} if about else {}
     for topic_id, score in (matching.topic_scores(course, aside) if aside else {}).items():
         evidence[topic_id] = evidence.get(topic_id, 0.0) + score / 2
@@ -512,6 +525,17 @@ def _topic_evidence(
         for topic_id, cosine in heard.similarity.topics.items():
             evidence[topic_id] = evidence.get(topic_id, 0.0) + scale * 4.0 * max(0.0, cosine - 0.3)
     return {k: round(v, 3) for k, v in evidence.items() if v}
+
+
+def _learns(slot: str, sentence: str) -> bool:
+    """A goal that says what they want to understand ("Know how to pick the expected ratio") names the
+    stuck point's topic as much as the stuck point does; "One or two sentences for the discussion" does not."""
+    return slot == "goal" and bool(_GOAL_START.match(sentence)) and bool(_LEARNING.search(sentence[:40]))
+
+
+_LEARNING = re.compile(
+    r"\b(?:understand|learn|know|figure out|see (?:how|why|what|where|whether|if)|work out)\b", re.I
+)
 
 
 def _topic_words(course: Course, sentence: str) -> str:
