@@ -9,20 +9,32 @@ conversation, so a change of ``INTAKE_MODEL_B_SHARE`` only moves intakes created
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
 from services.inference.server import adapter_for
 from services.settings import Settings
 
+_FOUND_FOR_S = 10.0  # how long a looked-up default id stands (looking is a file check; every intake asks)
+_found: dict[tuple[str, ...], tuple[float, str]] = {}
+
 
 def default_model_id(settings: Settings) -> str:
-    """``INTAKE_MODEL_ID``, else the served model folder's name and the adapter's (``+adapter``)."""
+    """``INTAKE_MODEL_ID``, else the served model folder's name and the adapter's (``+adapter``); what the
+    adapter's file check finds stands for ``_FOUND_FOR_S`` (the model server reads it once, at its start)."""
     if settings.model_id:
         return settings.model_id
+    key = (settings.model_path, settings.model_name, settings.adapter_path, settings.model)
+    now = time.monotonic()
+    found = _found.get(key)
+    if found is not None and now - found[0] < _FOUND_FOR_S:
+        return found[1]
     name = Path(settings.model_path).name or settings.model_name
     adapter = adapter_for(settings)
-    return f"{name}+{Path(adapter).name}" if adapter else name
+    model_id = f"{name}+{Path(adapter).name}" if adapter else name
+    _found[key] = (now, model_id)
+    return model_id
 
 
 def model_b_id(settings: Settings) -> str:

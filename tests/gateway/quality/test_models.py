@@ -21,6 +21,7 @@ from services.gateway.errors import ModelUnavailable
 from services.gateway.intake.models import ChatMessage
 from services.gateway.ports import PromptMessage
 from services.gateway.purpose import calling
+from services.gateway.quality import assignment
 from services.gateway.quality.assignment import assign_model, share_point
 from services.gateway.quality.calls import PROMPT_VERSION
 from services.settings import Settings
@@ -151,3 +152,28 @@ async def test_an_intake_from_before_models_were_recorded_keeps_the_default(
         assert (services.model_id_of(fresh), services.model_id_of(started)) == ("model-b", "model-a")
     finally:
         await services.aclose()
+
+
+def test_the_default_model_id_is_looked_up_once_in_a_while_not_for_every_intake(
+    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every new intake asks for it, and finding it checks the adapter's file: what was found stands for
+    a few seconds, then is looked up again (a changed adapter shows)."""
+    settings = make_settings(tmp_path, redis_url)
+    lookups: list[str] = []
+    adapter = "/adapters/one"
+
+    def adapter_for(_: Settings) -> str:
+        lookups.append(adapter)
+        return adapter
+
+    now = [1000.0]
+    monkeypatch.setattr(assignment, "adapter_for", adapter_for)
+    monkeypatch.setattr(assignment.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(assignment, "_found", {})
+    first = assignment.default_model_id(settings)
+    assert first.endswith("+one") and assignment.default_model_id(settings) == first
+    assert len(lookups) == 1
+    adapter, now[0] = "/adapters/two", now[0] + assignment._FOUND_FOR_S + 1
+    assert assignment.default_model_id(settings).endswith("+two")
+    assert len(lookups) == 2
