@@ -79,6 +79,8 @@ _GOAL_START = re.compile(
     r"see (?:how|why|what|where|whether|if)|fix|finish|solve|work out|clarify|check|confirm)\b",
     re.I,
 )
+# what the student (or their group) did: an attempt has them as its agent
+_BY_THEM = re.compile(r"\b(?:i|i'?ve|i'?d|i'?m|we|we'?ve|we'?d)\b", re.I)
 _GOAL_CUE = re.compile(
     r"\b(?:i (?:want|would like|'d like|hope|wanna|need) to|i'?m hoping to|hoping to|my goal|by the end of the meeting|"
     r"from (?:the|this) meeting)\b[^.?!]*\b(?:understand|learn|leave|walk away|know|figure|fix|improve|make sure|"
@@ -339,6 +341,8 @@ def _sentences(
             slot = verdict.slot if not default.startswith("q:") or verdict.slot != "stuck_on" else default
         elif verdict and verdict.slot == "junk" and verdict.confidence >= 0.8 and not content_words(sentence):
             continue
+        if slot == "attempts" and default != "attempts" and not _BY_THEM.search(sentence):
+            slot = default  # "The bookstore raised the price and made less money" is the problem, not a try
         if answering == "recap" and slot == "stuck_on" and not _CORRECTION.search(sentence):
             slot = "context"  # more detail after the recap, not a correction of the stuck point
         if slot == "stuck_on" and _feelings_only(sentence, course, verdict):
@@ -420,7 +424,7 @@ _FORM_LABEL = re.compile(
     re.I,
 )
 _BOILERPLATE = re.compile(
-    r"^\W*(?:n/?a|none|-+|\(?optional\)?|what would you like to discuss\??|please share anything (?:that|to) (?:will )?help(?:s)? (?:us )?prepare\b.*|booked (?:via|through|with)\b.*|sent from my \w+.*|"
+    r"^\W*(?:n/?a|none|-+|\(?optional\)?|what would you like to discuss\??|please share anything (?:that|to) (?:will )?help(?:s)? (?:us )?prepare\b.*|booked (?:via|through|with|from|on|using)\b.*|sent from my \w+.*|"
     r"this (?:meeting|event) (?:was|is) (?:scheduled|booked)\b.*|powered by cal\.com.*)\W*$",
     re.I,
 )

@@ -23,6 +23,7 @@ def _read(text: str, answering: str | None = "issue", **heard: object) -> readin
         "What would you like to discuss? -",
         "Please share anything that will help prepare for our meeting.",
         "n/a",
+        "Booked from the course page",
     ],
 )
 def test_booking_form_text_is_not_a_fact(notes: str) -> None:
@@ -168,6 +169,27 @@ def test_what_they_want_to_understand_answering_the_goal_question_is_their_goal(
     form = "Two sentences about the regression line for my discussion"
     half = _read(form, "goal").topic_evidence["regression"]
     assert half == _read(form, "stuck_on").topic_evidence["regression"] / 2
+
+
+def test_an_attempt_is_something_the_student_did() -> None:
+    """ "The bookstore raised the price and made less money, which seems backwards to me" tells the
+    problem's story in the past tense: the slot classifier called it what they tried (0.77) and the
+    professor read "They tried: the bookstore raised the price". Volunteered outside "what have you
+    tried?", an attempt has the student (or their group) as its agent; asked that question, the answer
+    is what they tried either way."""
+    story = "The bookstore raised the price and made less money, which seems backwards to me."
+    tried = "i multiplied price by quantity both times"
+
+    def as_attempt(text: str) -> MessageUnderstanding:
+        return MessageUnderstanding(
+            intents=Intents(0.0, 0.0, 0.0, 0.0, 0.0),
+            flagged=frozenset(),
+            sentences=(SentenceSlot(text, "attempts", 0.77),),
+        )
+
+    assert _read(story, "issue", understanding=as_attempt(story)).sentences == (("stuck_on", story),)
+    assert _read(tried, "issue", understanding=as_attempt(tried)).sentences == (("attempts", tried),)
+    assert _read(story, "attempts", understanding=as_attempt(story)).sentences == (("attempts", story),)
 
 
 def test_what_the_question_is_not_about_is_no_topic_evidence() -> None:
