@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import logging
 import secrets
 import sys
-from typing import Any
+import threading
+from typing import Any, TextIO
 
 import msgspec
 import structlog
@@ -30,9 +33,69 @@ def configure_logging(level: str = "INFO") -> None:
             render_json,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        logger_factory=_lines,
         cache_logger_on_first_use=True,
     )
+
+
+class LineWriter:
+    """structlog's logger: one line per event, to ``file`` (the current ``sys.stdout`` when None).
+
+    Lines logged at debug or info level on an event loop's thread within one pass of the loop go out in
+    one write at the start of its next pass (that pass polls for I/O without waiting, so no line waits
+    for I/O): every write is a system call, and a wake-up of supervisord reading the pipe, and a busy
+    gateway logs several lines per pass. A warning or worse, a line from a thread without a running loop
+    and whatever is left at exit are written at once (after the lines before them, in order)."""
+
+    def __init__(self, file: TextIO | None = None) -> None:
+        self._file = file
+        self._pending: list[str] = []
+        self._lock = threading.Lock()
+        self._flush_on: asyncio.AbstractEventLoop | None = None  # the loop a flush is scheduled on
+        atexit.register(self.flush)
+
+    def later(self, message: str) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.now(message)
+            return
+        with self._lock:
+            self._pending.append(message)
+            if len(self._pending) >= _MAX_PENDING:
+                self._write()
+            elif self._flush_on is not loop:  # none scheduled (or on another loop, which may be gone)
+                self._flush_on = loop
+                loop.call_soon(self.flush)
+
+    def now(self, message: str) -> None:
+        with self._lock:
+            self._pending.append(message)
+            self._write()
+
+    def flush(self) -> None:
+        with self._lock:
+            self._write()
+
+    def _write(self) -> None:
+        self._flush_on = None
+        if not self._pending:
+            return
+        lines, self._pending = self._pending, []
+        file = self._file or sys.stdout
+        file.write("\n".join(lines) + "\n")
+        file.flush()
+
+    debug = info = later
+    msg = log = warn = warning = err = error = critical = exception = fatal = failure = now
+
+
+_MAX_PENDING = 256
+_WRITER = LineWriter()
+
+
+def _lines(*_: Any) -> LineWriter:
+    return _WRITER
 
 
 def _unjsonable(value: Any) -> Any:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import json
 from typing import Any
@@ -9,7 +11,7 @@ from typing import Any
 import pytest
 import structlog
 
-from services.gateway.logs import render_json
+from services.gateway.logs import LineWriter, render_json
 
 _STDLIB = structlog.processors.JSONRenderer()
 
@@ -46,3 +48,59 @@ def test_a_key_json_has_no_type_for_is_written_as_its_repr_instead_of_failing_th
     with pytest.raises(TypeError):
         _STDLIB(None, "info", {"event": "x", (1, 2): "a"})
     assert json.loads(render_json(None, "info", {"event": "x", (1, 2): "a"})) == {"event": "x", "(1, 2)": "a"}
+
+
+class _File:
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+async def test_the_lines_of_one_pass_of_the_event_loop_are_one_write_at_the_start_of_the_next() -> None:
+    file = _File()
+    lines = LineWriter(file)  # type: ignore[arg-type]
+    lines.info("one")
+    lines.info("two")
+    assert file.writes == []
+    await asyncio.sleep(0)
+    assert file.writes == ["one\ntwo\n"]
+    lines.info("three")
+    lines.warning("a warning goes at once, after the lines before it")
+    assert file.writes[1:] == ["three\na warning goes at once, after the lines before it\n"]
+    await asyncio.sleep(0)
+    assert len(file.writes) == 2, "nothing was left to write"
+
+
+def test_without_a_running_loop_a_line_is_written_at_once() -> None:
+    file = _File()
+    lines = LineWriter(file)  # type: ignore[arg-type]
+    lines.info("from a thread or a script")
+    assert file.writes == ["from a thread or a script\n"]
+
+
+async def test_a_flush_scheduled_on_a_loop_that_went_away_does_not_hold_the_next_lines() -> None:
+    file = _File()
+    lines = LineWriter(file)  # type: ignore[arg-type]
+
+    def a_loop_that_stops_before_its_next_pass() -> None:
+        other = asyncio.new_event_loop()
+
+        async def log_and_stop() -> None:
+            lines.info("on a loop that closes before its next pass")
+            other.stop()
+
+        with contextlib.suppress(RuntimeError):  # stopped before the coroutine finished
+            other.run_until_complete(log_and_stop())
+        other.close()
+
+    await asyncio.to_thread(a_loop_that_stops_before_its_next_pass)
+    assert file.writes == []
+    lines.info("on this loop")
+    await asyncio.sleep(0)
+    assert file.writes == ["on a loop that closes before its next pass\non this loop\n"]
