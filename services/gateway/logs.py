@@ -159,7 +159,12 @@ def request_id_middleware(app: ASGIApp) -> ASGIApp:
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
             await send(message)
 
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
+        # bound for the request and reset to what it was after (``bound_contextvars`` does the same, and
+        # first copies and walks the whole context)
+        bound = structlog.contextvars.bind_contextvars(request_id=request_id)
+        try:
             await app(scope, receive, send_with_id)
+        finally:
+            structlog.contextvars.reset_contextvars(**bound)
 
     return middleware

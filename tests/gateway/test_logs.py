@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import structlog
 
-from services.gateway.logs import LineWriter, render_json
+from services.gateway.logs import LineWriter, current_request_id, render_json, request_id_middleware
 
 _STDLIB = structlog.processors.JSONRenderer()
 
@@ -104,3 +104,23 @@ async def test_a_flush_scheduled_on_a_loop_that_went_away_does_not_hold_the_next
     lines.info("on this loop")
     await asyncio.sleep(0)
     assert file.writes == ["on a loop that closes before its next pass\non this loop\n"]
+
+
+async def test_the_request_id_is_bound_for_the_request_and_what_was_bound_before_comes_back() -> None:
+    seen: list[str | None] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(current_request_id())
+
+    async def send(message: Any) -> None:
+        pass
+
+    middleware = request_id_middleware(app)
+    scope = {"type": "http", "headers": [(b"x-request-id", b"req-inner")]}
+    with structlog.contextvars.bound_contextvars(request_id="outer"):
+        await middleware(scope, None, send)  # type: ignore[arg-type]
+        assert current_request_id() == "outer"
+    assert current_request_id() is None
+    await middleware({"type": "http", "headers": []}, None, send)  # type: ignore[arg-type]
+    assert seen[0] == "req-inner" and seen[1] and seen[1] != "req-inner"
+    assert current_request_id() is None

@@ -310,8 +310,9 @@ class Jobs:
         """What the enqueue script (``ENQUEUE_LUA``) takes for ``planned``, each job made ready as SAQ's
         ``enqueue`` would; ``queued`` reads the script's outcomes."""
         batch = Batch(list(planned), [job_key(p.kind, *p.about) for p in planned], [], [], [])
+        request_id = current_request_id() or ""  # (read once: it copies and walks the whole context)
         for p, key in zip(planned, batch.job_keys, strict=True):
-            job = self._job(p, key)
+            job = self._job(p, key, request_id)
             saq_keys, stored = await self.queues[p.queue].ready(job)
             batch.jobs.append(job)
             batch.keys.extend([*_bookkeeping_keys(p, key), *saq_keys])
@@ -344,7 +345,7 @@ class Jobs:
         """How long a job's bookkeeping (its done marker, its intake's list) is kept."""
         return self._keep_s()
 
-    def _job(self, planned: Planned, key: str) -> Job:
+    def _job(self, planned: Planned, key: str, request_id: str) -> Job:
         attempts = self._max_attempts(planned.kind)
         at = planned.at
         return Job(
@@ -357,7 +358,7 @@ class Jobs:
             retry_delay=self._settings.outbox_backoff_base_s,
             retry_backoff=self._settings.outbox_backoff_max_s,
             scheduled=math.ceil(at) if at and at > time.time() else 0,
-            meta={"max_attempts": attempts, "request_id": current_request_id() or ""},
+            meta={"max_attempts": attempts, "request_id": request_id},
         )
 
     async def start_intake(self, record: IntakeRecord, *, fresh: bool = False) -> None:

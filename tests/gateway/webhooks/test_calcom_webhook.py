@@ -22,8 +22,9 @@ from services.gateway.intake.store import new_token, now_iso, parse_time
 from services.gateway.webhooks import handling
 from services.gateway.webhooks.handling import Ack, handle_once
 from services.gateway.webhooks.payloads import BookingPayload, to_booking
-from services.gateway.webhooks.signature import NO_SECRET
+from services.gateway.webhooks.signature import NO_SECRET, sign
 from tests.gateway.delivery.harness import (
+    SECRET,
     Gateway,
     deliver,
     encode,
@@ -442,6 +443,22 @@ async def test_a_new_booking_emits_its_events_and_a_refused_event_fails_nothing(
     assert not [k async for k in gw.services.redis.scan_iter("calcom:processing:*")]
     assert (await deliver(gw.client, other)).json() == {"status": "duplicate"}
     await gw.services.redis.delete(STREAM)
+
+
+async def test_every_job_of_a_delivery_carries_its_request_id(gw: Gateway) -> None:
+    """The worker's lines for a job name the request that queued it (``X-Request-ID``)."""
+    body = encode(upcoming("booking_created"))
+    headers = {
+        "content-type": "application/json",
+        "x-cal-signature-256": sign(body, SECRET),
+        "x-request-id": "req-webhook-1",
+    }
+    response = await gw.client.post("/webhooks/calcom", content=body, headers=headers)
+    assert response.json() == {"status": "created"} and response.headers["x-request-id"] == "req-webhook-1"
+    record = await record_for(gw.services, OLD_UID)
+    queued = [await gw.services.jobs.intake.job(j.id) for j in await jobs_of(gw.services, record.token)]
+    assert len(queued) == 3
+    assert {job.meta["request_id"] for job in queued if job is not None} == {"req-webhook-1"}
 
 
 async def test_ack_body_is_a_struct(gw: Gateway) -> None:
