@@ -39,6 +39,7 @@ from services.gateway.intake.text import (
     GENERIC_WORDS,
     LEADING_FILLER,
     NOTHING,
+    clause_prefix,
     content_words,
     first_name,
     is_confused,
@@ -372,6 +373,7 @@ _NOTHING_TO_SHOW = re.compile(
 _THIRD = (
     (r"\bI'm\b|\bIm\b|\bI am\b", "they're"),
     (r"\bI was\b", "they were"),
+    (r"\bI wasn'?t\b", "they weren't"),
     (r"\bI've\b|\bIve\b", "they've"),
     (r"\bI'd\b", "they'd"),
     (r"\bI'll\b", "they'll"),
@@ -526,10 +528,7 @@ def _clause(sentence: str) -> str:
     text = text.rstrip("…").rstrip()
     if not clipped and len(text) <= _SENTENCE_CHARS:
         return text
-    head = text[: _SENTENCE_CHARS + 1]
-    cuts = [m.start() for m in re.finditer(r"[,;:]\s|\s(?:and|but|because|so|which|when|while)\s", head)]
-    cuts = [c for c in cuts if len(head[:c].split()) >= 4]
-    return head[: cuts[-1]].rstrip(" ,;:") if cuts else ""
+    return clause_prefix(text, _SENTENCE_CHARS)
 
 
 def _cut(text: str) -> bool:

@@ -253,6 +253,64 @@ def clip(text: str, limit: int = ANSWER_CHARS) -> str:
     return text[: limit - 1].rsplit(" ", 1)[0].rstrip(",;:") + "…"
 
 
+# where a clause ends: after a comma, semicolon or colon, or before a word that starts the next one ("and"
+# only before a new subject: "the strong and the moderate version" is one phrase)
+_CLAUSE_END = re.compile(
+    r"[,;:]\s|\s(?=(?:but|because|so|which|when|while|whereas|and (?:i|you|they|we|he|she|it|then))\s)", re.I
+)
+
+
+# a clause cut after one of these leaves it hanging ("decimal places and", "the strong", "you never know")
+_OPEN_ENDS = frozenset(
+    {
+        "and",
+        "or",
+        "nor",
+        "the",
+        "a",
+        "an",
+        "of",
+        "to",
+        "by",
+        "with",
+        "for",
+        "in",
+        "on",
+        "at",
+        "from",
+        "between",
+        "than",
+        "as",
+        "if",
+        "that",
+        "this",
+        "these",
+        "those",
+        "know",
+        "understand",
+        "see",
+        "tell",
+        "wonder",
+        "sure",
+        "decide",
+        "remember",
+        "explain",
+    }
+)
+
+
+def clause_prefix(text: str, limit: int, min_words: int = 4) -> str:
+    """The longest start of ``text`` that ends with a whole clause, has ``min_words`` words or more and
+    fits in ``limit`` characters (the clause's trailing comma dropped); "" when no clause ending fits."""
+    head = text[: limit + 1]
+    cuts = [
+        m.start()
+        for m in _CLAUSE_END.finditer(head)
+        if len(words := head[: m.start()].split()) >= min_words and words[-1].lower() not in _OPEN_ENDS
+    ]
+    return head[: cuts[-1]].rstrip(" ,;:") if cuts else ""
+
+
 def stem(word: str) -> str:
     """A deliberately light stemmer: enough to match "paraphrasing" with "paraphrase"."""
     w = word.lower().strip("'")

@@ -13,7 +13,15 @@ from collections.abc import Sequence
 from services.coursepack import Assignment, Course
 from services.gateway.intake import dates
 from services.gateway.intake.models import Booking, Facts
-from services.gateway.intake.text import LEADING_FILLER, clip, first_name, sentences, without_disclaimer
+from services.gateway.intake.text import (
+    LEADING_FILLER,
+    clause_prefix,
+    clip,
+    content_words,
+    first_name,
+    sentences,
+    without_disclaimer,
+)
 
 RECAP_CUE = "Did I get that right"  # public: the recap is the message that contains this phrase
 
@@ -177,6 +185,8 @@ def opening(course: Course, booking: Booking, facts: Facts, today: dt.date) -> s
 _PRONOUNS = (
     (r"\bI'm\b", "you're"),
     (r"\bI am\b", "you are"),
+    (r"\bI was\b", "you were"),
+    (r"\bI wasn'?t\b", "you weren't"),
     (r"\bI've\b", "you've"),
     (r"\bI'd\b", "you'd"),
     (r"\bI'll\b", "you'll"),
@@ -200,7 +210,8 @@ def second_person(text: str) -> str:
 # Words that make a sentence the telling one to say back (broader than the reading's stuck cue: "wrong",
 # "error" and "problem" mark the sentence worth repeating, not which slot it fills).
 _TELLING = re.compile(
-    r"\b(?:stuck|confus\w*|don'?t (?:understand|get)|can'?t|cannot|wrong|error|fails?|problem|trouble|hard|lost)\b",
+    r"\b(?:stuck|confus\w*|don'?t (?:understand|get|know)|not sure|can'?t|cannot|wrong|error|fails?|"
+    r"problem(?!\s*\d)|trouble|hard|lost)\b",
     re.I,
 )
 
@@ -216,26 +227,39 @@ def _short(text: str | None, limit: int = 150) -> str | None:
     return _whole_clauses(second_person(first.rstrip(".!")), limit)
 
 
+_LEADING_LINK = re.compile(r"^(?:and\s+)?(?:but|because|so|then|whereas)?\s*", re.I)
 _CLAUSE_BREAK = re.compile(r"(?<=[,;:])\s+|\s+(?=(?:but|because|so|and then|which|whereas)\b)", re.I)
 
 
 def _whole_clauses(text: str, limit: int) -> str:
     """``text`` when it fits; else as many of its first clauses as fit, when they make at least half of
-    ``limit``; else the first clause that names the trouble; else cut on a word with a mark."""
+    ``limit`` and leave no trouble out (the story before "I don't know if ..." is not the stuck point);
+    else the first clause that names the trouble in three content words or more ("but that can't be
+    right" says too little); else those first clauses when they make a third of ``limit``, trouble
+    included; else cut on a word with a mark."""
     text = " ".join(text.split())
     if len(text) <= limit:
         return text
-    clauses = _CLAUSE_BREAK.split(text)
-    kept = ""
-    for clause in clauses:
-        longer = f"{kept} {clause}" if kept else clause
-        if len(longer) > limit:
-            break
-        kept = longer
-    if len(kept) >= limit // 2:
-        return kept.rstrip(",;: ")
-    telling = next((c for c in clauses if _TELLING.search(c) and len(c) <= limit), None)
-    return telling.rstrip(",;: ") if telling else clip(text, limit)
+    kept = clause_prefix(text, limit)
+    complete = bool(_TELLING.search(kept)) or not _TELLING.search(text)  # the trouble is not left out
+    if len(kept) >= limit // 2 and complete:
+        return kept
+    telling = next(
+        (
+            c
+            for c in _CLAUSE_BREAK.split(text)
+            if _TELLING.search(c)
+            and len(c) <= limit
+            and len(content_words(c)) >= 3
+            and not c.lower().startswith("which")  # "which is higher than ..." needs what came before
+        ),
+        None,
+    )
+    if telling:
+        return _LEADING_LINK.sub("", telling).rstrip(",;: ")
+    if len(kept) >= limit // 3 and complete:
+        return kept
+    return clip(text, limit)
 
 
 def recap(course: Course, facts: Facts, today: dt.date) -> str:

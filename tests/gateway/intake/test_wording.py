@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from services.gateway.intake import policy, reading, wording
 from services.gateway.intake.models import Facts, InterviewState
+from services.gateway.intake.text import clause_prefix
 from tests.gateway.intake.scripted import TODAY, make_booking, make_course
 
 
@@ -82,3 +83,36 @@ def test_the_recap_does_not_say_a_greeting_back() -> None:
     facts = Facts(assignment="ps3", stuck_on="Hey I'm working on ps3 and the p-value comes out wrong")
     text = wording.recap(make_course(), facts, TODAY)
     assert "the hard part: you're working on ps3" in text and "Hey" not in text, text
+
+
+def test_a_long_stuck_point_is_never_cut_inside_a_phrase_or_before_its_question() -> None:
+    """Clause cuts in the recap: never inside "the strong and the moderate version" nor after "you never
+    know", and never dropping the trouble itself when what fits is only the story before it ("Trial 2
+    used 3 mL more NaOH than the others because I overshot it" says nothing of the question); "I was"
+    is said back as "you were"."""
+    course = make_course()
+
+    def hard_part(stuck: str) -> str:
+        text = wording.recap(course, Facts(assignment="ps3", stuck_on=stuck), TODAY)
+        return text.split("the hard part: ", 1)[1].split(". Did I", 1)[0]
+
+    phrase = (
+        "For the response I must say which version of the principle I use and I don't see the difference "
+        "between the strong and the moderate version of it, which everyone in the seminar seems to get"
+    )
+    assert not hard_part(phrase).endswith("the strong"), hard_part(phrase)
+    story = (
+        "Trial 2 used 3 mL more NaOH than the others because I overshot it and it went dark pink and I "
+        "don't know if I'm allowed to leave it out or how to talk about it in the discussion section"
+    )
+    assert "don't know if you're allowed to leave it out" in hard_part(story), hard_part(story)
+    assert hard_part("Last weekend I was at a party and I was bored") == (
+        "Last weekend you were at a party and you were bored"
+    )
+
+
+def test_clause_prefix_ends_on_a_whole_clause() -> None:
+    """The shared clause cutter: the longest start ending a clause that fits, never on a dangling word."""
+    text = "I never know when significant figures go by decimal places, and when they go by sig figs"
+    assert clause_prefix(text, 80) == "I never know when significant figures go by decimal places"
+    assert clause_prefix("you never know when the rule applies and why", 30) == ""
