@@ -520,7 +520,7 @@ def _topic_evidence(
     aside = [
         _topic_words(course, s)
         for k, s in labelled
-        if k == "context" or k.startswith("q:") or (k == "goal" and not _learns(k, s))
+        if (k in {"context", "goal"} or k.startswith("q:")) and not _learns(k, s)
     ]
     evidence = {t: scale * v for t, v in matching.topic_scores(course, about).items()} if about else {}
     for topic_id, score in (matching.topic_scores(course, aside) if aside else {}).items():
@@ -602,10 +602,25 @@ _PROBLEM_HEADING = re.compile(
 
 def _problem_topic(course: Course, passage: Passage) -> str | None:
     """The topic one numbered problem of an assignment sheet is about, when its own words name one
-    clearly (the sheet's title, which names every topic of the set, left out)."""
+    clearly (the sheet's title, which names every topic of the set, left out). It depends on the course
+    and the chunk alone, so it is worked out once per chunk (7 ms each time, on a chat turn) and kept
+    while the course is the same object (a reloaded pack is a new one)."""
     if not passage.section or not _PROBLEM_HEADING.match(passage.section):
         return None
-    return matching.best_of(matching.topic_scores(course, [matching.without_titles(course, passage.text)]))
+    key = (course.slug, passage.source, passage.section, passage.text)
+    known = _PROBLEM_TOPICS.get(key)
+    if known is not None and known[0] is course:
+        return known[1]
+    said = matching.without_titles(course, passage.text)
+    topic = matching.best_of(matching.topic_scores(course, [said]))
+    if len(_PROBLEM_TOPICS) >= _PROBLEM_TOPICS_KEPT:
+        _PROBLEM_TOPICS.clear()
+    _PROBLEM_TOPICS[key] = (course, topic)
+    return topic
+
+
+_PROBLEM_TOPICS: dict[tuple[str, str, str, str], tuple[Course, str | None]] = {}
+_PROBLEM_TOPICS_KEPT = 1024
 
 
 def _section(

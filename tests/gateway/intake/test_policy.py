@@ -7,11 +7,13 @@ the policy; the classifier's own decisions are pinned in tests/understanding.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import msgspec
+import pytest
 
 from services.coursepack import Assignment, CalcomMapping, Course, Question, Tone, Topic
-from services.gateway.intake import policy, reading, wording
+from services.gateway.intake import matching, policy, reading, wording
 from services.gateway.intake.models import ChatMessage, Facts, InterviewState, Section
 from services.gateway.ports import Passage
 from tests.gateway.intake.scripted import TODAY, make_booking, make_course
@@ -499,3 +501,35 @@ def test_only_a_plain_yes_to_the_check_in_carries_on() -> None:
 
     assert {said: guard(said) for said in _NOT_A_YES} == dict.fromkeys(_NOT_A_YES, "distress")
     assert {said: guard(said) for said in _A_YES} == dict.fromkeys(_A_YES, "ok")
+
+
+def test_a_problems_topic_is_worked_out_once_per_chunk_and_again_for_a_reloaded_pack(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The numbered problem's topic depends on the course and the chunk only: the same course object gets
+    the answer it had (no second scan of the chunk on a chat turn); a pack reloaded with other topics is a
+    new object and is asked afresh."""
+    course = lab_course()
+    problem = Passage(
+        text="Titrate the vinegar with NaOH to the endpoint; read the burette to 0.01 mL.",
+        source="a/lab3.md",
+        title="Lab 3: Titration",
+        section="Problem 2",
+        score=1.0,
+    )
+    scans: list[int] = []
+    scores = matching.topic_scores
+
+    def counted(*args: Any) -> dict[str, float]:
+        scans.append(1)
+        return scores(*args)
+
+    monkeypatch.setattr(matching, "topic_scores", counted)
+    assert reading._problem_topic(course, problem) == "titration"
+    assert reading._problem_topic(course, problem) == "titration"
+    assert len(scans) == 1
+    renamed = msgspec.structs.replace(
+        course, topics=[Topic("acids", "Acids and bases", ["titration", "burette", "endpoint", "naoh"])]
+    )
+    assert reading._problem_topic(renamed, problem) == "acids"
+    assert reading._problem_topic(course, problem) == "titration"
