@@ -41,6 +41,7 @@ SLOT_ORDER: tuple[str, ...] = (
     "anything_else",
 )
 MAX_ASKS_PER_SLOT = 2
+FIRST, AGAIN, DEEPER = 0, 1, 2  # ``Decision.variant``
 VAGUE_WORDS = 4  # a stuck point with fewer content words than this gets one more, more specific ask
 _FACT_CHARS = 600
 # a topic the assignment's sheet does not list counts half: the course pack says which topics the work is
@@ -52,7 +53,8 @@ SECTION_TOPIC_WEIGHT = 2.5  # course packs keep one notes file per topic, and re
 
 
 class Decision(msgspec.Struct, frozen=True):
-    """What the interviewer does next: ask ``slot`` (``variant`` > 0 means a re-ask), or finish."""
+    """What the interviewer does next: ask ``slot``, or finish. ``variant``: ``FIRST`` ask, ``AGAIN`` (the
+    slot was asked and not answered), or ``DEEPER`` (a stuck point already told, asked one step further)."""
 
     action: Literal["ask", "finish"]
     slot: Slot | None = None
@@ -200,14 +202,8 @@ def _with_due_dates(evidence: dict[str, float], course: Course, today: dt.date) 
 def _topic(facts: Facts, course: Course) -> str | None:
     """The best-evidenced topic; among equals, the assignment's own; with no clear winner, what they tried
     tips it (among the assignment's own topics when there is one)."""
-    scores = dict(facts.topic_evidence)
+    scores = _topic_scores(facts, course)
     assignment = course.assignment(facts.assignment) if facts.assignment else None
-    if assignment:
-        for topic_id in assignment.topics:
-            if scores.get(topic_id, 0.0) > 0:
-                scores[topic_id] += 0.75
-        if assignment.topics:
-            scores = {t: v if t in assignment.topics else v * OFF_SHEET_TOPIC for t, v in scores.items()}
     if facts.section and (owner := _section_topic(course, facts.section)):
         scores[owner] = scores.get(owner, 0.0) + SECTION_TOPIC_WEIGHT  # the notes the stuck point matched
     best = matching.best_of(scores, floor=1.0, margin=0.25)
@@ -222,6 +218,29 @@ def _topic(facts: Facts, course: Course) -> str | None:
     if best := matching.best_of(hinted, floor=1.0, margin=0.25):
         return best
     return max(scores, key=lambda t: scores[t]) if scores and max(scores.values()) > 0 else facts.topic
+
+
+def _topic_scores(facts: Facts, course: Course) -> dict[str, float]:
+    """The topic evidence of the student's words, weighed by the assignment's sheet: its own topics
+    first, the others at ``OFF_SHEET_TOPIC``."""
+    scores = dict(facts.topic_evidence)
+    assignment = course.assignment(facts.assignment) if facts.assignment else None
+    if assignment:
+        for topic_id in assignment.topics:
+            if scores.get(topic_id, 0.0) > 0:
+                scores[topic_id] += 0.75
+        if assignment.topics:
+            scores = {t: v if t in assignment.topics else v * OFF_SHEET_TOPIC for t, v in scores.items()}
+    return scores
+
+
+def topic_unsettled(facts: Facts, course: Course) -> bool:
+    """The student's own words name no clear topic yet, or the notes their stuck point matched name
+    another one: one step deeper into the stuck point is worth a question."""
+    if not course.topics:
+        return False
+    by_words = matching.best_of(_topic_scores(facts, course), floor=1.0, margin=0.25)
+    return by_words is None or by_words != _topic(facts, course)
 
 
 def _section_topic(course: Course, section: Section) -> str | None:
@@ -272,18 +291,25 @@ def decide(state: InterviewState, course: Course, *, min_turns: int, max_turns: 
         return Decision("ask", "recap")
     latest = next((m.text for m in reversed(state.messages) if m.role == "student"), "")
     if last and _follow_up(state, course, last, latest):
-        return Decision("ask", last, variant=1)
+        return Decision("ask", last, variant=AGAIN)
     if facts.ambiguous and asked.count("which_assignment") == 0:
         return Decision("ask", "which_assignment")
     for slot in _candidates(facts, course):
         if _wanted(slot, state, course):
-            return Decision("ask", slot, variant=min(asked.count(slot), 1))
+            return Decision("ask", slot, variant=_variant(slot, state, course))
     if turn + 1 >= min_turns:
         return Decision("ask", "recap")
     for filler in _FILLERS:
         if _filler_useful(filler, state, course):
-            return Decision("ask", filler, variant=min(asked.count(filler), 1))
+            return Decision("ask", filler, variant=_variant(filler, state, course))
     return Decision("ask", "recap")
+
+
+def _variant(slot: str, state: InterviewState, course: Course) -> int:
+    if state.asked.count(slot):
+        return AGAIN
+    told = state.facts.stuck_on and len(substance(state.facts.stuck_on, course)) >= VAGUE_WORDS + 1
+    return DEEPER if slot == "stuck_on" and told else FIRST
 
 
 # Asked only while the interview is short of ``min_turns``: each still tells the professor something.
@@ -361,7 +387,8 @@ def _wanted(slot: str, state: InterviewState, course: Course) -> bool:
             and facts.request_type not in {"concept", "logistics"}
         )
     if slot == "stuck_on":
-        return not facts.stuck_on or len(substance(facts.stuck_on, course)) < VAGUE_WORDS + 1
+        vague = not facts.stuck_on or len(substance(facts.stuck_on, course)) < VAGUE_WORDS + 1
+        return vague or topic_unsettled(facts, course)
     if slot == "topic":
         return bool(course.topics) and not facts.topic and "stuck_on" in state.asked
     if slot.startswith("q:"):

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from services.coursepack import Assignment, Course
 from services.gateway.intake import dates
 from services.gateway.intake.models import Booking, Facts
+from services.gateway.intake.policy import AGAIN, DEEPER
 from services.gateway.intake.text import (
     LEADING_FILLER,
     clause_prefix,
@@ -42,8 +43,25 @@ def _section_name(facts: Facts) -> str | None:
         return None
     for name in (section.heading, section.title):
         if name and len(name.split()) <= 6:
-            return f"“{name.strip().rstrip('.:?')}”"
+            bare = name.strip().strip("\"“”'").rstrip(".:?")  # a heading that is itself a quote
+            return f"“{bare}”"
     return None
+
+
+def _section_place(facts: Facts, course: Course) -> str | None:
+    """Where the matched section is, for a question: "“Tie-breaking” in the course notes", "“Problem 2”
+    on the Problem Set 4 sheet"; None for the syllabus, or a sheet as a whole (the question names the
+    assignment already)."""
+    section, name = facts.section, _section_name(facts)
+    if not section or not name:
+        return None
+    sheet = next((a for a in course.assignments if a.file == section.source), None)
+    if sheet:
+        own = section.heading and section.heading.strip().lower() != sheet.title.strip().lower()
+        return f"{name} on the {sheet.title} sheet" if own else None
+    if "/" not in section.source:
+        return None  # syllabus.md and other top-level files: the schedule, not course material
+    return f"{name} in the course notes"
 
 
 def upcoming_assignments(course: Course, today: dt.date, n: int = 2) -> list[Assignment]:
@@ -78,12 +96,14 @@ def question(
     """The policy's own question for a slot: used when the model's phrasing fails validation."""
     what = subject(facts, course)
     on = f" on {what}" if what != "this" else ""
-    section = _section_name(facts)
+    section = _section_place(facts, course)
     instructor = course.instructor_name
     if slot.startswith("q:"):
         asked = next((q.ask for q in course.questions if q.id == slot[2:]), "Can you tell me a bit more?")
         return (
-            asked if variant == 0 else "No problem if you're unsure: what do you see on your side, roughly?"
+            asked
+            if variant != AGAIN
+            else "No problem if you're unsure: what do you see on your side, roughly?"
         )
     if slot == "recap":
         return recap(course, facts, today)
@@ -104,7 +124,7 @@ def question(
             f"Which one is the meeting about: {or_list(_titles(course, facts.ambiguous))}?",
         ),
         "stuck_on": (
-            f"Thinking of {section} in the course notes, which step is giving you the most trouble?"
+            f"Thinking of {section}, which step is giving you the most trouble?"
             if section and facts.stuck_on
             else f"Which part of {what} is giving you the most trouble?"
             if what != "this"
@@ -139,7 +159,9 @@ def question(
         ),
     }
     first, second = templates[slot]
-    return first if variant == 0 else second
+    if slot == "stuck_on" and variant == DEEPER and not section:
+        return f"Of what you described{on}, which exact step, line or idea gives you the most trouble?"
+    return second if variant == AGAIN else first
 
 
 def instruction(
@@ -151,7 +173,9 @@ def instruction(
         "issue": "Ask what they want help with.",
         "assignment": "Ask which assignment this is for.",
         "which_assignment": "Ask which of the two assignments it is.",
-        "stuck_on": f"Ask which part of {what} is hardest for them."
+        "stuck_on": "Ask which exact step or idea in what they described is hardest for them."
+        if variant == DEEPER
+        else f"Ask which part of {what} is hardest for them."
         if what != "this"
         else "Ask where exactly they get stuck.",
         "topic": "Ask which part of the course this relates to.",
@@ -162,7 +186,7 @@ def instruction(
         "anything_else": f"Ask if {course.instructor_name} should know anything else.",
     }
     aim = aims.get(slot, "Ask the course's question.")
-    again = "They did not answer: ask again, more simply. " if variant else ""
+    again = "They did not answer: ask again, more simply. " if variant == AGAIN else ""
     example = question(slot, course, booking, facts, today, variant)
     return f'[{again}{aim} One short question, e.g. "{example}" Do not solve anything.]'
 

@@ -402,6 +402,61 @@ def test_an_opening_that_only_says_where_the_question_comes_from_is_followed_by_
     assert state.facts.context and "Tuesday" in state.facts.context
 
 
+def test_a_stuck_point_that_settles_no_topic_is_asked_one_step_deeper() -> None:
+    """ "My numbers for the three trials don't agree" is a stuck point (no vague re-ask), but it names no
+    topic: the next question goes one step deeper into it, and says so, instead of moving on to what they
+    tried. One whose words name the topic clearly moves on. When the notes the stuck point matched name
+    another topic than the student's words do, that is unsettled too."""
+    course = lab_course()
+    vague = "On lab 3 my numbers for the three trials don't agree and I can't see why"
+    state = _state(course, ("issue", vague))
+    decision = _decide(state, course)
+    assert (decision.slot, decision.variant) == ("stuck_on", policy.DEEPER)
+    question = wording.question("stuck_on", course, make_booking(), state.facts, TODAY, decision.variant)
+    assert question == (
+        "Of what you described on Lab 3: Titration, which exact step, line or idea gives you the most trouble?"
+    )
+    told = "On lab 3 the burette reading at the endpoint jumps around and the indicator turns pink too early"
+    assert _decide(_state(course, ("issue", told)), course).slot == "attempts"
+    limiting = Section(
+        source="notes/stoichiometry.md", title="Stoichiometry", heading="Limiting reagent", score=1.0
+    )
+    words = Facts(assignment="lab-3", topic_evidence={"titration": 1.5}, stuck_on=told)
+    assert not policy.topic_unsettled(words, course)
+    assert policy.topic_unsettled(msgspec.structs.replace(words, section=limiting), course)
+
+
+def test_the_section_a_question_names_says_where_it_is() -> None:
+    """Notes are "in the course notes", a numbered problem is on its assignment's sheet; the syllabus, a
+    sheet as a whole and a heading that is itself a quotation ("Who's to say?") are not named as such."""
+    sheet = Assignment(
+        "lab-3", "Lab 3: Titration", dt.date(2026, 3, 6), ["titration"], file="assignments/lab3.md"
+    )
+    course = msgspec.structs.replace(lab_course(), assignments=[sheet])
+
+    def asked(source: str, title: str, heading: str | None) -> str:
+        facts = Facts(
+            stuck_on="my trials disagree by two millilitres and I do not know why", assignment="lab-3"
+        )
+        facts = msgspec.structs.replace(facts, section=Section(source=source, title=title, heading=heading))
+        return wording.question("stuck_on", course, make_booking(), facts, TODAY, policy.DEEPER)
+
+    assert asked("notes/titration.md", "Titration", "Endpoints").startswith(
+        "Thinking of “Endpoints” in the course notes, which step"
+    )
+    assert asked("assignments/lab3.md", "Lab 3: Titration", "Part 2: Standardising NaOH").startswith(
+        "Thinking of “Part 2: Standardising NaOH” on the Lab 3: Titration sheet, which step"
+    )
+    assert asked("notes/relativism.md", "Relativism", '"Who\'s to say?"').startswith(
+        "Thinking of “Who's to say”"
+    )
+    for whole in (
+        ("assignments/lab3.md", "Lab 3: Titration", None),
+        ("syllabus.md", "Syllabus", "Topics by week"),
+    ):
+        assert asked(*whole).startswith("Of what you described on Lab 3: Titration")
+
+
 def test_a_corrected_stuck_point_outweighs_what_the_recap_was_built_on() -> None:
     """The recap said the stuck point was the percent error; "actually the part I'm stuck on is the
     limiting reagent" moves the topic, and the notes section matched to the wrong stuck point goes."""
