@@ -11,12 +11,15 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+import hiredis
 import httpx
 import redis.asyncio as aioredis
 import redis.exceptions
 from openai import AsyncOpenAI
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.typing import EncodableT
 
 from services.analytics.events import EventLog
 from services.coursepack import Catalog, load_catalog
@@ -140,13 +143,45 @@ def open_breaker(settings: Settings) -> CircuitBreaker:
 
 def open_redis(settings: Settings) -> aioredis.Redis:
     """A Redis client that rides out a Redis restart: a pooled connection the old server closed (or a
-    server still loading its append-only file) is retried with backoff instead of failing the request."""
-    return aioredis.from_url(
+    server still loading its append-only file) is retried with backoff instead of failing the request.
+    Its connections pack commands with hiredis (``HiredisPacking``)."""
+    client = aioredis.from_url(
         settings.redis_url,
         decode_responses=False,
         retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=5),
         retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
     )
+    pool = client.connection_pool
+    pool.connection_class = hiredis_packing(pool.connection_class)
+    return client
+
+
+class HiredisPacking(AbstractConnection):
+    """A connection that packs its commands in C (``hiredis.pack_command``, as redis-py's synchronous
+    client does when hiredis is installed): the asyncio client packs in Python, argument by argument into
+    a growing buffer, which cost a webhook delivery (one script with some sixty arguments) ~8% of its
+    gateway CPU. The same bytes on the wire; an argument of a type Redis has no form for (None, a bool)
+    is a ``DataError``, as redis-py's own packer says."""
+
+    def pack_command(self, *args: EncodableT) -> list[bytes]:
+        first = args[0]
+        if isinstance(first, str):
+            args = (*first.encode().split(), *args[1:])
+        elif isinstance(first, bytes) and b" " in first:
+            args = (*first.split(), *args[1:])
+        if any(isinstance(arg, (bytearray, memoryview)) for arg in args):
+            args = tuple(bytes(a) if isinstance(a, (bytearray, memoryview)) else a for a in args)
+        try:
+            return [hiredis.pack_command(args)]  # type: ignore[arg-type]  # (its stub says a 1-tuple)
+        except TypeError as exc:
+            raise redis.exceptions.DataError(str(exc)) from None
+
+
+def hiredis_packing(connection_class: type[AbstractConnection]) -> type[AbstractConnection]:
+    """``connection_class`` (TCP, TLS or a Unix socket, as the URL chose) packing with hiredis."""
+    if issubclass(connection_class, HiredisPacking):
+        return connection_class
+    return type(f"Hiredis{connection_class.__name__}", (HiredisPacking, connection_class), {})
 
 
 def build_services(

@@ -11,13 +11,15 @@ from typing import Any
 import httpx
 import openai
 import pytest
+import redis.exceptions
 import structlog
 from litestar.testing import AsyncTestClient
+from redis.asyncio.connection import Connection, UnixDomainSocketConnection
 
 from services.coursepack import Catalog
 from services.gateway import errors
 from services.gateway.app import create_app
-from services.gateway.container import build_services, open_openai
+from services.gateway.container import HiredisPacking, build_services, open_openai, open_redis
 from services.gateway.delivery.queue import JobArgs
 from services.gateway.intake.llm import OpenAIChatModel
 from services.gateway.ports import PromptMessage
@@ -139,3 +141,31 @@ async def test_the_services_ride_out_a_redis_restart(tmp_path: Path) -> None:
         await services.aclose()
         server.kill()
         server.wait()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("EVALSHA", "ab" * 20, 2, "k1", b"k2", 0, -7, 1.5, 1e20, 0.1, "ünï", b"\x00\xff" * 4000),
+        ("SET", "k", bytearray(b"v"), memoryview(b"w")),
+        (b"CONFIG GET", "maxmemory"),
+        ("CLIENT SETNAME", "x"),
+        ("GET", "x" * 20_000),
+    ],
+)
+def test_the_clients_connections_pack_with_hiredis_and_send_the_same_bytes(
+    tmp_path: Path, redis_url: str, command: tuple[Any, ...]
+) -> None:
+    """The Services' Redis connections pack commands in C; what goes on the wire is byte for byte what
+    redis-py's own packer sends, and a value Redis has no form for is still a ``DataError``."""
+    client = open_redis(make_settings(tmp_path, redis_url))
+    packing = client.connection_pool.connection_class
+    assert issubclass(packing, HiredisPacking) and issubclass(packing, Connection)
+    ours, theirs = packing(), Connection()
+    assert b"".join(ours.pack_command(*command)) == b"".join(theirs.pack_command(*command))
+    unsendable: Any
+    for unsendable in (None, True, object()):
+        with pytest.raises(redis.exceptions.DataError):
+            ours.pack_command("SET", "k", unsendable)
+    unix = open_redis(make_settings(tmp_path, "unix:///tmp/nothing.sock"))
+    assert issubclass(unix.connection_pool.connection_class, UnixDomainSocketConnection)
