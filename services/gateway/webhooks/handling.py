@@ -11,7 +11,9 @@ Cal.com may deliver twice, out of order, or not retry at all, so every handler i
   delivery's own last writes (analytics events, *seen*, its locks freed); the script marks the intake
   *setup pending* first and clears the mark once its jobs are queued, so a creation that stopped half-way
   (or one an older gateway left) is completed by a retried delivery or the worker's ``finish_setups``
-  cron, and the invitation is never lost;
+  cron, and the invitation is never lost; a BOOKING_CREATED of a known course has its intake made
+  ready before the claim, which runs that script itself once it holds every lock and finds no tombstone
+  (one round trip in all), and otherwise leaves the creation to the handler as before;
 - a per-booking tombstone (``cancelled`` / ``moved:<new uid>``) remembers what happened to a booking
   uid, so a late BOOKING_CREATED neither resurrects a cancelled booking nor creates a second intake
   for one that was already rescheduled;
@@ -38,7 +40,7 @@ from services.coursepack import Course
 from services.gateway import locks
 from services.gateway.container import Services
 from services.gateway.delivery.email import delete_mail_about
-from services.gateway.delivery.queue import ENQUEUE_LUA, finish_setup
+from services.gateway.delivery.queue import ENQUEUE_LUA, Batch, finish_setup
 from services.gateway.errors import BadRequest, Conflict, Unprocessable
 from services.gateway.intake.models import Booking, IntakeRecord, InterviewState, Person
 from services.gateway.intake.store import CREATE_LUA, new_token, now_iso
@@ -65,26 +67,29 @@ _PROCESSING_TTL_S = 60
 # Outcome -3: over the limit (nothing else done); -1: handled already; -2: a copy has the marker; n: the
 # marker is ours, and the first n locks too (taken in order, stopping at the first one someone else holds);
 # once every lock is ours, a fourth element: the third key's value, read under them (nil when it has none)
-_CLAIM = (
+_CLAIM_LUA = (
     """
-local hits, ttl = 0, 0
-if ARGV[5] ~= '0' then
+local function claim(last)
+  local hits, ttl = 0, 0
+  if ARGV[5] ~= '0' then
 """
     + count_lua("KEYS[4]", "ARGV[5]")
     + """
-  if hits > tonumber(ARGV[6]) then return {-3, hits, ttl} end
+    if hits > tonumber(ARGV[6]) then return {-3, hits, ttl} end
+  end
+  if redis.call('EXISTS', KEYS[1]) == 1 then return {-1, hits, ttl} end
+  if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {-2, hits, ttl} end
+  local taken = 0
+  for i = 5, last do
+    if not redis.call('SET', KEYS[i], ARGV[1], 'NX', 'PX', ARGV[3]) then return {taken, hits, ttl} end
+    taken = taken + 1
+  end
+  if ARGV[4] == '1' then return {taken, hits, ttl, redis.call('GET', KEYS[3])} end
+  return {taken, hits, ttl}
 end
-if redis.call('EXISTS', KEYS[1]) == 1 then return {-1, hits, ttl} end
-if not redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return {-2, hits, ttl} end
-local taken = 0
-for i = 5, #KEYS do
-  if not redis.call('SET', KEYS[i], ARGV[1], 'NX', 'PX', ARGV[3]) then return {taken, hits, ttl} end
-  taken = taken + 1
-end
-if ARGV[4] == '1' then return {taken, hits, ttl, redis.call('GET', KEYS[3])} end
-return {taken, hits, ttl}
 """
 )
+_CLAIM = _CLAIM_LUA + "return claim(#KEYS)"
 _CLAIM_SHA = locks.script_sha(_CLAIM)
 # A new booking's intake and everything after it, in one step: the create script's KEYS and ARGV first (6
 # and 5), then the jobs' (ARGV 6: how many, ARGV 7: their lists' ttl, then 3 per job; 6 KEYS per job), then
@@ -92,8 +97,9 @@ _CLAIM_SHA = locks.script_sha(_CLAIM)
 # its entries' field, the number of entries, the entries, then the locks' owners. Nothing is written when
 # the booking has an intake already: {token, 0}. Else {token, 1, the jobs' outcomes, how many entries failed}
 # (an analytics entry that fails is counted, never fails the step). Without the tail's KEYS, no tail.
-_CREATE_AND_FINISH = (
-    CREATE_LUA
+_CREATE_AND_FINISH_LUA = (
+    "local function create_and_finish(KEYS, ARGV)\n"
+    + CREATE_LUA
     + ENQUEUE_LUA
     + """
 local existing = create()
@@ -116,9 +122,32 @@ if #KEYS > k then
   end
 end
 return {ARGV[2], 1, outcome, failed}
+end
 """
 )
+_CREATE_AND_FINISH = _CREATE_AND_FINISH_LUA + "return create_and_finish(KEYS, ARGV)"
 _CREATE_AND_FINISH_SHA = locks.script_sha(_CREATE_AND_FINISH)
+# A new booking's delivery in one round trip: the claim (its KEYS and ARGV 1-6 as above; ARGV 7: the index
+# of its last KEY), and once it holds every lock and the booking has no tombstone, ``_CREATE_AND_FINISH`` on
+# the KEYS after the claim's and the ARGV after the seventh (its tail frees the marker and the locks). The
+# claim's reply, with the tombstone's nil as its fourth element and the creation's reply after it when the
+# creation ran; without it (the claim stopped short, or found a tombstone) nothing but the claim was done.
+_CLAIM_AND_CREATE = (
+    _CLAIM_LUA
+    + _CREATE_AND_FINISH_LUA
+    + """
+local last = tonumber(ARGV[7])
+local claimed = claim(last)
+if claimed[1] ~= last - 4 or claimed[4] then return claimed end
+local keys, argv = {}, {}
+for i = last + 1, #KEYS do keys[#keys + 1] = KEYS[i] end
+for i = 8, #ARGV do argv[#argv + 1] = ARGV[i] end
+local created = create_and_finish(keys, argv)
+for i = 1, #created do claimed[4 + i] = created[i] end
+return claimed
+"""
+)
+_CLAIM_AND_CREATE_SHA = locks.script_sha(_CLAIM_AND_CREATE)
 _LOCK_TTL_S = 30
 _LOCK_WAIT_S = 3.0
 _INTAKE_WAIT_S = 2.0
@@ -131,6 +160,17 @@ class Ack(msgspec.Struct, frozen=True):
     """The 2xx body: what the delivery did (``duplicate`` when it had been handled already)."""
 
     status: AckStatus
+
+
+@dataclass
+class Creation:
+    """A new intake with its jobs, made ready for ``_CREATE_AND_FINISH`` (its KEYS and ARGV, no tail)."""
+
+    course: Course
+    record: IntakeRecord
+    batch: Batch
+    keys: list[str]
+    args: list[bytes | str | int | float]
 
 
 @dataclass
@@ -153,6 +193,8 @@ class Delivery:
     last_step: bool = False  # a creation is the run's last step (BOOKING_CREATED), so it may write the tail
     finished: bool = False  # the run wrote the tail itself: seen, locks freed, events
     noted: dict[str, Any] = field(default_factory=dict)  # what the run adds to the delivery's log line
+    creation: Creation | None = None  # a new booking's intake, made ready for the claim to create it
+    created: list[Any] | None = None  # the creation's reply, when the claim created it
 
     async def tail_script(self) -> tuple[list[str], list[bytes | str | int | float]] | None:
         """The tail as ``_CREATE_AND_FINISH`` writes it (KEYS, ARGV; ``ahead``'s events for ``created``),
@@ -160,11 +202,22 @@ class Delivery:
         more to do after the creation)."""
         if self.seen is None or len(self.tail) or not self.last_step:
             return None
+        return await self.tail_for(self.seen, [(lock.key, lock.owner) for lock in self.held])
+
+    async def tail_for(
+        self, seen: tuple[str, int], held: Sequence[tuple[str, str]]
+    ) -> tuple[list[str], list[bytes | str | int | float]]:
+        """The tail that marks ``seen`` and frees the locks ``held`` (key, owner)."""
         min_id, entries = await self.ahead.entries("created") if self.ahead.entries else ("0-0", [])
-        keys = [STREAM, self.seen[0], *[lock.key for lock in self.held]]
-        owners = [lock.owner for lock in self.held]
-        args: list[bytes | str | int | float] = [self.seen[1], min_id, FIELD, len(entries), *entries, *owners]
+        keys = [STREAM, seen[0], *[key for key, _ in held]]
+        owners = [owner for _, owner in held]
+        args: list[bytes | str | int | float] = [seen[1], min_id, FIELD, len(entries), *entries, *owners]
         return keys, args
+
+    def take_creation(self, uid: str) -> Creation | None:
+        """The creation made ready for booking ``uid`` (once)."""
+        creation, self.creation = self.creation, None
+        return creation if creation is not None and creation.record.booking.uid == uid else None
 
     def tombstone(self, uid: str) -> tuple[bool, bytes | None]:
         """(known, value) of ``uid``'s tombstone as the claim read it."""
@@ -203,6 +256,9 @@ async def handle_webhook(
         uid, uids = booking.uid, [booking.uid, booking.reschedule_uid or booking.uid]
         if trigger == "BOOKING_CREATED":  # its first step reads the tombstone: the claim does
             delivery.peek, delivery.last_step = _TOMBSTONE.format(uid), True
+            course = services.catalog.for_event_type(booking.event_type_id, booking.type)
+            if course is not None:  # a new intake, most likely: the claim creates it in its own step
+                delivery.creation = await handler.prepare(course, to_booking(booking))
         run = partial(handler.booking, trigger, booking)
     elif trigger == "MEETING_ENDED":
         ended = _decode(body, MeetingEnded, trigger)
@@ -302,22 +358,39 @@ async def _claim(
     """In one round trip: the request's rate-limit count first (429 when it is over: nothing else done),
     then ``"seen"`` for a delivery handled already, None while another copy holds its *processing*
     marker, else the marker and every booking lock that was free (in order, up to the first one another
-    delivery holds); with every lock taken, also ``delivery.peek``'s value."""
+    delivery holds); with every lock taken, also ``delivery.peek``'s value. With ``delivery.creation``
+    (a new booking), once every lock is ours and the booking has no tombstone, the creation too, with the
+    delivery's tail (``delivery.created``: its reply)."""
     redis = services.redis
     owner = secrets.token_hex(8)
     marker = _PROCESSING.format(key)
     seen = _SEEN.format(key)
     limit = delivery.limit if delivery.limit is not None and not delivery.limit.counted else None
     keys = [seen, marker, delivery.peek or seen, limit.key if limit else seen, *lock_keys]
-    args = (
+    args: list[bytes | str | int | float] = [
         owner,
         _PROCESSING_TTL_S * 1000,
         _LOCK_TTL_S * 1000,
         "1" if delivery.peek else "0",
         limit.window_s if limit else 0,
         limit.limit if limit else 0,
-    )
-    reply = await locks.run_script(redis, _CLAIM, _CLAIM_SHA, keys, args)
+    ]
+    creation = delivery.creation if delivery.peek and delivery.last_step and not len(delivery.tail) else None
+    if creation is None:
+        reply = await locks.run_script(redis, _CLAIM, _CLAIM_SHA, keys, args)
+    else:
+        held = [(k, owner) for k in [marker, *lock_keys]]
+        tail_keys, tail_args = await delivery.tail_for((seen, _keep_s(services)), held)
+        args += [len(keys), *creation.args, *tail_args]
+        keys += [*creation.keys, *tail_keys]
+        try:
+            reply = await locks.run_script(redis, _CLAIM_AND_CREATE, _CLAIM_AND_CREATE_SHA, keys, args)
+        except Exception:
+            if limit is not None and not limit.counted:
+                limit.counted = True  # the script counts first: failing later, it counted the request
+            for lock_key, _ in held:  # what it took before it failed: free for the sender's retry
+                await locks.RedisLock(redis, lock_key, owner).release()
+            raise
     if limit is not None:
         limit.settle(reply[1], reply[2])  # over the limit: 429
     taken = int(reply[0])
@@ -327,6 +400,8 @@ async def _claim(
         return None
     if len(reply) > 3:
         delivery.peeked, delivery.fresh = reply[3], True
+    if len(reply) > 4:
+        delivery.created = list(reply[4:])
     return [locks.RedisLock(redis, k, owner) for k in [marker, *lock_keys[:taken]]]
 
 
@@ -362,9 +437,12 @@ class _Handlers:
     async def _create_if_new(self, payload: BookingPayload) -> Ack:
         """The create script itself finds an intake the booking already has, so a known course needs no
         read first; for an unknown one, an intake made while it was known still gets finished."""
+        creation = self.delivery.take_creation(payload.uid)  # made ready before the claim
+        if creation is not None:
+            return await self._create(creation)
         course = self.services.catalog.for_event_type(payload.event_type_id, payload.type)
         if course is not None:
-            return await self._create(course, to_booking(payload))
+            return await self._create(await self.prepare(course, to_booking(payload)))
         token = await self.store.token_for_booking(payload.uid)
         if token:
             return await self._finish_if_half_created(token)
@@ -470,9 +548,8 @@ class _Handlers:
             event_type_slug=(payload.type or "")[:100],
         )
 
-    async def _create(self, course: Course, booking: Booking) -> Ack:
-        """The record, its model and its jobs in one Redis step (``_CREATE_AND_FINISH``), with the
-        delivery's tail when it can go there too; nothing when the booking has an intake already."""
+    async def prepare(self, course: Course, booking: Booking) -> Creation:
+        """The record (its model written on it) and its jobs, as ``_CREATE_AND_FINISH`` takes them."""
         now = now_iso()
         record = IntakeRecord(
             token=new_token(), booking=booking, course_slug=course.slug, created_at=now, updated_at=now
@@ -481,16 +558,26 @@ class _Handlers:
         keys, args = self.store.creation(record)
         batch = await self.jobs.batch(self.jobs.intake_jobs(record))
         keys += batch.keys
-        args += [len(batch.jobs), self.jobs.keep_s(), *batch.args]  # type: ignore[list-item]
-        tail = await self.delivery.tail_script()
-        if tail is not None:
-            keys, args = keys + tail[0], args + tail[1]
-        reply = await locks.run_script(self.redis, _CREATE_AND_FINISH, _CREATE_AND_FINISH_SHA, keys, args)
+        args += [len(batch.jobs), self.jobs.keep_s(), *batch.args]
+        return Creation(course, record, batch, keys, args)
+
+    async def _create(self, creation: Creation) -> Ack:
+        """The record, its model and its jobs in one Redis step (``_CREATE_AND_FINISH``), with the
+        delivery's tail when it can go there too; nothing when the booking has an intake already. A new
+        booking's claim may have taken that step already (``Delivery.created``)."""
+        reply, self.delivery.created = self.delivery.created, None
+        with_tail = reply is not None
+        if reply is None:
+            keys, args = creation.keys, creation.args
+            tail = await self.delivery.tail_script()
+            if tail is not None:
+                keys, args, with_tail = keys + tail[0], args + tail[1], True
+            reply = await locks.run_script(self.redis, _CREATE_AND_FINISH, _CREATE_AND_FINISH_SHA, keys, args)
         if not int(reply[1]):  # the booking has an intake already (this delivery's earlier copy, or the
             return await self._finish_if_half_created(_text(reply[0]) or "")  # process died before its jobs)
-        self.delivery.noted["course"] = course.slug
-        self.jobs.queued(batch, reply[2], note=self.delivery.noted)
-        if tail is not None:
+        self.delivery.noted["course"] = creation.course.slug
+        self.jobs.queued(creation.batch, reply[2], note=self.delivery.noted)
+        if with_tail:
             self.delivery.finished = self.delivery.ahead.written = True
             for _ in range(int(reply[3])):
                 log.warning("analytics_emit_failed", kind="webhook", error="ResponseError")

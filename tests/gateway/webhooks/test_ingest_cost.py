@@ -20,9 +20,9 @@ from structlog.testing import capture_logs
 from services.gateway.container import Services
 from tests.gateway.delivery.harness import encode, jobs_of, open_live_app, post_webhook, record_for, upcoming
 
-# claim with the rate limit, the booking lock and the tombstone 1; the intake with its four jobs and their
-# bookkeeping, the analytics events, seen and the locks freed 1
-ROUND_TRIPS_PER_NEW_BOOKING = 2
+# one step: the claim (the rate limit, the marker, the booking lock, the tombstone), then the intake with its
+# four jobs and their bookkeeping, the analytics events, seen and the locks freed
+ROUND_TRIPS_PER_NEW_BOOKING = 1
 
 _sent: ContextVar[list[int] | None] = ContextVar("sent", default=None)
 
