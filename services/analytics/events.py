@@ -156,7 +156,7 @@ class EventLog:
             await self._redis.set(_SALT, secrets.token_hex(16).encode(), nx=True)
             raw = await self._redis.get(_SALT)
             self._salt = raw if isinstance(raw, bytes) else str(raw).encode()
-        return hmac.new(self._salt, email.strip().lower().encode(), hashlib.sha256).hexdigest()[:20]
+        return hmac.digest(self._salt, email.strip().lower().encode(), "sha256").hex()[:20]  # (one C call)
 
 
 def decode(raw: bytes) -> Event:

@@ -169,10 +169,12 @@ class HiredisPacking(AbstractConnection):
             args = (*first.encode().split(), *args[1:])
         elif isinstance(first, bytes) and b" " in first:
             args = (*first.split(), *args[1:])
-        if any(isinstance(arg, (bytearray, memoryview)) for arg in args):
-            args = tuple(bytes(a) if isinstance(a, (bytearray, memoryview)) else a for a in args)
         try:
             return [hiredis.pack_command(args)]  # type: ignore[arg-type]  # (its stub says a 1-tuple)
+        except TypeError:  # a bytearray or memoryview (sent as bytes), or what Redis has no form for
+            args = tuple(bytes(a) if isinstance(a, (bytearray, memoryview)) else a for a in args)
+        try:
+            return [hiredis.pack_command(args)]  # type: ignore[arg-type]
         except TypeError as exc:
             raise redis.exceptions.DataError(str(exc)) from None
 

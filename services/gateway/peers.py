@@ -9,6 +9,7 @@ shell or Prometheus, never a student whose request came in through the tunnel.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from typing import Any
 
@@ -22,9 +23,9 @@ def client_address(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
     """The address rate limits and login throttling count against."""
     peer = _peer(connection)
     if _is_loopback(peer):
-        tunnelled = connection.headers.get(TUNNEL_HEADER, "").strip()
-        if _is_ip(tunnelled):
-            return str(ipaddress.ip_address(tunnelled))
+        tunnelled = _canonical(connection.headers.get(TUNNEL_HEADER, "").strip())
+        if tunnelled is not None:
+            return tunnelled
     return peer
 
 
@@ -39,13 +40,21 @@ def _peer(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
     return connection.client.host if connection.client else ""
 
 
-def _is_ip(text: str) -> bool:
+# Parsing an address is some microseconds, asked on every limited request (a webhook delivery's limit,
+# the chat's): the answers for the addresses seen lately are kept (a bounded cache: a header is the client's)
+@functools.lru_cache(maxsize=4096)
+def _canonical(text: str) -> str | None:
+    """``text`` as an IP address in its canonical form, or None when it is not one."""
     try:
-        ipaddress.ip_address(text)
+        return str(ipaddress.ip_address(text))
     except ValueError:
-        return False
-    return True
+        return None
 
 
+def _is_ip(text: str) -> bool:
+    return _canonical(text) is not None
+
+
+@functools.lru_cache(maxsize=4096)
 def _is_loopback(host: str) -> bool:
     return _is_ip(host) and ipaddress.ip_address(host).is_loopback

@@ -25,7 +25,8 @@ def default_model_id(settings: Settings) -> str:
     adapter's file check finds stands for ``_FOUND_FOR_S`` (the model server reads it once, at its start)."""
     if settings.model_id:
         return settings.model_id
-    key = (settings.model_path, settings.model_name, settings.adapter_path, settings.model)
+    # what ``model_path`` is made of, not ``model_path`` itself (it builds a Path on every call)
+    key = (settings.model, settings.data_dir, settings.model_name, settings.adapter_path)
     now = time.monotonic()
     found = _found.get(key)
     if found is not None and now - found[0] < _FOUND_FOR_S:
