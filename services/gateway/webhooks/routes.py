@@ -13,9 +13,13 @@ Only the handling in ``handling.py`` touches Redis.
 
 from __future__ import annotations
 
+from typing import cast
+
+import msgspec
 from litestar import Request, post
-from litestar.di import NamedDependency
-from litestar.types import ControllerRouterHandler
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.response.base import ASGIResponse
+from litestar.types import ControllerRouterHandler, Message, Receive, Scope, Send
 
 from services.gateway.container import Services
 from services.gateway.errors import (
@@ -30,17 +34,47 @@ from services.gateway.errors import (
 )
 from services.gateway.metrics import WEBHOOKS
 from services.gateway.ratelimit import COUNTED_BY_HANDLER, LIMIT, deferred_count
-from services.gateway.webhooks.handling import Ack, decode_envelope, handle_webhook
+from services.gateway.webhooks.handling import Ack, AckStatus, decode_envelope, handle_webhook
 from services.gateway.webhooks.signature import SIGNATURE_HEADER, verify_signature
+
+
+class Acknowledged(ASGIResponse):
+    """The 2xx answer for one ``Ack`` status, encoded once at import: the same bytes and headers as
+    Litestar's own response for the ``Ack`` (``content-type``, ``content-length``; the middlewares add
+    theirs), without building a ``Response`` and its headers for every delivery. Litestar sends what a
+    handler annotated with an ``ASGIResponse`` returns as it is."""
+
+    def __init__(self, status: AckStatus) -> None:  # (none of ASGIResponse's own set-up: sent as it is)
+        self.ack = Ack(status)
+        self.body = msgspec.json.encode(self.ack)
+        self.headers_raw = [
+            (b"content-type", b"application/json"),
+            (b"content-length", b"%d" % len(self.body)),
+        ]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # fresh messages every time: the middlewares' send wrappers add headers to them
+        start = {"type": "http.response.start", "status": 200, "headers": list(self.headers_raw)}
+        await send(cast(Message, start))
+        await send({"type": "http.response.body", "body": self.body, "more_body": False})
+
+
+ACKNOWLEDGED = {status: Acknowledged(status) for status in AckStatus.__args__}  # type: ignore[attr-defined]
 
 
 @post(
     "/webhooks/calcom",
     status_code=200,
     opt={LIMIT: "webhook", COUNTED_BY_HANDLER: True},
-    responses=problems(BadRequest, Unauthorized, Conflict, PayloadTooLarge, Unprocessable, TooManyRequests),
+    responses={
+        200: ResponseSpec(data_container=Ack, description="Request fulfilled, document follows"),
+        **problems(BadRequest, Unauthorized, Conflict, PayloadTooLarge, Unprocessable, TooManyRequests),
+    },
 )
-async def calcom_webhook(request: Request, services: NamedDependency[Services]) -> Ack:
+async def calcom_webhook(request: Request) -> Acknowledged:
+    # the app's Services straight from its state (what the ``services`` dependency provides), and the
+    # answer pre-encoded: no dependency to resolve, no response to build (~10% of a delivery's CPU)
+    services = cast(Services, request.app.state.services)
     limit = deferred_count(request)
     try:
         body = await read_bounded(request, services.settings.max_webhook_bytes)
@@ -54,7 +88,7 @@ async def calcom_webhook(request: Request, services: NamedDependency[Services]) 
         WEBHOOKS.labels(outcome=str(exc.status_code)).inc()
         raise
     WEBHOOKS.labels(outcome=ack.status).inc()
-    return ack
+    return ACKNOWLEDGED[ack.status]
 
 
 async def read_bounded(request: Request, limit: int) -> bytes:

@@ -22,6 +22,7 @@ from services.gateway.intake.store import new_token, now_iso, parse_time
 from services.gateway.webhooks import handling
 from services.gateway.webhooks.handling import Ack, handle_once
 from services.gateway.webhooks.payloads import BookingPayload, to_booking
+from services.gateway.webhooks.routes import ACKNOWLEDGED
 from services.gateway.webhooks.signature import NO_SECRET, sign
 from tests.gateway.delivery.harness import (
     SECRET,
@@ -459,6 +460,30 @@ async def test_every_job_of_a_delivery_carries_its_request_id(gw: Gateway) -> No
     queued = [await gw.services.jobs.intake.job(j.id) for j in await jobs_of(gw.services, record.token)]
     assert len(queued) == 3
     assert {job.meta["request_id"] for job in queued if job is not None} == {"req-webhook-1"}
+
+
+async def test_every_acknowledgement_is_sent_as_litestar_would_send_the_ack() -> None:
+    """The pre-encoded 2xx answers: for every status, the ``Ack``'s JSON with its own length, and fresh
+    messages each time (the middlewares add their headers to them)."""
+    assert set(ACKNOWLEDGED) == set(handling.AckStatus.__args__)  # type: ignore[attr-defined]
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    for status, answer in ACKNOWLEDGED.items():
+        sent.clear()
+        for _ in range(2):
+            await answer({"type": "http"}, None, send)  # type: ignore[arg-type]
+        start, body = sent[0], sent[1]
+        assert start["status"] == 200 and body["more_body"] is False
+        assert msgspec.json.decode(body["body"], type=Ack) == Ack(status)
+        assert body["body"] == msgspec.json.encode(Ack(status))
+        assert start["headers"] == [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body["body"])).encode()),
+        ]
+        assert sent[2]["headers"] is not start["headers"]
 
 
 async def test_ack_body_is_a_struct(gw: Gateway) -> None:
