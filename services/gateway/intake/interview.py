@@ -122,6 +122,27 @@ class _Attempt:
         return bool(self.released.strip()) and not _SENTENCE_END.search(self.released)
 
 
+_SENTENCE_BREAK = re.compile(r"[.!?…][\"')\]]*\s+")
+
+
+def _go_on(shown: str, question: str) -> str:
+    """What follows an unfinished sentence on screen to end with the policy's ``question``: the rest of
+    the question when what is shown is its start ("What have you tried so far on Paper 2" + "?"), else
+    "… " and the whole question. The same words never appear twice in one reply."""
+    unfinished = shown[max((m.end() for m in _SENTENCE_BREAK.finditer(shown)), default=0) :]
+    said = unfinished.split()
+    asked = list(re.finditer(r"\S+", question))
+    if said and len(said) <= len(asked):
+        *whole, last = (w.lower() for w in said)
+        if [m.group().lower() for m in asked[: len(whole)]] == whole and (
+            asked[len(whole)].group().lower().startswith(last)
+        ):
+            rest = question[asked[len(whole)].start() + len(last) :]
+            if rest.strip():
+                return rest.lstrip() if shown[-1:].isspace() else rest
+    return f"… {question}"
+
+
 class Queued(msgspec.Struct, frozen=True):
     """Yielded by ``Interviewer.turn`` while the turn waits for a generation slot: the place in line."""
 
@@ -454,11 +475,13 @@ class Interviewer:
         """The rest of a reply whose unfinished sentence is already on screen."""
         log.info("interview_reply_kept", problems=problems, hard=bool(hard), slot=slot)
         if hard:  # the checked words stay; what failed never shows, the policy asks instead
-            return f"… {fallback}"
+            return _go_on(attempt.released, fallback)
         rest = text[len(attempt.released) :].rstrip()
         if "?" in text:
             return rest  # a question the end checks did not like, but it passed every prefix check
-        return f"{rest}{' ' if _SENTENCE_END.search(text) else '… '}{fallback}"  # stopped without a question
+        if _SENTENCE_END.search(text):
+            return f"{rest} {fallback}"
+        return rest + _go_on(text, fallback)  # stopped without a question
 
     async def _stream_attempt(
         self,

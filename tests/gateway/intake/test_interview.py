@@ -145,6 +145,24 @@ async def test_a_good_preface_sentence_survives_a_failed_question() -> None:
     assert outcome.reply.startswith("Thanks, that helps. ") and outcome.reply.endswith("most trouble?")
 
 
+async def test_a_question_cut_short_on_screen_is_finished_not_asked_twice() -> None:
+    """The model started the policy's own question, then repeated itself: the words on screen stay and
+    the policy's question goes on from them ("Which part of Problem Set 3: Hypothesis Tests" + "is
+    giving you the most trouble?"), instead of "… Which part of Problem Set 3: Hypothesis Tests is" all
+    over again. A cut that is not the question's start still ends with "… " and the whole question."""
+    twice = "Which part of Problem Set 3: Hypothesis Tests Which part of Problem Set 3: Hypothesis Tests?"
+    iv, state = await _start(ScriptedModel(twice, twice))
+    pieces, outcome = await _say(iv, state, "ps3 p-values")
+    assert outcome.reply == "Which part of Problem Set 3: Hypothesis Tests is giving you the most trouble?"
+    assert "".join(pieces) == outcome.reply and "…" not in outcome.reply
+    rambling = "Which part of Problem Set 3: Hypothesis Tests is giving you the most trouble and the the the"
+    iv, state = await _start(ScriptedModel(rambling, rambling))
+    _, outcome = await _say(iv, state, "ps3 p-values")
+    assert outcome.reply.endswith(
+        "trouble and … Which part of Problem Set 3: Hypothesis Tests is giving you the most trouble?"
+    )
+
+
 async def test_the_question_listing_assignments_is_the_policys_own_wording() -> None:
     """Which assignment it is for is asked with the course's exact titles, never in the model's words (it
     wrote "Lab 8: Pre-lab Quiz 7: Spectrophotometry" for two titles in the make run demo)."""
