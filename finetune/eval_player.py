@@ -46,6 +46,8 @@ SLOT_CUES: tuple[tuple[str, tuple[str, ...]], ...] = (
             "walk away",
             "by the end of",
             "want from",
+            "after the meeting",  # the fine-tuned model's goal question: "What would you like to
+            "understand better",  # understand better about Lab 5 after the meeting?"
         ),
     ),
     (

@@ -31,6 +31,11 @@ def _player(eval_set: EvalSet, catalog: Catalog, student_id: str) -> StudentPlay
         ("cs150", "What have you tried so far on count_words?", "attempts"),
         ("cs150", "When is it due?", "deadline"),
         ("cs150", "What would you like to leave the meeting with?", "goal"),
+        (
+            "cs150",
+            "What would you like to understand better about Lab 5: Loop Patterns after the meeting?",
+            "goal",
+        ),
         ("cs150", "What error message do you get when it crashes?", "error-message"),
         ("cs150", "Which autograder test is failing?", "failing-test"),
         ("cs150", "Is this for Programming Assignment 3 or Programming Assignment 4?", "assignment"),
