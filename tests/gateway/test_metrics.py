@@ -14,8 +14,9 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from services.gateway.metrics import RequestMetrics, prometheus_config
 from services.settings import REPO_ROOT
-from tests.gateway.delivery.harness import deliver, open_live_app, post_webhook, upcoming, work_until
+from tests.gateway.delivery.harness import deliver, encode, open_live_app, post_webhook, upcoming, work_until
 from tests.gateway.intake.scripted import ScriptedModel
 from tests.gateway.live import ELSEWHERE, client, running_app
 from tests.gateway.staff.harness import make_settings, parse_sse, seed_intake, services_factory
@@ -144,3 +145,37 @@ def test_alert_rules_pass_promtool() -> None:
     for args in (["check", "rules", str(ALERTS)], ["check", "config", str(ALERTS.parent / "prometheus.yml")]):
         result = subprocess.run([promtool, *args], capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+async def test_the_request_metrics_count_time_and_release_every_request(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """The request metrics (written with each label set's children looked up once): every webhook post
+    counted and timed once under its status, a 5xx counted as an error too, none left in progress."""
+    assert prometheus_config().middleware_class is RequestMetrics
+    route = {"app_name": "gateway", "method": "POST", "path": "/webhooks/calcom"}
+    async with open_live_app(tmp_path, redis_url) as (services, http):
+        before = await scrape(http)
+        await deliver(http, upcoming("booking_created"))
+        assert (await post_webhook(http, b"{}", signature=None)).status_code == 401
+        assert (await post_webhook(http, b"{}", signature=None)).status_code == 401
+        incomplete = services.jobs.intake.namespace("incomplete")
+        await services.redis.set(incomplete, b"not a sorted set")  # the creation step fails: a 500
+        broken = upcoming("booking_created")
+        broken["payload"]["uid"] = "fails-with-a-500"
+        assert (await post_webhook(http, encode(broken))).status_code == 500
+        await services.redis.delete(incomplete)
+        after = await scrape(http)
+
+    def added(name: str, status: str) -> float:
+        return value(after, name, **route, status_code=status) - value(
+            before, name, **route, status_code=status
+        )
+
+    for status, count in (("200", 1), ("401", 2), ("500", 1)):
+        assert added("intake_http_requests_total", status) == count, status
+        assert added("intake_http_request_duration_seconds_count", status) == count, status
+        assert added("intake_http_request_duration_seconds_sum", status) > 0, status
+    assert added("intake_http_requests_error_total", "500") == 1
+    assert added("intake_http_requests_error_total", "401") == 0
+    assert value(after, "intake_http_requests_in_progress", **route, status_code="200") == 0
