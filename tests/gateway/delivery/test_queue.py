@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 from services.gateway import locks, worker
 from services.gateway.container import Services
 from services.gateway.delivery import jobs
-from services.gateway.delivery.queue import MODEL_QUEUE, JobArgs, Jobs, Planned, partial_due_at
+from services.gateway.delivery.queue import MODEL_QUEUE, JobArgs, Jobs, Planned, job_dict, partial_due_at
 from services.gateway.intake.models import Booking, IntakeRecord, Person
 from services.gateway.intake.store import parse_time
 from tests.gateway.delivery.harness import (
@@ -95,6 +95,27 @@ async def test_one_batch_over_both_queues_skips_the_done_and_the_queued_and_queu
     assert later is not None and later.scheduled_at is not None and later.scheduled_at > time.time() + 500
     listed = {j.id for j in await queue.jobs_for("tok")}
     assert listed == {"invite_email.queued", "summarize.new.complete", "invite_email.new"}
+
+
+async def test_a_job_is_stored_as_saq_would_store_it(gw: Gateway) -> None:
+    """The queue writes a job's record with its fields listed once (``job_dict``): the same dict as SAQ's
+    ``Job.to_dict`` for a new job, a scheduled one, a retried one with meta and an error, a finished one."""
+    queue = gw.services.jobs.intake
+    plain = Job("prepare", kwargs={"token": "t"}, key="prepare.x")
+    ready = Job("invite_email", kwargs={"token": "t"}, key="invite_email.x", queue=queue, scheduled=99)
+    retried = Job(
+        "summarize",
+        key="summarize.x",
+        queue=gw.services.jobs.model,
+        attempts=2,
+        error="Traceback\nValueError",
+        meta={"max_attempts": 3, "request_id": "r"},
+        retry_backoff=0.5,
+    )
+    finished = Job("assess", key="assess.x", result={"score": 1}, completed=5, status="complete", meta={})
+    for job in (plain, ready, retried, finished):
+        assert job_dict(job) == job.to_dict()
+        assert queue.serialize(job) == queue._dump(job.to_dict())
 
 
 async def test_a_job_for_later_waits_while_a_job_for_now_runs(gw: Gateway) -> None:
