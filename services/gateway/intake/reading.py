@@ -225,6 +225,10 @@ def _guard(
         answering == "wellbeing"
     ):  # the student was asked directly: their answer decides, the rules still apply
         return _check_in_answer(text, understanding)
+    if "distress" in flagged and _only_mentioned(understanding):
+        # "does 'no quise' mean I didn't want to or I refused?": words quoted to ask what they mean
+        # are not the student's own; one check-in at most (the rules above still read every word)
+        return guardrails.Verdict("check_in" if "distress" in sure else "ok", "classifier_mention")
     if "distress" in sure:
         return guardrails.Verdict("distress", "classifier")
     if "distress" in flagged and not ALREADY_SAID.match(text):
@@ -240,6 +244,24 @@ def _guard(
     if "off_topic" in sure and not related:
         return guardrails.Verdict("off_topic", "classifier")
     return ruled
+
+
+# A sentence that quotes words to ask about them: what they mean, how they translate, which form is right.
+_QUOTED = r"(?<!\w)['‘\"“«][^'’\"”»\n]{1,60}['’\"”»](?!\w)"
+_MENTION = re.compile(
+    rf"{_QUOTED},?\s+(?:means?|meant|in (?:english|spanish|french|german|italian|portuguese|latin|the (?:text|poem|"
+    rf"passage|sentence|story)))\b|\b(?:what do(?:es)?|how do you say|translat\w*|the (?:meaning|word|verb|phrase|"
+    rf"form|line)s?(?: of)?)\s+{_QUOTED}",
+    re.I,
+)
+
+
+def _only_mentioned(understanding: MessageUnderstanding | None) -> bool:
+    """Every sentence the classifier flags for distress quotes words to ask what they mean."""
+    if understanding is None:
+        return False
+    signs = [s.text for s in understanding.sentences if "distress" in s.flagged]
+    return bool(signs) and all(_MENTION.search(sign) for sign in signs)
 
 
 def _check_in_answer(text: str, understanding: MessageUnderstanding | None) -> guardrails.Verdict:

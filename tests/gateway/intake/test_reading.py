@@ -386,3 +386,38 @@ def test_nothing_to_add_fills_no_slot(said: str, answering: str) -> None:
     """Seen in make eval: "I'm not sure, I think I've told you what I know" answered the goal question and
     the professor read "They're not sure, they think they've told you what they know." as the goal."""
     assert _read(said, answering=answering).sentences == ()
+
+
+def _distress_in(sign: str, *others: str, score: float = 0.986, sure: bool = True) -> MessageUnderstanding:
+    """The classifier's verdict with the distress signal in ``sign`` alone (0.986: past the sure level)."""
+    return MessageUnderstanding(
+        intents=Intents(score, 0.0, 0.0, 0.0, 0.0),
+        flagged=frozenset({"distress"}),
+        sentences=(
+            *(SentenceSlot(text, "stuck_on", 0.8) for text in others),
+            SentenceSlot(sign, "stuck_on", 0.8, frozenset({"distress"})),
+        ),
+        sure=frozenset({"distress"}) if sure else frozenset(),
+    )
+
+
+def test_words_quoted_to_ask_what_they_mean_are_not_the_students_own() -> None:
+    """A Spanish student asking whether "'no quise' means I didn't want to or I refused" (the classifier:
+    0.986, past its sure level) was escalated with crisis resources. Words quoted to ask what they mean or
+    how they translate get one check-in at most, never an escalation by the classifier alone; the same
+    classifier score on the student's own words still escalates, and the rules still read every word."""
+    asked = "I'm not sure whether 'no quise' means I didn't want to or I refused."
+    text = f"Is it 'conocí' or 'conocía'? {asked}"
+    assert _read(
+        text, "stuck_on", understanding=_distress_in(asked, "Is it 'conocí' or 'conocía'?")
+    ).guard == ("check_in")
+    english = "I've been testing whether it would be 'myself' in English, but that doesn't work."
+    assert (
+        _read(english, "attempts", understanding=_distress_in(english, score=0.88, sure=False)).guard == "ok"
+    )
+    own = "I'm not sure I want to go on, I refused to eat again."
+    assert _read(own, "stuck_on", understanding=_distress_in(own)).guard == "distress"
+    thought = "I keep thinking 'what's the point of any of this'."
+    assert _read(thought, "stuck_on", understanding=_distress_in(thought)).guard == "distress"
+    ruled = "what does 'kill myself' mean here, because I want to kill myself"
+    assert _read(ruled, "stuck_on", understanding=_distress_in(ruled)).guard == "distress"
