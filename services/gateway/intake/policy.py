@@ -234,15 +234,6 @@ def _topic_scores(facts: Facts, course: Course) -> dict[str, float]:
     return scores
 
 
-def topic_unsettled(facts: Facts, course: Course) -> bool:
-    """The student's own words name no clear topic yet, or the notes their stuck point matched name
-    another one: one step deeper into the stuck point is worth a question."""
-    if not course.topics:
-        return False
-    by_words = matching.best_of(_topic_scores(facts, course), floor=1.0, margin=0.25)
-    return by_words is None or by_words != _topic(facts, course)
-
-
 def _section_topic(course: Course, section: Section) -> str | None:
     """The topic of the matched section: its heading's when the heading names one (a "common errors"
     file spans topics: its "Temperature in °C in a gas law" section is about gas laws), else its file's;
@@ -387,8 +378,7 @@ def _wanted(slot: str, state: InterviewState, course: Course) -> bool:
             and facts.request_type not in {"concept", "logistics"}
         )
     if slot == "stuck_on":
-        vague = not facts.stuck_on or len(substance(facts.stuck_on, course)) < VAGUE_WORDS + 1
-        return vague or topic_unsettled(facts, course)
+        return True  # once: an opening that told the stuck point gets one step deeper (``DEEPER``)
     if slot == "topic":
         return bool(course.topics) and not facts.topic and "stuck_on" in state.asked
     if slot.startswith("q:"):

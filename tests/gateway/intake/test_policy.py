@@ -231,7 +231,8 @@ def test_nothing_is_a_valid_answer_about_attempts() -> None:
 
 
 def test_a_filled_slot_is_never_asked_again() -> None:
-    """A rambling first answer fills stuck point, attempts and goal: none of them is asked afterwards."""
+    """A rambling first answer fills stuck point, attempts and goal: none of them is asked afterwards (the
+    stuck point gets its one step deeper, worded as such, not asked again)."""
     course = make_course()
     state = _state(
         course,
@@ -242,7 +243,9 @@ def test_a_filled_slot_is_never_asked_again() -> None:
         ),
     )
     assert state.facts.attempts and state.facts.goal
-    assert _decide(state, course).slot not in {"attempts", "goal", "issue", "stuck_on"}
+    decision = _decide(state, course)
+    assert decision.slot not in {"attempts", "goal", "issue"}
+    assert decision.slot != "stuck_on" or decision.variant == policy.DEEPER
 
 
 def test_the_interview_ends_with_a_recap_within_the_turn_limits() -> None:
@@ -251,6 +254,7 @@ def test_the_interview_ends_with_a_recap_within_the_turn_limits() -> None:
     full = _state(
         course,
         ("issue", "p-values in ps3, I can't tell when to reject the null hypothesis"),
+        ("stuck_on", "whether p = 0.03 below alpha 0.05 means I reject it"),
         ("attempts", "I read the notes"),
         ("goal", "I want to understand the rule"),
         ("deadline", "friday"),
@@ -297,11 +301,14 @@ def test_course_must_ask_questions_are_slots_that_apply_by_topic() -> None:
     """A course question for titration is asked for a titration intake, its answer kept; others are not."""
     question = Question("burette-reading", "What volume did you read on the burette?", topics=["titration"])
     course = lab_course(questions=[question])
-    state = _state(course, ("issue", "lab 3: my titration endpoint overshoots the color change every time"))
+    opening = ("issue", "lab 3: my titration endpoint overshoots the color change every time")
+    deeper = ("stuck_on", "the last drop: it goes from clear to dark pink at once")
+    state = _state(course, opening, deeper)
     assert _decide(state, course).slot == "q:burette-reading"
     state = _state(
         course,
-        ("issue", "lab 3: my titration endpoint overshoots the color change every time"),
+        opening,
+        deeper,
         ("q:burette-reading", "about 24.5 mL"),
     )
     assert state.facts.custom == {"burette-reading": "about 24.5 mL"}
@@ -402,11 +409,11 @@ def test_an_opening_that_only_says_where_the_question_comes_from_is_followed_by_
     assert state.facts.context and "Tuesday" in state.facts.context
 
 
-def test_a_stuck_point_that_settles_no_topic_is_asked_one_step_deeper() -> None:
-    """ "My numbers for the three trials don't agree" is a stuck point (no vague re-ask), but it names no
-    topic: the next question goes one step deeper into it, and says so, instead of moving on to what they
-    tried. One whose words name the topic clearly moves on. When the notes the stuck point matched name
-    another topic than the student's words do, that is unsettled too."""
+def test_a_stuck_point_told_in_the_opening_is_asked_one_step_deeper_once() -> None:
+    """ "My numbers for the three trials don't agree" answers "what would you like help with?", and the
+    stuck point is filled, but the professor needs the exact step: the next question goes one step deeper
+    into it (``DEEPER``: it says so, it does not ask again what they already said) instead of moving on to
+    what they tried. Once they have answered it, it is not asked again."""
     course = lab_course()
     vague = "On lab 3 my numbers for the three trials don't agree and I can't see why"
     state = _state(course, ("issue", vague))
@@ -416,14 +423,12 @@ def test_a_stuck_point_that_settles_no_topic_is_asked_one_step_deeper() -> None:
     assert question == (
         "Of what you described on Lab 3: Titration, which exact step, line or idea gives you the most trouble?"
     )
-    told = "On lab 3 the burette reading at the endpoint jumps around and the indicator turns pink too early"
-    assert _decide(_state(course, ("issue", told)), course).slot == "attempts"
-    limiting = Section(
-        source="notes/stoichiometry.md", title="Stoichiometry", heading="Limiting reagent", score=1.0
-    )
-    words = Facts(assignment="lab-3", topic_evidence={"titration": 1.5}, stuck_on=told)
-    assert not policy.topic_unsettled(words, course)
-    assert policy.topic_unsettled(msgspec.structs.replace(words, section=limiting), course)
+    deeper = "the endpoint: the indicator turns pink at a different volume in every trial"
+    state = _state(course, ("issue", vague), ("stuck_on", deeper))
+    assert _decide(state, course).slot == "attempts"
+    assert state.facts.stuck_on and "pink" in state.facts.stuck_on and state.facts.topic == "titration"
+    short = _state(course, ("issue", "lab 3 help"))
+    assert (_decide(short, course).slot, _decide(short, course).variant) == ("stuck_on", policy.FIRST)
 
 
 def test_the_section_a_question_names_says_where_it_is() -> None:
