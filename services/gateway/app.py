@@ -18,6 +18,7 @@ import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import saq
 import structlog
@@ -185,6 +186,12 @@ def openapi_config() -> OpenAPIConfig:
     )
 
 
+# uvicorn by default believes X-Forwarded-For from loopback and rewrites the client address with it: behind
+# the tunnel (a loopback connection) any client could then pick the address its rate limits count against.
+# ``peers`` reads the tunnel's own header itself, so the server passes the connection's address as it is.
+SERVER_OPTIONS: dict[str, Any] = {"log_config": None, "access_log": False, "proxy_headers": False}
+
+
 def main() -> None:
     """``python -m services.gateway.app``: serve with uvicorn on INTAKE_HOST:INTAKE_PORT."""
     import uvicorn
@@ -195,9 +202,7 @@ def main() -> None:
         raise SystemExit(f"gateway: configuration error: {exc}") from None
     configure_logging(settings.log_level)
     drop_saq_enqueue_lines()
-    uvicorn.run(
-        create_app(settings), host=settings.host, port=settings.port, log_config=None, access_log=False
-    )
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, **SERVER_OPTIONS)
 
 
 if __name__ == "__main__":

@@ -162,3 +162,38 @@ async def test_signed_deliveries_are_limited_like_any_other(tmp_path: Path, redi
         assert await services.intakes.token_for_booking("limited-0") is not None
     assert _sample("intake_rate_limited_total", limit="webhook_per_client") - limited == len(refused)
     assert _sample("intake_webhooks_total", outcome="429") == outcomes
+
+
+async def test_the_server_passes_the_connections_own_address(unused_tcp_port: int) -> None:
+    """uvicorn, left to its defaults, believes X-Forwarded-For on a loopback connection (the tunnel's) and
+    rewrites the client address with it, so a student behind the tunnel could choose the address their
+    rate limits count against. Served with the gateway's options, the app sees the loopback peer and the
+    header stays a header (``peers`` believes only the tunnel's own)."""
+    import asyncio
+
+    import uvicorn
+
+    from services.gateway.app import SERVER_OPTIONS
+
+    seen: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        seen.append(scope["client"][0])
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=unused_tcp_port, **SERVER_OPTIONS))
+    serving = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            await asyncio.sleep(0.02)
+        async with httpx.AsyncClient() as http:
+            await http.get(
+                f"http://127.0.0.1:{unused_tcp_port}/", headers={"X-Forwarded-For": "198.51.100.7"}
+            )
+    finally:
+        server.should_exit = True
+        await serving
+    assert seen == ["127.0.0.1"]
