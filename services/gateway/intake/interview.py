@@ -125,10 +125,9 @@ class _Attempt:
 _SENTENCE_BREAK = re.compile(r"[.!?…][\"')\]]*\s+")
 
 
-def _go_on(shown: str, question: str) -> str:
-    """What follows an unfinished sentence on screen to end with the policy's ``question``: the rest of
-    the question when what is shown is its start ("What have you tried so far on Paper 2" + "?"), else
-    "… " and the whole question. The same words never appear twice in one reply."""
+def _rest_of(shown: str, question: str) -> str | None:
+    """The rest of the policy's ``question`` when the unfinished sentence on screen is its start ("What
+    have you tried so far on Paper 2" + "?"), else None."""
     unfinished = shown[max((m.end() for m in _SENTENCE_BREAK.finditer(shown)), default=0) :]
     said = unfinished.split()
     asked = list(re.finditer(r"\S+", question))
@@ -140,7 +139,31 @@ def _go_on(shown: str, question: str) -> str:
             rest = question[asked[len(whole)].start() + len(last) :]
             if rest.strip():
                 return rest.lstrip() if shown[-1:].isspace() else rest
-    return f"… {question}"
+    return None
+
+
+_QUESTION_START = re.compile(
+    r"(?:what|which|how|where|when|why|who|could|can|do|does|did|is|are|would)\b", re.I
+)
+
+
+def _closed_at_name(shown: str, names: Sequence[str]) -> str | None:
+    """What closes an unfinished question on screen that ends with a name of the course, or with the first
+    words of one: "?" after "What have you tried on Final Paper Proposal", "Loop Patterns?" after "What
+    would you like to understand better about Lab 5:". None when it does not end so."""
+    unfinished = shown[max((m.end() for m in _SENTENCE_BREAK.finditer(shown)), default=0) :].rstrip()
+    if not _QUESTION_START.match(unfinished):
+        return None
+    said = unfinished.lower().split()
+    for name in sorted(names, key=len, reverse=True):
+        words = name.split()
+        for k in range(len(words), 1, -1):  # at least two words of it, so "Lab" alone is no name
+            if said[-k:] == [w.lower() for w in words[:k]] and len(said) > k:
+                rest = " ".join(words[k:])
+                if rest:
+                    return f"{'' if shown[-1:].isspace() else ' '}{rest}?"
+                return " in particular?" if not shown[-1:].isspace() else "in particular?"
+    return None
 
 
 class Queued(msgspec.Struct, frozen=True):
@@ -462,7 +485,21 @@ class Interviewer:
                     yield _lead(released, text) if attempt_no else text[len(attempt.released) :].rstrip()
                     return
                 if attempt.mid_sentence:  # cannot be taken back: go on from what is on screen
-                    yield self._finish_shown(attempt, text, hard, problems, fallback, slot)
+
+                    def acceptable(reply: str, released: str = released) -> bool:
+                        checks = guardrails.check_reply(
+                            _join(released, reply),
+                            system_prompt=system,
+                            previous=previous,
+                            slot=slot,
+                            course=course,
+                            assignment=state.facts.assignment,
+                        )
+                        return not checks and not guard.check(reply).problems
+
+                    yield self._finish_shown(
+                        attempt, text, hard, problems, fallback, slot, course, acceptable
+                    )
                     return
                 released += attempt.released
                 state.model_retries += 1
@@ -470,18 +507,40 @@ class Interviewer:
         yield _lead(released, fallback)
 
     def _finish_shown(
-        self, attempt: _Attempt, text: str, hard: list[str], problems: list[str], fallback: str, slot: str
+        self,
+        attempt: _Attempt,
+        text: str,
+        hard: list[str],
+        problems: list[str],
+        fallback: str,
+        slot: str,
+        course: Course,
+        acceptable: Callable[[str], bool],
     ) -> str:
         """The rest of a reply whose unfinished sentence is already on screen."""
         log.info("interview_reply_kept", problems=problems, hard=bool(hard), slot=slot)
         if hard:  # the checked words stay; what failed never shows, the policy asks instead
-            return _go_on(attempt.released, fallback)
+            return self._go_on(attempt.released, fallback, course, acceptable)
         rest = text[len(attempt.released) :].rstrip()
         if "?" in text:
             return rest  # a question the end checks did not like, but it passed every prefix check
         if _SENTENCE_END.search(text):
             return f"{rest} {fallback}"
-        return rest + _go_on(text, fallback)  # stopped without a question
+        return rest + self._go_on(text, fallback, course, acceptable)  # stopped without a question
+
+    @staticmethod
+    def _go_on(shown: str, question: str, course: Course, acceptable: Callable[[str], bool]) -> str:
+        """What follows an unfinished sentence on screen to end the reply with one question, never the
+        same words twice: the rest of the policy's ``question`` when the screen shows its start; the
+        model's own question closed where it named the work ("What confuses you about Lab 5: Loop
+        Patterns" + " in particular?") when that passes the reply checks; else "… " and the question."""
+        if (rest := _rest_of(shown, question)) is not None:
+            return rest
+        names = [a.title for a in course.assignments] + [t.title for t in course.topics]
+        closing = _closed_at_name(shown, names)
+        if closing and acceptable(shown + closing):
+            return closing
+        return f"… {question}"
 
     async def _stream_attempt(
         self,

@@ -145,6 +145,9 @@ async def test_a_good_preface_sentence_survives_a_failed_question() -> None:
     assert outcome.reply.startswith("Thanks, that helps. ") and outcome.reply.endswith("most trouble?")
 
 
+_CONFUSES = "What confuses you about Problem Set 3:"
+
+
 async def test_a_question_cut_short_on_screen_is_finished_not_asked_twice() -> None:
     """The model started the policy's own question, then repeated itself: the words on screen stay and
     the policy's question goes on from them ("Which part of Problem Set 3: Hypothesis Tests" + "is
@@ -155,6 +158,17 @@ async def test_a_question_cut_short_on_screen_is_finished_not_asked_twice() -> N
     pieces, outcome = await _say(iv, state, "ps3 p-values")
     assert outcome.reply == "Which part of Problem Set 3: Hypothesis Tests is giving you the most trouble?"
     assert "".join(pieces) == outcome.reply and "…" not in outcome.reply
+    # the model's own question, cut right after it named the assignment (or inside the name), is closed
+    # there when the closed question passes the reply checks
+    for said, shown in (
+        (f"{_CONFUSES} Hypothesis Tests {_CONFUSES} Hypothesis Tests?", " in particular?"),
+        (f"{_CONFUSES} {_CONFUSES} Hypothesis Tests?", "Hypothesis Tests?"),
+    ):
+        iv, state = await _start(ScriptedModel(said, said))
+        pieces, outcome = await _say(iv, state, "ps3 p-values")
+        assert outcome.reply.startswith("What confuses you about Problem Set 3: ")
+        assert outcome.reply.endswith(shown) and outcome.reply.count("?") == 1 and "…" not in outcome.reply
+        assert "".join(pieces) == outcome.reply
     rambling = "Which part of Problem Set 3: Hypothesis Tests is giving you the most trouble and the the the"
     iv, state = await _start(ScriptedModel(rambling, rambling))
     _, outcome = await _say(iv, state, "ps3 p-values")
