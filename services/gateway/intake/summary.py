@@ -177,6 +177,8 @@ def _about(name: str, facts: Facts, course: Course, *, lead: str = "") -> str:
         return f"{lead} {what}{when if assignment else ''}."
     kind = facts.request_type or ("assignment" if assignment else "other")
     wants = "help working through it" if kind == "assignment" and assignment else _WANTS[kind]
+    if kind == "assignment" and not assignment and facts.no_assignment:
+        wants = _WANTS["other"]  # never "help with an assignment (not tied to an assignment)"
     if assignment:
         return f"{name} is working on {assignment.title}{when} and wants {wants}."
     free = " (not tied to an assignment)" if facts.no_assignment else ""

@@ -252,6 +252,21 @@ def test_not_for_an_assignment_is_said_once_not_repeated_as_the_stuck_point() ->
     assert "reject the null hypothesis" in text
 
 
+def test_graded_work_the_course_does_not_have_is_not_an_assignment_and_not_its_opposite() -> None:
+    """Asked about "problem set 3" in a course with no such work and answering "it's not for a lab", the
+    student is working on graded work (request type) the pack does not list: the first sentence never says
+    they want "help with an assignment (not tied to an assignment)"."""
+    state = _stuck_state(
+        assignment=None,
+        no_assignment=True,
+        request_type="assignment",
+        stuck_on="I don't get whether to use a one-sided or two-sided test for the coffee shop question.",
+    )
+    text = summary.build_summary(state, make_course(), make_booking(), "complete", "").issue_description
+    first = text.split(". ")[0]
+    assert "(not tied to an assignment)" in first and "with an assignment" not in first, text
+
+
 @pytest.mark.parametrize(
     "stuck_on",
     [
