@@ -463,6 +463,18 @@ class Interviewer:
                 yield fallback
                 return
             started = time.monotonic()
+
+            def end_checks(reply: str, released: str) -> list[str]:
+                """The finished reply's checks, after what earlier attempts left on screen."""
+                return guardrails.check_reply(
+                    _join(released, reply),
+                    system_prompt=system,
+                    previous=previous,
+                    slot=slot,
+                    course=course,
+                    assignment=state.facts.assignment,
+                )
+
             for attempt_no in range(2):
                 if attempt_no and time.monotonic() - started > RETRY_BUDGET_S:
                     break  # a slow model's retry would keep the student waiting: the template is instant
@@ -473,29 +485,14 @@ class Interviewer:
                     yield piece
                 text = attempt.text if attempt_no == 0 else question_text(attempt.text)
                 hard = attempt.problems or guard.check(text).problems
-                problems = hard or guardrails.check_reply(
-                    _join(released, text),
-                    system_prompt=system,
-                    previous=previous,
-                    slot=slot,
-                    course=course,
-                    assignment=state.facts.assignment,
-                )
+                problems = hard or end_checks(text, released)
                 if not problems:
                     yield _lead(released, text) if attempt_no else text[len(attempt.released) :].rstrip()
                     return
                 if attempt.mid_sentence:  # cannot be taken back: go on from what is on screen
 
                     def acceptable(reply: str, released: str = released) -> bool:
-                        checks = guardrails.check_reply(
-                            _join(released, reply),
-                            system_prompt=system,
-                            previous=previous,
-                            slot=slot,
-                            course=course,
-                            assignment=state.facts.assignment,
-                        )
-                        return not checks and not guard.check(reply).problems
+                        return not guard.check(reply).problems and not end_checks(reply, released)
 
                     yield self._finish_shown(
                         attempt, text, hard, problems, fallback, slot, course, acceptable

@@ -237,34 +237,34 @@ def test_a_sentence_that_only_names_the_assignment_is_not_the_stuck_point() -> N
     assert "PS 4" not in text and "this Friday" not in text, text
 
 
-def test_not_for_an_assignment_is_said_once_not_repeated_as_the_stuck_point() -> None:
+@pytest.mark.parametrize(
+    ("request_type", "stuck_on", "kept"),
+    [
+        (
+            "concept",
+            "this isnt for ps3 or anything, I just don't get when to reject the null hypothesis.",
+            "reject the null hypothesis",
+        ),
+        (
+            "assignment",
+            "I don't get whether to use a one-sided or two-sided test for the coffee shop question.",
+            "one-sided or two-sided",
+        ),
+    ],
+)
+def test_not_for_an_assignment_is_said_once_and_never_contradicted(
+    request_type: str, stuck_on: str, kept: str
+) -> None:
     """The first sentence says "(not tied to an assignment)"; the student's "this isn't for ps3 or anything,"
-    is cut from the stuck point and what follows it kept."""
-    state = _stuck_state(
-        assignment=None,
-        no_assignment=True,
-        request_type="concept",
-        stuck_on="this isnt for ps3 or anything, I just don't get when to reject the null hypothesis.",
-    )
-    text = summary.build_summary(state, make_course(), make_booking(), "complete", "").issue_description
-    assert "(not tied to an assignment)" in text
-    assert "isnt for" not in text and "isn't for" not in text, text
-    assert "reject the null hypothesis" in text
-
-
-def test_graded_work_the_course_does_not_have_is_not_an_assignment_and_not_its_opposite() -> None:
-    """Asked about "problem set 3" in a course with no such work and answering "it's not for a lab", the
-    student is working on graded work (request type) the pack does not list: the first sentence never says
-    they want "help with an assignment (not tied to an assignment)"."""
-    state = _stuck_state(
-        assignment=None,
-        no_assignment=True,
-        request_type="assignment",
-        stuck_on="I don't get whether to use a one-sided or two-sided test for the coffee shop question.",
-    )
+    is cut from the stuck point and what follows it kept. Graded work the pack does not list (a "problem
+    set 3" in a course without one, then "it's not for a lab") is never "help with an assignment (not tied
+    to an assignment)"."""
+    state = _stuck_state(assignment=None, no_assignment=True, request_type=request_type, stuck_on=stuck_on)
     text = summary.build_summary(state, make_course(), make_booking(), "complete", "").issue_description
     first = text.split(". ")[0]
     assert "(not tied to an assignment)" in first and "with an assignment" not in first, text
+    assert "isnt for" not in text and "isn't for" not in text, text
+    assert kept in text
 
 
 @pytest.mark.parametrize(
