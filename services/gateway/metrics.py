@@ -19,11 +19,8 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 import redis.asyncio as aioredis
 import structlog
-from litestar.enums import ScopeType
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusMiddleware
+from litestar.plugins.prometheus import PrometheusConfig
 from litestar.response import ServerSentEventMessage
-from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -99,70 +96,7 @@ def prometheus_config() -> PrometheusConfig:
         exclude_unhandled_paths=True,
         exclude=["^/metrics", "^/static", "^/staff/queue"],
         buckets=list(_LATENCY_BUCKETS),
-        middleware_class=RequestMetrics,
     )
-
-
-class RequestMetrics(PrometheusMiddleware):
-    """Litestar's Prometheus middleware, writing the same metrics with the same labels, with each label
-    set's children (in progress, count, duration, errors) looked up once instead of on every request
-    (``labels()`` checks its arguments and takes a lock each time: four lookups and a ``Request`` built
-    per request, ~5% of a webhook delivery's CPU). A configuration this does not cover (extra labels,
-    exemplars, excluded methods, ungrouped paths) is left to Litestar's own code."""
-
-    def __init__(self, app: ASGIApp, config: PrometheusConfig) -> None:
-        super().__init__(app, config)
-        self._lean = config.group_path and not (
-            config.labels or config.exemplars or config.excluded_http_methods
-        )
-        self._in_progress: dict[tuple[str, str], Any] = {}
-        self._finished: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not self._lean:
-            await super().__call__(scope, receive, send)
-            return
-        method = str(scope["method"]) if scope["type"] == ScopeType.HTTP else str(scope["type"])
-        path = str(scope["path_template"])  # type: ignore[typeddict-item]
-        labels: dict[str, str | int | float] = {
-            "method": method,
-            "path": path,
-            "status_code": 200,
-            "app_name": self._config.app_name,
-        }
-        in_progress = self._in_progress.get((method, path))
-        if in_progress is None:
-            in_progress = self.requests_in_progress(labels).labels(*labels.values())
-            self._in_progress[(method, path)] = in_progress
-        started, status, ended = time.perf_counter(), 200, 0.0
-
-        async def wrapped_send(message: Message) -> None:
-            nonlocal status, ended
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            elif message["type"] == "http.response.body":
-                ended = time.perf_counter()
-            await send(message)
-
-        in_progress.inc()
-        try:
-            await self.app(scope, receive, wrapped_send)
-        finally:
-            in_progress.dec()
-            finished = self._finished.get((method, path, status))
-            if finished is None:
-                labels["status_code"] = status
-                values = [*labels.values()]
-                finished = (
-                    self.request_count(labels).labels(*values),
-                    self.request_time(labels).labels(*values),
-                )
-                self._finished[(method, path, status)] = finished
-            if status >= HTTP_500_INTERNAL_SERVER_ERROR:
-                labels["status_code"] = status
-                self.requests_error_count(labels).labels(*labels.values()).inc()
-            finished[0].inc()
-            finished[1].observe(ended - started if ended else 0)
 
 
 # --- the queue, read from Redis at scrape time ------------------------------------------------------
