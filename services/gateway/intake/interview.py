@@ -125,11 +125,15 @@ class _Attempt:
 _SENTENCE_BREAK = re.compile(r"[.!?…][\"')\]]*\s+")
 
 
+def _unfinished(shown: str) -> str:
+    """The sentence on screen that has not ended yet (after the last sentence end)."""
+    return shown[max((m.end() for m in _SENTENCE_BREAK.finditer(shown)), default=0) :]
+
+
 def _rest_of(shown: str, question: str) -> str | None:
     """The rest of the policy's ``question`` when the unfinished sentence on screen is its start ("What
     have you tried so far on Paper 2" + "?"), else None."""
-    unfinished = shown[max((m.end() for m in _SENTENCE_BREAK.finditer(shown)), default=0) :]
-    said = unfinished.split()
+    said = _unfinished(shown).split()
     asked = list(re.finditer(r"\S+", question))
     if said and len(said) <= len(asked):
         *whole, last = (w.lower() for w in said)
@@ -151,7 +155,7 @@ def _closed_at_name(shown: str, names: Sequence[str]) -> str | None:
     """What closes an unfinished question on screen that ends with a name of the course, or with the first
     words of one: "?" after "What have you tried on Final Paper Proposal", "Loop Patterns?" after "What
     would you like to understand better about Lab 5:". None when it does not end so."""
-    unfinished = shown[max((m.end() for m in _SENTENCE_BREAK.finditer(shown)), default=0) :].rstrip()
+    unfinished = _unfinished(shown).rstrip()
     if not _QUESTION_START.match(unfinished):
         return None
     said = unfinished.lower().split()
@@ -159,10 +163,8 @@ def _closed_at_name(shown: str, names: Sequence[str]) -> str | None:
         words = name.split()
         for k in range(len(words), 1, -1):  # at least two words of it, so "Lab" alone is no name
             if said[-k:] == [w.lower() for w in words[:k]] and len(said) > k:
-                rest = " ".join(words[k:])
-                if rest:
-                    return f"{'' if shown[-1:].isspace() else ' '}{rest}?"
-                return " in particular?" if not shown[-1:].isspace() else "in particular?"
+                space = "" if shown[-1:].isspace() else " "
+                return f"{space}{' '.join(words[k:]) or 'in particular'}?"
     return None
 
 

@@ -202,8 +202,14 @@ def _with_due_dates(evidence: dict[str, float], course: Course, today: dt.date) 
 def _topic(facts: Facts, course: Course) -> str | None:
     """The best-evidenced topic; among equals, the assignment's own; with no clear winner, what they tried
     tips it (among the assignment's own topics when there is one)."""
-    scores = _topic_scores(facts, course)
+    scores = dict(facts.topic_evidence)
     assignment = course.assignment(facts.assignment) if facts.assignment else None
+    if assignment:
+        for topic_id in assignment.topics:
+            if scores.get(topic_id, 0.0) > 0:
+                scores[topic_id] += 0.75
+        if assignment.topics:
+            scores = {t: v if t in assignment.topics else v * OFF_SHEET_TOPIC for t, v in scores.items()}
     if facts.section and (owner := _section_topic(course, facts.section)):
         scores[owner] = scores.get(owner, 0.0) + SECTION_TOPIC_WEIGHT  # the notes the stuck point matched
     best = matching.best_of(scores, floor=1.0, margin=0.25)
@@ -218,20 +224,6 @@ def _topic(facts: Facts, course: Course) -> str | None:
     if best := matching.best_of(hinted, floor=1.0, margin=0.25):
         return best
     return max(scores, key=lambda t: scores[t]) if scores and max(scores.values()) > 0 else facts.topic
-
-
-def _topic_scores(facts: Facts, course: Course) -> dict[str, float]:
-    """The topic evidence of the student's words, weighed by the assignment's sheet: its own topics
-    first, the others at ``OFF_SHEET_TOPIC``."""
-    scores = dict(facts.topic_evidence)
-    assignment = course.assignment(facts.assignment) if facts.assignment else None
-    if assignment:
-        for topic_id in assignment.topics:
-            if scores.get(topic_id, 0.0) > 0:
-                scores[topic_id] += 0.75
-        if assignment.topics:
-            scores = {t: v if t in assignment.topics else v * OFF_SHEET_TOPIC for t, v in scores.items()}
-    return scores
 
 
 def _section_topic(course: Course, section: Section) -> str | None:
