@@ -3,6 +3,7 @@ course's system prompt is put in the prompt cache of the default model and of th
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -32,6 +33,19 @@ async def test_each_course_map_is_built_at_start_up() -> None:
     )
     await keep_courses_warm(services)  # type: ignore[arg-type]  # without a retriever it returns after the maps
     assert reader.courses == [course.slug]
+
+
+async def test_what_start_up_built_is_kept_out_of_the_collectors_way() -> None:
+    course = make_course()
+    services = SimpleNamespace(
+        reader=CountingReader(), retriever=None, catalog=Catalog(courses={course.slug: course}, problems=[])
+    )
+    gc.unfreeze()
+    try:
+        await keep_courses_warm(services)  # type: ignore[arg-type]
+        assert gc.get_freeze_count() > 0  # a full collection no longer walks them
+    finally:
+        gc.unfreeze()
 
 
 async def _warm_twice(tmp_path: Path, redis_url: str, **settings: Any) -> tuple[ScriptedModel, ScriptedModel]:
