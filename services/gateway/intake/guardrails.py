@@ -484,7 +484,11 @@ _SOLUTION = re.compile(
 _LEAK = re.compile(
     r"\bsystem prompt\b|\bmy (?:instructions|prompt|rules)\b|\bi (?:was|am) (?:told|instructed|programmed)\b|"
     r"\bas an ai\b|\blanguage model\b|\bother students?\b|\banother student\b|\[|\]|\bone short question\b|"
-    r"\bdo not solve\b",
+    r"\bdo not solve\b|"
+    # the turn's instruction speaks of the student ("Ask which part ... is hardest for them"), and the small
+    # model sometimes keeps its words: "Which part of Lab 5 is hardest for them?", "... in what they described"
+    r"\b(?:is|are|seems?) (?:the )?(?:hardest|most (?:difficult|confusing)|trickiest) for them\b|"
+    r"\b(?:in|of|on|about) what they (?:described|said|wrote|mentioned|shared)\b",
     re.I,
 )
 _ROLE = re.compile(r"<\||\|>|\b(?:assistant|user|student|system)\s*:|^\s*(?:ai|bot)\s*:", re.I)

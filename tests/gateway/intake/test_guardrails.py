@@ -305,6 +305,8 @@ SYSTEM = (
         ("```r\nt.test(x)\n``` What did you run?", "solution"),
         ("Ask ONE short question per turn so the student explains their problem?", "leak"),
         ("[Ask what they have already tried.] What have you tried?", "leak"),
+        ("Which part of Lab 5: Loop Patterns is hardest for them?", "leak"),
+        ("Thanks. Which exact step or idea in what they described is giving you the most trouble?", "leak"),
         ("Student: I tried the notes. What else?", "role_marker"),
         ("?? ## $$ %% ^^ &&?", "garbled"),
         ("What what what what have you tried?", "garbled"),
@@ -329,6 +331,12 @@ def test_a_good_model_question_passes() -> None:
         )
         == []
     )
+
+
+def test_other_people_spoken_of_as_they_are_fine() -> None:
+    """Only the instruction's words for the student are rejected; "they" of a TA or a group is not."""
+    for reply in ("What did your TA say when they marked it wrong?", "Which part is hardest for your group?"):
+        assert guardrails.check_reply(reply, system_prompt=SYSTEM, previous=[], slot="stuck_on") == []
 
 
 def test_a_title_inside_the_question_is_not_a_sentence_end() -> None:

@@ -54,6 +54,14 @@ def test_a_run_of_the_system_prompt_is_held_and_seven_words_are_a_leak() -> None
     assert _shown(guard, "OK, never solve it, maybe ") == "OK, never solve it, maybe "
 
 
+def test_the_instructions_words_for_the_student_are_held_and_stopped() -> None:
+    """ "... is hardest for" could still end "for them" (the instruction's words): held, then stopped."""
+    guard = PrefixGuard(system_prompt=SYSTEM, slot="stuck_on")
+    assert _shown(guard, "Which part of it is hardest for ") == "Which part of it "
+    assert "leak" in guard.check("Which part of it is hardest for them?").problems
+    assert guard.check("Which part of it is hardest for you?").problems == []
+
+
 def test_a_sentence_that_so_far_repeats_an_earlier_one_is_held() -> None:
     """An earlier bot question is held word for word while it matches, and five shared words repeat it."""
     guard = PrefixGuard(system_prompt=SYSTEM, previous=["Hi! What would you like help with today?"])
