@@ -92,6 +92,14 @@ _CONFIRM = re.compile(
     r"all good|looks (?:good|right)|si|sí|oui|ok(?:ay)?|sure|good|great|thanks?|thank you|👍)\b",
     re.I,
 )
+# "yes that's right", "ok sure" said to a question no yes answers ("What have you tried?"): the slot stays
+# open (a student who answered the question before it, or tapped a stock reply, is asked again)
+_ASSENT_ONLY = re.compile(
+    r"^\W*(?:(?:yes|yep|yeah|yup|ya|ok(?:ay)?|sure|right|correct|exactly|that'?s (?:right|it|correct)|"
+    r"sounds (?:good|right))[\s.,!]*)+$",
+    re.I,
+)
+_OPEN_QUESTIONS = frozenset({"issue", "stuck_on", "attempts", "goal", "example", "topic"})
 _CORRECTION = re.compile(r"\b(?:not quite|no[,.!]|actually|wrong|correction|instead|not\b)", re.I)
 
 
@@ -143,7 +151,7 @@ def read(
     confirms = answering == "recap" and bool(_CONFIRM.match(text)) and not _CORRECTION.search(text[3:])
     if confirms:
         return Observation(answering=answering, guard=guard.kind, rule=guard.rule, confirms=True)
-    if not text or is_non_answer(text):
+    if not text or is_non_answer(text) or (answering in _OPEN_QUESTIONS and _ASSENT_ONLY.match(text)):
         return Observation(answering=answering, guard=guard.kind, rule=guard.rule, junk=True)
     labelled, dropped = _sentences(
         text, course, answering, heard.understanding, from_notes, asks_answer=guard.kind == "homework"

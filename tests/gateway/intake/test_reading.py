@@ -421,3 +421,11 @@ def test_words_quoted_to_ask_what_they_mean_are_not_the_students_own() -> None:
     assert _read(thought, "stuck_on", understanding=_distress_in(thought)).guard == "distress"
     ruled = "what does 'kill myself' mean here, because I want to kill myself"
     assert _read(ruled, "stuck_on", understanding=_distress_in(ruled)).guard == "distress"
+
+
+@pytest.mark.parametrize("text", ["yes that's right", "Yeah.", "ok sure", "Sounds good!"])
+def test_a_bare_yes_to_an_open_question_answers_nothing(text: str) -> None:
+    assert _read(text, answering="goal").junk
+    assert _read(text, answering="attempts").junk
+    assert not _read(text, answering="recap").junk  # a yes confirms the recap
+    assert not _read("yes, the notes on recursion", answering="attempts").junk
