@@ -763,6 +763,9 @@ class PrefixGuard:
             holds.append(spans[-k][0])
         if start and text[start:].strip() and not _INTERROGATIVE.match(text[start:]):
             holds.append(start)  # a second statement before the question shows once it ends (if short)
+        opening = text.lstrip()
+        if not start and opening and not _INTERROGATIVE.match(opening) and not _ACKNOWLEDGES.match(opening):
+            holds.append(0)  # "Lab 5 is a real-world example of ...": a first statement shows once judged
         if _INTERROGATIVE.match(text[start:]) and (
             len(sentence) < 3 or (self.slot_words is not None and not self.slot_words.search(text[start:]))
         ):
@@ -775,13 +778,23 @@ _INTERROGATIVE = re.compile(
 )
 
 
-PREFACE_SENTENCES, PREFACE_WORDS = 2, 25  # statements before the question; more is a lecture
+PREFACE_SENTENCES, PREFACE_WORDS = 2, 12  # statements before the question; more is a lecture
+# How an acknowledgement or a request opens ("Thanks.", "Got it.", "That makes sense.", "Tell me ..."): it
+# streams at once; any other first statement is held until it ends and judged whole
+_ACKNOWLEDGES = re.compile(
+    r"(?:thanks?|thank you|got it|i see|i understand|i hear|i can see|i'?m (?:glad|sorry)|sorry|understood|"
+    r"ok(?:ay)?|sure|great|good|nice|perfect|alright|all right|right|fair|no (?:problem|worries)|sounds|"
+    r"makes sense|that(?:'s| is| makes| sounds| helps| must| can| seems)|tell me|describe|walk me|let'?s|"
+    r"let me|please)\b",
+    re.I,
+)
 
 
 def _lecture(text: str) -> bool:
     """More finished statements (sentences that ask nothing) than an acknowledgement needs: "Thanks.
     That helps." is two sentences and three words; the small model explaining the concept in the course's
-    words, true or not, is more. So is any statement that quotes, and any words citing the materials ("In
+    words, true or not, is more (make eval: "That makes sense. In the course notes, Utilitarianism and
+    consequentialism are often discussed in terms of justice and morality.", 19 words). So is any statement that quotes, and any words citing the materials ("In
     the course notes, it says: ..."). A statement after the first is held until it ends, and a citation
     from its first words, so neither ever shows."""
     said = [s for s in sentences(text[: _sentence_start(text)]) if "?" not in s]

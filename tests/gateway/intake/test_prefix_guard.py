@@ -113,9 +113,9 @@ async def test_a_good_question_streams_in_several_pieces() -> None:
 async def test_a_problem_after_shown_words_ends_with_the_policy_question_not_a_take_back() -> None:
     """A solution that starts mid-sentence: the words before it stay, the policy's question follows, and
     the model is not asked again (its unfinished sentence is on screen)."""
-    model = ScriptedModel("So you could say that the answer is 0.05 here. Which part?")
+    model = ScriptedModel("Okay, so you could say that the answer is 0.05 here. Which part?")
     _, outcome = await _turn(model, "ps3, p-values confuse me")
-    assert outcome.reply.startswith("So you could say that … ") and "answer is" not in outcome.reply
+    assert outcome.reply.startswith("Okay, so you could say that … ") and "answer is" not in outcome.reply
     assert outcome.reply.endswith("?") and len(model.calls) == 1
 
 
@@ -195,7 +195,9 @@ def test_junk_words_never_show_and_a_lone_first_word_waits_for_the_next() -> Non
     assert guard.check("zxqv blorp ").problems == ["garbled"]
     assert _shown(guard, "Thanks, that ") == "Thanks, that "
     given = PrefixGuard(system_prompt=SYSTEM, given="my eutrophication and hypolimnion notes")
-    assert _shown(given, "Eutrophication, hypolimnion: which ") == "Eutrophication, hypolimnion: which "
+    assert _shown(given, "Thanks, eutrophication and hypolimnion: which ") == (
+        "Thanks, eutrophication and hypolimnion: which "
+    )
 
 
 async def test_a_reply_of_endless_junk_shows_none_of_it() -> None:
@@ -208,13 +210,20 @@ async def test_a_reply_of_endless_junk_shows_none_of_it() -> None:
 
 def test_a_lecture_before_the_question_never_shows() -> None:
     """An acknowledgement streams; a further statement waits until it ends, and a third statement (or
-    more than 25 words of them) is the small model explaining the concept: it fails and never shows."""
+    more than 12 words of them) is the small model explaining the concept: it fails and never shows. A
+    first statement that acknowledges nothing waits until it ends too (make eval: "Lab 5 is a real-world
+    example of a class-based exception, which is a common pattern in Python.")."""
     guard = PrefixGuard(system_prompt=SYSTEM, slot="stuck_on")
     assert _shown(guard, "Thanks, that help") == "Thanks, that "
     assert _shown(guard, "Thanks. That helps. In the course notes, it ") == "Thanks. That helps. "
     lecture = 'Thanks. That helps. In the notes, "a list can be changed back." Which step is hard?'
     assert guard.check(lecture).problems == ["lecture"]
     assert not guard.check("Thanks. That helps. Which step is giving you the most trouble?").problems
+    invented = "Lab 5 is a real-world example of a class-based exception, which is a common "
+    assert _shown(guard, invented) == ""
+    assert guard.check(invented + "pattern in Python. Which step is hard?").problems == ["lecture"]
+    assert _shown(guard, "That makes sense. Lab 5 is ") == "That makes sense. "
+    assert _shown(guard, "Lab 5 has two parts. Which ") == "Lab 5 has two parts. "  # judged: short
 
 
 def test_a_short_preface_that_cites_or_quotes_the_materials_never_shows() -> None:
@@ -227,7 +236,7 @@ def test_a_short_preface_that_cites_or_quotes_the_materials_never_shows() -> Non
         'Thanks for explaining. In the course notes, it says: "the order is not clear." Which step is hard?'
     )
     assert guard.check(cited).problems == ["lecture"]
-    assert _shown(guard, "In the course notes, it ") == "In the course notes, "
+    assert _shown(guard, "In the course notes, it ") == ""  # no acknowledgement: held until judged
     assert guard.check("In the course notes, it says").problems == ["lecture"]
     assert guard.check("Thanks. The notes say lists are mutable. Which step is hard?").problems == ["lecture"]
     plain = "Thanks for explaining. Thinking of “Expected versus actual”, which step is giving you trouble?"
