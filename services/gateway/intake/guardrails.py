@@ -794,9 +794,10 @@ def _lecture(text: str) -> bool:
     """More finished statements (sentences that ask nothing) than an acknowledgement needs: "Thanks.
     That helps." is two sentences and three words; the small model explaining the concept in the course's
     words, true or not, is more (make eval: "That makes sense. In the course notes, Utilitarianism and
-    consequentialism are often discussed in terms of justice and morality.", 19 words). So is any statement that quotes, and any words citing the materials ("In
-    the course notes, it says: ..."). A statement after the first is held until it ends, and a citation
-    from its first words, so neither ever shows."""
+    consequentialism are often discussed in terms of justice and morality.", 19 words). So is any
+    statement that quotes, and any words citing the materials ("In the course notes, it says: ..."). A
+    first statement that is no acknowledgement, and every statement after the first, is held until it
+    ends, and a citation from its first words, so none of these ever shows."""
     said = [s for s in sentences(text[: _sentence_start(text)]) if "?" not in s]
     if any(_QUOTATION.search(s) for s in said) or _CITES.search(text):
         return True  # a statement that quotes or cites: the materials said back in words the model made up
