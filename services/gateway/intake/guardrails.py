@@ -512,7 +512,14 @@ def _garbled(text: str) -> bool:
         return True
     if any(words[i] == words[i + 1] and len(words[i].strip(".,;:!?")) > 2 for i in range(len(words) - 1)):
         return True  # "about about": the small model stuttering
-    return any(words[i] == words[i + 1] == words[i + 2] for i in range(len(words) - 2))
+    if any(words[i] == words[i + 1] == words[i + 2] for i in range(len(words) - 2)):
+        return True
+    bare = [
+        w.strip(".,;:!?\"'()") for w in words
+    ]  # "debug Lab 6: Debugging Practice: Lab 6: Debugging Practice?"
+    return any(
+        bare[i : i + n] == bare[i + n : i + 2 * n] for n in range(2, 7) for i in range(len(bare) - 2 * n + 1)
+    )
 
 
 def repeats(text: str, previous: Sequence[str]) -> bool:

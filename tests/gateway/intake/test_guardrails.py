@@ -310,6 +310,7 @@ SYSTEM = (
         ("Student: I tried the notes. What else?", "role_marker"),
         ("?? ## $$ %% ^^ &&?", "garbled"),
         ("What what what what have you tried?", "garbled"),
+        ("What happens when you debug Lab 6: Debugging Practice: Lab 6: Debugging Practice?", "garbled"),
         ("What would you like help with?", "repeat"),
         ("Do you like pizza or pasta for dinner?", "off_slot"),
     ],
