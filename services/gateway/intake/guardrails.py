@@ -773,6 +773,8 @@ class PrefixGuard:
         opening = text.lstrip()
         if not start and opening and not _INTERROGATIVE.match(opening) and not _ACKNOWLEDGES.match(opening):
             holds.append(0)  # "Lab 5 is a real-world example of ...": a first statement shows once judged
+        if _STATEMENT_AS_QUESTION.match(text[start:]):
+            holds.append(start)  # "What makes the quiz hard for students is ...": shown once it ends with "?"
         if _INTERROGATIVE.match(text[start:]) and (
             len(sentence) < 3 or (self.slot_words is not None and not self.slot_words.search(text[start:]))
         ):
@@ -785,6 +787,11 @@ _INTERROGATIVE = re.compile(
 )
 
 
+# A sentence that opens like a question but is often the small model's explanation: "What makes functions
+# tricky for Python beginners is that they all have different ..." (make eval, three times in one run)
+_STATEMENT_AS_QUESTION = re.compile(
+    r"what makes\b|what(?:'s| is) (?:so )?(?:tricky|hard|difficult|challenging)\b", re.I
+)
 PREFACE_SENTENCES, PREFACE_WORDS = 2, 12  # statements before the question; more is a lecture
 # How an acknowledgement or a request opens ("Thanks.", "Got it.", "That makes sense.", "Tell me ..."): it
 # streams at once; any other first statement is held until it ends and judged whole

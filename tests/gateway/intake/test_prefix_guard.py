@@ -285,3 +285,18 @@ async def test_a_deeper_question_cut_at_the_instructions_words_is_finished_with_
         "Thanks. Which exact step or idea in what you described on Problem Set 3: Hypothesis Tests gives you "
         "the most trouble?"
     )
+
+
+async def test_an_explanation_that_opens_like_a_question_shows_only_as_a_question() -> None:
+    """ "What makes ..." is held until its sentence ends: a question shows, an explanation is a lecture."""
+    guard = PrefixGuard(system_prompt=SYSTEM, slot="stuck_on")
+    explained = "What makes functions tricky for Python beginners is that they all have different "
+    assert _shown(guard, explained) == ""
+    assert "lecture" in guard.check(explained + "names and rules. Which step is hard?").problems
+    told = "On problem set 3 I don't get why my p-value is bigger than 0.05 when the difference looks big"
+    model = ScriptedModel(explained + "names and rules. Which step is hard?")
+    _, outcome = await _turn(model, told)
+    assert "Python beginners" not in outcome.reply and outcome.reply.endswith("?")
+    asked = "What makes this step the hardest part for you?"
+    _, outcome = await _turn(ScriptedModel(asked), told)
+    assert outcome.reply == asked
