@@ -159,10 +159,8 @@ def question(
         ),
     }
     first, second = templates[slot]
-    if slot == "stuck_on" and variant == DEEPER:  # worded as the instruction's example begins: a model reply
-        # cut after "Which exact step or idea" is finished with the rest of this question (``_rest_of``)
-        where = f"of {section}" if section else f"in what you described{on}"
-        return f"Which exact step or idea {where} gives you the most trouble?"
+    if slot == "stuck_on" and variant == DEEPER and not section:
+        return f"Of what you described{on}, which exact step, line or idea gives you the most trouble?"
     return second if variant == AGAIN else first
 
 

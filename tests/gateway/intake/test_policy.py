@@ -421,7 +421,7 @@ def test_a_stuck_point_told_in_the_opening_is_asked_one_step_deeper_once() -> No
     assert (decision.slot, decision.variant) == ("stuck_on", policy.DEEPER)
     question = wording.question("stuck_on", course, make_booking(), state.facts, TODAY, decision.variant)
     assert question == (
-        "Which exact step or idea in what you described on Lab 3: Titration gives you the most trouble?"
+        "Of what you described on Lab 3: Titration, which exact step, line or idea gives you the most trouble?"
     )
     deeper = "the endpoint: the indicator turns pink at a different volume in every trial"
     state = _state(course, ("issue", vague), ("stuck_on", deeper))
@@ -447,19 +447,19 @@ def test_the_section_a_question_names_says_where_it_is() -> None:
         return wording.question("stuck_on", course, make_booking(), facts, TODAY, policy.DEEPER)
 
     assert asked("notes/titration.md", "Titration", "Endpoints").startswith(
-        "Which exact step or idea of “Endpoints” in the course notes gives"
+        "Thinking of “Endpoints” in the course notes, which step"
     )
     assert asked("assignments/lab3.md", "Lab 3: Titration", "Part 2: Standardising NaOH").startswith(
-        "Which exact step or idea of “Part 2: Standardising NaOH” on the Lab 3: Titration sheet gives"
+        "Thinking of “Part 2: Standardising NaOH” on the Lab 3: Titration sheet, which step"
     )
     assert asked("notes/relativism.md", "Relativism", '"Who\'s to say?"').startswith(
-        "Which exact step or idea of “Who's to say” "
+        "Thinking of “Who's to say”"
     )
     for whole in (
         ("assignments/lab3.md", "Lab 3: Titration", None),
         ("syllabus.md", "Syllabus", "Topics by week"),
     ):
-        assert asked(*whole).startswith("Which exact step or idea in what you described on Lab 3: Titration")
+        assert asked(*whole).startswith("Of what you described on Lab 3: Titration")
 
 
 def test_a_corrected_stuck_point_outweighs_what_the_recap_was_built_on() -> None:

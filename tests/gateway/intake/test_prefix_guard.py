@@ -274,19 +274,6 @@ def test_writing_out_a_long_assignment_title_is_not_a_leak() -> None:
     )
 
 
-async def test_a_deeper_question_cut_at_the_instructions_words_is_finished_with_the_policys() -> None:
-    """The model keeps the instruction's "in what they described": stopped there, and what is on screen
-    ("Which exact step or idea") is the start of the policy's own deeper question, so its rest follows
-    (the last eval showed "Which exact step or idea … Of what you described on …, which exact step …")."""
-    told = "On problem set 3 I don't get why my p-value is bigger than 0.05 when the difference looks big"
-    model = ScriptedModel("Thanks. Which exact step or idea in what they described is hardest for you?")
-    _, outcome = await _turn(model, told)
-    assert outcome.reply == (
-        "Thanks. Which exact step or idea in what you described on Problem Set 3: Hypothesis Tests gives you "
-        "the most trouble?"
-    )
-
-
 async def test_an_explanation_that_opens_like_a_question_shows_only_as_a_question() -> None:
     """ "What makes ..." is held until its sentence ends: a question shows, an explanation is a lecture."""
     guard = PrefixGuard(system_prompt=SYSTEM, slot="stuck_on")
