@@ -768,13 +768,14 @@ class PrefixGuard:
             holds.append(spans[-k][0])  # could still grow into a run this reply already has
         if k := _name_prefix(words, self._names):
             holds.append(spans[-k][0])
-        if start and text[start:].strip() and not _INTERROGATIVE.match(text[start:]):
-            holds.append(start)  # a second statement before the question shows once it ends (if short)
-        opening = text.lstrip()
-        if not start and opening and not _INTERROGATIVE.match(opening) and not _ACKNOWLEDGES.match(opening):
-            holds.append(0)  # "Lab 5 is a real-world example of ...": a first statement shows once judged
-        if _STATEMENT_AS_QUESTION.match(text[start:]):
-            holds.append(start)  # "What makes the quiz hard for students is ...": shown once it ends with "?"
+        current = text[start:].lstrip()
+        if current and (
+            _STATEMENT_AS_QUESTION.match(current)
+            or not (_INTERROGATIVE.match(current) or (not start and _ACKNOWLEDGES.match(current)))
+        ):
+            # a statement shows once it ends and is judged ("Lab 5 is a real-world example of ..."), and so
+            # does "What makes the quiz hard for students is ..."; an acknowledgement opening the reply streams
+            holds.append(start)
         if _INTERROGATIVE.match(text[start:]) and (
             len(sentence) < 3 or (self.slot_words is not None and not self.slot_words.search(text[start:]))
         ):

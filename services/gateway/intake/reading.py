@@ -87,18 +87,13 @@ _GOAL_CUE = re.compile(
     r"check|clarif\w*|go over|review|talk|discuss|plan|feel|be able|see|get)\b",
     re.I,
 )
+_YES = r"yes|yep|yeah|yup|ya|ok(?:ay)?|sure|right|correct|exactly|that'?s (?:right|it|correct)|sounds (?:good|right)"
 _CONFIRM = re.compile(
-    r"^\W*(?:yes|yep|yeah|yup|ya|correct|right|exactly|perfect|sounds (?:good|right)|that'?s (?:right|it|correct)|"
-    r"all good|looks (?:good|right)|si|sí|oui|ok(?:ay)?|sure|good|great|thanks?|thank you|👍)\b",
-    re.I,
+    rf"^\W*(?:{_YES}|perfect|all good|looks (?:good|right)|si|sí|oui|good|great|thanks?|thank you|👍)\b", re.I
 )
 # "yes that's right", "ok sure" said to a question no yes answers ("What have you tried?"): the slot stays
 # open (a student who answered the question before it, or tapped a stock reply, is asked again)
-_ASSENT_ONLY = re.compile(
-    r"^\W*(?:(?:yes|yep|yeah|yup|ya|ok(?:ay)?|sure|right|correct|exactly|that'?s (?:right|it|correct)|"
-    r"sounds (?:good|right))[\s.,!]*)+$",
-    re.I,
-)
+_ASSENT_ONLY = re.compile(rf"^\W*(?:(?:{_YES})[\s.,!]*)+$", re.I)
 _OPEN_QUESTIONS = frozenset({"issue", "stuck_on", "attempts", "goal", "example", "topic"})
 _CORRECTION = re.compile(r"\b(?:not quite|no[,.!]|actually|wrong|correction|instead|not\b)", re.I)
 

@@ -6,7 +6,8 @@ for the whole prompt on their first answer.
 
 Every gateway runs the loop; a Redis key per course, prompt and model (``SET NX EX``) lets one of them do
 each warm-up. Only with a retriever: that is what a re-index changes (tests and a stack without an index have
-nothing to keep warm).
+nothing to keep warm). Once the course maps are built, what start-up made is frozen out of the garbage
+collector's sight (``settle_heap``).
 """
 
 from __future__ import annotations
