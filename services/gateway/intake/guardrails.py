@@ -501,8 +501,10 @@ def _ngrams(text: str, n: int) -> set[tuple[str, ...]]:
     return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
 
 
-def _garbled(text: str) -> bool:
-    if not re.search(r"[A-Za-z]{2,}", text):
+def _garbled(text: str, *, unfinished: bool = False) -> bool:
+    """Junk, a stutter or a word said twice in a row. ``unfinished``: the start of a streaming reply,
+    where a first word such as "I" or "A" is no junk yet (a word of two letters may still follow)."""
+    if not re.search(r"[A-Za-z]{2,}", text) and not (unfinished and len(text.split()) < 3):
         return True
     plain = sum(ch.isalnum() or ch.isspace() or ch in ".,;:!?'\"()-–—/&%" for ch in text)
     if plain / max(1, len(text)) < 0.9:
@@ -715,7 +717,7 @@ class PrefixGuard:
             problems.append("repeat")
         if _ROLE.search(text):
             problems.append("role_marker")
-        if text.strip() and (_garbled(text) or _mostly_unknown(words, self._known)):
+        if text.strip() and (_garbled(text, unfinished=True) or _mostly_unknown(words, self._known)):
             problems.append("garbled")
         if _lecture(text):
             problems.append("lecture")

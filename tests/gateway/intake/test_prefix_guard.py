@@ -185,6 +185,17 @@ def test_a_reply_that_repeats_itself_stops_at_the_repeat() -> None:
     assert again.check("Thanks! What have you tried so far?").problems == []  # one word is not a sentence
 
 
+def test_a_reply_opening_with_a_one_letter_word_is_not_junk_before_its_next_words() -> None:
+    """The model's first piece is often "I" or "A": a one-letter start is no junk while the reply is
+    still arriving (it was, and every such reply was dropped after one token), but a finished reply of
+    only such words is."""
+    guard = PrefixGuard(system_prompt=SYSTEM, slot="stuck_on")
+    assert guard.check("I").problems == []
+    assert guard.check("I ").problems == []
+    assert _shown(guard, "I see. Which part is hardest? ") == "I see. Which part is hardest? "
+    assert "garbled" in check_reply("I a ?", system_prompt=SYSTEM, previous=[])
+
+
 def test_junk_words_never_show_and_a_lone_first_word_waits_for_the_next() -> None:
     """A model emitting "blorp blorp ..." or "zxqv blorp ##": the first word is held until the second can
     judge it (a stutter), and words that are in no dictionary and were not given to the model are junk.
