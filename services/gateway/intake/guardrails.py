@@ -641,7 +641,9 @@ class PrefixGuard:
     earliest point where one of these could still be completed by words not yet received: the word in
     progress, a pattern's partial match, a run shorter than its limit, the unfinished start of an
     assignment's name, and a question sentence (it starts with a question word) until it has three words
-    and one of the slot's words. Checks that need the whole reply (one question, its slot, a paraphrased
+    and one of the slot's words; with ``question`` (the policy's own question for the turn, which the model
+    was shown as its example), a sentence that copied its first five words or more is held from where it
+    turns away from it. Checks that need the whole reply (one question, its slot, a paraphrased
     repeat) are ``check_reply``'s, at the question mark.
     """
 
@@ -654,8 +656,10 @@ class PrefixGuard:
         course: Course | None = None,
         assignment: str | None = None,
         given: str = "",
+        question: str = "",
     ) -> None:
         self.system_prompt = system_prompt
+        self._question = _tokens(question)
         names = _name_words(course) if course is not None else set()
         # words the reply may use that no dictionary has: whatever the model was given (the student's
         # words, course snippets, names), the earlier replies and the course's own names
@@ -782,7 +786,26 @@ class PrefixGuard:
             len(sentence) < 3 or (self.slot_words is not None and not self.slot_words.search(text[start:]))
         ):
             holds.append(start)
+        if (departs := self._departure(text, start)) is not None:
+            holds.append(departs)
         return max(0, min(holds))
+
+    def _departure(self, text: str, start: int) -> int | None:
+        """Where the sentence in progress, having copied the policy's question word for word, turns away
+        from it: the words from there wait until the sentence ends and is judged. Should it then fail, what
+        is on screen is the question's own start and the question's rest completes it (no "… " and the
+        question asked anew after a broken-off one)."""
+        tokens = list(re.finditer(r"\S+", text[start:]))
+        finished = tokens if text[-1:].isspace() else tokens[:-1]
+        same = 0
+        for token, asked in zip(finished, self._question, strict=False):
+            if _token(token.group()) != asked:
+                break
+            same += 1
+        if same < TRACKED_WORDS:
+            return None
+        # the space after the copied words waits too, so "... Tests" + "?" can still end the copy
+        return start + finished[same - 1].end()
 
 
 _INTERROGATIVE = re.compile(
@@ -860,6 +883,17 @@ def english_words() -> frozenset[str]:
 
     vocabulary = load_minilm().tokenizer.get_vocab()
     return frozenset(w for w in vocabulary if w.isascii() and w.isalpha())
+
+
+TRACKED_WORDS = 5  # words of the policy's question a reply must copy before turning away from it is held
+
+
+def _token(token: str) -> str:
+    return token.lower().rstrip("?")
+
+
+def _tokens(text: str) -> list[str]:
+    return [_token(t) for t in text.split()]
 
 
 def _words(text: str) -> list[str]:

@@ -454,6 +454,7 @@ class Interviewer:
             course=course,
             assignment=state.facts.assignment,
             given="\n".join(m.content for m in sent),
+            question=fallback,
         )
         released = ""
         async with self._slot() as positions:

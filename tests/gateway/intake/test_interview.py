@@ -169,7 +169,12 @@ async def test_a_question_cut_short_on_screen_is_finished_not_asked_twice() -> N
         assert outcome.reply.startswith("What confuses you about Problem Set 3: ")
         assert outcome.reply.endswith(shown) and outcome.reply.count("?") == 1 and "…" not in outcome.reply
         assert "".join(pieces) == outcome.reply
+    # a copy of the policy's question that rambles on after it: the words past the copy were held
     rambling = "Which part of Problem Set 3: Hypothesis Tests is giving you the most trouble and the the the"
+    iv, state = await _start(ScriptedModel(rambling, rambling))
+    _, outcome = await _say(iv, state, "ps3 p-values")
+    assert outcome.reply == "Which part of Problem Set 3: Hypothesis Tests is giving you the most trouble?"
+    rambling = "Which step of the t-test gives you trouble and the the the"
     iv, state = await _start(ScriptedModel(rambling, rambling))
     _, outcome = await _say(iv, state, "ps3 p-values")
     assert outcome.reply.endswith(

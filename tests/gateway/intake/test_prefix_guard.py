@@ -119,6 +119,33 @@ async def test_a_problem_after_shown_words_ends_with_the_policy_question_not_a_t
     assert outcome.reply.endswith("?") and len(model.calls) == 1
 
 
+def test_a_reply_copying_the_policys_question_is_held_where_it_turns_away_from_it() -> None:
+    """Word for word the policy's question streams; from the first word that departs from it (after five
+    copied), the sentence waits until it ends and is judged. A copy that never departs is not held."""
+    asked = "What have you tried so far on Problem Set 3: Hypothesis Tests?"
+    guard = PrefixGuard(system_prompt=SYSTEM, slot="attempts", question=asked)
+    copied = "What have you tried so far on Problem Set 3: Hypothesis "
+    assert _shown(guard, copied) == copied.rstrip()  # the space waits: "Hypothesis" + "?" may end it
+    assert _shown(guard, copied + "Tests sheet, which step ") == copied + "Tests"
+    assert (
+        _shown(guard, "What have you tried so far, and ") == "What have you tried so"
+    )  # "far," is not "far"
+    plain = PrefixGuard(system_prompt=SYSTEM, slot="attempts")
+    three = "What have you already tried for "  # three words copied are no copy yet: nothing more is held
+    assert _shown(guard, three) == _shown(plain, three) == "What have you already tried "
+
+
+async def test_a_copy_of_the_policys_question_that_goes_wrong_ends_as_that_question() -> None:
+    """The model copies the start of the policy's question, then says something it must not: the screen
+    shows the copied start, and the question's own rest completes it, not "… " and the question anew."""
+    asked = "Which part of Problem Set 3: Hypothesis Tests is giving you the most trouble?"
+    model = ScriptedModel(
+        "Which part of Problem Set 3: Hypothesis Tests sheet, since the answer is 0.05, is it?"
+    )
+    _, outcome = await _turn(model, "ps3, p-values confuse me")
+    assert outcome.reply == asked and len(model.calls) == 1
+
+
 def test_a_wrong_assignment_name_not_yet_shown_is_put_right() -> None:
     """The name was held, so the words around it can stay: it becomes the identified assignment, or
     "your assignment" when none is known; a name already on screen cannot be repaired."""
