@@ -641,9 +641,9 @@ class PrefixGuard:
     earliest point where one of these could still be completed by words not yet received: the word in
     progress, a pattern's partial match, a run shorter than its limit, the unfinished start of an
     assignment's name, and a question sentence (it starts with a question word) until it has three words
-    and one of the slot's words; with ``question`` (the policy's own question for the turn, which the model
-    was shown as its example), a sentence that copied its first five words or more is held from where it
-    turns away from it. Checks that need the whole reply (one question, its slot, a paraphrased
+    and one of the slot's words; with ``questions`` (the policy's own question for the turn, which the
+    model was shown as its example, and any other question of ours it was steered by), a sentence that
+    copied the first five words or more of one is held from where it turns away from it. Checks that need the whole reply (one question, its slot, a paraphrased
     repeat) are ``check_reply``'s, at the question mark.
     """
 
@@ -656,10 +656,10 @@ class PrefixGuard:
         course: Course | None = None,
         assignment: str | None = None,
         given: str = "",
-        question: str = "",
+        questions: Sequence[str] = (),
     ) -> None:
         self.system_prompt = system_prompt
-        self._question = _tokens(question)
+        self._questions = [[t.lower() for t in _TOKEN.findall(q)] for q in questions]
         names = _name_words(course) if course is not None else set()
         # words the reply may use that no dictionary has: whatever the model was given (the student's
         # words, course snippets, names), the earlier replies and the course's own names
@@ -791,21 +791,19 @@ class PrefixGuard:
         return max(0, min(holds))
 
     def _departure(self, text: str, start: int) -> int | None:
-        """Where the sentence in progress, having copied the policy's question word for word, turns away
+        """Where the sentence in progress, having copied one of our questions word for word, turns away
         from it: the words from there wait until the sentence ends and is judged. Should it then fail, what
         is on screen is the question's own start and the question's rest completes it (no "… " and the
         question asked anew after a broken-off one)."""
-        tokens = list(re.finditer(r"\S+", text[start:]))
-        finished = tokens if text[-1:].isspace() else tokens[:-1]
-        same = 0
-        for token, asked in zip(finished, self._question, strict=False):
-            if _token(token.group()) != asked:
-                break
-            same += 1
+        tokens = list(_TOKEN.finditer(text, start))
+        if tokens and not text[-1:].isspace() and tokens[-1].end() == len(text):
+            tokens.pop()  # the word in progress
+        said = [t.group().lower() for t in tokens]
+        same = max((_common_start(said, asked) for asked in self._questions), default=0)
         if same < TRACKED_WORDS:
             return None
         # the space after the copied words waits too, so "... Tests" + "?" can still end the copy
-        return start + finished[same - 1].end()
+        return tokens[same - 1].end()
 
 
 _INTERROGATIVE = re.compile(
@@ -885,15 +883,12 @@ def english_words() -> frozenset[str]:
     return frozenset(w for w in vocabulary if w.isascii() and w.isalpha())
 
 
-TRACKED_WORDS = 5  # words of the policy's question a reply must copy before turning away from it is held
+TRACKED_WORDS = 5  # words (and marks) of our question a reply must copy before turning away from it is held
+_TOKEN = re.compile(r"[\w'’-]+|[^\w\s]")
 
 
-def _token(token: str) -> str:
-    return token.lower().rstrip("?")
-
-
-def _tokens(text: str) -> list[str]:
-    return [_token(t) for t in text.split()]
+def _common_start(a: Sequence[str], b: Sequence[str]) -> int:
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
 
 
 def _words(text: str) -> list[str]:

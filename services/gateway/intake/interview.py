@@ -383,7 +383,8 @@ class Interviewer:
         steer = wording.instruction(slot, course, booking, state.facts, today, variant)
         user = prompt.student_turn(obs.clean_text or text, steer, material)
         pieces: list[str] = []
-        async for piece in self._ask_model(state, user, slot, fallback, course):
+        aim = wording.aim_question(slot, variant)
+        async for piece in self._ask_model(state, user, slot, (fallback, *filter(None, [aim])), course):
             if isinstance(piece, str):
                 pieces.append(piece)
             yield piece
@@ -434,7 +435,7 @@ class Interviewer:
         state.messages.append(ChatMessage("assistant", reply))
 
     async def _ask_model(
-        self, state: InterviewState, user: str, slot: str, fallback: str, course: Course
+        self, state: InterviewState, user: str, slot: str, questions: Sequence[str], course: Course
     ) -> AsyncIterator[str | Queued]:
         """Stream a checked model question word by word; pieces always add up to the final reply.
 
@@ -454,8 +455,9 @@ class Interviewer:
             course=course,
             assignment=state.facts.assignment,
             given="\n".join(m.content for m in sent),
-            question=fallback,
+            questions=questions,
         )
+        fallback = questions[0]
         released = ""
         async with self._slot() as positions:
             try:
@@ -498,7 +500,7 @@ class Interviewer:
                         return not guard.check(reply).problems and not end_checks(reply, released)
 
                     yield self._finish_shown(
-                        attempt, text, hard, problems, fallback, slot, course, acceptable
+                        attempt, text, hard, problems, questions, slot, course, acceptable
                     )
                     return
                 released += attempt.released
@@ -512,35 +514,41 @@ class Interviewer:
         text: str,
         hard: list[str],
         problems: list[str],
-        fallback: str,
+        questions: Sequence[str],
         slot: str,
         course: Course,
         acceptable: Callable[[str], bool],
     ) -> str:
-        """The rest of a reply whose unfinished sentence is already on screen."""
+        """The rest of a reply whose unfinished sentence is already on screen. ``questions``: the policy's
+        question, then any other question of ours the model was steered by."""
         log.info("interview_reply_kept", problems=problems, hard=bool(hard), slot=slot)
-        if hard:  # the checked words stay; what failed never shows, the policy asks instead
-            return self._go_on(attempt.released, fallback, course, acceptable)
+        copied = any(_rest_of(attempt.released, q) is not None for q in questions)
+        if hard or copied:  # what failed never shows (a copy's departure was held): the policy asks
+            return self._go_on(attempt.released, questions, course, acceptable)
         rest = text[len(attempt.released) :].rstrip()
         if "?" in text:
             return rest  # a question the end checks did not like, but it passed every prefix check
         if _SENTENCE_END.search(text):
-            return f"{rest} {fallback}"
-        return rest + self._go_on(text, fallback, course, acceptable)  # stopped without a question
+            return f"{rest} {questions[0]}"
+        return rest + self._go_on(text, questions, course, acceptable)  # stopped without a question
 
     @staticmethod
-    def _go_on(shown: str, question: str, course: Course, acceptable: Callable[[str], bool]) -> str:
+    def _go_on(
+        shown: str, questions: Sequence[str], course: Course, acceptable: Callable[[str], bool]
+    ) -> str:
         """What follows an unfinished sentence on screen to end the reply with one question, never the
-        same words twice: the rest of the policy's ``question`` when the screen shows its start; the
-        model's own question closed where it named the work ("What confuses you about Lab 5: Loop
-        Patterns" + " in particular?") when that passes the reply checks; else "… " and the question."""
-        if (rest := _rest_of(shown, question)) is not None:
-            return rest
+        same words twice: the rest of one of our ``questions`` (the policy's first) when the screen shows
+        its start; the model's own question closed where it named the work ("What confuses you about
+        Lab 5: Loop Patterns" + " in particular?") when that passes the reply checks; else "… " and the
+        policy's question."""
+        for question in questions:
+            if (rest := _rest_of(shown, question)) is not None:
+                return rest
         names = [a.title for a in course.assignments] + [t.title for t in course.topics]
         closing = _closed_at_name(shown, names)
         if closing and acceptable(shown + closing):
             return closing
-        return f"… {question}"
+        return f"… {questions[0]}"
 
     async def _stream_attempt(
         self,

@@ -164,6 +164,18 @@ def question(
     return second if variant == AGAIN else first
 
 
+# The deeper stuck-point steer, and the same ask as a question to the student: the small model often opens
+# its question with the steer's words ("Which exact step or idea ..."), and a copy that goes wrong is
+# completed with this question's rest
+DEEPER_AIM = "Ask which exact step or idea in what they described is hardest for them."
+DEEPER_AIM_QUESTION = "Which exact step or idea in what you described is hardest for you?"
+
+
+def aim_question(slot: str, variant: int) -> str | None:
+    """The turn's steer as a question to the student, when the model tends to copy the steer's words."""
+    return DEEPER_AIM_QUESTION if slot == "stuck_on" and variant == DEEPER else None
+
+
 def instruction(
     slot: str, course: Course, booking: Booking, facts: Facts, today: dt.date, variant: int = 0
 ) -> str:
@@ -173,7 +185,7 @@ def instruction(
         "issue": "Ask what they want help with.",
         "assignment": "Ask which assignment this is for.",
         "which_assignment": "Ask which of the two assignments it is.",
-        "stuck_on": "Ask which exact step or idea in what they described is hardest for them."
+        "stuck_on": DEEPER_AIM
         if variant == DEEPER
         else f"Ask which part of {what} is hardest for them."
         if what != "this"

@@ -123,13 +123,11 @@ def test_a_reply_copying_the_policys_question_is_held_where_it_turns_away_from_i
     """Word for word the policy's question streams; from the first word that departs from it (after five
     copied), the sentence waits until it ends and is judged. A copy that never departs is not held."""
     asked = "What have you tried so far on Problem Set 3: Hypothesis Tests?"
-    guard = PrefixGuard(system_prompt=SYSTEM, slot="attempts", question=asked)
+    guard = PrefixGuard(system_prompt=SYSTEM, slot="attempts", questions=[asked])
     copied = "What have you tried so far on Problem Set 3: Hypothesis "
     assert _shown(guard, copied) == copied.rstrip()  # the space waits: "Hypothesis" + "?" may end it
     assert _shown(guard, copied + "Tests sheet, which step ") == copied + "Tests"
-    assert (
-        _shown(guard, "What have you tried so far, and ") == "What have you tried so"
-    )  # "far," is not "far"
+    assert _shown(guard, "What have you tried so far, and ") == "What have you tried so far"  # the comma
     plain = PrefixGuard(system_prompt=SYSTEM, slot="attempts")
     three = "What have you already tried for "  # three words copied are no copy yet: nothing more is held
     assert _shown(guard, three) == _shown(plain, three) == "What have you already tried "
@@ -144,6 +142,23 @@ async def test_a_copy_of_the_policys_question_that_goes_wrong_ends_as_that_quest
     )
     _, outcome = await _turn(model, "ps3, p-values confuse me")
     assert outcome.reply == asked and len(model.calls) == 1
+
+
+async def test_a_copy_of_the_deeper_steers_words_that_goes_wrong_ends_as_the_steers_question() -> None:
+    """Asked one step deeper, the model often opens with the steer's own words ("Which exact step or
+    idea ..."): when it then goes wrong, the steer's question completes what is on screen; when it goes
+    on well, its own question stands."""
+    told = "I'm stuck on problem set 3, the t-test questions: I can't tell when the p-value means I should reject it."
+    aim = "Which exact step or idea in what you described is hardest for you?"
+    for said in (
+        "Which exact step or idea or example the the the?",
+        "Which exact step or idea, the answer is 0.05?",
+    ):
+        model = ScriptedModel(said, said)
+        _, outcome = await _turn(model, told)
+        assert outcome.reply == aim and len(model.calls) == 1
+    _, outcome = await _turn(ScriptedModel("Which exact step or idea of the t-test is hardest?"), told)
+    assert outcome.reply == "Which exact step or idea of the t-test is hardest?"
 
 
 def test_a_wrong_assignment_name_not_yet_shown_is_put_right() -> None:
