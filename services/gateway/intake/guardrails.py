@@ -16,6 +16,7 @@ import base64
 import re
 from collections.abc import Collection, Sequence
 from functools import lru_cache
+from itertools import pairwise
 from typing import Literal
 from urllib.parse import quote
 
@@ -24,7 +25,7 @@ import regex as _regex  # type: ignore[import-untyped]
 
 from services.coursepack import Course
 from services.gateway.intake.matching import assignments_named
-from services.gateway.intake.text import question_text, sentences, similar
+from services.gateway.intake.text import STOPWORDS, question_text, sentences, similar
 
 Kind = Literal["distress", "check_in", "injection", "homework", "person", "off_topic", "reschedule", "ok"]
 
@@ -524,6 +525,22 @@ def _garbled(text: str, *, unfinished: bool = False) -> bool:
     )
 
 
+def says_twice(text: str, names: Collection[str] = ()) -> bool:
+    """A pair of content words said twice in one sentence of a model reply: the small model going round
+    in circles ("Which notes or examples on the course notes on 'Significant figure rules' in the course
+    notes?", "... syllabus-related topics on the syllabus-related topics ..."). Pairs of the course's own
+    name words may come twice (a question naming two assignments)."""
+    for sentence in sentences(text):
+        pairs = [
+            pair
+            for pair in pairwise(_words(sentence))
+            if not any(w in STOPWORDS for w in pair) and not all(w in names for w in pair)
+        ]
+        if len(set(pairs)) < len(pairs):
+            return True
+    return False
+
+
 def repeats(text: str, previous: Sequence[str]) -> bool:
     """Whether any finished sentence of ``text`` says again a sentence the bot already said."""
     said = [s for p in previous for s in sentences(p)]
@@ -587,6 +604,8 @@ def check_reply(
     """
     names = _name_words(course) if course is not None else set()
     problems = check_partial(reply, system_prompt=system_prompt, previous=previous, names=names)
+    if "garbled" not in problems and says_twice(reply, names):
+        problems.append("garbled")
     if course is not None and not (slot == "assignment" and assignment is None):  # a candidate may be named
         named = assignments_named(reply, course)
         if len(named) == 1 and named != {assignment}:
@@ -680,6 +699,7 @@ class PrefixGuard:
         )
         self._said = [_words(s) for p in previous for s in sentences(p)]
         self._names = _assignment_names(course) if course is not None else []
+        self._name_set = names
 
     def check(self, text: str) -> Release:
         problems = self._problems(text)
@@ -721,7 +741,11 @@ class PrefixGuard:
             problems.append("repeat")
         if _ROLE.search(text):
             problems.append("role_marker")
-        if text.strip() and (_garbled(text, unfinished=True) or _mostly_unknown(words, self._known)):
+        if text.strip() and (
+            _garbled(text, unfinished=True)
+            or _mostly_unknown(words, self._known)
+            or says_twice(text, self._name_set)
+        ):
             problems.append("garbled")
         if _lecture(text):
             problems.append("lecture")

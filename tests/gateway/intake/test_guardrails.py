@@ -311,6 +311,11 @@ SYSTEM = (
         ("?? ## $$ %% ^^ &&?", "garbled"),
         ("What what what what have you tried?", "garbled"),
         ("What happens when you debug Lab 6: Debugging Practice: Lab 6: Debugging Practice?", "garbled"),
+        ("Which notes or examples on the course notes on 'Sampling' in the course notes?", "garbled"),
+        (
+            "What have you tried on the syllabus-related topics in the syllabus-related topics section?",
+            "garbled",
+        ),
         ("What would you like help with?", "repeat"),
         ("Do you like pizza or pasta for dinner?", "off_slot"),
     ],
@@ -332,6 +337,21 @@ def test_a_good_model_question_passes() -> None:
         )
         == []
     )
+
+
+def test_a_question_may_name_two_assignments_and_sentences_may_share_words() -> None:
+    """Going round in circles is a pair of content words said twice in one sentence: two assignments
+    named in one question share the course's name words, and two sentences may share any words."""
+    course = make_course()
+    for reply in (
+        "Is this about Problem Set 3: Hypothesis Tests or Problem Set 4: Regression?",
+        "Thanks, the p-value part helps. What have you tried on the p-value so far?",
+    ):
+        assert guardrails.check_reply(reply, system_prompt=SYSTEM, previous=[], course=course) == []
+    guard = guardrails.PrefixGuard(system_prompt=SYSTEM, course=course)
+    assert guard.check("Which notes on the course notes on sampling in the course notes ").problems == [
+        "garbled"
+    ]
 
 
 def test_other_people_spoken_of_as_they_are_fine() -> None:
