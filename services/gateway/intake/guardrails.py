@@ -662,8 +662,9 @@ class PrefixGuard:
     assignment's name, and a question sentence (it starts with a question word) until it has three words
     and one of the slot's words; with ``questions`` (the policy's own question for the turn, which the
     model was shown as its example, and any other question of ours it was steered by), a sentence that
-    copied the first five words or more of one is held from where it turns away from it. Checks that need the whole reply (one question, its slot, a paraphrased
-    repeat) are ``check_reply``'s, at the question mark.
+    copied the first five words or more of one is held from where it turns away from it. Checks that
+    need the whole reply (one question, its slot, a paraphrased repeat) are ``check_reply``'s, at the
+    question mark.
     """
 
     def __init__(

@@ -384,7 +384,8 @@ class Interviewer:
         user = prompt.student_turn(obs.clean_text or text, steer, material)
         pieces: list[str] = []
         aim = wording.aim_question(slot, variant)
-        async for piece in self._ask_model(state, user, slot, (fallback, *filter(None, [aim])), course):
+        questions = (fallback, aim) if aim else (fallback,)
+        async for piece in self._ask_model(state, user, slot, questions, course):
             if isinstance(piece, str):
                 pieces.append(piece)
             yield piece
