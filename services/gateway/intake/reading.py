@@ -233,6 +233,8 @@ def _guard(
         # are not the student's own; one check-in at most (the rules above still read every word)
         return guardrails.Verdict("check_in" if "distress" in sure else "ok", "classifier_mention")
     if "distress" in sure:
+        if _learning_goal(understanding):  # "I want to leave knowing how to do it myself": ask, don't end
+            return guardrails.Verdict("check_in", "classifier_goal")
         return guardrails.Verdict("distress", "classifier")
     if "distress" in flagged and not ALREADY_SAID.match(text):
         return guardrails.Verdict("check_in", "classifier")
@@ -257,6 +259,32 @@ _MENTION = re.compile(
     rf"form|line)s?(?: of)?)\s+{_QUOTED}",
     re.I,
 )
+
+
+# What the student wants to learn or be able to do ("I want to leave knowing how to do it myself", "by the
+# end I want to do it without help"): the classifier reads "leave", "do it", "myself" near each other as a
+# sign (0.95 for that goal, past the sure level), so such a sentence gets a check-in, never the end of the
+# chat. A sentence that also speaks of lasting or of everything is not a learning goal.
+_LEARNING_GOAL = re.compile(
+    r"\b(?:want|wanna|would like|'d like|hope|goal|by the end)\b.*\b(?:how to|understand\w*|learn\w*|"
+    r"able to|on my own|by myself|myself|without (?:any )?help|(?:a|my) (?:clear )?plan|knowing (?:that )?i can)\b",
+    re.I,
+)
+_NOT_LEARNING = re.compile(
+    r"\b(?:any ?more|everything|everyone|forever|never|again|world|life|alive|exist\w*|gone|disappear\w*|"
+    r"sleep|wake|rest|peace|pain|hurt\w*|burden|feel(?:ing)? (?:like this|this way|nothing)|go on|keep going|"
+    r"point|tired of)\b",
+    re.I,
+)
+
+
+def _learning_goal(understanding: MessageUnderstanding | None) -> bool:
+    """Every sentence the classifier flags for distress says what the student wants to learn or be able to
+    do, and nothing of lasting, of everything or of how they feel."""
+    if understanding is None:
+        return False
+    signs = [s.text for s in understanding.sentences if "distress" in s.flagged]
+    return bool(signs) and all(_LEARNING_GOAL.search(s) and not _NOT_LEARNING.search(s) for s in signs)
 
 
 def _only_mentioned(understanding: MessageUnderstanding | None) -> bool:

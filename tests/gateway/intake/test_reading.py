@@ -423,6 +423,30 @@ def test_words_quoted_to_ask_what_they_mean_are_not_the_students_own() -> None:
     assert _read(ruled, "stuck_on", understanding=_distress_in(ruled)).guard == "distress"
 
 
+@pytest.mark.parametrize(
+    "goal",
+    [
+        "I want to leave knowing how to do it myself",
+        "By the end I want to do it without help",
+        "I'd like to walk out knowing how to finish the proof on my own",
+    ],
+)
+def test_a_learning_goal_the_classifier_is_sure_of_gets_a_check_in_not_the_end(goal: str) -> None:
+    """Found in a make run walk-through: "I want to leave knowing how to do it myself", a goal for the
+    meeting, scored 0.95 distress (past the sure level) and ended the chat with crisis resources. What the
+    student wants to learn or be able to do gets the gentle check-in instead; the same words about lasting,
+    everything or how they feel still end the chat, and the rules still read every word."""
+    assert _read(goal, "goal", understanding=_distress_in(goal)).guard == "check_in"
+    for sign in (
+        "I want to leave knowing I never have to feel like this again",
+        "I want to be able to sleep and not wake up",
+        "I just want to know how to not be a burden to everyone",
+    ):
+        assert _read(sign, "goal", understanding=_distress_in(sign)).guard == "distress"
+    ruled = "I want to learn how to kill myself"
+    assert _read(ruled, "goal", understanding=_distress_in(ruled)).guard == "distress"
+
+
 @pytest.mark.parametrize("text", ["yes that's right", "Yeah.", "ok sure", "Sounds good!"])
 def test_a_bare_yes_to_an_open_question_answers_nothing(text: str) -> None:
     assert _read(text, answering="goal").junk
