@@ -700,7 +700,7 @@ class PrefixGuard:
         )
         self._said = [_words(s) for p in previous for s in sentences(p)]
         self._names = _assignment_names(course) if course is not None else []
-        self._name_set = names
+        self._course_words = names
 
     def check(self, text: str) -> Release:
         problems = self._problems(text)
@@ -745,7 +745,7 @@ class PrefixGuard:
         if text.strip() and (
             _garbled(text, unfinished=True)
             or _mostly_unknown(words, self._known)
-            or says_twice(text, self._name_set)
+            or says_twice(text, self._course_words)
         ):
             problems.append("garbled")
         if _lecture(text):
@@ -913,6 +913,7 @@ _TOKEN = re.compile(r"[\w'’-]+|[^\w\s]")
 
 
 def _common_start(a: Sequence[str], b: Sequence[str]) -> int:
+    """How many items two sequences share from their start (``os.path.commonprefix`` is for paths)."""
     return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
 
 

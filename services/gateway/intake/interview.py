@@ -146,6 +146,11 @@ def _rest_of(shown: str, question: str) -> str | None:
     return None
 
 
+def _our_rest(shown: str, questions: Sequence[str]) -> str | None:
+    """The rest of the first of our ``questions`` whose start the unfinished sentence on screen is."""
+    return next((rest for q in questions if (rest := _rest_of(shown, q)) is not None), None)
+
+
 _QUESTION_START = re.compile(
     r"(?:what|which|how|where|when|why|who|could|can|do|does|did|is|are|would)\b", re.I
 )
@@ -523,7 +528,7 @@ class Interviewer:
         """The rest of a reply whose unfinished sentence is already on screen. ``questions``: the policy's
         question, then any other question of ours the model was steered by."""
         log.info("interview_reply_kept", problems=problems, hard=bool(hard), slot=slot)
-        copied = any(_rest_of(attempt.released, q) is not None for q in questions)
+        copied = _our_rest(attempt.released, questions) is not None
         if hard or copied:  # what failed never shows (a copy's departure was held): the policy asks
             return self._go_on(attempt.released, questions, course, acceptable)
         rest = text[len(attempt.released) :].rstrip()
@@ -542,9 +547,8 @@ class Interviewer:
         its start; the model's own question closed where it named the work ("What confuses you about
         Lab 5: Loop Patterns" + " in particular?") when that passes the reply checks; else "… " and the
         policy's question."""
-        for question in questions:
-            if (rest := _rest_of(shown, question)) is not None:
-                return rest
+        if (rest := _our_rest(shown, questions)) is not None:
+            return rest
         names = [a.title for a in course.assignments] + [t.title for t in course.topics]
         closing = _closed_at_name(shown, names)
         if closing and acceptable(shown + closing):

@@ -14,7 +14,7 @@ mention ("not lab 3") counts against.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -278,21 +278,25 @@ _NOT_LEARNING = re.compile(
 )
 
 
-def _learning_goal(understanding: MessageUnderstanding | None) -> bool:
-    """Every sentence the classifier flags for distress says what the student wants to learn or be able to
-    do, and nothing of lasting, of everything or of how they feel."""
+def _every_sign(understanding: MessageUnderstanding | None, is_so: Callable[[str], bool]) -> bool:
+    """Whether there are sentences the classifier flags for distress and ``is_so`` holds for each."""
     if understanding is None:
         return False
     signs = [s.text for s in understanding.sentences if "distress" in s.flagged]
-    return bool(signs) and all(_LEARNING_GOAL.search(s) and not _NOT_LEARNING.search(s) for s in signs)
+    return bool(signs) and all(is_so(sign) for sign in signs)
+
+
+def _learning_goal(understanding: MessageUnderstanding | None) -> bool:
+    """Every sentence the classifier flags for distress says what the student wants to learn or be able to
+    do, and nothing of lasting, of everything or of how they feel."""
+    return _every_sign(
+        understanding, lambda s: bool(_LEARNING_GOAL.search(s)) and not _NOT_LEARNING.search(s)
+    )
 
 
 def _only_mentioned(understanding: MessageUnderstanding | None) -> bool:
     """Every sentence the classifier flags for distress quotes words to ask what they mean."""
-    if understanding is None:
-        return False
-    signs = [s.text for s in understanding.sentences if "distress" in s.flagged]
-    return bool(signs) and all(_MENTION.search(sign) for sign in signs)
+    return _every_sign(understanding, lambda s: bool(_MENTION.search(s)))
 
 
 def _check_in_answer(text: str, understanding: MessageUnderstanding | None) -> guardrails.Verdict:

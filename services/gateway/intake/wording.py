@@ -167,8 +167,9 @@ def question(
 # The deeper stuck-point steer, and the same ask as a question to the student: the small model often opens
 # its question with the steer's words ("Which exact step or idea ..."), and a copy that goes wrong is
 # completed with this question's rest
-DEEPER_AIM = "Ask which exact step or idea in what they described is hardest for them."
-DEEPER_AIM_QUESTION = "Which exact step or idea in what you described is hardest for you?"
+_DEEPER_ASK = "which exact step or idea in what {0} described is hardest for {1}"
+DEEPER_AIM = f"Ask {_DEEPER_ASK.format('they', 'them')}."
+DEEPER_AIM_QUESTION = f"{_DEEPER_ASK.format('you', 'you').capitalize()}?"
 
 
 def aim_question(slot: str, variant: int) -> str | None:
