@@ -528,8 +528,9 @@ class Interviewer:
         """The rest of a reply whose unfinished sentence is already on screen. ``questions``: the policy's
         question, then any other question of ours the model was steered by."""
         log.info("interview_reply_kept", problems=problems, hard=bool(hard), slot=slot)
-        copied = _our_rest(attempt.released, questions) is not None
-        if hard or copied:  # what failed never shows (a copy's departure was held): the policy asks
+        if (ours := _our_rest(attempt.released, questions)) is not None:
+            return ours  # a copy of our question on screen (where it turned away was held): ours ends it
+        if hard:  # the checked words stay; what failed never shows, the policy asks instead
             return self._go_on(attempt.released, questions, course, acceptable)
         rest = text[len(attempt.released) :].rstrip()
         if "?" in text:
